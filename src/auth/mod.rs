@@ -1,0 +1,1757 @@
+//! Verifies bearer tokens (JWT) and extracts the caller's user id.
+//!
+//! It does no I/O on the request path except the rate-limited JWKS refresh
+//! when a token names a key paygate does not know (see [`jwks`]). Everything
+//! a verification needs (keys, one `Validation` per allowed algorithm) is
+//! built once in [`Authenticator::new`].
+//!
+//! Invariants a change must not break:
+//! - The key is chosen by the algorithm family of the token header: HS* only
+//!   ever with the configured secret, asymmetric algorithms only with a
+//!   public key of the matching type. An HS256 token can therefore never be
+//!   checked against public key bytes used as an HMAC secret.
+//! - Only `ExpiredSignature`, reported after the signature was verified,
+//!   becomes [`AuthError::Expired`]; every other failure is
+//!   [`AuthError::Invalid`], so a forged token never learns more than
+//!   "invalid".
+
+pub mod jwks;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::{DecodeSliceError, Engine};
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderMap, HeaderValue};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::outbound::OutboundClient;
+use jwks::{Jwks, Lookup};
+
+/// Compiled [jwt] settings (the config module builds this; secrets already resolved from env).
+#[derive(Clone)]
+pub struct JwtSettings {
+    /// Allowlist: a token whose header names another algorithm is invalid.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// HS* shared secret.
+    pub secret: Option<Vec<u8>>,
+    /// RS*/PS*/ES*/EdDSA static public key (PEM contents).
+    pub public_key_pem: Option<Vec<u8>>,
+    /// Where the identity provider publishes its keys (refreshed, kid-aware).
+    pub jwks_url: Option<String>,
+    /// Required `iss` value, when set.
+    pub issuer: Option<String>,
+    /// Required member of `aud`, when set.
+    pub audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub leeway: u64,
+    /// The claim holding the app's user id, e.g. "sub" or "user_id".
+    pub user_claim: String,
+    /// Cookie that may carry the token when no bearer header does.
+    pub cookie: Option<String>,
+    /// Periodic JWKS refresh interval (default 5m).
+    pub jwks_refresh: std::time::Duration,
+    /// Minimum time between refreshes triggered by an unknown kid (default 30s).
+    pub jwks_cooldown: std::time::Duration,
+}
+
+/// Written by hand rather than derived so that the HMAC secret never ends up
+/// in a log line or a panic message through `{:?}`.
+impl fmt::Debug for JwtSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtSettings")
+            .field("algorithms", &self.algorithms)
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .field(
+                "public_key_pem",
+                &self.public_key_pem.as_ref().map(|k| k.len()),
+            )
+            .field("jwks_url", &self.jwks_url)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway", &self.leeway)
+            .field("user_claim", &self.user_claim)
+            .field("cookie", &self.cookie)
+            .field("jwks_refresh", &self.jwks_refresh)
+            .field("jwks_cooldown", &self.jwks_cooldown)
+            .finish()
+    }
+}
+
+/// Who a valid token says the caller is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user claim, as a string whether the token held a string or an integer.
+    pub user_id: String,
+    /// `exp` claim, unix seconds
+    pub expires_at: i64,
+}
+
+/// Why a request has no usable identity; each maps to one SPEC §4 response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token in the request (`UNAUTHENTICATED`).
+    #[error("no bearer token")]
+    Missing,
+    /// Malformed, badly signed, or failing a claim check (`INVALID_TOKEN`);
+    /// the reason is for logs, not for the client.
+    #[error("invalid token: {0}")]
+    Invalid(&'static str),
+    /// Validly signed but past `exp` plus leeway (`TOKEN_EXPIRED`).
+    #[error("token expired")]
+    Expired,
+}
+
+/// Finds the token: `Authorization: Bearer <t>` (scheme case-insensitive)
+/// wins over the cookie.
+///
+/// SPEC §9 says that an `Authorization` header with another scheme "counts
+/// as no token". We read that as: such a header contributes no token, so a
+/// token in the configured cookie is still used, and only without one is
+/// the result `None` (answered `UNAUTHENTICATED`). Browsers send
+/// `Authorization: Basic` on their own to sites behind HTTP basic auth (a
+/// common way to fence off a staging deployment) while the app's session
+/// token rides in the cookie; refusing those requests would lock users out,
+/// and honouring the cookie gives a caller nothing they could not get by
+/// leaving the header off. A `Bearer` header with an empty token is treated
+/// the same way. Only the first `Authorization` header is looked at, as the
+/// header may not be repeated.
+pub fn extract_token<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Option<&'a str> {
+    if let Some(token) = headers.get(AUTHORIZATION).and_then(bearer_token) {
+        return Some(token);
+    }
+    let name = cookie?;
+    // HTTP/2 clients may split cookies over several `Cookie` headers.
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            if key.trim() != name {
+                return None;
+            }
+            let value = value.trim();
+            // RFC 6265 allows a cookie value wrapped in double quotes.
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            (!value.is_empty()).then_some(value)
+        })
+}
+
+/// The token of an `Authorization: Bearer <token>` header value, if it is one.
+fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    let value = value.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Longest token `verify` looks at. Real tokens are well under 2 KiB; the
+/// cap keeps a giant header value from costing a large base64 decode before
+/// it is refused.
+const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Verifies tokens against the configured keys. Send + Sync; share it
+/// through an `Arc`.
+pub struct Authenticator {
+    settings: JwtSettings,
+    /// One entry per allowed algorithm, in allowlist order. A short vector
+    /// scanned linearly beats a map for the at most twelve algorithms there
+    /// are.
+    algorithms: Vec<AlgorithmEntry>,
+    /// Present when `jwks_url` is set. In an `Arc` so that the refresher task
+    /// can hold a weak reference and stop once the authenticator is gone.
+    jwks: Option<Arc<Jwks>>,
+    /// Makes a second `spawn_refresher` call a no-op instead of a second
+    /// refresh loop.
+    refresher_started: AtomicBool,
+}
+
+/// What verifying a token of one algorithm needs, prepared once.
+struct AlgorithmEntry {
+    alg: Algorithm,
+    /// Lists this algorithm only: jsonwebtoken requires every algorithm of a
+    /// `Validation` to share the key's family, and checks the header against
+    /// the list once more.
+    validation: Validation,
+    /// The secret for HS*, the static public key of this family for the
+    /// others (None when the keys come from the JWKS only).
+    static_key: Option<DecodingKey>,
+}
+
+/// The parts of a token header needed to pick a key.
+struct TokenHeader {
+    alg: Algorithm,
+    /// Kept only for asymmetric algorithms, the only ones that use it, so
+    /// that an HS token's header costs no allocation.
+    kid: Option<String>,
+}
+
+impl Authenticator {
+    /// Builds key material; when jwks_url is set, fetches it once (an error is
+    /// returned only for static-key problems; a JWKS fetch failure at start is
+    /// logged with tracing::warn and retried by the refresher, tokens fail as
+    /// Invalid until keys exist).
+    pub async fn new(settings: JwtSettings, http: OutboundClient) -> Result<Self, String> {
+        if settings.algorithms.is_empty() {
+            return Err("jwt.algorithms: the allowlist is empty".to_owned());
+        }
+        let hmac_key = match settings.secret.as_deref() {
+            Some([]) => return Err("jwt.secret: the secret is empty".to_owned()),
+            Some(secret) => Some(DecodingKey::from_secret(secret)),
+            None => None,
+        };
+        let public_keys = match settings.public_key_pem.as_deref() {
+            Some(pem) => parse_public_pem(pem)?,
+            None => Vec::new(),
+        };
+
+        let mut algorithms: Vec<AlgorithmEntry> = Vec::with_capacity(settings.algorithms.len());
+        for &alg in &settings.algorithms {
+            if algorithms.iter().any(|entry| entry.alg == alg) {
+                continue;
+            }
+            let family = alg.family();
+            let static_key = if family == AlgorithmFamily::Hmac {
+                let key = hmac_key.clone().ok_or_else(|| {
+                    format!("jwt.algorithms: {alg:?} is allowed but no jwt secret is configured")
+                })?;
+                Some(key)
+            } else {
+                let key = public_keys.iter().find(|k| k.family() == family).cloned();
+                if key.is_none() && settings.jwks_url.is_none() {
+                    return Err(format!(
+                        "jwt.algorithms: {alg:?} is allowed but neither a public key of that type \
+                         (public_key_file) nor jwks_url is configured"
+                    ));
+                }
+                key
+            };
+            algorithms.push(AlgorithmEntry {
+                alg,
+                validation: validation_for(alg, &settings),
+                static_key,
+            });
+        }
+        if !public_keys.is_empty()
+            && algorithms
+                .iter()
+                .all(|e| e.alg.family() == AlgorithmFamily::Hmac)
+        {
+            tracing::warn!(
+                "jwt public key is configured but jwt.algorithms allows only HS*; it is unused"
+            );
+        }
+
+        let jwks = match &settings.jwks_url {
+            Some(url) => {
+                if url.starts_with("http://") {
+                    tracing::warn!(%url, "jwt.jwks_url uses plain http: the keys can be tampered with in transit");
+                }
+                let jwks = Arc::new(Jwks::new(url.clone(), http, settings.jwks_cooldown));
+                if jwks.refresh().await.is_err() {
+                    // The failure itself is logged by the fetch.
+                    tracing::warn!(%url, "no JWKS keys at start; tokens signed with them are invalid until a refresh succeeds");
+                }
+                Some(jwks)
+            }
+            None => None,
+        };
+
+        Ok(Authenticator {
+            settings,
+            algorithms,
+            jwks,
+            refresher_started: AtomicBool::new(false),
+        })
+    }
+
+    /// Spawns the periodic JWKS refresher (no-op without jwks_url). Call once after new().
+    ///
+    /// After a failed refresh (or when start-up found no keys) the next try
+    /// comes after `jwks_cooldown` instead of a whole `jwks_refresh` period.
+    /// The task ends by itself once the authenticator is dropped. Must be
+    /// called inside a Tokio runtime.
+    pub fn spawn_refresher(self: &std::sync::Arc<Self>) {
+        let Some(jwks) = &self.jwks else { return };
+        if self.refresher_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // A zero or tiny interval would turn the refresher into a busy loop
+        // against the identity provider, so both delays have a floor.
+        const FLOOR: Duration = Duration::from_secs(1);
+        let period = self.settings.jwks_refresh.max(FLOOR);
+        let retry = self.settings.jwks_cooldown.min(period).max(FLOOR);
+        let mut delay = if jwks.current().is_empty() {
+            retry
+        } else {
+            period
+        };
+        let jwks = Arc::downgrade(jwks);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(delay).await;
+                let Some(jwks) = jwks.upgrade() else { return };
+                delay = match jwks.refresh().await {
+                    Ok(_) => period,
+                    Err(_) => retry,
+                };
+            }
+        });
+    }
+
+    /// Verifies `token` and returns who it identifies. Expired (beyond the
+    /// leeway, signature valid) is [`AuthError::Expired`]; anything else
+    /// wrong is [`AuthError::Invalid`].
+    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(AuthError::Invalid("token too large"));
+        }
+        let header = peek_header(token)?;
+        let entry = self
+            .algorithms
+            .iter()
+            .find(|entry| entry.alg == header.alg)
+            .ok_or(AuthError::Invalid("algorithm not allowed"))?;
+
+        // HS* never looks at the JWKS, and a static key is used when there is
+        // no JWKS or the token does not name a key: a token that names one
+        // is meant for the provider's key set.
+        let use_static = header.alg.family() == AlgorithmFamily::Hmac
+            || (entry.static_key.is_some() && (self.jwks.is_none() || header.kid.is_none()));
+        if use_static {
+            let key = entry
+                .static_key
+                .as_ref()
+                .ok_or(AuthError::Invalid("no key for algorithm"))?;
+            return self.decode(token, key, entry);
+        }
+        let Some(jwks) = &self.jwks else {
+            return Err(AuthError::Invalid("no key for algorithm"));
+        };
+
+        let kid = header.kid.as_deref();
+        let (seen_attempts, keys) = jwks.snapshot();
+        match keys.find(header.alg, kid) {
+            Lookup::Found(key) => return self.decode(token, key, entry),
+            Lookup::WrongAlgorithm => {
+                return Err(AuthError::Invalid("key does not match algorithm"))
+            }
+            Lookup::NotFound => {}
+        }
+        // The snapshot is dropped before waiting, so a refresh is never kept
+        // from freeing the old set by a request parked here.
+        drop(keys);
+        let keys = jwks.refresh_on_miss(seen_attempts).await;
+        match keys.find(header.alg, kid) {
+            Lookup::Found(key) => self.decode(token, key, entry),
+            Lookup::WrongAlgorithm => Err(AuthError::Invalid("key does not match algorithm")),
+            Lookup::NotFound => Err(AuthError::Invalid("unknown key id")),
+        }
+    }
+
+    /// The settings this authenticator was built from.
+    pub fn settings(&self) -> &JwtSettings {
+        &self.settings
+    }
+
+    /// Checks signature and registered claims with jsonwebtoken, then reads
+    /// the identity from the (now trusted) payload.
+    fn decode(
+        &self,
+        token: &str,
+        key: &DecodingKey,
+        entry: &AlgorithmEntry,
+    ) -> Result<Identity, AuthError> {
+        // `IgnoredAny` makes jsonwebtoken skip building a claims value: the
+        // one claim paygate needs has a configurable name, which a derived
+        // struct cannot express, and a `serde_json::Map` would allocate
+        // every claim of every request.
+        jsonwebtoken::decode::<IgnoredAny>(token, key, &entry.validation).map_err(map_jwt_error)?;
+        read_identity(token, &self.settings.user_claim)
+    }
+}
+
+/// The `Validation` for tokens of `alg`, following the [jwt] settings.
+fn validation_for(alg: Algorithm, settings: &JwtSettings) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.leeway = settings.leeway;
+    validation.validate_exp = true;
+    // jsonwebtoken ignores `nbf` unless asked to.
+    validation.validate_nbf = true;
+    let mut required = vec!["exp"];
+    if let Some(issuer) = &settings.issuer {
+        validation.set_issuer(&[issuer]);
+        // A configured issuer must be asserted, not merely not contradicted.
+        required.push("iss");
+    }
+    match &settings.audience {
+        Some(audience) => {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        // Without a configured audience the claim is not checked at all;
+        // jsonwebtoken would otherwise reject every token that carries one.
+        None => validation.validate_aud = false,
+    }
+    validation.set_required_spec_claims(&required);
+    validation
+}
+
+/// The static public keys a PEM yields: tried as RSA, EC and Ed25519, since
+/// the settings do not say which it is. Err when it is none of them.
+fn parse_public_pem(pem: &[u8]) -> Result<Vec<DecodingKey>, String> {
+    let keys: Vec<DecodingKey> = [
+        DecodingKey::from_rsa_pem(pem),
+        DecodingKey::from_ec_pem(pem),
+        DecodingKey::from_ed_pem(pem),
+    ]
+    .into_iter()
+    .filter_map(Result::ok)
+    .collect();
+    if keys.is_empty() {
+        return Err("jwt.public_key_file: not a PEM RSA, EC or Ed25519 public key".to_owned());
+    }
+    Ok(keys)
+}
+
+/// Reads algorithm and key id from the token header without allocating for
+/// HS tokens. jsonwebtoken parses the header again when verifying and
+/// refuses the token unless it names the same algorithm, so the two parses
+/// cannot disagree in a way that matters.
+fn peek_header(token: &str) -> Result<TokenHeader, AuthError> {
+    #[derive(Deserialize)]
+    struct RawHeader<'a> {
+        #[serde(borrow)]
+        alg: Cow<'a, str>,
+        #[serde(borrow, default)]
+        kid: Option<Cow<'a, str>>,
+        /// RFC 7515 §4.1.11: a token listing critical extensions must be
+        /// rejected by a verifier that does not implement them, and paygate
+        /// implements none.
+        #[serde(default)]
+        crit: Option<IgnoredAny>,
+    }
+
+    let (segment, _) = token
+        .split_once('.')
+        .ok_or(AuthError::Invalid("malformed token"))?;
+    with_b64_decoded(segment, |json| {
+        let raw: RawHeader<'_> =
+            serde_json::from_slice(json).map_err(|_| AuthError::Invalid("malformed token"))?;
+        if raw.crit.is_some() {
+            return Err(AuthError::Invalid("unsupported critical header"));
+        }
+        // "none" is no algorithm jsonwebtoken knows, so unsigned tokens end
+        // here whatever the allowlist says.
+        let alg = Algorithm::from_str(&raw.alg)
+            .map_err(|_| AuthError::Invalid("algorithm not allowed"))?;
+        let kid = match alg.family() {
+            AlgorithmFamily::Hmac => None,
+            _ => raw.kid.map(Cow::into_owned),
+        };
+        Ok(TokenHeader { alg, kid })
+    })
+    .unwrap_or(Err(AuthError::Invalid("malformed token")))
+}
+
+/// Reads user id and expiry from the payload of a token whose signature and
+/// registered claims were already verified.
+fn read_identity(token: &str, user_claim: &str) -> Result<Identity, AuthError> {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or(AuthError::Invalid("malformed token"))?;
+    let found = with_b64_decoded(payload, |json| {
+        let mut deserializer = serde_json::Deserializer::from_slice(json);
+        let found = ClaimsSeed { user_claim }.deserialize(&mut deserializer)?;
+        deserializer.end()?;
+        Ok::<_, serde_json::Error>(found)
+    })
+    .ok_or(AuthError::Invalid("malformed token"))?
+    .map_err(|_| AuthError::Invalid("malformed claims"))?;
+
+    if found.duplicate_user {
+        // Two values for the user claim: which one counts would depend on
+        // the parser, so neither does.
+        return Err(AuthError::Invalid("duplicate user claim"));
+    }
+    let user_id = found
+        .user
+        .unwrap_or(Err("missing user claim"))
+        .map_err(AuthError::Invalid)?;
+    let expires_at = found.exp.ok_or(AuthError::Invalid("missing exp"))?;
+    Ok(Identity {
+        user_id,
+        expires_at,
+    })
+}
+
+/// Calls `f` with the base64url-decoded `segment`, or returns None when it
+/// is not valid base64url. JWT segments are small, so they are decoded into
+/// a stack buffer, which keeps the hot path free of a heap allocation; an
+/// unusually large one (a header carrying a certificate chain) falls back to
+/// the heap.
+fn with_b64_decoded<R>(segment: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    let mut buf = [0u8; 1024];
+    match URL_SAFE_NO_PAD.decode_slice(segment, &mut buf) {
+        Ok(len) => Some(f(&buf[..len])),
+        Err(DecodeSliceError::OutputSliceTooSmall) => URL_SAFE_NO_PAD
+            .decode(segment)
+            .ok()
+            .map(|decoded| f(&decoded)),
+        Err(DecodeSliceError::DecodeError(_)) => None,
+    }
+}
+
+/// Maps jsonwebtoken's verdict to ours: expired is the only distinct case.
+fn map_jwt_error(err: jsonwebtoken::errors::Error) -> AuthError {
+    let reason = match err.kind() {
+        ErrorKind::ExpiredSignature => return AuthError::Expired,
+        ErrorKind::InvalidSignature => "bad signature",
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => "algorithm not allowed",
+        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+            "exp" => "missing exp",
+            "iss" => "missing iss",
+            "aud" => "missing aud",
+            _ => "missing required claim",
+        },
+        ErrorKind::InvalidClaimFormat(_) => "malformed claim",
+        ErrorKind::ImmatureSignature => "token not yet valid",
+        ErrorKind::InvalidIssuer => "wrong issuer",
+        ErrorKind::InvalidAudience => "wrong audience",
+        ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidEddsaKey
+        | ErrorKind::InvalidKeyFormat => {
+            // The token cannot be checked because a configured or published
+            // key is broken: that is the operator's problem to see.
+            tracing::warn!(error = %err, "JWT verification key is unusable");
+            "unusable verification key"
+        }
+        ErrorKind::InvalidToken
+        | ErrorKind::Base64(_)
+        | ErrorKind::Json(_)
+        | ErrorKind::Utf8(_) => "malformed token",
+        _ => "invalid token",
+    };
+    AuthError::Invalid(reason)
+}
+
+/// For `paygate token`: mints an HS* token (first HS algorithm in the allowlist) with claims {user_claim: user, exp: now+ttl, iat: now, iss?, aud?}. Err when no HS secret/algorithm is configured ("refuses when only public keys are configured").
+///
+/// The user id is written as a JSON string; `verify` accepts strings and
+/// integers alike, so this round-trips whatever the app's ids look like.
+pub fn mint_token(
+    settings: &JwtSettings,
+    user: &str,
+    ttl: std::time::Duration,
+) -> Result<String, String> {
+    let alg = settings
+        .algorithms
+        .iter()
+        .copied()
+        .find(|alg| alg.family() == AlgorithmFamily::Hmac)
+        .ok_or("jwt.algorithms has no HS* algorithm: paygate can only mint tokens with a shared secret")?;
+    let secret = settings
+        .secret
+        .as_deref()
+        .filter(|secret| !secret.is_empty())
+        .ok_or("no jwt secret is configured: paygate can only mint tokens with a shared secret")?;
+    if user.is_empty() {
+        return Err("the user id is empty".to_owned());
+    }
+    if ["exp", "iat", "nbf", "iss", "aud"].contains(&settings.user_claim.as_str()) {
+        return Err(format!(
+            "jwt.user_claim {:?} collides with a registered claim",
+            settings.user_claim
+        ));
+    }
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| "the system clock is before 1970".to_owned())?
+        .as_secs();
+    let mut claims = serde_json::Map::new();
+    claims.insert(settings.user_claim.clone(), user.into());
+    claims.insert("exp".to_owned(), now.saturating_add(ttl.as_secs()).into());
+    claims.insert("iat".to_owned(), now.into());
+    if let Some(issuer) = &settings.issuer {
+        claims.insert("iss".to_owned(), issuer.as_str().into());
+    }
+    if let Some(audience) = &settings.audience {
+        claims.insert("aud".to_owned(), audience.as_str().into());
+    }
+    jsonwebtoken::encode(
+        &Header::new(alg),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .map_err(|e| format!("signing the token failed: {e}"))
+}
+
+/// Deserializes a claims object, keeping only the user claim and `exp` and
+/// skipping every other value without building it.
+struct ClaimsSeed<'c> {
+    user_claim: &'c str,
+}
+
+#[derive(Default)]
+struct ClaimsFound {
+    /// The user id, or why the claim's value cannot be one.
+    user: Option<Result<String, &'static str>>,
+    duplicate_user: bool,
+    exp: Option<i64>,
+}
+
+impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
+    type Value = ClaimsFound;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<ClaimsFound, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ClaimsSeed<'_> {
+    type Value = ClaimsFound;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of claims")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClaimsFound, A::Error> {
+        let mut found = ClaimsFound::default();
+        while let Some(name) = map.next_key_seed(ClaimName {
+            user_claim: self.user_claim,
+        })? {
+            if !name.is_user && !name.is_exp {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let value: ClaimValue = map.next_value()?;
+            if name.is_exp {
+                found.exp = value.as_unix_seconds();
+            }
+            if name.is_user {
+                found.duplicate_user |= found.user.is_some();
+                found.user = Some(value.into_user_id());
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Classifies a claim name without allocating it.
+struct ClaimName<'c> {
+    user_claim: &'c str,
+}
+
+struct ClaimNameIs {
+    is_user: bool,
+    is_exp: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for ClaimName<'_> {
+    type Value = ClaimNameIs;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<ClaimNameIs, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ClaimName<'_> {
+    type Value = ClaimNameIs;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a claim name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<ClaimNameIs, E> {
+        Ok(ClaimNameIs {
+            is_user: name == self.user_claim,
+            is_exp: name == "exp",
+        })
+    }
+}
+
+/// The value of the user claim or of `exp`, whatever its JSON type.
+enum ClaimValue {
+    Str(String),
+    Signed(i64),
+    Unsigned(u64),
+    Float(f64),
+    /// null, a boolean, an array or an object.
+    Other,
+}
+
+impl ClaimValue {
+    fn into_user_id(self) -> Result<String, &'static str> {
+        match self {
+            ClaimValue::Str(s) if s.is_empty() => Err("empty user claim"),
+            // The id travels on in a request header and into store keys,
+            // where control characters could split or forge lines.
+            ClaimValue::Str(s) if s.chars().any(|c| c.is_ascii_control()) => {
+                Err("user claim contains control characters")
+            }
+            ClaimValue::Str(s) => Ok(s),
+            ClaimValue::Signed(n) => Ok(n.to_string()),
+            ClaimValue::Unsigned(n) => Ok(n.to_string()),
+            ClaimValue::Float(_) | ClaimValue::Other => {
+                Err("user claim is not a string or integer")
+            }
+        }
+    }
+
+    /// `exp` as unix seconds. jsonwebtoken has already checked it is a
+    /// non-negative number (it rounds fractional ones, and so do we).
+    fn as_unix_seconds(&self) -> Option<i64> {
+        match *self {
+            ClaimValue::Signed(n) => Some(n),
+            ClaimValue::Unsigned(n) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
+            // `as` saturates, which is the right answer for an absurd expiry.
+            ClaimValue::Float(f) if f.is_finite() => Some(f.round() as i64),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ClaimValue {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ClaimValueVisitor)
+    }
+}
+
+struct ClaimValueVisitor;
+
+impl<'de> Visitor<'de> for ClaimValueVisitor {
+    type Value = ClaimValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ClaimValue, E> {
+        Ok(ClaimValue::Str(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<ClaimValue, E> {
+        Ok(ClaimValue::Str(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<ClaimValue, E> {
+        Ok(ClaimValue::Signed(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<ClaimValue, E> {
+        Ok(ClaimValue::Unsigned(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<ClaimValue, E> {
+        Ok(ClaimValue::Float(v))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<ClaimValue, E> {
+        Ok(ClaimValue::Other)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<ClaimValue, E> {
+        Ok(ClaimValue::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ClaimValue, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(ClaimValue::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClaimValue, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(ClaimValue::Other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jwks::test_server::JwksServer;
+    use super::*;
+    use serde_json::{json, Value};
+    use tokio::task::JoinSet;
+
+    const SECRET: &[u8] = b"test-secret-of-a-reasonable-length!";
+
+    // Throwaway keys generated once with openssl for these tests only.
+    const RSA_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQC3V0TQfpQC0+sU
+CMPlOz33SCOox0h6NSEMTg6zxioi9TDQR1+gN3ExfB/fD1PpqFiv0TY9eQj0sXqo
+ZIZ9n3fc3vMSqrD4ingzQ2brPF1BVxaVw0DbXFxHkDyn8AI9ScYIlRYlkkpU3+fT
+ieOff8PB2Briuat8WmTrFRTxt2JDbxgcezJ6DCNKRV6mCs2HXoUWJDwljIpx8YyK
+LM7XwwhKLsqWgpXj7YNSZYZ9RgQah49qDFVotYwq+4nHEiDnShPHtkILJoQT8Tz1
+zryuygzOrzE7e3w15ZQhpeZzh6aV2YJjDXWbmWd4WWiRxJyguKrZIpsEtywEBSqr
+Kgxc7BIdAgMBAAECgf9p5VGJZlDx+AUuyZZ/Cl+gl0DzIZ3VJm19LIprS+fT+KuM
+kz/IH4XAYsBntJVBv3xDjKqcacVBDAtIdIh2XRWcSbn/hvmRNg2Qi50lyTltJTC1
+cn8GdBMpZRfXl7r1jqncOeovBbqnKNTx+1QZhFlCiWeZXyYsLsIQCU4g3x6gdJmj
+/Ke2puvE8ixOH7++TGhC+ggVroW3R6HsPJgV5OrRspuggXeG+XIEgysaOerlA7Vk
+hckwkFOOTh9AAIWPheX1KbJi4WVW8/uMAxWCgs8wCb3MI1c2iz0jnvGNRpgoITG8
+RxaFq0kNnOBDZcItIk0QN5V3Rlitc+3h2meLGWECgYEA9pnYqcznFkWuuFbO4aw4
+5nnBtrt2Vo7qrqynF7SIeyM/VRYEIy7s+BvrCbnXSsu9KAz0eLRtMNSKHYXMysMU
+eecizPYbPxyJyGOr3Oibmi6GErHxVZB15ZYlJ8CoDcFLgqM6vDlLBDIF7mk1KcKs
+xu2eLvZ+CPcucgLXxgEO888CgYEAvlQtMBnNTyreX/r+lv+s1CXu0EKWg3EGejUh
+kmW6rsbS6+TtTZyVWPDfEUWvzExwEh3SPgnubWqNpHdAcMVbf5THaUHgJmT7L9CM
+46zutlZyDeXqiMz4Rpe/jSAhU/oXGSekonv/AMx5dH+MBrU+zv9HduoSUpkDgHYo
+2X6wGlMCgYEAu3YgepRFZ2z5cTCsfGmLp8kPNXY0c4CZbsfZDfAzgEg/MNNXuddG
+VSYD+pTH0RgoZ3XRsqCWEPTBOcgo8kpyGmlWzzCXbdan9ymt0HUTNJYBXdzfdQgo
+V6tX+2w9VJeIa3rif4ueN0Y/tAlOXLyc02x3P4QqM26UZB89IExVrYkCgYEAjPDi
+wZLp0W1KXUMN0p2kyzkH3trggJdrF4ZOxQ1mL9T2Dk9pVybUBZfhZ/X119Dm0NOa
+g+xwzj+wghD4/El5l0GCZbStm2D+DYtfOZ4u64GaViZjBkjatdPbulMHuxsgjbUo
+mlY+IMZKTnXBKJqA12J89lchmF7NFAzr9Rt2pxcCgYBegOy23CmJAicc4Wn6dTcZ
+E75nVkAXc6wF+3bZIxHe3ZT1LdjygWrp4BXbIsIikqShCR918gUHsczBaZo7RMeF
+1nu4np/B/MopTmhJWg4+8EcRfNbr4dMpciHBDUaz8dGFdBXTdpBnBjNiHBm4ZRZg
+bRjul2IdL3d1Uzc3U40UTg==
+-----END PRIVATE KEY-----
+";
+    const RSA_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAt1dE0H6UAtPrFAjD5Ts9
+90gjqMdIejUhDE4Os8YqIvUw0EdfoDdxMXwf3w9T6ahYr9E2PXkI9LF6qGSGfZ93
+3N7zEqqw+Ip4M0Nm6zxdQVcWlcNA21xcR5A8p/ACPUnGCJUWJZJKVN/n04njn3/D
+wdga4rmrfFpk6xUU8bdiQ28YHHsyegwjSkVepgrNh16FFiQ8JYyKcfGMiizO18MI
+Si7KloKV4+2DUmWGfUYEGoePagxVaLWMKvuJxxIg50oTx7ZCCyaEE/E89c68rsoM
+zq8xO3t8NeWUIaXmc4emldmCYw11m5lneFlokcScoLiq2SKbBLcsBAUqqyoMXOwS
+HQIDAQAB
+-----END PUBLIC KEY-----
+";
+    const RSA_N: &str = "t1dE0H6UAtPrFAjD5Ts990gjqMdIejUhDE4Os8YqIvUw0EdfoDdxMXwf3w9T6ahYr9E2PXkI9LF6qGSGfZ933N7zEqqw-Ip4M0Nm6zxdQVcWlcNA21xcR5A8p_ACPUnGCJUWJZJKVN_n04njn3_Dwdga4rmrfFpk6xUU8bdiQ28YHHsyegwjSkVepgrNh16FFiQ8JYyKcfGMiizO18MISi7KloKV4-2DUmWGfUYEGoePagxVaLWMKvuJxxIg50oTx7ZCCyaEE_E89c68rsoMzq8xO3t8NeWUIaXmc4emldmCYw11m5lneFlokcScoLiq2SKbBLcsBAUqqyoMXOwSHQ";
+
+    const EC1_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQglgzzXhnQasGPTfox
+J/vR8Wfws++xoHzbw0HaWmbl6cuhRANCAARE5X1qKcVOIvK8LjYMqVu1EswJ4uw9
+np24H32rxP0QeP3Sger/gYqnlYmY1E743lsrXBTGIaV4hm4yJmZpFg+9
+-----END PRIVATE KEY-----
+";
+    const EC1_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEROV9ainFTiLyvC42DKlbtRLMCeLs
+PZ6duB99q8T9EHj90oHq/4GKp5WJmNRO+N5bK1wUxiGleIZuMiZmaRYPvQ==
+-----END PUBLIC KEY-----
+";
+    const EC1_X: &str = "ROV9ainFTiLyvC42DKlbtRLMCeLsPZ6duB99q8T9EHg";
+    const EC1_Y: &str = "_dKB6v-BiqeViZjUTvjeWytcFMYhpXiGbjImZmkWD70";
+
+    const EC2_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgkl9ZK1/3FnPK+V8h
+jVqZcaZx14XEfiLt3N/UN4lhBJChRANCAASMg10ayB4IZmWAV9EcWxXiLxtbMnLE
+rbsIatIOjSnvYsgaOysnbt+diRXFYdO/cLZCQB5THcF8asLV3ZSvdFxM
+-----END PRIVATE KEY-----
+";
+    const EC2_X: &str = "jINdGsgeCGZlgFfRHFsV4i8bWzJyxK27CGrSDo0p72I";
+    const EC2_Y: &str = "yBo7Kydu352JFcVh079wtkJAHlMdwXxqwtXdlK90XEw";
+
+    const ED_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIHLLhcpKWMHW0RpY3kHfl8+yNE3XsuOIrLrR/1L9nXyI
+-----END PRIVATE KEY-----
+";
+    const ED_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
+-----END PUBLIC KEY-----
+";
+    const ED_X: &str = "SU45WxP9f4gDsytCFYdlijCNdV_gJZpdoeyITByUeXM";
+
+    fn now() -> i64 {
+        jsonwebtoken::get_current_timestamp() as i64
+    }
+
+    fn settings(algorithms: &[Algorithm]) -> JwtSettings {
+        JwtSettings {
+            algorithms: algorithms.to_vec(),
+            secret: Some(SECRET.to_vec()),
+            public_key_pem: None,
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            leeway: 0,
+            user_claim: "sub".to_owned(),
+            cookie: None,
+            jwks_refresh: Duration::from_secs(300),
+            jwks_cooldown: Duration::from_secs(30),
+        }
+    }
+
+    fn public_key_settings(algorithm: Algorithm, pem: &str) -> JwtSettings {
+        JwtSettings {
+            secret: None,
+            public_key_pem: Some(pem.as_bytes().to_vec()),
+            ..settings(&[algorithm])
+        }
+    }
+
+    fn jwks_settings(url: String, algorithms: &[Algorithm]) -> JwtSettings {
+        JwtSettings {
+            secret: None,
+            jwks_url: Some(url),
+            ..settings(algorithms)
+        }
+    }
+
+    async fn authenticator(settings: JwtSettings) -> Authenticator {
+        Authenticator::new(settings, OutboundClient::new(Duration::from_secs(5)))
+            .await
+            .expect("authenticator")
+    }
+
+    fn sign(alg: Algorithm, key: &EncodingKey, kid: Option<&str>, claims: Value) -> String {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, &claims, key).expect("encode")
+    }
+
+    fn hs256(claims: Value) -> String {
+        sign(
+            Algorithm::HS256,
+            &EncodingKey::from_secret(SECRET),
+            None,
+            claims,
+        )
+    }
+
+    fn es256(private: &str, kid: Option<&str>, claims: Value) -> String {
+        let key = EncodingKey::from_ec_pem(private.as_bytes()).expect("ec key");
+        sign(Algorithm::ES256, &key, kid, claims)
+    }
+
+    fn valid_claims() -> Value {
+        json!({"sub": "alice", "exp": now() + 600})
+    }
+
+    /// Builds a token from raw JSON header and claims and a raw signature,
+    /// for the shapes no well-behaved library would produce.
+    fn raw_token(header: &str, claims: &str, signature: &str) -> String {
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims),
+            signature
+        )
+    }
+
+    fn jwk_ec(kid: &str, x: &str, y: &str) -> Value {
+        json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "use": "sig", "alg": "ES256"})
+    }
+
+    fn jwk_set(keys: &[Value]) -> String {
+        json!({ "keys": keys }).to_string()
+    }
+
+    // ---- HS256 and claim rules -------------------------------------------
+
+    #[tokio::test]
+    async fn hs256_good_token() {
+        let auth = authenticator(settings(&[Algorithm::HS256])).await;
+        let exp = now() + 600;
+        let token =
+            hs256(json!({"sub": "alice", "exp": exp, "iat": now(), "extra": {"nested": [1, 2]}}));
+        assert_eq!(
+            auth.verify(&token).await,
+            Ok(Identity {
+                user_id: "alice".to_owned(),
+                expires_at: exp
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn user_claim_may_be_an_integer_or_a_string() {
+        let auth = authenticator(JwtSettings {
+            user_claim: "user_id".to_owned(),
+            ..settings(&[Algorithm::HS256])
+        })
+        .await;
+        let exp = now() + 600;
+        for (value, expected) in [
+            (json!(42), "42"),
+            (json!("42"), "42"),
+            (json!(-7), "-7"),
+            (json!(u64::MAX), "18446744073709551615"),
+            (json!("user_ünïcode"), "user_ünïcode"),
+        ] {
+            let token = hs256(json!({"user_id": value, "sub": "ignored", "exp": exp}));
+            assert_eq!(
+                auth.verify(&token).await,
+                Ok(Identity {
+                    user_id: expected.to_owned(),
+                    expires_at: exp
+                }),
+                "{value}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn user_claim_missing_empty_or_of_another_type_is_invalid() {
+        let auth = authenticator(JwtSettings {
+            user_claim: "user_id".to_owned(),
+            ..settings(&[Algorithm::HS256])
+        })
+        .await;
+        let exp = now() + 600;
+        let missing = hs256(json!({"sub": "alice", "exp": exp}));
+        assert_eq!(
+            auth.verify(&missing).await,
+            Err(AuthError::Invalid("missing user claim"))
+        );
+        for value in [
+            json!(""),
+            json!(1.5),
+            json!(true),
+            json!(null),
+            json!({"id": 1}),
+            json!([1]),
+            json!("a\nb"),
+        ] {
+            let token = hs256(json!({"user_id": value, "exp": exp}));
+            assert!(
+                matches!(auth.verify(&token).await, Err(AuthError::Invalid(_))),
+                "{value}"
+            );
+        }
+        // A duplicated user claim is ambiguous, whichever value comes last.
+        let token = raw_token(
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            &format!(r#"{{"user_id":"alice","user_id":"bob","exp":{exp}}}"#),
+            "",
+        );
+        let token = resign_hs256(&token);
+        assert_eq!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid("duplicate user claim"))
+        );
+    }
+
+    /// Signs the header and payload of `token` with the test secret, so a
+    /// hand-written payload gets a valid HS256 signature.
+    fn resign_hs256(token: &str) -> String {
+        let mut parts = token.splitn(3, '.');
+        let (header, payload) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let message = format!("{header}.{payload}");
+        let signature = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &EncodingKey::from_secret(SECRET),
+            Algorithm::HS256,
+        )
+        .expect("sign");
+        format!("{message}.{signature}")
+    }
+
+    #[tokio::test]
+    async fn missing_exp_is_invalid() {
+        let auth = authenticator(settings(&[Algorithm::HS256])).await;
+        let token = hs256(json!({"sub": "alice"}));
+        assert_eq!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid("missing exp"))
+        );
+        // jsonwebtoken counts an `exp` that is not a number as missing.
+        let token = hs256(json!({"sub": "alice", "exp": "tomorrow"}));
+        assert_eq!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid("missing exp"))
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_token_is_expired() {
+        let auth = authenticator(settings(&[Algorithm::HS256])).await;
+        let token = hs256(json!({"sub": "alice", "exp": now() - 10}));
+        assert_eq!(auth.verify(&token).await, Err(AuthError::Expired));
+    }
+
+    #[tokio::test]
+    async fn expired_token_with_a_bad_signature_is_invalid_not_expired() {
+        let auth = authenticator(settings(&[Algorithm::HS256])).await;
+        let token = sign(
+            Algorithm::HS256,
+            &EncodingKey::from_secret(b"another secret"),
+            None,
+            json!({"sub": "alice", "exp": now() - 10}),
+        );
+        assert_eq!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid("bad signature"))
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_within_leeway_is_accepted() {
+        let auth = authenticator(JwtSettings {
+            leeway: 60,
+            ..settings(&[Algorithm::HS256])
+        })
+        .await;
+        let exp = now() - 30;
+        let token = hs256(json!({"sub": "alice", "exp": exp}));
+        assert_eq!(
+            auth.verify(&token).await,
+            Ok(Identity {
+                user_id: "alice".to_owned(),
+                expires_at: exp
+            })
+        );
+        let token = hs256(json!({"sub": "alice", "exp": now() - 120}));
+        assert_eq!(auth.verify(&token).await, Err(AuthError::Expired));
+    }
+
+    #[tokio::test]
+    async fn nbf_in_the_future_is_invalid() {
+        let auth = authenticator(JwtSettings {
+            leeway: 30,
+            ..settings(&[Algorithm::HS256])
+        })
+        .await;
+        let exp = now() + 600;
+        let token = hs256(json!({"sub": "alice", "exp": exp, "nbf": now() + 300}));
+        assert_eq!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid("token not yet valid"))
+        );
+        // Within the leeway, and in the past, it is fine.
+        let token = hs256(json!({"sub": "alice", "exp": exp, "nbf": now() + 10}));
+        assert!(auth.verify(&token).await.is_ok());
+        let token = hs256(json!({"sub": "alice", "exp": exp, "nbf": now() - 10}));
+        assert!(auth.verify(&token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn issuer_is_checked_when_configured() {
+        let auth = authenticator(JwtSettings {
+            issuer: Some("https://auth.example.com/".to_owned()),
+            ..settings(&[Algorithm::HS256])
+        })
+        .await;
+        let exp = now() + 600;
+        let good = hs256(json!({"sub": "alice", "exp": exp, "iss": "https://auth.example.com/"}));
+        assert!(auth.verify(&good).await.is_ok());
+        let wrong = hs256(json!({"sub": "alice", "exp": exp, "iss": "https://evil.example.com/"}));
+        assert_eq!(
+            auth.verify(&wrong).await,
+            Err(AuthError::Invalid("wrong issuer"))
+        );
+        let missing = hs256(json!({"sub": "alice", "exp": exp}));
+        assert_eq!(
+            auth.verify(&missing).await,
+            Err(AuthError::Invalid("missing iss"))
+        );
+    }
+
+    #[tokio::test]
+    async fn audience_is_checked_when_configured() {
+        let auth = authenticator(JwtSettings {
+            audience: Some("api".to_owned()),
+            ..settings(&[Algorithm::HS256])
+        })
+        .await;
+        let exp = now() + 600;
+        for aud in [json!("api"), json!(["other", "api"])] {
+            let token = hs256(json!({"sub": "alice", "exp": exp, "aud": aud}));
+            assert!(auth.verify(&token).await.is_ok(), "{aud}");
+        }
+        let wrong = hs256(json!({"sub": "alice", "exp": exp, "aud": "admin"}));
+        assert_eq!(
+            auth.verify(&wrong).await,
+            Err(AuthError::Invalid("wrong audience"))
+        );
+        let missing = hs256(json!({"sub": "alice", "exp": exp}));
+        assert_eq!(
+            auth.verify(&missing).await,
+            Err(AuthError::Invalid("missing aud"))
+        );
+
+        // Without a configured audience, a token's `aud` is not held against it.
+        let auth = authenticator(settings(&[Algorithm::HS256])).await;
+        let token = hs256(json!({"sub": "alice", "exp": exp, "aud": "anything"}));
+        assert!(auth.verify(&token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn algorithm_outside_the_allowlist_is_invalid() {
+        let auth = authenticator(settings(&[Algorithm::HS256])).await;
+        let token = sign(
+            Algorithm::HS384,
+            &EncodingKey::from_secret(SECRET),
+            None,
+            valid_claims(),
+        );
+        assert_eq!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid("algorithm not allowed"))
+        );
+        let token = es256(EC1_PRIVATE, None, valid_claims());
+        assert_eq!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid("algorithm not allowed"))
+        );
+    }
+
+    #[tokio::test]
+    async fn alg_none_is_always_rejected() {
+        let auth = authenticator(settings(&[Algorithm::HS256])).await;
+        let claims = valid_claims().to_string();
+        for alg in ["none", "None", "NONE", ""] {
+            let header = format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#);
+            for signature in ["", "AAAA"] {
+                let token = raw_token(&header, &claims, signature);
+                assert_eq!(
+                    auth.verify(&token).await,
+                    Err(AuthError::Invalid("algorithm not allowed")),
+                    "{alg}"
+                );
+            }
+        }
+        let token = raw_token(r#"{"typ":"JWT"}"#, &claims, "");
+        assert_eq!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid("malformed token"))
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_and_tampered_tokens_are_invalid() {
+        let auth = authenticator(settings(&[Algorithm::HS256])).await;
+        for token in [
+            "",
+            "abc",
+            "a.b",
+            "a.b.c",
+            "..",
+            "a.b.c.d",
+            "!!!.???.***",
+            "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.sig",
+        ] {
+            assert!(
+                matches!(auth.verify(token).await, Err(AuthError::Invalid(_))),
+                "{token:?}"
+            );
+        }
+        // Changing the payload of a good token breaks its signature.
+        let good = hs256(valid_claims());
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let forged_payload =
+            URL_SAFE_NO_PAD.encode(json!({"sub": "mallory", "exp": now() + 600}).to_string());
+        parts[1] = &forged_payload;
+        assert_eq!(
+            auth.verify(&parts.join(".")).await,
+            Err(AuthError::Invalid("bad signature"))
+        );
+        // A header with critical extensions paygate does not implement.
+        let token = raw_token(
+            r#"{"alg":"HS256","crit":["b64"],"b64":false}"#,
+            &valid_claims().to_string(),
+            "",
+        );
+        assert_eq!(
+            auth.verify(&resign_hs256(&token)).await,
+            Err(AuthError::Invalid("unsupported critical header"))
+        );
+    }
+
+    // ---- asymmetric static keys ----------------------------------------
+
+    #[tokio::test]
+    async fn hs256_signed_with_the_rsa_public_key_is_invalid() {
+        // The classic key-confusion attack: the attacker knows the public
+        // key and uses its PEM bytes as an HMAC secret.
+        let forged = sign(
+            Algorithm::HS256,
+            &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()),
+            None,
+            valid_claims(),
+        );
+        let auth = authenticator(public_key_settings(Algorithm::RS256, RSA_PUBLIC)).await;
+        assert_eq!(
+            auth.verify(&forged).await,
+            Err(AuthError::Invalid("algorithm not allowed"))
+        );
+
+        // Even with HS256 allowed next to RS256, HS tokens are only ever
+        // checked with the configured secret.
+        let auth = authenticator(JwtSettings {
+            public_key_pem: Some(RSA_PUBLIC.as_bytes().to_vec()),
+            ..settings(&[Algorithm::HS256, Algorithm::RS256])
+        })
+        .await;
+        assert_eq!(
+            auth.verify(&forged).await,
+            Err(AuthError::Invalid("bad signature"))
+        );
+        assert!(auth.verify(&hs256(valid_claims())).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn rs256_with_a_static_public_key() {
+        let auth = authenticator(public_key_settings(Algorithm::RS256, RSA_PUBLIC)).await;
+        let key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).expect("rsa key");
+        let exp = now() + 600;
+        // A kid is ignored when there is no JWKS to look it up in.
+        let token = sign(
+            Algorithm::RS256,
+            &key,
+            Some("whatever"),
+            json!({"sub": "alice", "exp": exp}),
+        );
+        assert_eq!(
+            auth.verify(&token).await,
+            Ok(Identity {
+                user_id: "alice".to_owned(),
+                expires_at: exp
+            })
+        );
+        // An EC key cannot stand in for the RSA one.
+        let token = es256(EC1_PRIVATE, None, valid_claims());
+        assert_eq!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid("algorithm not allowed"))
+        );
+    }
+
+    #[tokio::test]
+    async fn es256_with_a_static_public_key() {
+        let auth = authenticator(public_key_settings(Algorithm::ES256, EC1_PUBLIC)).await;
+        assert!(auth
+            .verify(&es256(EC1_PRIVATE, None, valid_claims()))
+            .await
+            .is_ok());
+        // Signed by another P-256 key.
+        assert_eq!(
+            auth.verify(&es256(EC2_PRIVATE, None, valid_claims())).await,
+            Err(AuthError::Invalid("bad signature"))
+        );
+    }
+
+    #[tokio::test]
+    async fn eddsa_with_a_static_public_key() {
+        let auth = authenticator(public_key_settings(Algorithm::EdDSA, ED_PUBLIC)).await;
+        let key = EncodingKey::from_ed_pem(ED_PRIVATE.as_bytes()).expect("ed key");
+        assert!(auth
+            .verify(&sign(Algorithm::EdDSA, &key, None, valid_claims()))
+            .await
+            .is_ok());
+        let expired = sign(
+            Algorithm::EdDSA,
+            &key,
+            None,
+            json!({"sub": "alice", "exp": now() - 100}),
+        );
+        assert_eq!(auth.verify(&expired).await, Err(AuthError::Expired));
+    }
+
+    #[tokio::test]
+    async fn new_refuses_broken_static_key_settings() {
+        let http = || OutboundClient::new(Duration::from_secs(1));
+        let cases = [
+            settings(&[]),
+            JwtSettings {
+                secret: None,
+                ..settings(&[Algorithm::HS256])
+            },
+            JwtSettings {
+                secret: Some(Vec::new()),
+                ..settings(&[Algorithm::HS256])
+            },
+            JwtSettings {
+                secret: None,
+                ..settings(&[Algorithm::RS256])
+            },
+            public_key_settings(Algorithm::RS256, "not a pem"),
+            // An RSA key does not serve an ES256 allowlist.
+            public_key_settings(Algorithm::ES256, RSA_PUBLIC),
+        ];
+        for case in cases {
+            let description = format!("{case:?}");
+            assert!(
+                Authenticator::new(case, http()).await.is_err(),
+                "{description}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn authenticator_and_verify_future_can_cross_threads() {
+        fn assert_send_sync<T: Send + Sync>(_: &T) {}
+        fn assert_send<T: Send>(_: &T) {}
+        let auth = authenticator(settings(&[Algorithm::HS256])).await;
+        assert_send_sync(&auth);
+        let future = auth.verify("a.b.c");
+        assert_send(&future);
+        assert!(future.await.is_err());
+        let huge = "a".repeat(MAX_TOKEN_LEN + 1);
+        assert_eq!(
+            auth.verify(&huge).await,
+            Err(AuthError::Invalid("token too large"))
+        );
+    }
+
+    #[test]
+    fn debug_output_redacts_the_secret() {
+        let text = format!("{:?}", settings(&[Algorithm::HS256]));
+        assert!(!text.contains("reasonable"), "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
+    }
+
+    // ---- JWKS ------------------------------------------------------------
+
+    #[tokio::test]
+    async fn jwks_key_is_found_by_kid() {
+        let rsa = json!({"kty": "RSA", "n": RSA_N, "e": "AQAB", "kid": "r1", "alg": "RS256"});
+        let server = JwksServer::start(jwk_set(&[
+            jwk_ec("k1", EC1_X, EC1_Y),
+            jwk_ec("k2", EC2_X, EC2_Y),
+            rsa,
+        ]))
+        .await;
+        let auth = authenticator(jwks_settings(
+            server.url(),
+            &[Algorithm::ES256, Algorithm::RS256],
+        ))
+        .await;
+        assert_eq!(server.hits(), 1);
+
+        assert!(auth
+            .verify(&es256(EC1_PRIVATE, Some("k1"), valid_claims()))
+            .await
+            .is_ok());
+        assert!(auth
+            .verify(&es256(EC2_PRIVATE, Some("k2"), valid_claims()))
+            .await
+            .is_ok());
+        // The right key type under the wrong kid fails the signature check.
+        assert_eq!(
+            auth.verify(&es256(EC1_PRIVATE, Some("k2"), valid_claims()))
+                .await,
+            Err(AuthError::Invalid("bad signature"))
+        );
+        // An ES256 token naming the RSA key is refused outright.
+        assert_eq!(
+            auth.verify(&es256(EC1_PRIVATE, Some("r1"), valid_claims()))
+                .await,
+            Err(AuthError::Invalid("key does not match algorithm"))
+        );
+        let rsa_key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).expect("rsa key");
+        assert!(auth
+            .verify(&sign(
+                Algorithm::RS256,
+                &rsa_key,
+                Some("r1"),
+                valid_claims()
+            ))
+            .await
+            .is_ok());
+        // None of that needed another fetch.
+        assert_eq!(server.hits(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_kid_refetches_once_and_then_succeeds_after_rotation() {
+        let server = JwksServer::start(jwk_set(&[jwk_ec("k1", EC1_X, EC1_Y)])).await;
+        let auth = authenticator(jwks_settings(server.url(), &[Algorithm::ES256])).await;
+        assert_eq!(server.hits(), 1);
+
+        // The provider rotates to k2 and starts signing with it.
+        server.set_body(jwk_set(&[
+            jwk_ec("k1", EC1_X, EC1_Y),
+            jwk_ec("k2", EC2_X, EC2_Y),
+        ]));
+        let token = es256(EC2_PRIVATE, Some("k2"), valid_claims());
+        assert!(auth.verify(&token).await.is_ok());
+        assert_eq!(server.hits(), 2);
+        // Now known: no more fetches.
+        assert!(auth.verify(&token).await.is_ok());
+        assert_eq!(server.hits(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_unknown_kids_causes_at_most_one_fetch_per_cooldown() {
+        let server = JwksServer::start(jwk_set(&[jwk_ec("k1", EC1_X, EC1_Y)])).await;
+        let cooldown = Duration::from_secs(2);
+        let auth = Arc::new(
+            authenticator(JwtSettings {
+                jwks_cooldown: cooldown,
+                ..jwks_settings(server.url(), &[Algorithm::ES256])
+            })
+            .await,
+        );
+        assert_eq!(server.hits(), 1);
+        // A slow provider, so that the verifications really overlap the fetch.
+        server.set_delay(Duration::from_millis(200));
+
+        // Forged kids need no valid signature: the key lookup fails first.
+        // Building them by hand also keeps each flood far shorter than the
+        // cooldown, even in a slow debug build.
+        let claims = valid_claims().to_string();
+        let flood = |round: usize| {
+            let mut set = JoinSet::new();
+            for i in 0..50 {
+                let auth = Arc::clone(&auth);
+                let header = format!(r#"{{"alg":"ES256","kid":"forged-{round}-{i}"}}"#);
+                let token = raw_token(&header, &claims, "AAAA");
+                set.spawn(async move { auth.verify(&token).await });
+            }
+            set
+        };
+        let results = flood(0).join_all().await;
+        assert!(results
+            .iter()
+            .all(|r| *r == Err(AuthError::Invalid("unknown key id"))));
+        assert_eq!(server.hits(), 2, "fifty misses share one fetch");
+
+        // Within the cooldown, another flood fetches nothing.
+        let results = flood(1).join_all().await;
+        assert!(results
+            .iter()
+            .all(|r| *r == Err(AuthError::Invalid("unknown key id"))));
+        assert_eq!(server.hits(), 2, "the cooldown holds");
+
+        // Once it has passed, one more fetch is allowed, and only one.
+        tokio::time::sleep(cooldown).await;
+        let results = flood(2).join_all().await;
+        assert!(results.iter().all(|r| r.is_err()));
+        assert_eq!(server.hits(), 3);
+
+        // Known keys kept working throughout.
+        assert!(auth
+            .verify(&es256(EC1_PRIVATE, Some("k1"), valid_claims()))
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn failed_refresh_keeps_the_old_keys() {
+        let server = JwksServer::start(jwk_set(&[jwk_ec("k1", EC1_X, EC1_Y)])).await;
+        let auth = authenticator(JwtSettings {
+            jwks_cooldown: Duration::ZERO,
+            ..jwks_settings(server.url(), &[Algorithm::ES256])
+        })
+        .await;
+        server.set_status(503);
+        let unknown = es256(EC2_PRIVATE, Some("k2"), valid_claims());
+        assert_eq!(
+            auth.verify(&unknown).await,
+            Err(AuthError::Invalid("unknown key id"))
+        );
+        assert_eq!(server.hits(), 2);
+        assert!(auth
+            .verify(&es256(EC1_PRIVATE, Some("k1"), valid_claims()))
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn jwks_down_at_start_is_not_fatal_and_recovers() {
+        let server = JwksServer::start(jwk_set(&[jwk_ec("k1", EC1_X, EC1_Y)])).await;
+        server.set_status(500);
+        let auth = authenticator(JwtSettings {
+            jwks_cooldown: Duration::ZERO,
+            ..jwks_settings(server.url(), &[Algorithm::ES256])
+        })
+        .await;
+        let token = es256(EC1_PRIVATE, Some("k1"), valid_claims());
+        assert_eq!(
+            auth.verify(&token).await,
+            Err(AuthError::Invalid("unknown key id"))
+        );
+
+        server.set_status(200);
+        assert!(auth.verify(&token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn refresher_picks_up_rotated_keys_and_stops_with_the_authenticator() {
+        let server = JwksServer::start(jwk_set(&[jwk_ec("k1", EC1_X, EC1_Y)])).await;
+        let auth = Arc::new(
+            authenticator(JwtSettings {
+                jwks_refresh: Duration::from_secs(1),
+                // A long cooldown: a miss right after start-up must not
+                // fetch, so only the refresher can bring k2 in.
+                jwks_cooldown: Duration::from_secs(60),
+                ..jwks_settings(server.url(), &[Algorithm::ES256])
+            })
+            .await,
+        );
+        auth.spawn_refresher();
+        auth.spawn_refresher(); // a second call starts nothing
+        let token = es256(EC2_PRIVATE, Some("k2"), valid_claims());
+        // This miss uses up the cooldown's one fetch.
+        assert!(auth.verify(&token).await.is_err());
+        assert_eq!(server.hits(), 2);
+
+        server.set_body(jwk_set(&[jwk_ec("k2", EC2_X, EC2_Y)]));
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        assert_eq!(server.hits(), 3, "one periodic refresh");
+        assert!(auth.verify(&token).await.is_ok());
+
+        drop(auth);
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        assert_eq!(server.hits(), 3, "the refresher stopped");
+    }
+
+    #[tokio::test]
+    async fn eddsa_key_from_jwks() {
+        let okp = json!({"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "ed"});
+        let server = JwksServer::start(jwk_set(&[okp])).await;
+        let auth = authenticator(jwks_settings(server.url(), &[Algorithm::EdDSA])).await;
+        let key = EncodingKey::from_ed_pem(ED_PRIVATE.as_bytes()).expect("ed key");
+        assert!(auth
+            .verify(&sign(Algorithm::EdDSA, &key, Some("ed"), valid_claims()))
+            .await
+            .is_ok());
+        // Without a kid, the only Ed25519 key is used.
+        assert!(auth
+            .verify(&sign(Algorithm::EdDSA, &key, None, valid_claims()))
+            .await
+            .is_ok());
+    }
+
+    // ---- extract_token ---------------------------------------------------
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn token_from_the_authorization_header() {
+        let map = headers(&[("authorization", "Bearer abc.def.ghi")]);
+        assert_eq!(extract_token(&map, None), Some("abc.def.ghi"));
+        let map = headers(&[("authorization", "bearer   abc.def.ghi  ")]);
+        assert_eq!(
+            extract_token(&map, Some("access_token")),
+            Some("abc.def.ghi")
+        );
+        let map = headers(&[("authorization", "BEARER abc")]);
+        assert_eq!(extract_token(&map, None), Some("abc"));
+        assert_eq!(extract_token(&HeaderMap::new(), None), None);
+    }
+
+    #[test]
+    fn token_from_the_cookie() {
+        let map = headers(&[("cookie", "access_token=abc.def.ghi")]);
+        assert_eq!(
+            extract_token(&map, Some("access_token")),
+            Some("abc.def.ghi")
+        );
+        // The cookie is only read when configured.
+        assert_eq!(extract_token(&map, None), None);
+        assert_eq!(extract_token(&map, Some("other")), None);
+    }
+
+    #[test]
+    fn token_from_a_cookie_among_several() {
+        let map = headers(&[(
+            "cookie",
+            "theme=dark; session=xyz;access_token=\"tok\"; a=b",
+        )]);
+        assert_eq!(extract_token(&map, Some("access_token")), Some("tok"));
+        // Split over several Cookie headers, and a name that only ends the same.
+        let map = headers(&[
+            ("cookie", "my_access_token=no; theme=dark"),
+            ("cookie", "access_token=yes"),
+        ]);
+        assert_eq!(extract_token(&map, Some("access_token")), Some("yes"));
+        let map = headers(&[("cookie", "access_token=; theme=dark")]);
+        assert_eq!(extract_token(&map, Some("access_token")), None);
+    }
+
+    #[test]
+    fn header_wins_over_cookie() {
+        let map = headers(&[
+            ("authorization", "Bearer from-header"),
+            ("cookie", "access_token=from-cookie"),
+        ]);
+        assert_eq!(
+            extract_token(&map, Some("access_token")),
+            Some("from-header")
+        );
+    }
+
+    #[test]
+    fn another_scheme_counts_as_no_token() {
+        for value in [
+            "Basic dXNlcjpwYXNz",
+            "Token abc",
+            "Bearerabc",
+            "Bearer",
+            "Bearer   ",
+            "abc.def.ghi",
+        ] {
+            let map = headers(&[("authorization", value)]);
+            assert_eq!(extract_token(&map, Some("access_token")), None, "{value}");
+        }
+        // ... so a token in the cookie is still used (see extract_token).
+        let map = headers(&[
+            ("authorization", "Basic dXNlcjpwYXNz"),
+            ("cookie", "access_token=tok"),
+        ]);
+        assert_eq!(extract_token(&map, Some("access_token")), Some("tok"));
+    }
+
+    // ---- mint_token --------------------------------------------------------
+
+    #[tokio::test]
+    async fn minted_token_round_trips() {
+        let settings = JwtSettings {
+            algorithms: vec![Algorithm::RS256, Algorithm::HS512, Algorithm::HS256],
+            public_key_pem: Some(RSA_PUBLIC.as_bytes().to_vec()),
+            issuer: Some("paygate-test".to_owned()),
+            audience: Some("api".to_owned()),
+            user_claim: "user_id".to_owned(),
+            ..settings(&[])
+        };
+        let token = mint_token(&settings, "42", Duration::from_secs(3600)).expect("mint");
+        assert_eq!(
+            jsonwebtoken::decode_header(&token).expect("header").alg,
+            Algorithm::HS512
+        );
+        let auth = authenticator(settings).await;
+        let identity = auth.verify(&token).await.expect("verify");
+        assert_eq!(identity.user_id, "42");
+        assert!((identity.expires_at - (now() + 3600)).abs() <= 2);
+    }
+
+    #[test]
+    fn minting_is_refused_without_a_secret_or_hs_algorithm() {
+        // Only a public key configured.
+        let public_only = public_key_settings(Algorithm::RS256, RSA_PUBLIC);
+        assert!(mint_token(&public_only, "alice", Duration::from_secs(60)).is_err());
+        // A secret, but HS is not allowed.
+        let no_hs = JwtSettings {
+            public_key_pem: Some(RSA_PUBLIC.as_bytes().to_vec()),
+            ..settings(&[Algorithm::RS256])
+        };
+        assert!(mint_token(&no_hs, "alice", Duration::from_secs(60)).is_err());
+        // HS allowed, but no secret.
+        let no_secret = JwtSettings {
+            secret: None,
+            ..settings(&[Algorithm::HS256])
+        };
+        assert!(mint_token(&no_secret, "alice", Duration::from_secs(60)).is_err());
+        assert!(mint_token(&settings(&[Algorithm::HS256]), "", Duration::from_secs(60)).is_err());
+    }
+}

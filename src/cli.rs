@@ -1,0 +1,118 @@
+//! The command line (SPEC §1): parses arguments and runs a subcommand. The only
+//! place that prints for humans and chooses exit codes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{units::parse_duration, Config};
+
+#[derive(Debug, Parser)]
+#[command(name = "paygate", version, about = "A reverse proxy that puts a Stripe subscription paywall in front of an API")]
+pub struct Cli {
+    /// Config file (default: $PAYGATE_CONFIG, else config/paygate.toml). Accepted anywhere on the line.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Validate the config and print a summary; exit 1 with one line per problem.
+    CheckConfig,
+    /// Mint a development JWT with the configured HS secret (prints only the token).
+    Token {
+        /// The user id to put in the configured user claim.
+        #[arg(long)]
+        user: String,
+        /// Lifetime, e.g. 15m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+}
+
+impl Cli {
+    fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .or_else(|| std::env::var_os("PAYGATE_CONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("config/paygate.toml"))
+    }
+}
+
+/// Parses `std::env::args` and runs the chosen command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let path = cli.config_path();
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} problem(s); nothing was started", path.display(), errors.0.len());
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Command::CheckConfig => {
+            println!("{}: OK", path.display());
+            println!("{}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Command::Token { user, ttl } => {
+            let ttl = match parse_duration(&ttl) {
+                Ok(ttl) if !ttl.is_zero() => ttl,
+                Ok(_) => return fail("--ttl must be greater than zero"),
+                Err(e) => return fail(&format!("--ttl: {e}")),
+            };
+            match crate::auth::mint_token(&config.jwt, &user, ttl) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Serve => serve(config),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(1)
+}
+
+fn serve(config: Config) -> ExitCode {
+    crate::telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let listen = config.server.listen;
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => return fail(&format!("server.listen: cannot bind {listen}: {e}")),
+        };
+        let gateway = match crate::gateway::Gateway::build(config).await {
+            Ok(g) => g,
+            Err(e) => return fail(&e),
+        };
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| listen.to_string());
+        tracing::info!(%addr, upstream = %gateway.config.upstream.url, store = gateway.entitlements.store().kind(), "paygate started");
+        // The one line on stdout: scripts and tests read the bound address from it.
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(stdout, "paygate listening on http://{addr}");
+        let _ = stdout.flush();
+        if crate::server::run(listener, gateway, crate::server::shutdown_signal()).await {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    })
+}

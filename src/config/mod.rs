@@ -1,0 +1,754 @@
+//! The configuration: a TOML file compiled into a validated [`Config`].
+//!
+//! Compilation reports *every* problem, each naming its key, before anything
+//! starts (`check-config` prints them; `serve` refuses to start). Nothing else
+//! in the crate reads TOML or environment variables for settings: modules get
+//! typed, already-validated values from here.
+
+mod reader;
+pub mod units;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use ipnet::IpNet;
+use toml::{Table, Value};
+
+use crate::auth::JwtSettings;
+use crate::entitlement::{AccessRules, SubscriptionStatus};
+use crate::routes::{self, Policy, Route, RouteTable};
+
+pub use reader::ConfigError;
+use reader::{Errors, Section};
+
+/// The validated configuration every module is built from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub jwt: JwtSettings,
+    pub store: StoreConfig,
+    /// `None` when the file has no `[stripe]` section: no webhook endpoint is served.
+    pub stripe: Option<StripeConfig>,
+    pub access: AccessConfig,
+    pub routes: RouteTable,
+    /// `None` when the file has no `[admin]` section.
+    pub admin: Option<AdminConfig>,
+    pub log: LogConfig,
+    pub headers: IdentityHeaders,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Request bodies larger than this are refused (413) or cut off.
+    pub max_body: u64,
+    /// A client that has not sent a complete request head in this time is disconnected.
+    pub header_timeout: Duration,
+    /// Only peers in these networks may set `X-Forwarded-*` for us.
+    pub trusted_proxies: Vec<IpNet>,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// `scheme://authority` of the application, without a path.
+    pub url: http::Uri,
+    pub connect_timeout: Duration,
+    /// Deadline for the upstream's response head (504 after it).
+    pub timeout: Duration,
+    /// How long an idle pooled upstream connection is kept.
+    pub pool_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStoreError {
+    /// Serve the last known state, up to `max_stale` old.
+    Stale,
+    /// Answer 503 `ENTITLEMENT_UNAVAILABLE`.
+    Deny,
+    /// Let the request through (fail open).
+    Allow,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `None`: the embedded in-memory store.
+    pub redis_url: Option<String>,
+    pub key_prefix: String,
+    pub cache_ttl: Duration,
+    pub cache_capacity: u64,
+    pub on_store_error: OnStoreError,
+    pub max_stale: Duration,
+    /// Memory store only: JSON file of `user id -> entitlement` loaded at start
+    /// (a paygate extension for demos and tests).
+    pub seed_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    pub webhook_path: String,
+    /// Every secret that may have signed a webhook (several during rotation).
+    pub webhook_secrets: Vec<String>,
+    pub tolerance: Duration,
+    pub max_body: u64,
+    pub user_metadata_keys: Vec<String>,
+    pub api_key: Option<String>,
+    pub api_base: String,
+    /// When set, events whose `livemode` differs are ignored.
+    pub livemode: Option<bool>,
+    pub refetch: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessConfig {
+    pub rules: AccessRules,
+    pub default: Policy,
+    pub checkout_redirect: String,
+    pub expired_redirect: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `paygate=debug`.
+    pub level: String,
+}
+
+/// Names of the identity headers set for the upstream (SPEC §5).
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub user_id: HeaderName,
+    pub status: HeaderName,
+    pub entitlements: HeaderName,
+}
+
+/// Every problem found, ready to print one per line.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "config error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads and compiles `path`, taking secrets from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError { key: path.display().to_string(), message: format!("cannot read config file: {e}") }])
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::compile(&text, base, &|name| std::env::var(name).ok())
+    }
+
+    /// Compiles config text. `base_dir` resolves relative file paths; `env`
+    /// looks up `*_env` secrets (injected so tests need not touch the process env).
+    pub fn compile(text: &str, base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        let root: Table = toml::from_str(text).map_err(|e| {
+            ConfigErrors(vec![ConfigError { key: "config".into(), message: format!("not valid TOML: {}", e.message()) }])
+        })?;
+        let mut errors = Errors::default();
+        let ctx = Ctx { base_dir, env };
+
+        for key in root.keys() {
+            if !KNOWN_SECTIONS.contains(&key.as_str()) {
+                errors.push(key.clone(), "unknown section or key");
+            }
+        }
+
+        let server = compile_server(&root, &mut errors);
+        let upstream = compile_upstream(&root, &mut errors);
+        let jwt = compile_jwt(&root, &ctx, &mut errors);
+        let store = compile_store(&root, &ctx, &mut errors);
+        let stripe = compile_stripe(&root, &ctx, &mut errors);
+        let plans = compile_plans(&root, &mut errors);
+        let access = compile_access(&root, plans, &mut errors);
+        let routes = compile_routes(&root, access.as_ref().map(|a| a.default), &mut errors);
+        let admin = compile_admin(&root, &ctx, &mut errors);
+        let log = compile_log(&root, &mut errors);
+        let headers = compile_headers(&root, &mut errors);
+
+        if let Some(Some(stripe)) = &stripe {
+            if stripe.webhook_path.starts_with("/_paygate/") {
+                errors.push("stripe.webhook_path", "must not be under /_paygate/ (reserved for the gateway's own endpoints)");
+            }
+        }
+
+        match (server, upstream, jwt, store, stripe, access, routes, admin, log, headers) {
+            (Some(server), Some(upstream), Some(jwt), Some(store), Some(stripe), Some(access), Some(routes), Some(admin), Some(log), Some(headers))
+                if errors.0.is_empty() =>
+            {
+                Ok(Config { server, upstream, jwt, store, stripe, access, routes, admin, log, headers })
+            }
+            _ => {
+                if errors.0.is_empty() {
+                    errors.push("config", "invalid configuration");
+                }
+                Err(ConfigErrors(errors.0))
+            }
+        }
+    }
+
+    /// A human summary for `check-config`.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "listen     {}", self.server.listen);
+        let _ = writeln!(out, "upstream   {}", self.upstream.url);
+        let store = match &self.store.redis_url {
+            Some(url) => format!("redis {}", redact_url(url)),
+            None => "memory (embedded, one instance, not durable)".to_string(),
+        };
+        let _ = writeln!(out, "store      {store}");
+        let algs: Vec<String> = self.jwt.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        let _ = writeln!(out, "jwt        {}", algs.join(", "));
+        if let Some(stripe) = &self.stripe {
+            let _ = writeln!(out, "webhook    POST {} ({} secret(s))", stripe.webhook_path, stripe.webhook_secrets.len());
+        }
+        if let Some(admin) = &self.admin {
+            let _ = writeln!(out, "admin      {}", admin.listen);
+        }
+        let _ = writeln!(out, "routes:");
+        for route in self.routes.routes() {
+            let methods = match &route.methods {
+                Some(m) => m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
+                None => "*".into(),
+            };
+            let features = if route.features.is_empty() { String::new() } else { format!(" features={}", route.features.join(",")) };
+            let _ = writeln!(out, "  {:<28} {:<14} methods={}{}", route.prefix, route.policy.as_str(), methods, features);
+        }
+        let _ = write!(out, "  {:<28} {}", "(default)", self.routes.default_policy().as_str());
+        out
+    }
+}
+
+/// Hides a password in a `redis://user:pass@host` URL for display.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+const KNOWN_SECTIONS: &[&str] = &["server", "upstream", "jwt", "store", "stripe", "access", "routes", "plans", "admin", "log", "headers"];
+
+struct Ctx<'a> {
+    base_dir: &'a Path,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Ctx<'_> {
+    fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// A secret given either inline (`key`) or through an environment variable
+    /// (`key_env`). Both set is an error; a named variable that is unset is an error.
+    fn secret<'a>(&self, section: &mut Section<'a>, key: &'a str, env_key: &'a str, errors: &mut Errors) -> Option<String> {
+        let inline = section.string(key, errors);
+        let var = section.string(env_key, errors);
+        match (inline, var) {
+            (Some(_), Some(_)) => {
+                errors.push(section.key(key), format!("set either {key} or {env_key}, not both"));
+                None
+            }
+            (Some(value), None) => Some(value),
+            (None, Some(name)) => match (self.env)(&name) {
+                Some(value) if !value.is_empty() => Some(value),
+                _ => {
+                    errors.push(section.key(env_key), format!("environment variable {name} is not set"));
+                    None
+                }
+            },
+            (None, None) => None,
+        }
+    }
+}
+
+fn parse_addr(section: &Section, key: &str, text: &str, errors: &mut Errors) -> Option<SocketAddr> {
+    match text.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            errors.push(section.key(key), format!("{text:?} is not an address like \"127.0.0.1:8080\""));
+            None
+        }
+    }
+}
+
+fn compile_server(root: &Table, errors: &mut Errors) -> Option<ServerConfig> {
+    let mut s = Section::from_root(root, "server", errors);
+    let listen_text = s.string("listen", errors).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen = parse_addr(&s, "listen", &listen_text, errors);
+    let max_body = s.size("max_body", 10 << 20, errors);
+    let header_timeout = s.duration("header_timeout", Duration::from_secs(10), errors);
+    let shutdown_grace = s.duration("shutdown_grace", Duration::from_secs(30), errors);
+    let mut trusted_proxies = Vec::new();
+    for (i, text) in s.string_list("trusted_proxies", errors).unwrap_or_default().into_iter().enumerate() {
+        // A bare address is accepted as a one-host network.
+        let parsed = IpNet::from_str(&text).or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
+        match parsed {
+            Ok(net) => trusted_proxies.push(net),
+            Err(_) => errors.push(format!("server.trusted_proxies[{i}]"), format!("{text:?} is not a CIDR like \"10.0.0.0/8\"")),
+        }
+    }
+    if header_timeout == Some(Duration::ZERO) {
+        errors.push("server.header_timeout", "must be greater than zero");
+    }
+    s.finish(errors);
+    Some(ServerConfig { listen: listen?, max_body: max_body?, header_timeout: header_timeout?, trusted_proxies, shutdown_grace: shutdown_grace? })
+}
+
+fn compile_upstream(root: &Table, errors: &mut Errors) -> Option<UpstreamConfig> {
+    let mut s = Section::from_root(root, "upstream", errors);
+    if !s.is_present() {
+        errors.push("upstream", "missing section: [upstream] url is required");
+    }
+    let url = match s.string("url", errors) {
+        None => {
+            if s.is_present() {
+                errors.push("upstream.url", "is required");
+            }
+            None
+        }
+        Some(text) => match text.parse::<http::Uri>() {
+            Ok(uri) if matches!(uri.scheme_str(), Some("http") | Some("https")) && uri.authority().is_some() => {
+                if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+                    errors.push("upstream.url", format!("{text:?} must not have a path or query (paths are forwarded as requested)"));
+                    None
+                } else {
+                    Some(uri)
+                }
+            }
+            _ => {
+                errors.push("upstream.url", format!("{text:?} is not a URL like \"http://127.0.0.1:8000\""));
+                None
+            }
+        },
+    };
+    let connect_timeout = s.duration("connect_timeout", Duration::from_secs(2), errors);
+    let timeout = s.duration("timeout", Duration::from_secs(30), errors);
+    let pool_idle_timeout = s.duration("pool_idle_timeout", Duration::from_secs(90), errors);
+    s.finish(errors);
+    Some(UpstreamConfig { url: url?, connect_timeout: connect_timeout?, timeout: timeout?, pool_idle_timeout: pool_idle_timeout? })
+}
+
+fn compile_jwt(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<JwtSettings> {
+    use jsonwebtoken::Algorithm;
+    let mut s = Section::from_root(root, "jwt", errors);
+    let mut ok = true;
+    let names = s.string_list("algorithms", errors).unwrap_or_else(|| vec!["HS256".into()]);
+    let mut algorithms = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match Algorithm::from_str(name) {
+            Ok(alg) => algorithms.push(alg),
+            Err(_) => {
+                ok = false;
+                errors.push(format!("jwt.algorithms[{i}]"), format!("unknown algorithm {name:?} (use HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)"));
+            }
+        }
+    }
+    if names.is_empty() {
+        ok = false;
+        errors.push("jwt.algorithms", "must list at least one algorithm");
+    }
+    let secret = ctx.secret(&mut s, "secret", "secret_env", errors);
+    let public_key_pem = match s.string("public_key_file", errors) {
+        None => None,
+        Some(file) => match std::fs::read(ctx.resolve(&file)) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                ok = false;
+                errors.push("jwt.public_key_file", format!("cannot read {file:?}: {e}"));
+                None
+            }
+        },
+    };
+    let jwks_url = s.string("jwks_url", errors);
+    if let Some(url) = &jwks_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.parse::<http::Uri>().is_err() {
+            ok = false;
+            errors.push("jwt.jwks_url", format!("{url:?} is not an http(s) URL"));
+        }
+    }
+    let is_hs = |a: &Algorithm| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+    if algorithms.iter().any(is_hs) && secret.is_none() {
+        ok = false;
+        errors.push("jwt.secret_env", "an HS* algorithm is allowed but no secret is configured (secret or secret_env)");
+    }
+    if algorithms.iter().any(|a| !is_hs(a)) && public_key_pem.is_none() && jwks_url.is_none() {
+        ok = false;
+        errors.push("jwt.algorithms", "an asymmetric algorithm is allowed but neither public_key_file nor jwks_url is configured");
+    }
+    if secret.as_ref().is_some_and(|s| s.len() < 16) {
+        errors.push("jwt.secret", "is shorter than 16 bytes; use a long random secret");
+    }
+    let issuer = s.string("issuer", errors);
+    let audience = s.string("audience", errors);
+    let leeway = s.duration("leeway", Duration::from_secs(30), errors);
+    let user_claim = s.string("user_claim", errors).unwrap_or_else(|| "sub".into());
+    if user_claim.is_empty() {
+        errors.push("jwt.user_claim", "must not be empty");
+    }
+    let cookie = s.string("cookie", errors);
+    let jwks_refresh = s.duration("jwks_refresh", Duration::from_secs(300), errors);
+    let jwks_cooldown = s.duration("jwks_cooldown", Duration::from_secs(30), errors);
+    s.finish(errors);
+    if !ok {
+        return None;
+    }
+    Some(JwtSettings {
+        algorithms,
+        secret: secret.map(String::into_bytes),
+        public_key_pem,
+        jwks_url,
+        issuer,
+        audience,
+        leeway: leeway?.as_secs(),
+        user_claim,
+        cookie,
+        jwks_refresh: jwks_refresh?,
+        jwks_cooldown: jwks_cooldown?,
+    })
+}
+
+fn compile_store(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<StoreConfig> {
+    let mut s = Section::from_root(root, "store", errors);
+    let redis_url = s.string("redis_url", errors);
+    if let Some(url) = &redis_url {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://") || url.starts_with("unix://")) {
+            errors.push("store.redis_url", format!("{:?} is not a redis:// URL", redact_url(url)));
+        } else {
+            // The Redis store arrives with the webhook issue; refuse rather than
+            // silently running on memory when the operator asked for Redis.
+            errors.push("store.redis_url", "the Redis store is not supported by this build yet; remove redis_url to use the in-memory store");
+        }
+    }
+    let key_prefix = s.string("key_prefix", errors).unwrap_or_else(|| "paygate:".into());
+    let cache_ttl = s.duration("cache_ttl", Duration::from_secs(5), errors);
+    let cache_capacity = match s.integer("cache_capacity", errors) {
+        None => Some(100_000),
+        Some(n) if n > 0 => Some(n as u64),
+        Some(_) => {
+            errors.push("store.cache_capacity", "must be a positive integer");
+            None
+        }
+    };
+    let on_store_error = match s.string("on_store_error", errors).as_deref() {
+        None | Some("stale") => Some(OnStoreError::Stale),
+        Some("deny") => Some(OnStoreError::Deny),
+        Some("allow") => Some(OnStoreError::Allow),
+        Some(other) => {
+            errors.push("store.on_store_error", format!("{other:?} is not one of \"stale\", \"deny\", \"allow\""));
+            None
+        }
+    };
+    let max_stale = s.duration("max_stale", Duration::from_secs(300), errors);
+    let seed_file = s.string("seed_file", errors).map(|f| ctx.resolve(&f));
+    if seed_file.is_some() && redis_url.is_some() {
+        errors.push("store.seed_file", "only applies to the in-memory store (remove redis_url or seed_file)");
+    }
+    if let Some(path) = &seed_file {
+        if !path.is_file() {
+            errors.push("store.seed_file", format!("{} does not exist", path.display()));
+        }
+    }
+    s.finish(errors);
+    Some(StoreConfig {
+        redis_url,
+        key_prefix,
+        cache_ttl: cache_ttl?,
+        cache_capacity: cache_capacity?,
+        on_store_error: on_store_error?,
+        max_stale: max_stale?,
+        seed_file,
+    })
+}
+
+/// `Some(None)` when the section is absent (valid), `None` on errors.
+fn compile_stripe(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<Option<StripeConfig>> {
+    let mut s = Section::from_root(root, "stripe", errors);
+    if !s.is_present() {
+        return Some(None);
+    }
+    let webhook_path = s.string("webhook_path", errors).unwrap_or_else(|| "/stripe/webhook".into());
+    if routes::validate_prefix(&webhook_path).is_err() || webhook_path == "/" {
+        errors.push("stripe.webhook_path", format!("{webhook_path:?} must be an absolute, normalized path like \"/stripe/webhook\""));
+    }
+    let has_secret_key = s.has("webhook_secret") || s.has("webhook_secret_env");
+    let secret = if has_secret_key {
+        ctx.secret(&mut s, "webhook_secret", "webhook_secret_env", errors)
+    } else {
+        // The documented default variable.
+        match (ctx.env)("STRIPE_WEBHOOK_SECRET") {
+            Some(v) if !v.is_empty() => Some(v),
+            _ => {
+                errors.push("stripe.webhook_secret_env", "environment variable STRIPE_WEBHOOK_SECRET is not set");
+                None
+            }
+        }
+    };
+    let webhook_secrets: Vec<String> = secret
+        .map(|v| v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect())
+        .unwrap_or_default();
+    let tolerance = s.duration("tolerance", Duration::from_secs(300), errors);
+    let max_body = s.size("max_body", 2 << 20, errors);
+    let user_metadata_keys = s
+        .string_list("user_metadata_keys", errors)
+        .unwrap_or_else(|| vec!["user_id".into(), "djstripe_subscriber".into()]);
+    let api_key = ctx.secret(&mut s, "api_key", "api_key_env", errors);
+    let api_base = s.string("api_base", errors).unwrap_or_else(|| "https://api.stripe.com".into());
+    if api_base.parse::<http::Uri>().map(|u| u.scheme().is_none()).unwrap_or(true) {
+        errors.push("stripe.api_base", format!("{api_base:?} is not an http(s) URL"));
+    }
+    let livemode = s.bool("livemode", errors);
+    let refetch = s.bool("refetch", errors).unwrap_or(false);
+    if refetch && api_key.is_none() && !s.has("api_key_env") {
+        errors.push("stripe.refetch", "needs api_key_env (the Stripe API is read to refetch subscriptions)");
+    }
+    s.finish(errors);
+    Some(Some(StripeConfig {
+        webhook_path,
+        webhook_secrets,
+        tolerance: tolerance?,
+        max_body: max_body?,
+        user_metadata_keys,
+        api_key,
+        api_base: api_base.trim_end_matches('/').to_string(),
+        livemode,
+        refetch,
+    }))
+}
+
+fn compile_plans(root: &Table, errors: &mut Errors) -> HashMap<String, Vec<String>> {
+    let mut plans = HashMap::new();
+    match root.get("plans") {
+        None => {}
+        Some(Value::Table(table)) => {
+            for (id, value) in table {
+                let path = format!("plans.{id:?}");
+                match value {
+                    Value::Table(t) => {
+                        let mut s = Section::new(path, Some(t));
+                        let features = s.string_list("features", errors).unwrap_or_default();
+                        s.finish(errors);
+                        plans.insert(id.clone(), features);
+                    }
+                    _ => errors.push(path, "must be a table with `features = [...]`"),
+                }
+            }
+        }
+        Some(_) => errors.push("plans", "must be a table of [plans.\"price_or_product_id\"]"),
+    }
+    plans
+}
+
+fn compile_access(root: &Table, plans: HashMap<String, Vec<String>>, errors: &mut Errors) -> Option<AccessConfig> {
+    let mut s = Section::from_root(root, "access", errors);
+    let mut grant_statuses = Vec::new();
+    let names = s.string_list("grant_statuses", errors).unwrap_or_else(|| vec!["active".into(), "trialing".into()]);
+    for (i, name) in names.iter().enumerate() {
+        match SubscriptionStatus::parse(name) {
+            Some(status) => grant_statuses.push(status),
+            None => errors.push(format!("access.grant_statuses[{i}]"), format!("{name:?} is not a Stripe subscription status")),
+        }
+    }
+    let past_due_grace = s.duration("past_due_grace", Duration::ZERO, errors);
+    let default = match s.string("default", errors).as_deref() {
+        None => Some(Policy::Subscription),
+        Some(name) => Policy::parse(name).or_else(|| {
+            errors.push("access.default", format!("{name:?} is not one of \"public\", \"authenticated\", \"subscription\""));
+            None
+        }),
+    };
+    let checkout_redirect = s.string("checkout_redirect", errors).unwrap_or_else(|| "/checkout".into());
+    let expired_redirect = s.string("expired_redirect", errors).unwrap_or_else(|| "/subscription/expired".into());
+    s.finish(errors);
+    Some(AccessConfig {
+        rules: AccessRules { grant_statuses, past_due_grace: past_due_grace?.as_secs() as i64, plans },
+        default: default?,
+        checkout_redirect,
+        expired_redirect,
+    })
+}
+
+fn compile_routes(root: &Table, default: Option<Policy>, errors: &mut Errors) -> Option<RouteTable> {
+    let mut routes = Vec::new();
+    let entries: &[Value] = match root.get("routes") {
+        None => &[],
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            errors.push("routes", "must be an array of tables ([[routes]])");
+            &[]
+        }
+    };
+    let mut ok = true;
+    for (i, entry) in entries.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        let Value::Table(table) = entry else {
+            errors.push(path, "must be a table");
+            ok = false;
+            continue;
+        };
+        let mut s = Section::new(path.clone(), Some(table));
+        let prefix = s.string("prefix", errors);
+        if prefix.is_none() && !s.has("prefix") {
+            errors.push(format!("{path}.prefix"), "is required");
+        }
+        if let Some(p) = &prefix {
+            if let Err(reason) = routes::validate_prefix(p) {
+                errors.push(format!("{path}.prefix"), reason);
+                ok = false;
+            }
+            if p == "/_paygate" || p.starts_with("/_paygate/") {
+                errors.push(format!("{path}.prefix"), "/_paygate/ is reserved for the gateway's own endpoints");
+                ok = false;
+            }
+        }
+        let policy = match s.string("policy", errors).as_deref() {
+            None => {
+                errors.push(format!("{path}.policy"), "is required (\"public\", \"authenticated\" or \"subscription\")");
+                None
+            }
+            Some(name) => Policy::parse(name).or_else(|| {
+                errors.push(format!("{path}.policy"), format!("{name:?} is not one of \"public\", \"authenticated\", \"subscription\""));
+                None
+            }),
+        };
+        let features = s.string_list("features", errors).unwrap_or_default();
+        if !features.is_empty() && policy.is_some_and(|p| p != Policy::Subscription) {
+            errors.push(format!("{path}.features"), "only applies to policy = \"subscription\"");
+            ok = false;
+        }
+        let methods = match s.string_list("methods", errors) {
+            None => None,
+            Some(names) => {
+                let mut methods = Vec::new();
+                for (j, name) in names.iter().enumerate() {
+                    match http::Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+                        Ok(m) if name.chars().all(|c| c.is_ascii_alphabetic()) => methods.push(m),
+                        _ => {
+                            errors.push(format!("{path}.methods[{j}]"), format!("{name:?} is not an HTTP method"));
+                            ok = false;
+                        }
+                    }
+                }
+                if methods.is_empty() {
+                    errors.push(format!("{path}.methods"), "must list at least one method (omit it for every method)");
+                    ok = false;
+                }
+                Some(methods)
+            }
+        };
+        s.finish(errors);
+        match (prefix, policy) {
+            (Some(prefix), Some(policy)) => routes.push(Route { prefix, policy, features, methods }),
+            _ => ok = false,
+        }
+    }
+    // Two routes with the same prefix and overlapping methods would make the
+    // winner depend on file order: refuse.
+    for i in 0..routes.len() {
+        for j in (i + 1)..routes.len() {
+            let (a, b) = (&routes[i], &routes[j]);
+            let overlap = match (&a.methods, &b.methods) {
+                (None, None) => true,
+                (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
+                _ => false,
+            };
+            if a.prefix == b.prefix && overlap {
+                errors.push(format!("routes[{j}].prefix"), format!("{:?} duplicates routes[{i}] for the same methods", b.prefix));
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    Some(RouteTable::new(routes, default?))
+}
+
+fn compile_admin(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<Option<AdminConfig>> {
+    let mut s = Section::from_root(root, "admin", errors);
+    if !s.is_present() {
+        return Some(None);
+    }
+    let listen_text = s.string("listen", errors).unwrap_or_else(|| "127.0.0.1:9090".into());
+    let listen = parse_addr(&s, "listen", &listen_text, errors);
+    let token = ctx.secret(&mut s, "token", "token_env", errors);
+    if token.as_ref().is_some_and(|t| t.len() < 16) {
+        errors.push("admin.token", "is shorter than 16 bytes; use a long random token");
+    }
+    s.finish(errors);
+    Some(Some(AdminConfig { listen: listen?, token }))
+}
+
+fn compile_log(root: &Table, errors: &mut Errors) -> Option<LogConfig> {
+    let mut s = Section::from_root(root, "log", errors);
+    let format = match s.string("format", errors).as_deref() {
+        None | Some("text") => Some(LogFormat::Text),
+        Some("json") => Some(LogFormat::Json),
+        Some(other) => {
+            errors.push("log.format", format!("{other:?} is not one of \"text\", \"json\""));
+            None
+        }
+    };
+    let level = s.string("level", errors).unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        errors.push("log.level", format!("{level:?} is not a log filter like \"info\" or \"paygate=debug\""));
+    }
+    s.finish(errors);
+    Some(LogConfig { format: format?, level })
+}
+
+fn compile_headers(root: &Table, errors: &mut Errors) -> Option<IdentityHeaders> {
+    let mut s = Section::from_root(root, "headers", errors);
+    let name = |key: &'static str, default: &str, s: &mut Section, errors: &mut Errors| -> Option<HeaderName> {
+        let text = s.string(key, errors).unwrap_or_else(|| default.into());
+        match HeaderName::from_bytes(text.as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                errors.push(s.key(key), format!("{text:?} is not a valid header name"));
+                None
+            }
+        }
+    };
+    let user_id = name("user_id", "X-User-Id", &mut s, errors);
+    let status = name("status", "X-Subscription-Status", &mut s, errors);
+    let entitlements = name("entitlements", "X-Entitlements", &mut s, errors);
+    s.finish(errors);
+    Some(IdentityHeaders { user_id: user_id?, status: status?, entitlements: entitlements? })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! Unit tests of the config compiler: defaults, every error reported, keys named.
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "PAYGATE_JWT_SECRET" => Some("a-test-secret-of-32-bytes-length".into()),
+        "STRIPE_WEBHOOK_SECRET" => Some("whsec_a,whsec_b".into()),
+        "PAYGATE_ADMIN_TOKEN" => Some("admin-token-0123456789".into()),
+        _ => None,
+    }
+}
+
+fn compile(text: &str) -> Result<Config, ConfigErrors> {
+    Config::compile(text, Path::new("."), &env)
+}
+
+fn keys(err: ConfigErrors) -> Vec<String> {
+    err.0.into_iter().map(|e| e.key).collect()
+}
+
+const MINIMAL: &str = r#"
+[upstream]
+url = "http://127.0.0.1:8000"
+[jwt]
+secret_env = "PAYGATE_JWT_SECRET"
+"#;
+
+#[test]
+fn minimal_config_gets_spec_defaults() {
+    let c = compile(MINIMAL).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.max_body, 10 << 20);
+    assert_eq!(c.server.header_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(c.upstream.timeout, Duration::from_secs(30));
+    assert_eq!(c.jwt.algorithms, vec![jsonwebtoken::Algorithm::HS256]);
+    assert_eq!(c.jwt.leeway, 30);
+    assert_eq!(c.jwt.user_claim, "sub");
+    assert_eq!(c.store.cache_ttl, Duration::from_secs(5));
+    assert_eq!(c.store.cache_capacity, 100_000);
+    assert_eq!(c.store.on_store_error, OnStoreError::Stale);
+    assert_eq!(c.access.default, Policy::Subscription);
+    assert_eq!(c.access.rules.grant_statuses, vec![SubscriptionStatus::Active, SubscriptionStatus::Trialing]);
+    assert_eq!(c.access.checkout_redirect, "/checkout");
+    assert!(c.stripe.is_none());
+    assert!(c.admin.is_none());
+    assert_eq!(c.headers.user_id.as_str(), "x-user-id");
+}
+
+#[test]
+fn shipped_example_configs_compile() {
+    for file in ["config/paygate.toml", "config/demo.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let base = path.parent().unwrap();
+        if let Err(e) = Config::compile(&text, base, &env) {
+            panic!("{file} does not compile:\n{e}");
+        }
+    }
+}
+
+#[test]
+fn full_spec_config_loads() {
+    let text = r#"
+[server]
+listen = "127.0.0.1:8080"
+max_body = "10MiB"
+header_timeout = "10s"
+trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]
+shutdown_grace = "30s"
+[upstream]
+url = "http://127.0.0.1:8000"
+connect_timeout = "2s"
+timeout = "30s"
+[jwt]
+algorithms = ["HS256"]
+secret_env = "PAYGATE_JWT_SECRET"
+issuer = "https://auth.example.com/"
+audience = "api"
+leeway = "30s"
+user_claim = "user_id"
+cookie = "access_token"
+[store]
+key_prefix = "paygate:"
+cache_ttl = "5s"
+cache_capacity = 100000
+on_store_error = "deny"
+max_stale = "5m"
+[stripe]
+webhook_path = "/stripe/webhook"
+webhook_secret_env = "STRIPE_WEBHOOK_SECRET"
+tolerance = "5m"
+max_body = "2MiB"
+user_metadata_keys = ["user_id", "djstripe_subscriber"]
+api_base = "http://127.0.0.1:12111"
+livemode = true
+refetch = false
+[access]
+grant_statuses = ["active", "trialing"]
+past_due_grace = "3d"
+default = "subscription"
+checkout_redirect = "/checkout"
+expired_redirect = "/subscription/expired"
+[[routes]]
+prefix = "/health"
+policy = "public"
+[[routes]]
+prefix = "/api/reports/export"
+policy = "subscription"
+features = ["export"]
+methods = ["POST"]
+[plans."price_123"]
+features = ["export"]
+[admin]
+listen = "127.0.0.1:9090"
+token_env = "PAYGATE_ADMIN_TOKEN"
+[log]
+format = "json"
+"#;
+    let c = compile(text).unwrap();
+    let stripe = c.stripe.unwrap();
+    assert_eq!(stripe.webhook_secrets, vec!["whsec_a", "whsec_b"]);
+    assert_eq!(stripe.livemode, Some(true));
+    assert_eq!(c.access.rules.past_due_grace, 3 * 86400);
+    assert_eq!(c.access.rules.plans["price_123"], vec!["export"]);
+    assert_eq!(c.routes.routes().len(), 2);
+    assert_eq!(c.server.trusted_proxies.len(), 2);
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.store.on_store_error, OnStoreError::Deny);
+}
+
+#[test]
+fn every_error_is_reported_with_its_key() {
+    let text = r#"
+[server]
+listne = "127.0.0.1:8080"
+max_body = "10 parsecs"
+[upstream]
+url = "ftp://nope"
+timeout = "30"
+[jwt]
+algorithms = ["HS256", "HS999"]
+secret_env = "UNSET_SECRET_VAR"
+[access]
+default = "open"
+grant_statuses = ["active", "paid"]
+[[routes]]
+prefix = "api/x"
+policy = "pubic"
+[[routes]]
+prefix = "/ok"
+policy = "public"
+polcy = "subscription"
+[mystery]
+"#;
+    let err = compile(text).unwrap_err();
+    let printed = err.to_string();
+    let keys = keys(err);
+    for expected in [
+        "server.listne",
+        "server.max_body",
+        "upstream.url",
+        "upstream.timeout",
+        "jwt.algorithms[1]",
+        "jwt.secret_env",
+        "access.default",
+        "access.grant_statuses[1]",
+        "routes[0].prefix",
+        "routes[0].policy",
+        "routes[1].polcy",
+        "mystery",
+    ] {
+        assert!(keys.iter().any(|k| k == expected), "missing error for {expected}: {keys:?}");
+    }
+    assert!(printed.contains("UNSET_SECRET_VAR"), "{printed}");
+    assert!(printed.lines().all(|l| l.starts_with("config error: ")));
+}
+
+#[test]
+fn wrong_types_are_named() {
+    let err = compile(&format!("{MINIMAL}\n[store]\ncache_capacity = \"lots\"\n")).unwrap_err();
+    assert_eq!(keys(err), vec!["store.cache_capacity"]);
+}
+
+#[test]
+fn duplicate_routes_and_reserved_prefixes_are_refused() {
+    let text = format!(
+        "{MINIMAL}\n[[routes]]\nprefix = \"/a\"\npolicy = \"public\"\n[[routes]]\nprefix = \"/a\"\npolicy = \"subscription\"\n[[routes]]\nprefix = \"/_paygate/x\"\npolicy = \"public\"\n"
+    );
+    let keys = keys(compile(&text).unwrap_err());
+    assert!(keys.contains(&"routes[1].prefix".to_string()), "{keys:?}");
+    assert!(keys.contains(&"routes[2].prefix".to_string()), "{keys:?}");
+}
+
+#[test]
+fn same_prefix_with_disjoint_methods_is_fine() {
+    let text = format!(
+        "{MINIMAL}\n[[routes]]\nprefix = \"/a\"\npolicy = \"public\"\n[[routes]]\nprefix = \"/a\"\npolicy = \"subscription\"\nmethods = [\"POST\"]\n"
+    );
+    compile(&text).unwrap();
+}
+
+#[test]
+fn asymmetric_algorithm_needs_a_key_and_hs_needs_a_secret() {
+    let text = "[upstream]\nurl = \"http://127.0.0.1:1\"\n[jwt]\nalgorithms = [\"RS256\", \"HS256\"]\n";
+    let keys = keys(compile(text).unwrap_err());
+    assert!(keys.contains(&"jwt.algorithms".to_string()), "{keys:?}");
+    assert!(keys.contains(&"jwt.secret_env".to_string()), "{keys:?}");
+}
+
+#[test]
+fn stripe_section_needs_its_secret() {
+    let text = format!("{MINIMAL}\n[stripe]\nwebhook_secret_env = \"NOPE\"\n");
+    assert_eq!(keys(compile(&text).unwrap_err()), vec!["stripe.webhook_secret_env"]);
+}
+
+#[test]
+fn upstream_with_path_is_refused() {
+    let text = "[upstream]\nurl = \"http://127.0.0.1:8000/base\"\n[jwt]\nsecret_env = \"PAYGATE_JWT_SECRET\"\n";
+    assert_eq!(keys(compile(text).unwrap_err()), vec!["upstream.url"]);
+}

@@ -1,0 +1,213 @@
+//! Every answer the gateway gives in place of the upstream (SPEC §4), as one
+//! enum turned into an HTTP response in exactly one place.
+//!
+//! Nothing here decides *whether* to deny; callers decide and hand over a
+//! [`Deny`]. Keeping the mapping in one function keeps status codes, error codes
+//! and headers consistent across the proxy, the webhook endpoint and `/me`.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+
+use crate::config::AccessConfig;
+
+/// Why the gateway answers itself instead of forwarding.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Deny {
+    #[error("no bearer token")]
+    Unauthenticated,
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+    #[error("token expired")]
+    TokenExpired,
+    #[error("checkout required")]
+    CheckoutRequired,
+    #[error("subscription required (status {status})")]
+    SubscriptionRequired { status: &'static str },
+    #[error("upgrade required (feature {feature})")]
+    UpgradeRequired { feature: String },
+    #[error("bad path: {0}")]
+    BadPath(String),
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("entitlement store unavailable")]
+    EntitlementUnavailable,
+    #[error("upstream unavailable")]
+    UpstreamUnavailable,
+    #[error("upstream timeout")]
+    UpstreamTimeout,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl Deny {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Deny::Unauthenticated | Deny::InvalidToken(_) | Deny::TokenExpired => StatusCode::UNAUTHORIZED,
+            Deny::CheckoutRequired | Deny::SubscriptionRequired { .. } | Deny::UpgradeRequired { .. } => StatusCode::PAYMENT_REQUIRED,
+            Deny::BadPath(_) => StatusCode::BAD_REQUEST,
+            Deny::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Deny::EntitlementUnavailable | Deny::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Deny::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Deny::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Deny::NotFound => StatusCode::NOT_FOUND,
+            Deny::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The machine-readable `code` clients switch on (SPEC §4).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Deny::Unauthenticated => "UNAUTHENTICATED",
+            Deny::InvalidToken(_) => "INVALID_TOKEN",
+            Deny::TokenExpired => "TOKEN_EXPIRED",
+            Deny::CheckoutRequired => "CHECKOUT_REQUIRED",
+            Deny::SubscriptionRequired { .. } => "SUBSCRIPTION_REQUIRED",
+            Deny::UpgradeRequired { .. } => "UPGRADE_REQUIRED",
+            Deny::BadPath(_) => "BAD_PATH",
+            Deny::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Deny::EntitlementUnavailable => "ENTITLEMENT_UNAVAILABLE",
+            Deny::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
+            Deny::UpstreamTimeout => "UPSTREAM_TIMEOUT",
+            Deny::NotFound => "NOT_FOUND",
+            Deny::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Deny::ShuttingDown => "SHUTTING_DOWN",
+        }
+    }
+
+    /// Short label for the access log and metrics (`decision` field).
+    pub fn decision(&self) -> &'static str {
+        match self {
+            Deny::CheckoutRequired => "checkout_required",
+            Deny::SubscriptionRequired { .. } => "subscription_required",
+            Deny::UpgradeRequired { .. } => "upgrade_required",
+            Deny::Unauthenticated | Deny::InvalidToken(_) | Deny::TokenExpired => "unauthenticated",
+            Deny::BadPath(_) => "bad_path",
+            Deny::PayloadTooLarge => "too_large",
+            Deny::EntitlementUnavailable => "store_unavailable",
+            Deny::UpstreamUnavailable | Deny::UpstreamTimeout => "upstream_error",
+            Deny::NotFound | Deny::MethodNotAllowed => "not_found",
+            Deny::ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// The sentence in the `error` field. The 402 sentences are the ones the
+    /// seed middleware used, so existing front ends keep working.
+    fn sentence(&self) -> &'static str {
+        match self {
+            Deny::Unauthenticated => "Authentication required.",
+            Deny::InvalidToken(_) => "The access token is invalid.",
+            Deny::TokenExpired => "The access token has expired.",
+            Deny::CheckoutRequired => "Subscription required. Please complete checkout.",
+            Deny::SubscriptionRequired { .. } => "Active subscription required",
+            Deny::UpgradeRequired { .. } => "Your plan does not include this feature.",
+            Deny::BadPath(_) => "The request path is not acceptable.",
+            Deny::PayloadTooLarge => "The request body is too large.",
+            Deny::EntitlementUnavailable => "Subscription status is temporarily unavailable. Please retry.",
+            Deny::UpstreamUnavailable => "The application is unavailable.",
+            Deny::UpstreamTimeout => "The application did not answer in time.",
+            Deny::NotFound => "Not found.",
+            Deny::MethodNotAllowed => "Method not allowed.",
+            Deny::ShuttingDown => "The gateway is shutting down.",
+        }
+    }
+
+    /// Builds the JSON response. `access` supplies the redirect targets.
+    pub fn into_response(self, access: &AccessConfig) -> Response<Full<Bytes>> {
+        let mut body = json!({ "error": self.sentence(), "code": self.code() });
+        match &self {
+            Deny::CheckoutRequired => body["redirect"] = json!(access.checkout_redirect),
+            Deny::SubscriptionRequired { status } => {
+                body["redirect"] = json!(access.expired_redirect);
+                body["status"] = json!(status);
+            }
+            Deny::UpgradeRequired { feature } => body["feature"] = json!(feature),
+            _ => {}
+        }
+        let mut response = json_response(self.status(), &body);
+        let headers = response.headers_mut();
+        match self {
+            Deny::Unauthenticated => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Deny::InvalidToken(_) | Deny::TokenExpired => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            }
+            Deny::EntitlementUnavailable | Deny::ShuttingDown => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A JSON response with the given status; used for the gateway's own endpoints too.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn access() -> AccessConfig {
+        AccessConfig {
+            rules: Default::default(),
+            default: crate::routes::Policy::Subscription,
+            checkout_redirect: "/checkout".into(),
+            expired_redirect: "/subscription/expired".into(),
+        }
+    }
+
+    async fn body(deny: Deny) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+        let r = deny.into_response(&access());
+        let (parts, body) = r.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn payment_required_bodies_match_the_spec() {
+        let (status, headers, json) = body(Deny::CheckoutRequired).await;
+        assert_eq!(status, 402);
+        assert_eq!(headers[CONTENT_TYPE], "application/json");
+        assert_eq!(
+            json,
+            json!({"error": "Subscription required. Please complete checkout.", "code": "CHECKOUT_REQUIRED", "redirect": "/checkout"})
+        );
+        let (_, _, json) = body(Deny::SubscriptionRequired { status: "canceled" }).await;
+        assert_eq!(
+            json,
+            json!({"error": "Active subscription required", "code": "SUBSCRIPTION_REQUIRED", "redirect": "/subscription/expired", "status": "canceled"})
+        );
+        let (_, _, json) = body(Deny::UpgradeRequired { feature: "export".into() }).await;
+        assert_eq!(json["code"], "UPGRADE_REQUIRED");
+        assert_eq!(json["feature"], "export");
+    }
+
+    #[tokio::test]
+    async fn unauthorized_carries_www_authenticate() {
+        let (status, headers, json) = body(Deny::Unauthenticated).await;
+        assert_eq!((status.as_u16(), json["code"].as_str()), (401, Some("UNAUTHENTICATED")));
+        assert_eq!(headers[WWW_AUTHENTICATE], "Bearer");
+        for deny in [Deny::InvalidToken("bad signature"), Deny::TokenExpired] {
+            let (status, headers, _) = body(deny).await;
+            assert_eq!(status, 401);
+            assert_eq!(headers[WWW_AUTHENTICATE], "Bearer error=\"invalid_token\"");
+        }
+        let (_, headers, _) = body(Deny::EntitlementUnavailable).await;
+        assert!(headers.contains_key(RETRY_AFTER));
+    }
+}

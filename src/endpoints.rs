@@ -1,0 +1,85 @@
+//! The gateway's own endpoints under `/_paygate/` (SPEC §8): health, readiness
+//! and `/me`. Served by the gateway itself, never forwarded.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::{json, Value};
+
+use crate::auth::{self, AuthError};
+use crate::deny::{json_response, Deny};
+use crate::entitlement::{current_subscription, evaluate, UnixTime};
+use crate::gateway::{unix_now, Gateway};
+
+pub async fn serve<B>(gateway: &Gateway, request: &Request<B>, path: &str) -> Result<Response<Full<Bytes>>, Deny> {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return Err(Deny::MethodNotAllowed);
+    }
+    match path {
+        "/_paygate/healthz" => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+        "/_paygate/readyz" => Ok(readiness(gateway).await),
+        "/_paygate/me" => me(gateway, request).await,
+        _ => Err(Deny::NotFound),
+    }
+}
+
+/// Ready = config loaded (we are running), not draining, and the store answers.
+pub async fn readiness(gateway: &Gateway) -> Response<Full<Bytes>> {
+    if gateway.is_draining() {
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "draining"}));
+    }
+    let store = gateway.entitlements.store();
+    match tokio::time::timeout(std::time::Duration::from_secs(1), store.ping()).await {
+        Ok(Ok(())) => json_response(StatusCode::OK, &json!({"status": "ready", "store": store.kind()})),
+        Ok(Err(e)) => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "store unavailable", "error": e.to_string()})),
+        Err(_) => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "store unavailable", "error": "ping timed out"})),
+    }
+}
+
+/// The caller's own plan state, so a front end can show it without asking Stripe.
+async fn me<B>(gateway: &Gateway, request: &Request<B>) -> Result<Response<Full<Bytes>>, Deny> {
+    let config = &gateway.config;
+    let token = auth::extract_token(request.headers(), config.jwt.cookie.as_deref()).ok_or(Deny::Unauthenticated)?;
+    let identity = gateway.auth.verify(token).await.map_err(|e| match e {
+        AuthError::Expired => Deny::TokenExpired,
+        AuthError::Invalid(reason) => Deny::InvalidToken(reason),
+        AuthError::Missing => Deny::Unauthenticated,
+    })?;
+    let found = gateway.entitlements.get(&identity.user_id).await.map_err(|_| Deny::EntitlementUnavailable)?;
+    let now = unix_now();
+    let rules = &config.access.rules;
+    let access = evaluate(found.as_deref(), rules, now);
+    let current = found.as_deref().and_then(|ent| current_subscription(ent, rules, now));
+    let features: Vec<&str> = match &access {
+        crate::entitlement::Access::Granted { features, .. } => features.clone(),
+        _ => Vec::new(),
+    };
+    let body = json!({
+        "user_id": identity.user_id,
+        "status": access.status(),
+        "trial_end": rfc3339(current.and_then(|s| s.trial_end)),
+        "current_period_end": rfc3339(current.and_then(|s| s.current_period_end)),
+        "cancel_at_period_end": current.is_some_and(|s| s.cancel_at_period_end),
+        "has_used_trial": found.as_deref().is_some_and(|e| e.has_used_trial),
+        "first_trial_at": rfc3339(found.as_deref().and_then(|e| e.first_trial_at)),
+        "features": features,
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// RFC 3339 UTC string, or JSON null.
+pub fn rfc3339(time: Option<UnixTime>) -> Value {
+    time.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .map(Value::String)
+        .unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(super::rfc3339(Some(1_700_000_000)), "2023-11-14T22:13:20Z");
+        assert_eq!(super::rfc3339(None), serde_json::Value::Null);
+    }
+}

@@ -1,0 +1,261 @@
+//! The request path, top to bottom: normalize the path, match a route, check the
+//! token, decide access, then forward or answer. Read this file to know what
+//! happens to a request.
+//!
+//! Invariants kept here (see ARCHITECTURE.md):
+//! - the path that is authorized is exactly the path that is forwarded;
+//! - identity headers reaching the upstream are only ever the ones set here;
+//! - a cache hit does no store I/O.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use crate::auth::{self, AuthError, Authenticator, Identity};
+use crate::config::{Config, OnStoreError};
+use crate::deny::Deny;
+use crate::endpoints;
+use crate::entitlement::{decide, Decision, UnixTime};
+use crate::proxy::{self, headers, LimitedBody, Upstream};
+use crate::routes::{path, Policy};
+use crate::store::{EntitlementCache, EntitlementStore, MemoryStore};
+
+/// What the client gets back: the upstream's streamed body, or a small body the
+/// gateway made itself. `Either` avoids boxing on the hot path.
+pub type GatewayBody = Either<Incoming, Full<Bytes>>;
+
+/// Everything a request needs, built once at start and shared by all connections.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub auth: Arc<Authenticator>,
+    pub entitlements: EntitlementCache,
+    upstream: Upstream,
+    /// Set on SIGTERM/SIGINT: readiness answers 503 so load balancers stop sending.
+    draining: AtomicBool,
+}
+
+/// What the access log records about a request besides method/path/status.
+struct Outcome {
+    decision: &'static str,
+    user_id: Option<String>,
+}
+
+impl Gateway {
+    /// Builds the gateway from a validated config: store, cache, authenticator, upstream pool.
+    pub async fn build(config: Config) -> Result<Arc<Gateway>, String> {
+        let store: Arc<dyn EntitlementStore> = match (&config.store.redis_url, &config.store.seed_file) {
+            (Some(_), _) => return Err("store.redis_url: the Redis store is not supported by this build yet".into()),
+            (None, Some(seed)) => Arc::new(MemoryStore::from_seed_file(seed)?),
+            (None, None) => Arc::new(MemoryStore::new()),
+        };
+        Self::with_store(config, store).await
+    }
+
+    /// Like [`Gateway::build`] with a given store (tests and benches inject one).
+    pub async fn with_store(config: Config, store: Arc<dyn EntitlementStore>) -> Result<Arc<Gateway>, String> {
+        let http = crate::outbound::OutboundClient::new(std::time::Duration::from_secs(10));
+        let auth = Arc::new(Authenticator::new(config.jwt.clone(), http).await?);
+        auth.spawn_refresher();
+        let entitlements = EntitlementCache::new(store, config.store.cache_ttl, config.store.cache_capacity);
+        let upstream = Upstream::new(&config.upstream);
+        Ok(Arc::new(Gateway { config: Arc::new(config), auth, entitlements, upstream, draining: AtomicBool::new(false) }))
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Handles one request. Never fails: every error becomes a response here.
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<GatewayBody> {
+        let started = Instant::now();
+        let request_id = headers::request_id(request.headers());
+        let method = request.method().clone();
+        // Logged as received: the raw target is what an operator greps for.
+        let logged_path = request.uri().path().to_string();
+
+        let (mut response, outcome) = match self.route(request, peer, &request_id).await {
+            Ok(forwarded) => forwarded,
+            Err((deny, outcome)) => {
+                let decision = if outcome.decision.is_empty() { deny.decision() } else { outcome.decision };
+                (deny.into_response(&self.config.access).map(Either::Right), Outcome { decision, ..outcome })
+            }
+        };
+        response.headers_mut().insert(headers::X_REQUEST_ID.clone(), request_id.clone());
+
+        tracing::info!(
+            target: "paygate::access",
+            method = %method,
+            path = %logged_path,
+            status = response.status().as_u16(),
+            decision = outcome.decision,
+            user_id = outcome.user_id.as_deref().unwrap_or("-"),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            request_id = request_id.to_str().unwrap_or("-"),
+            peer = %peer.ip(),
+        );
+        response
+    }
+
+    async fn route(
+        &self,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+        request_id: &HeaderValue,
+    ) -> Result<(Response<GatewayBody>, Outcome), (Deny, Outcome)> {
+        let mut outcome = Outcome { decision: "", user_id: None };
+        let config = &*self.config;
+
+        // 1. Path safety: everything below uses the normalized path only.
+        let normalized = match path::normalize(request.uri().path()) {
+            Ok(p) => p.into_owned(),
+            Err(e) => return Err((Deny::BadPath(e.to_string()), outcome)),
+        };
+
+        // 2. The gateway's own endpoints and the webhook are never forwarded.
+        if normalized == "/_paygate" || normalized.starts_with("/_paygate/") {
+            outcome.decision = "own";
+            return match endpoints::serve(self, &request, &normalized).await {
+                Ok(response) => Ok((response.map(Either::Right), outcome)),
+                Err(deny) => Err((deny, outcome)),
+            };
+        }
+        if let Some(stripe) = &config.stripe {
+            if normalized == stripe.webhook_path {
+                // Webhook handling arrives with the Stripe issue; until then the
+                // path is reserved so it can never leak to the application.
+                outcome.decision = "webhook";
+                return Err((Deny::NotFound, outcome));
+            }
+        }
+
+        // 3. Route policy and token.
+        let matched = config.routes.lookup(request.method(), &normalized);
+        let token = auth::extract_token(request.headers(), config.jwt.cookie.as_deref());
+        let identity: Option<Identity> = match (matched.policy, token) {
+            (Policy::Public, None) => None,
+            // A bad token on a public route does not block; it just sets no identity.
+            (Policy::Public, Some(token)) => self.auth.verify(token).await.ok(),
+            (_, None) => return Err((Deny::Unauthenticated, outcome)),
+            (_, Some(token)) => match self.auth.verify(token).await {
+                Ok(identity) => Some(identity),
+                Err(AuthError::Expired) => return Err((Deny::TokenExpired, outcome)),
+                Err(AuthError::Invalid(reason)) => return Err((Deny::InvalidToken(reason), outcome)),
+                Err(AuthError::Missing) => return Err((Deny::Unauthenticated, outcome)),
+            },
+        };
+        outcome.user_id = identity.as_ref().map(|i| i.user_id.clone());
+
+        // 4. Entitlement and decision. Looked up for every identified caller so
+        // the upstream always sees the status, but only subscription routes deny.
+        let mut identity_values: Option<(HeaderValue, HeaderValue, Option<HeaderValue>)> = None;
+        if let Some(identity) = &identity {
+            let user_header = HeaderValue::from_str(&identity.user_id)
+                .map_err(|_| (Deny::InvalidToken("user id is not usable as a header value"), Outcome { decision: "", user_id: outcome.user_id.clone() }))?;
+            let lookup = self.entitlements.get(&identity.user_id).await;
+            let required: &[String] = matched.features;
+            match lookup {
+                Ok(found) => {
+                    let decision = decide(found.as_deref(), &config.access.rules, required, unix_now());
+                    let (status, features) = match decision {
+                        Decision::Allow { status, features } => (status, features),
+                        denied if matched.policy == Policy::Subscription => {
+                            return Err((deny_for(denied), outcome));
+                        }
+                        // Not a subscription route: the user passes, and the
+                        // upstream learns the state from the headers.
+                        Decision::CheckoutRequired => ("none", Vec::new()),
+                        Decision::SubscriptionRequired { status } => (status, Vec::new()),
+                        Decision::UpgradeRequired { .. } => ("none", Vec::new()),
+                    };
+                    let status = HeaderValue::from_str(status).unwrap_or(HeaderValue::from_static("unknown"));
+                    let features = if features.is_empty() { None } else { HeaderValue::from_str(&features.join(",")).ok() };
+                    identity_values = Some((user_header, status, features));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, user_id = %identity.user_id, "entitlement lookup failed");
+                    if matched.policy == Policy::Subscription {
+                        match config.store.on_store_error {
+                            OnStoreError::Allow => {
+                                identity_values = Some((user_header, HeaderValue::from_static("unknown"), None));
+                            }
+                            OnStoreError::Deny | OnStoreError::Stale => return Err((Deny::EntitlementUnavailable, outcome)),
+                        }
+                    } else {
+                        identity_values = Some((user_header, HeaderValue::from_static("unknown"), None));
+                    }
+                }
+            }
+        }
+        outcome.decision = if matched.policy == Policy::Subscription { "allow" } else { matched.policy.as_str() };
+
+        // 5. Body limit known up front: refuse before opening an upstream request.
+        let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > config.server.max_body) {
+            return Err((Deny::PayloadTooLarge, outcome));
+        }
+
+        // 6. Rewrite and forward.
+        let upgrade = headers::is_upgrade_request(request.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+        let uri = self.upstream.uri_for(&normalized, request.uri().query()).map_err(|d| (d, Outcome { decision: "", user_id: outcome.user_id.clone() }))?;
+        let (mut parts, body) = request.into_parts();
+        let original_host = parts.headers.get(HOST).cloned().or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let h = &mut parts.headers;
+        headers::strip_hop_by_hop(h, upgrade);
+        headers::strip_identity(h, &config.headers);
+        headers::set_forwarded(h, peer.ip(), &config.server.trusted_proxies, original_host.as_ref());
+        h.insert(headers::X_REQUEST_ID.clone(), request_id.clone());
+        headers::set_host(h, self.upstream.host_header());
+        if let Some((user, status, features)) = identity_values {
+            h.insert(config.headers.user_id.clone(), user);
+            h.insert(config.headers.status.clone(), status);
+            if let Some(features) = features {
+                h.insert(config.headers.entitlements.clone(), features);
+            }
+        }
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        let (body, tripped) = LimitedBody::new(body, config.server.max_body);
+        let upstream_request = Request::from_parts(parts, body);
+
+        let mut response = match self.upstream.send(upstream_request, &tripped).await {
+            Ok(response) => response,
+            Err(deny) => return Err((deny, outcome)),
+        };
+        match client_upgrade {
+            Some(client_side) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                let upstream_side = hyper::upgrade::on(&mut response);
+                proxy::spawn_tunnel(client_side, upstream_side);
+                headers::strip_hop_by_hop(response.headers_mut(), true);
+            }
+            _ => headers::strip_hop_by_hop(response.headers_mut(), false),
+        }
+        Ok((response.map(Either::Left), outcome))
+    }
+}
+
+/// Maps a denying decision to its response (SPEC §4).
+fn deny_for(decision: Decision<'_>) -> Deny {
+    match decision {
+        Decision::CheckoutRequired => Deny::CheckoutRequired,
+        Decision::SubscriptionRequired { status } => Deny::SubscriptionRequired { status },
+        Decision::UpgradeRequired { feature } => Deny::UpgradeRequired { feature: feature.to_string() },
+        Decision::Allow { .. } => unreachable!("allow is not a denial"),
+    }
+}
+
+/// Wall-clock seconds; access decisions follow Stripe's clock, not a monotonic one.
+pub fn unix_now() -> UnixTime {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

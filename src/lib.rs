@@ -1,0 +1,16 @@
+//! paygate: a reverse proxy that puts a Stripe subscription paywall in front of
+//! an existing application API. See ARCHITECTURE.md for the module map.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod deny;
+pub mod endpoints;
+pub mod entitlement;
+pub mod gateway;
+pub mod outbound;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,351 @@
+//! HTTP client for control-plane calls (the JWKS endpoint now, the Stripe API
+//! later): one pooled hyper-util legacy client over hyper-rustls, speaking
+//! https with the webpki roots and plain http for tests and local setups.
+//!
+//! It must not be used to forward user traffic: it buffers whole bodies (up to
+//! a cap) and applies one deadline to the whole exchange, which is right for
+//! small JSON documents and wrong for proxied requests.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_LENGTH, USER_AGENT};
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// How long an idle pooled connection is kept. Control-plane calls are rare
+/// (a JWKS refresh every few minutes), so keeping connections longer than
+/// this would mostly hold sockets that the server has already closed.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The value of the `User-Agent` header, so the identity provider and Stripe
+/// can tell paygate's calls apart in their logs.
+const USER_AGENT_VALUE: &str = concat!("paygate/", env!("CARGO_PKG_VERSION"));
+
+/// A cheap-to-clone handle on a shared connection pool for control-plane
+/// calls. Every request gets the same deadline, set at construction.
+#[derive(Clone)]
+pub struct OutboundClient {
+    /// The pooled client. Cloning it clones a handle on the same pool, which
+    /// is why `OutboundClient` itself can derive `Clone`.
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    /// Deadline for one whole exchange: connect, TLS, response head and
+    /// body. A control-plane endpoint that hangs must not stall a refresher
+    /// or a CLI command forever.
+    timeout: Duration,
+}
+
+/// Why an outbound call produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    /// The URL (or one of the extra headers) could not be turned into a
+    /// request; this is a configuration or programming error, not a network
+    /// one, so retrying will not help.
+    #[error("invalid request URL or header: {0}")]
+    InvalidUrl(String),
+    /// The whole exchange did not finish within the client's timeout.
+    #[error("request timed out")]
+    Timeout,
+    /// Connecting, TLS, or reading the response failed.
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// The response body was longer than the caller's cap.
+    #[error("response body too large")]
+    BodyTooLarge,
+}
+
+/// A fully read response.
+pub struct OutboundResponse {
+    /// The response status, whatever it is.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The whole body, at most the caller's `max_body` bytes.
+    pub body: Bytes,
+}
+
+impl OutboundClient {
+    /// Builds the client. `timeout` bounds every request made through it,
+    /// from connecting to the last byte of the body.
+    pub fn new(timeout: Duration) -> Self {
+        let mut http = HttpConnector::new();
+        // The connector must accept `https` URIs so that the TLS layer on top
+        // of it can handle them; by default it refuses anything but `http`.
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
+        http.set_nodelay(true);
+
+        // `with_webpki_roots` takes rustls' process-default crypto provider,
+        // which rustls derives from its crate features: paygate enables
+        // exactly one (`ring`, through hyper-rustls), so no global
+        // `install_default` call is needed. Should another dependency ever
+        // enable a second rustls provider, this is the line to change to
+        // `with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())`,
+        // which needs `rustls` as a direct dependency.
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(https);
+        OutboundClient { client, timeout }
+    }
+
+    /// GET with extra headers; body read fully but capped at `max_body` bytes.
+    ///
+    /// Any status is a successful exchange: the caller decides what a `404` or
+    /// `500` means. Redirects are not followed, since neither a JWKS endpoint
+    /// nor the Stripe API should redirect, and following one silently would
+    /// hide a misconfigured URL.
+    pub async fn get(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        max_body: usize,
+    ) -> Result<OutboundResponse, OutboundError> {
+        let request = build_get(url, headers)?;
+        match tokio::time::timeout(self.timeout, self.exchange(request, max_body)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(OutboundError::Timeout),
+        }
+    }
+
+    /// Sends the request and reads the body, without a deadline of its own.
+    async fn exchange(
+        &self,
+        request: Request<Empty<Bytes>>,
+        max_body: usize,
+    ) -> Result<OutboundResponse, OutboundError> {
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| OutboundError::Transport(error_chain(&e)))?;
+        let (parts, mut body) = response.into_parts();
+
+        // Refuse early when the server announces a body over the cap, so that
+        // nothing of it is read.
+        let announced = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|len| len > max_body as u64) {
+            return Err(OutboundError::BodyTooLarge);
+        }
+
+        // Read frame by frame and stop as soon as the cap is passed: a
+        // chunked body has no announced length, and a server must not be able
+        // to make paygate buffer an unbounded amount of memory.
+        let mut buf = BytesMut::with_capacity(announced.map_or(0, |len| len as usize));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| OutboundError::Transport(error_chain(&e)))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > max_body {
+                    return Err(OutboundError::BodyTooLarge);
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+
+        Ok(OutboundResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body: buf.freeze(),
+        })
+    }
+}
+
+/// Builds a GET request with paygate's default headers, then the caller's.
+/// The caller's headers replace the defaults of the same name, so a caller
+/// can ask for another `Accept`.
+fn build_get(url: &str, headers: &[(&str, &str)]) -> Result<Request<Empty<Bytes>>, OutboundError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| OutboundError::InvalidUrl(format!("{url}: {e}")))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => {
+            return Err(OutboundError::InvalidUrl(format!(
+                "{url}: only http and https URLs are supported"
+            )))
+        }
+    }
+    if uri.host().is_none() {
+        return Err(OutboundError::InvalidUrl(format!("{url}: missing host")));
+    }
+
+    let mut request = Request::new(Empty::new());
+    *request.method_mut() = Method::GET;
+    *request.uri_mut() = uri;
+    let map = request.headers_mut();
+    map.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    map.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| OutboundError::InvalidUrl(format!("invalid header name {name:?}")))?;
+        // The value is not echoed: it may be a credential (Stripe's API key).
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| OutboundError::InvalidUrl(format!("invalid value for header {name}")))?;
+        map.insert(name, value);
+    }
+    Ok(request)
+}
+
+/// Renders an error with its sources, because hyper's top-level messages
+/// ("client error (Connect)") hide the part an operator needs ("connection
+/// refused", "invalid peer certificate").
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper::Response;
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpListener;
+
+    /// Serves every request on a fresh port of 127.0.0.1 with `handler`, and
+    /// returns the address. The server task lives as long as the runtime.
+    async fn serve<F, Fut>(handler: F) -> SocketAddr
+    where
+        F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let handler = handler.clone();
+                        async move { Ok::<_, Infallible>(handler(req).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn get_reads_status_headers_body_and_sends_extra_headers() {
+        let addr = serve(|req: Request<Incoming>| async move {
+            let seen = req
+                .headers()
+                .get("x-test")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            Response::builder()
+                .status(203)
+                .header("x-seen", seen)
+                .body(Full::new(Bytes::from_static(b"hello")))
+                .expect("response")
+        })
+        .await;
+        let client = OutboundClient::new(Duration::from_secs(5));
+        let res = client
+            .get(&format!("http://{addr}/x"), &[("x-test", "yes")], 1024)
+            .await
+            .expect("get");
+        assert_eq!(res.status, StatusCode::NON_AUTHORITATIVE_INFORMATION);
+        assert_eq!(
+            res.headers.get("x-seen").map(|v| v.as_bytes()),
+            Some(&b"yes"[..])
+        );
+        assert_eq!(&res.body[..], b"hello");
+    }
+
+    #[tokio::test]
+    async fn body_over_cap_is_refused() {
+        let addr =
+            serve(|_req| async move { Response::new(Full::new(Bytes::from(vec![b'a'; 4096]))) })
+                .await;
+        let client = OutboundClient::new(Duration::from_secs(5));
+        let err = client
+            .get(&format!("http://{addr}/"), &[], 100)
+            .await
+            .err()
+            .expect("must fail");
+        assert!(matches!(err, OutboundError::BodyTooLarge), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn slow_server_times_out() {
+        let addr = serve(|_req| async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Response::new(Full::new(Bytes::new()))
+        })
+        .await;
+        let client = OutboundClient::new(Duration::from_millis(100));
+        let err = client
+            .get(&format!("http://{addr}/"), &[], 100)
+            .await
+            .err()
+            .expect("must fail");
+        assert!(matches!(err, OutboundError::Timeout), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_a_transport_error() {
+        // Bind and drop a listener to get a port that nothing listens on.
+        let addr = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            listener.local_addr().expect("addr")
+        };
+        let client = OutboundClient::new(Duration::from_secs(5));
+        let err = client
+            .get(&format!("http://{addr}/"), &[], 100)
+            .await
+            .err()
+            .expect("must fail");
+        assert!(matches!(err, OutboundError::Transport(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn bad_urls_and_headers_are_rejected_before_any_io() {
+        let client = OutboundClient::new(Duration::from_secs(5));
+        for url in ["not a url", "ftp://example.com/", "/relative"] {
+            let err = client.get(url, &[], 10).await.err().expect("must fail");
+            assert!(
+                matches!(err, OutboundError::InvalidUrl(_)),
+                "{url}: {err:?}"
+            );
+        }
+        let err = client
+            .get("http://127.0.0.1:9/", &[("bad header", "x")], 10)
+            .await
+            .err()
+            .expect("must fail");
+        assert!(matches!(err, OutboundError::InvalidUrl(_)), "{err:?}");
+    }
+}

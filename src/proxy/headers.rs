@@ -1,0 +1,242 @@
+//! Header rewriting between client and upstream: hop-by-hop removal, identity
+//! header stripping, `X-Forwarded-*` and `X-Request-Id`.
+//!
+//! All functions work in place on a `HeaderMap` and allocate nothing in the
+//! common case (no hop-by-hop or spoofed headers present).
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use ipnet::IpNet;
+
+use crate::config::IdentityHeaders;
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones proxies still see).
+const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate"];
+
+/// Removes hop-by-hop headers, including every header the `Connection` header
+/// names. When `keep_upgrade` is set (a tunnelled WebSocket/Upgrade request or
+/// its 101 answer) `Upgrade` and `Connection: upgrade` survive, because the next
+/// hop needs them to agree to the protocol switch.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if headers.contains_key(CONNECTION) {
+        let mut named: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(CONNECTION) {
+            for token in value.to_str().unwrap_or("").split(',') {
+                let token = token.trim();
+                if token.is_empty() || (keep_upgrade && token.eq_ignore_ascii_case("upgrade")) {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    named.push(name);
+                }
+            }
+        }
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        if keep_upgrade && (*name == "upgrade" || *name == "connection") {
+            continue;
+        }
+        headers.remove(*name);
+    }
+    if keep_upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    // `TE: trailers` is the one TE value allowed end to end; HTTP/1.1 upstreams
+    // do not need it, so it is dropped with the rest.
+    let _ = (TE, TRAILER, TRANSFER_ENCODING, UPGRADE);
+}
+
+/// True when the request asks for a protocol switch (WebSocket and friends).
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .any(|v| v.to_str().unwrap_or("").split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+/// Compares a header name with an identity header name the way a framework
+/// would read it: case-insensitively and with `_` read as `-` (Django turns both
+/// `X-User-Id` and `X_User_Id` into `HTTP_X_USER_ID`).
+fn same_identity_name(name: &str, identity: &str) -> bool {
+    name.len() == identity.len()
+        && name.bytes().zip(identity.bytes()).all(|(a, b)| {
+            let a = if a == b'_' { b'-' } else { a.to_ascii_lowercase() };
+            let b = if b == b'_' { b'-' } else { b.to_ascii_lowercase() };
+            a == b
+        })
+}
+
+/// Removes every client-sent header that could be mistaken for an identity header.
+pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
+    let targets = [identity.user_id.as_str(), identity.status.as_str(), identity.entitlements.as_str()];
+    loop {
+        let found = headers.keys().find(|k| targets.iter().any(|t| same_identity_name(k.as_str(), t))).cloned();
+        match found {
+            Some(name) => {
+                headers.remove(name);
+            }
+            None => break,
+        }
+    }
+}
+
+/// Sets `X-Forwarded-For/Proto/Host`. Values the client sent are kept (and the
+/// peer appended) only when the peer is a trusted proxy; anyone else could
+/// otherwise claim any address.
+pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, trusted_proxies: &[IpNet], original_host: Option<&HeaderValue>) {
+    let trusted = trusted_proxies.iter().any(|net| net.contains(&peer));
+    let peer_text = peer.to_string();
+    let xff = match (trusted, headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())) {
+        (true, Some(prior)) if !prior.trim().is_empty() => format!("{}, {peer_text}", prior.trim()),
+        _ => peer_text,
+    };
+    if let Ok(value) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match original_host {
+            Some(host) => {
+                headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+}
+
+/// The request id: the client's if it looks sane (so ids correlate across
+/// services), else a fresh one. "Sane" = 1..=128 visible ASCII characters, so a
+/// client cannot inject log-breaking or huge values.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let bytes = v.as_bytes();
+        if !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic()) {
+            return v.clone();
+        }
+    }
+    new_request_id()
+}
+
+/// A process-unique id: a random 64-bit prefix chosen at start plus a counter.
+/// Unique without a syscall or lock per request.
+pub fn new_request_id() -> HeaderValue {
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        h.write_u32(std::process::id());
+        h.finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let text = format!("{prefix:016x}{n:016x}");
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// Replaces `Host` with the upstream's authority (the original goes to `X-Forwarded-Host`).
+pub fn set_host(headers: &mut HeaderMap, authority: &HeaderValue) {
+    headers.insert(HOST, authority.clone());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> IdentityHeaders {
+        IdentityHeaders {
+            user_id: HeaderName::from_static("x-user-id"),
+            status: HeaderName::from_static("x-subscription-status"),
+            entitlements: HeaderName::from_static("x-entitlements"),
+        }
+    }
+
+    #[test]
+    fn identity_headers_are_stripped_in_every_spelling() {
+        let mut h = HeaderMap::new();
+        h.insert("x-user-id", "1".parse().unwrap());
+        h.append("x_user_id", "2".parse().unwrap());
+        h.append("X_Subscription_Status", "active".parse().unwrap());
+        h.append("x-entitlements", "all".parse().unwrap());
+        h.append("x-user-idx", "keep".parse().unwrap());
+        h.append("accept", "*/*".parse().unwrap());
+        strip_identity(&mut h, &identity());
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str().to_string()).collect();
+        left.sort();
+        assert_eq!(left, vec!["accept", "x-user-idx"]);
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive, X-Secret-Hop".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-secret-hop", "1".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("proxy-authorization", "Basic x".parse().unwrap());
+        h.insert("accept", "*/*".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["accept"]);
+    }
+
+    #[test]
+    fn upgrade_survives_when_tunnelling() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "Upgrade".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        assert!(is_upgrade_request(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn forwarded_for_is_trusted_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let host = HeaderValue::from_static("app.example.com");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        set_forwarded(&mut h, "10.1.1.1".parse().unwrap(), &trusted, Some(&host));
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.1.1.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "app.example.com");
+
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        h.insert("x-forwarded-host", "evil".parse().unwrap());
+        set_forwarded(&mut h, "192.0.2.7".parse().unwrap(), &trusted, Some(&host));
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "app.example.com");
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sane_and_unique_otherwise() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", "abc-123".parse().unwrap());
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert("x-request-id", "has space".parse().unwrap());
+        let a = request_id(&h);
+        let b = request_id(&HeaderMap::new());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+    }
+}

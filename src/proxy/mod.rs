@@ -1,0 +1,129 @@
+//! Forwarding to the application: the pooled upstream client, the request
+//! rewrite, and the protocol-switch (WebSocket) tunnel.
+//!
+//! This module never decides access; it is handed a request that already passed
+//! the policy. It never buffers a body in either direction.
+
+pub mod body;
+pub mod headers;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use http::header::HeaderValue;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::config::UpstreamConfig;
+use crate::deny::Deny;
+pub use body::{BodyTooLarge, BoxError, LimitedBody};
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// The application behind the gateway and a connection pool to it.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<Connector, LimitedBody>,
+    scheme: Scheme,
+    authority: Authority,
+    /// `Host` sent upstream: the upstream's own authority, precomputed once.
+    host_header: HeaderValue,
+    timeout: std::time::Duration,
+}
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig) -> Upstream {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(config.connect_timeout));
+        // Small request/response heads must not wait for Nagle's algorithm.
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        let scheme = config.url.scheme().cloned().unwrap_or(Scheme::HTTP);
+        let authority = config.url.authority().cloned().expect("config validated an authority");
+        let host_header = HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value");
+        Upstream { client, scheme, authority, host_header, timeout: config.timeout }
+    }
+
+    /// The target URI for a normalized path and the client's original query.
+    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, Deny> {
+        let path_and_query = match query {
+            Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
+            None => PathAndQuery::try_from(path),
+        }
+        .map_err(|_| Deny::BadPath("the path cannot be forwarded".into()))?;
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| Deny::BadPath("the path cannot be forwarded".into()))
+    }
+
+    pub fn host_header(&self) -> &HeaderValue {
+        &self.host_header
+    }
+
+    /// Sends the request and waits (up to `upstream.timeout`) for the response
+    /// head. The body keeps streaming after this returns.
+    pub async fn send(&self, request: Request<LimitedBody>, body_tripped: &AtomicBool) -> Result<Response<Incoming>, Deny> {
+        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+            Err(_elapsed) => Err(Deny::UpstreamTimeout),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => {
+                if body_tripped.load(Ordering::Acquire) {
+                    return Err(Deny::PayloadTooLarge);
+                }
+                tracing::warn!(error = %error_chain(&error), connect = error.is_connect(), "upstream request failed");
+                Err(Deny::UpstreamUnavailable)
+            }
+        }
+    }
+}
+
+/// After both sides agreed to switch protocols, copies bytes both ways until
+/// either side closes. Runs as its own task so the 101 can be returned first.
+pub fn spawn_tunnel(client_side: hyper::upgrade::OnUpgrade, upstream_side: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client_side, upstream_side) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!(error = %e, "tunnel closed with an error");
+        }
+    });
+}
+
+/// Renders an error with its sources, for logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Shared flag type handed from the body wrapper to the sender.
+pub type Tripped = Arc<AtomicBool>;

@@ -1,0 +1,97 @@
+//! The embedded in-memory store: one process, not durable. For demos, tests and
+//! single-instance trials; production uses Redis.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{EntitlementStore, StoreError, Update};
+use crate::entitlement::Entitlement;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    /// A plain mutex is enough: it is only taken on cache misses and writes,
+    /// never held across an await, and critical sections are a map lookup.
+    users: Mutex<HashMap<String, Entitlement>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Loads a JSON object `{ "user id": entitlement, ... }` (the `store.seed_file`).
+    pub fn from_seed_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let users: HashMap<String, Entitlement> =
+            serde_json::from_str(&text).map_err(|e| format!("{} is not a valid seed file: {e}", path.display()))?;
+        Ok(MemoryStore { users: Mutex::new(users) })
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entitlement>> {
+        // A panic while holding the lock cannot leave a half-written entry (every
+        // write is a single insert/remove), so a poisoned lock is safe to reuse.
+        self.users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl EntitlementStore for MemoryStore {
+    async fn load(&self, user_id: &str) -> Result<Option<Entitlement>, StoreError> {
+        Ok(self.lock().get(user_id).cloned())
+    }
+
+    async fn update(&self, user_id: &str, update: Update<'_>) -> Result<Option<Entitlement>, StoreError> {
+        let mut users = self.lock();
+        let next = update(users.get(user_id).cloned());
+        match &next {
+            Some(ent) => {
+                users.insert(user_id.to_string(), ent.clone());
+            }
+            None => {
+                users.remove(user_id);
+            }
+        }
+        Ok(next)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passes_the_store_behaviour_suite() {
+        crate::store::behaviour::run_all(&MemoryStore::new()).await;
+    }
+
+    #[test]
+    fn seed_file_loads_and_bad_seed_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("users.json");
+        std::fs::write(&good, r#"{"alice":{"subscriptions":[{"id":"sub_1","status":"active"}]}}"#).unwrap();
+        assert_eq!(MemoryStore::from_seed_file(&good).unwrap().len(), 1);
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, r#"{"alice": 5}"#).unwrap();
+        let err = MemoryStore::from_seed_file(&bad).err().unwrap();
+        assert!(err.contains("bad.json"), "{err}");
+    }
+}
