@@ -1,1 +1,104 @@
-fn main(){}
+//! Micro-benchmarks of the per-request hot path: path normalize + route match,
+//! token check, cached entitlement lookup, decision, and all of them together.
+//!
+//! Run: `cargo bench --bench hot_path`
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use http::Method;
+use paygate::auth::{mint_token, Authenticator};
+use paygate::config::Config;
+use paygate::entitlement::{decide, Entitlement, Subscription, SubscriptionStatus};
+use paygate::outbound::OutboundClient;
+use paygate::routes::path::normalize;
+use paygate::store::{EntitlementCache, EntitlementStore, MemoryStore};
+
+const CONFIG: &str = r#"
+[upstream]
+url = "http://127.0.0.1:1"
+[jwt]
+secret = "bench-secret-0123456789abcdef0123"
+[[routes]]
+prefix = "/health"
+policy = "public"
+[[routes]]
+prefix = "/api/subscriptions"
+policy = "authenticated"
+[[routes]]
+prefix = "/api/banking"
+policy = "subscription"
+[[routes]]
+prefix = "/api/reports/export"
+policy = "subscription"
+features = ["export"]
+[plans."price_pro"]
+features = ["export"]
+"#;
+
+fn entitlement() -> Entitlement {
+    Entitlement {
+        customers: vec!["cus_1".into()],
+        subscriptions: vec![Subscription {
+            id: "sub_1".into(),
+            customer: "cus_1".into(),
+            status: SubscriptionStatus::Active,
+            created: 1_700_000_000,
+            current_period_end: Some(2_000_000_000),
+            trial_start: None,
+            trial_end: None,
+            cancel_at_period_end: false,
+            price_ids: vec!["price_pro".into()],
+            product_ids: vec!["prod_1".into()],
+            past_due_since: None,
+        }],
+        ..Default::default()
+    }
+}
+
+fn hot_path(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let config = Config::compile(CONFIG, Path::new("."), &|_| None).unwrap();
+    let auth = runtime.block_on(Authenticator::new(config.jwt.clone(), OutboundClient::new(Duration::from_secs(1)))).unwrap();
+    let auth = Arc::new(auth);
+    let token = mint_token(&config.jwt, "user-42", Duration::from_secs(3600)).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    runtime.block_on(store.update("user-42", &|_| Some(entitlement()))).unwrap();
+    let cache = EntitlementCache::new(store, Duration::from_secs(3600), 10_000);
+    runtime.block_on(cache.get("user-42")).unwrap();
+    let rules = &config.access.rules;
+    let now = 1_750_000_000;
+
+    c.bench_function("path_normalize_and_route_match", |b| {
+        b.iter(|| {
+            let path = normalize(black_box("/api/reports/export/2024")).unwrap();
+            black_box(config.routes.lookup(&Method::POST, &path).policy);
+        })
+    });
+    c.bench_function("path_normalize_hostile", |b| {
+        b.iter(|| black_box(normalize(black_box("/api/./x/%62anking//a/../reports")).unwrap().len()))
+    });
+    c.bench_function("jwt_verify_hs256", |b| {
+        b.to_async(&runtime).iter(|| async { black_box(auth.verify(black_box(&token)).await.unwrap()) })
+    });
+    c.bench_function("entitlement_cached_lookup", |b| {
+        b.to_async(&runtime).iter(|| async { black_box(cache.get(black_box("user-42")).await.unwrap()) })
+    });
+    let ent = entitlement();
+    let required = vec!["export".to_string()];
+    c.bench_function("decision", |b| b.iter(|| black_box(decide(Some(black_box(&ent)), rules, &required, now))));
+    c.bench_function("hot_path_total", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let path = normalize(black_box("/api/reports/export")).unwrap();
+            let matched = config.routes.lookup(&Method::POST, &path);
+            let identity = auth.verify(black_box(&token)).await.unwrap();
+            let found = cache.get(&identity.user_id).await.unwrap();
+            black_box(matches!(decide(found.as_deref(), rules, matched.features, now), paygate::entitlement::Decision::Allow { .. }))
+        })
+    });
+}
+
+criterion_group!(benches, hot_path);
+criterion_main!(benches);

@@ -1,0 +1,656 @@
+//! Verifies the `Stripe-Signature` header of a webhook delivery exactly as Stripe's SDKs do.
+//!
+//! Pure: the caller passes the header, the raw body, the configured secrets and the
+//! current time, so every rule here is unit tested without a clock or a network. This
+//! module must not parse the body (that is `event.rs`) or decide what to store.
+//!
+//! The header looks like `t=1700000000,v1=<hex>,v1=<hex>,v0=<hex>`. Stripe signs
+//! `"{t}.{raw body}"` with HMAC-SHA256, keyed with the `whsec_...` secret string's UTF-8
+//! bytes (not base64-decoded), and sends one `v1=` per active endpoint secret while a
+//! secret is being rolled.
+//!
+//! Where the official SDKs (stripe-node, stripe-python, stripe-go) disagree, this module
+//! takes the strictest reading, so it never accepts a header that one of them rejects:
+//!
+//! - No whitespace is accepted inside the header value. stripe-go rejects `t= 1`, and no
+//!   SDK matches a ` v1=` key or a `v1` value with spaces. The optional whitespace around
+//!   the whole field value is removed by the HTTP layer (RFC 9110 §5.5) before we see it.
+//! - A pair without `=` (including the empty pair of a trailing comma) makes the header
+//!   malformed, as in stripe-go.
+//! - `t=` must appear exactly once and be plain ASCII digits (the SDKs keep the last one
+//!   and accept signs or trailing garbage).
+//! - `v1=` values must be lowercase hex, as Stripe sends them: stripe-node and
+//!   stripe-python compare hex strings, so an uppercase value never matches there. Values
+//!   that are not lowercase hex are skipped, and count as "no match", not as malformed.
+//! - Unknown schemes (`v0=`, a future `v2=`) are ignored, whatever their value holds.
+//! - `|now - t| <= tolerance`: a timestamp too far in the future fails too, where the
+//!   SDKs only reject old ones (SPEC §6).
+//!
+//! Order of checks: the header is parsed first, then the signature is checked, then the
+//! timestamp, as stripe-node and stripe-python do. So `TimestampOutOfTolerance` is only
+//! reported for a signature that is otherwise valid: it then means "a genuine delivery,
+//! but replayed or our clock is off", which is worth telling an operator apart from a
+//! forged or mis-keyed request. Nothing leaks to an attacker by this order: without a
+//! secret they only ever see `NoMatch`.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a delivery's signature was refused. Every variant answers `400 BAD_SIGNATURE`;
+/// the variants exist for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// The request carried no `Stripe-Signature` header, or an empty one.
+    #[error("missing Stripe-Signature header")]
+    MissingHeader,
+    /// The header is not a list of `key=value` pairs with exactly one integer `t=`.
+    #[error("malformed Stripe-Signature header")]
+    MalformedHeader,
+    /// The header is well formed but carries no `v1=` signature (e.g. only `v0=`).
+    #[error("Stripe-Signature header has no v1 signature")]
+    NoV1Signature,
+    /// A `v1` signature matched, but `t` is further from now than the tolerance.
+    #[error("Stripe-Signature timestamp is outside the tolerance")]
+    TimestampOutOfTolerance,
+    /// No `v1` signature matches the payload under any configured secret.
+    #[error("no v1 signature matches the payload with any configured secret")]
+    NoMatch,
+}
+
+/// Verifies a webhook delivery and returns its signed `t=` timestamp.
+///
+/// `header`: the Stripe-Signature header value; `payload`: the raw body bytes exactly as
+/// received; `secrets`: every configured `whsec_` secret (several during rotation, any
+/// may match); `tolerance_secs`: the largest accepted `|now - t|` (a negative tolerance
+/// accepts nothing); `now`: unix seconds, a parameter so the function stays pure.
+pub fn verify(
+    header: Option<&str>,
+    payload: &[u8],
+    secrets: &[String],
+    tolerance_secs: i64,
+    now: i64,
+) -> Result<i64, SignatureError> {
+    let header = match header {
+        Some(value) if !value.is_empty() => value,
+        _ => return Err(SignatureError::MissingHeader),
+    };
+    let parsed = parse_header(header)?;
+
+    let matched = secrets.iter().any(|secret| {
+        // HMAC accepts keys of any length, so this never skips a secret in practice;
+        // skipping instead of panicking keeps the request path panic-free regardless.
+        let Some(mac) = signed_mac(secret, parsed.timestamp, payload) else {
+            return false;
+        };
+        parsed
+            .signatures
+            .iter()
+            // `verify_slice` compares in constant time and rejects a tag of the wrong
+            // length, so a truncated signature cannot match a prefix of ours.
+            .any(|candidate| mac.clone().verify_slice(candidate).is_ok())
+    });
+    if !matched {
+        return Err(SignatureError::NoMatch);
+    }
+
+    // `abs_diff` cannot overflow, unlike `now - t` with an attacker-chosen `t`.
+    let within = u64::try_from(tolerance_secs)
+        .map(|tolerance| now.abs_diff(parsed.timestamp) <= tolerance)
+        .unwrap_or(false);
+    if !within {
+        return Err(SignatureError::TimestampOutOfTolerance);
+    }
+    Ok(parsed.timestamp)
+}
+
+/// The `Stripe-Signature` header Stripe would send for `payload` signed with `secret` at
+/// `timestamp` (`t=..,v1=..`). For tests, benches and local tooling.
+pub fn sign(payload: &[u8], secret: &str, timestamp: i64) -> String {
+    let mac = signed_mac(secret, timestamp, payload)
+        .expect("HMAC-SHA256 accepts keys of any length");
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
+/// What `verify` needs from the header: the signed timestamp and the decoded `v1` tags.
+struct ParsedHeader {
+    timestamp: i64,
+    /// Decoded `v1` values that were lowercase hex; others can never match and are dropped.
+    signatures: Vec<Vec<u8>>,
+    }
+
+/// Parses the header by the strict rules in the module documentation.
+fn parse_header(header: &str) -> Result<ParsedHeader, SignatureError> {
+    let mut timestamp = None;
+    let mut saw_v1 = false;
+    let mut signatures = Vec::new();
+
+    for pair in header.split(',') {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or(SignatureError::MalformedHeader)?;
+        match key {
+            "t" => {
+                // A second `t=` would leave it ambiguous which time was signed.
+                if timestamp.is_some() {
+                    return Err(SignatureError::MalformedHeader);
+                }
+                timestamp = Some(parse_timestamp(value)?);
+            }
+            "v1" => {
+                saw_v1 = true;
+                if let Some(tag) = decode_lowercase_hex(value) {
+                    signatures.push(tag);
+                }
+            }
+            // Unknown schemes (`v0`, future versions) are ignored, as every SDK does, so
+            // Stripe can add a scheme without breaking verification.
+            _ => {}
+        }
+    }
+
+    let timestamp = timestamp.ok_or(SignatureError::MalformedHeader)?;
+    if !saw_v1 {
+        return Err(SignatureError::NoV1Signature);
+    }
+    Ok(ParsedHeader {
+        timestamp,
+        signatures,
+    })
+}
+
+/// `t=` is unix seconds written as plain ASCII digits; `str::parse` alone would also
+/// accept a leading `+`, which Stripe never sends.
+fn parse_timestamp(value: &str) -> Result<i64, SignatureError> {
+    if value.is_empty() || !value.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(SignatureError::MalformedHeader);
+    }
+    value.parse().map_err(|_| SignatureError::MalformedHeader)
+}
+
+/// Decodes a `v1` value, or `None` when it is not lowercase hex (so it cannot match).
+fn decode_lowercase_hex(value: &str) -> Option<Vec<u8>> {
+    let lowercase_hex = value
+        .bytes()
+        .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
+    if !lowercase_hex {
+        return None;
+    }
+    hex::decode(value).ok()
+}
+
+/// HMAC-SHA256 keyed with the secret's UTF-8 bytes, fed `"{t}.{payload}"`, not finalized.
+///
+/// The timestamp is written back from the parsed integer, as every SDK does, so the
+/// signed text is the canonical decimal form of `t`.
+fn signed_mac(secret: &str, timestamp: i64, payload: &[u8]) -> Option<HmacSha256> {
+    let mut mac = keyed_mac(secret)?;
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(payload);
+    Some(mac)
+}
+
+/// An HMAC-SHA256 keyed with the secret string's UTF-8 bytes (Stripe does not
+/// base64-decode the part after `whsec_`).
+fn keyed_mac(secret: &str) -> Option<HmacSha256> {
+    <HmacSha256 as Mac>::new_from_slice(secret.as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use sha2::Digest;
+
+    const VECTORS: &str =
+        include_str!("../../tests/fixtures/stripe/signature-test-vectors.json");
+    const BASIL_EVENT: &[u8] = include_bytes!(
+        "../../tests/fixtures/stripe/constructed.event.customer.subscription.updated.basil-shape.json"
+    );
+
+    const SECRET: &str = "whsec_test_secret";
+    const ROLLED: &str = "whsec_rolled_secret";
+    const PAYLOAD: &[u8] = br#"{"id":"evt_test_webhook","object":"event"}"#;
+    const T: i64 = 1_700_000_000;
+    const TOLERANCE: i64 = 300;
+
+    fn vectors() -> Value {
+        serde_json::from_str(VECTORS).expect("signature-test-vectors.json is JSON")
+    }
+
+    fn secrets(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn text<'a>(value: &'a Value, key: &str) -> &'a str {
+        value[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("vector field {key} is a string"))
+    }
+
+    fn int(value: &Value, key: &str) -> i64 {
+        value[key]
+            .as_i64()
+            .unwrap_or_else(|| panic!("vector field {key} is an integer"))
+    }
+
+    /// The payload a vector signs: inline text, or a copied fixture file's exact bytes.
+    fn vector_payload(vector: &Value) -> Vec<u8> {
+        if let Some(payload) = vector["payload"].as_str() {
+            return payload.as_bytes().to_vec();
+        }
+        match text(vector, "payload_file") {
+            "constructed.event.customer.subscription.updated.basil-shape.json" => {
+                BASIL_EVENT.to_vec()
+            }
+            other => panic!("vector names a payload file this test does not include: {other}"),
+        }
+    }
+
+    fn valid_header() -> String {
+        sign(PAYLOAD, SECRET, T)
+    }
+
+    // --- The published vectors ---
+
+    #[test]
+    fn every_positive_vector_verifies_and_sign_reproduces_its_header() {
+        let vectors = vectors();
+        let list = vectors["vectors"].as_array().expect("vectors is a list");
+        assert_eq!(list.len(), 4, "a vector was added: make sure this test covers it");
+        for vector in list {
+            let name = text(vector, "name");
+            let t = int(vector, "timestamp");
+            let payload = vector_payload(vector);
+            let header = text(vector, "header");
+            if let Some(sha) = vector["payload_sha256"].as_str() {
+                // Guards the copied fixture against an editor adding a final newline.
+                assert_eq!(hex::encode(Sha256::digest(&payload)), sha, "{name}");
+            }
+            if vector.get("secret").is_some() {
+                let secret = text(vector, "secret");
+                assert_eq!(sign(&payload, secret, t), header, "{name}");
+                if let Some(expected) = vector["expected_v1"].as_str() {
+                    assert_eq!(header, format!("t={t},v1={expected}"), "{name}");
+                }
+                assert_eq!(
+                    verify(Some(header), &payload, &secrets(&[secret]), TOLERANCE, t),
+                    Ok(t),
+                    "{name}"
+                );
+            } else {
+                // The rotation vector: the header carries one v1 per secret, and either
+                // configured secret alone verifies it.
+                let old = text(vector, "old_secret");
+                let new = text(vector, "new_secret");
+                for configured in [&[old][..], &[new], &[old, new], &[new, old]] {
+                    assert_eq!(
+                        verify(Some(header), &payload, &secrets(configured), TOLERANCE, t),
+                        Ok(t),
+                        "{name} with {configured:?}"
+                    );
+                }
+                let new_only = sign(&payload, new, t);
+                assert!(header.ends_with(&new_only["t=1700000000,".len()..]), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn hmac_only_vectors_confirm_the_key_is_the_secret_text() {
+        let vectors = vectors();
+        let block = &vectors["hmac_only_vectors_from_stripe_node_test_crypto_helpers_ts"];
+        let secret = text(block, "secret");
+        let cases = block["cases"].as_array().expect("cases is a list");
+        assert_eq!(cases.len(), 3);
+        for case in cases {
+            let mut mac = keyed_mac(secret).expect("any key length");
+            mac.update(text(case, "payload").as_bytes());
+            assert_eq!(
+                hex::encode(mac.finalize().into_bytes()),
+                text(case, "expected"),
+                "payload {:?}",
+                case["payload"]
+            );
+        }
+    }
+
+    #[test]
+    fn every_negative_vector_is_rejected_with_the_expected_error() {
+        let vectors = vectors();
+        let cases = vectors["negative_cases"].as_array().expect("negative_cases is a list");
+        assert_eq!(cases.len(), 4, "a case was added: give it an expectation below");
+        for case in cases {
+            let name = text(case, "name");
+            // Cases without a header reuse the compact vector's valid header and vary `now`.
+            let header = case["header"]
+                .as_str()
+                .map_or_else(|| sign(PAYLOAD, SECRET, int(case, "timestamp")), str::to_string);
+            let now = case["now"].as_i64().unwrap_or(T);
+            let expected = if name.starts_with("v0-only") || name.starts_with("space after comma") {
+                SignatureError::NoV1Signature
+            } else if name.starts_with("too old") || name.starts_with("future timestamp") {
+                SignatureError::TimestampOutOfTolerance
+            } else {
+                panic!("negative vector without an expectation: {name}");
+            };
+            assert_eq!(
+                verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, now),
+                Err(expected),
+                "{name}"
+            );
+        }
+    }
+
+    // --- Rotation ---
+
+    #[test]
+    fn rotation_two_signatures_two_secrets_any_pair_matches() {
+        let old = sign(PAYLOAD, SECRET, T);
+        let new = sign(PAYLOAD, ROLLED, T);
+        let new_v1 = new.split_once(",v1=").expect("sign output has v1").1;
+        let both = format!("{old},v1={new_v1}");
+        for configured in [&[SECRET][..], &[ROLLED], &[SECRET, ROLLED], &[ROLLED, SECRET]] {
+            assert_eq!(
+                verify(Some(&both), PAYLOAD, &secrets(configured), TOLERANCE, T),
+                Ok(T),
+                "{configured:?}"
+            );
+        }
+        // A single-signature header still verifies while two secrets are configured.
+        assert_eq!(
+            verify(Some(&new), PAYLOAD, &secrets(&[SECRET, ROLLED]), TOLERANCE, T),
+            Ok(T)
+        );
+        assert_eq!(
+            verify(Some(&both), PAYLOAD, &secrets(&["whsec_other"]), TOLERANCE, T),
+            Err(SignatureError::NoMatch)
+        );
+    }
+
+    #[test]
+    fn no_configured_secret_matches_nothing() {
+        assert_eq!(
+            verify(Some(&valid_header()), PAYLOAD, &[], TOLERANCE, T),
+            Err(SignatureError::NoMatch)
+        );
+    }
+
+    #[test]
+    fn the_key_is_not_base64_decoded_or_trimmed() {
+        let header = valid_header();
+        for wrong in ["test_secret", "whsec_test_secret ", "WHSEC_TEST_SECRET", ""] {
+            assert_eq!(
+                verify(Some(&header), PAYLOAD, &secrets(&[wrong]), TOLERANCE, T),
+                Err(SignatureError::NoMatch),
+                "{wrong:?}"
+            );
+        }
+    }
+
+    // --- Tampering ---
+
+    #[test]
+    fn tampered_payload_fails() {
+        let header = valid_header();
+        let mut tampered = PAYLOAD.to_vec();
+        tampered[7] ^= 1;
+        for payload in [&tampered[..], b"", &[PAYLOAD, b"\n"].concat()] {
+            assert_eq!(
+                verify(Some(&header), payload, &secrets(&[SECRET]), TOLERANCE, T),
+                Err(SignatureError::NoMatch)
+            );
+        }
+    }
+
+    #[test]
+    fn tampered_timestamp_fails_even_within_tolerance() {
+        let v1 = valid_header().split_once(",v1=").expect("v1").1.to_string();
+        let moved = format!("t={},v1={v1}", T + 1);
+        assert_eq!(
+            verify(Some(&moved), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T),
+            Err(SignatureError::NoMatch)
+        );
+    }
+
+    #[test]
+    fn leading_zeros_in_t_sign_the_canonical_number_as_the_sdks_do() {
+        // The SDKs parse `t` and sign the number they parsed; so do we. The header with
+        // leading zeros therefore verifies against the canonical signature.
+        let v1 = valid_header().split_once(",v1=").expect("v1").1.to_string();
+        let padded = format!("t=0{T},v1={v1}");
+        assert_eq!(
+            verify(Some(&padded), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T),
+            Ok(T)
+        );
+    }
+
+    #[test]
+    fn tampered_or_truncated_signature_fails() {
+        let header = valid_header();
+        let (prefix, v1) = header.split_once(",v1=").expect("v1");
+        let flipped: String = v1
+            .char_indices()
+            .map(|(i, c)| if i == 0 { if c == '0' { '1' } else { '0' } } else { c })
+            .collect();
+        for bad in [
+            flipped.as_str(),
+            &v1[..62],
+            &v1[..32],
+            "",
+            &format!("{v1}00"),
+        ] {
+            let header = format!("{prefix},v1={bad}");
+            assert_eq!(
+                verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T),
+                Err(SignatureError::NoMatch),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn uppercase_or_non_hex_v1_does_not_match() {
+        let header = valid_header();
+        let (prefix, v1) = header.split_once(",v1=").expect("v1");
+        for bad in [v1.to_uppercase(), format!("{}zz", &v1[..62]), format!("0x{v1}")] {
+            let header = format!("{prefix},v1={bad}");
+            assert_eq!(
+                verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T),
+                Err(SignatureError::NoMatch),
+                "{bad}"
+            );
+        }
+        // A garbage v1 next to a good one does not spoil the good one.
+        let mixed = format!("{prefix},v1=nothex,v1={v1}");
+        assert_eq!(
+            verify(Some(&mixed), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T),
+            Ok(T)
+        );
+    }
+
+    // --- Time ---
+
+    #[test]
+    fn tolerance_is_inclusive_on_both_sides() {
+        let header = valid_header();
+        let check = |now| verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, now);
+        assert_eq!(check(T + TOLERANCE), Ok(T));
+        assert_eq!(check(T - TOLERANCE), Ok(T));
+        assert_eq!(check(T + TOLERANCE + 1), Err(SignatureError::TimestampOutOfTolerance));
+        assert_eq!(check(T - TOLERANCE - 1), Err(SignatureError::TimestampOutOfTolerance));
+    }
+
+    #[test]
+    fn stale_and_future_timestamps_fail() {
+        let header = valid_header();
+        for now in [T + 3600, T - 3600, 0, i64::MAX, i64::MIN] {
+            assert_eq!(
+                verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, now),
+                Err(SignatureError::TimestampOutOfTolerance),
+                "now = {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_tolerance_accepts_only_the_same_second_and_negative_accepts_nothing() {
+        let header = valid_header();
+        let check = |tolerance, now| {
+            verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), tolerance, now)
+        };
+        assert_eq!(check(0, T), Ok(T));
+        assert_eq!(check(0, T + 1), Err(SignatureError::TimestampOutOfTolerance));
+        assert_eq!(check(-1, T), Err(SignatureError::TimestampOutOfTolerance));
+    }
+
+    #[test]
+    fn a_bad_signature_outside_the_tolerance_reports_no_match() {
+        // The signature is checked before the time, so a forgery is always `NoMatch`.
+        let header = sign(PAYLOAD, "whsec_attacker", T);
+        assert_eq!(
+            verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T + 10_000),
+            Err(SignatureError::NoMatch)
+        );
+    }
+
+    #[test]
+    fn huge_timestamps_do_not_overflow() {
+        let max = i64::MAX.to_string();
+        let header = sign(PAYLOAD, SECRET, i64::MAX);
+        assert!(header.starts_with(&format!("t={max},")));
+        assert_eq!(
+            verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, i64::MAX),
+            Ok(i64::MAX)
+        );
+        assert_eq!(
+            verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), i64::MAX, i64::MIN),
+            Err(SignatureError::TimestampOutOfTolerance)
+        );
+        let too_big = format!("t={max}0,v1=00");
+        assert_eq!(
+            verify(Some(&too_big), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T),
+            Err(SignatureError::MalformedHeader)
+        );
+    }
+
+    // --- Header shape ---
+
+    #[test]
+    fn missing_or_empty_header() {
+        for header in [None, Some("")] {
+            assert_eq!(
+                verify(header, PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T),
+                Err(SignatureError::MissingHeader)
+            );
+        }
+    }
+
+    #[test]
+    fn garbled_headers_are_malformed() {
+        let v1 = valid_header().split_once(",v1=").expect("v1").1.to_string();
+        let cases = [
+            "garbage".to_string(),
+            ",".to_string(),
+            format!("v1={v1}"),                      // no t
+            format!("t=,v1={v1}"),                   // empty t
+            format!("t=abc,v1={v1}"),                // not a number
+            format!("t=-{T},v1={v1}"),               // signed
+            format!("t=+{T},v1={v1}"),               // signed
+            format!("t={T}.5,v1={v1}"),              // fractional
+            format!("t={T}abc,v1={v1}"),             // stripe-node's parseInt would accept this
+            format!("t={T},t={T},v1={v1}"),          // duplicate t
+            format!("t={T},v1={v1},"),               // trailing comma: an empty pair
+            format!("t={T},,v1={v1}"),               // empty pair
+            format!("t={T},v1{v1}"),                 // pair without '='
+            format!("t={T};v1={v1}"),                // wrong separator
+            format!("t={T}\nv1={v1}"),               // wrong separator
+        ];
+        for header in &cases {
+            assert_eq!(
+                verify(Some(header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T),
+                Err(SignatureError::MalformedHeader),
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_v1_signature() {
+        for header in [format!("t={T}"), format!("t={T},v0=abc,v2=def"), format!("t={T},V1=abc")] {
+            assert_eq!(
+                verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T),
+                Err(SignatureError::NoV1Signature),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_schemes_anywhere_are_ignored() {
+        let v1 = valid_header().split_once(",v1=").expect("v1").1.to_string();
+        let cases = [
+            format!("t={T},v1={v1},v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39"),
+            format!("v0=abc,t={T},v1={v1}"),
+            format!("v1={v1},t={T}"),
+            format!("t={T},v2=base64+value==,v1={v1}"), // '=' inside an unknown value
+            format!("t={T},x=,v1={v1}"),
+        ];
+        for header in &cases {
+            assert_eq!(
+                verify(Some(header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T),
+                Ok(T),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn whitespace_inside_the_header_is_not_accepted() {
+        // stripe-go accepts no whitespace at all; stripe-node would take `t= 1` through
+        // parseInt and python's int() would strip it, but none of them ever matches a
+        // ` v1` key or a padded signature. We follow the strictest SDK.
+        let v1 = valid_header().split_once(",v1=").expect("v1").1.to_string();
+        let cases = [
+            (format!("t={T}, v1={v1}"), SignatureError::NoV1Signature),
+            (format!("t={T},v1 ={v1}"), SignatureError::NoV1Signature),
+            (format!("t= {T},v1={v1}"), SignatureError::MalformedHeader),
+            (format!("t={T} ,v1={v1}"), SignatureError::MalformedHeader),
+            (format!(" t={T},v1={v1}"), SignatureError::MalformedHeader),
+            (format!("t={T},v1= {v1}"), SignatureError::NoMatch),
+            (format!("t={T},v1={v1} "), SignatureError::NoMatch),
+            (format!("t={T},v1={v1}\t"), SignatureError::NoMatch),
+        ];
+        for (header, expected) in &cases {
+            assert_eq!(
+                verify(Some(header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T),
+                Err(expected.clone()),
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sign_produces_the_stripe_header_shape() {
+        let header = sign(b"", SECRET, 0);
+        let (t, v1) = header.split_once(",v1=").expect("t then v1");
+        assert_eq!(t, "t=0");
+        assert_eq!(v1.len(), 64);
+        assert!(v1.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        assert_eq!(verify(Some(&header), b"", &secrets(&[SECRET]), 0, 0), Ok(0));
+    }
+
+    #[test]
+    fn errors_have_readable_messages() {
+        assert_eq!(
+            SignatureError::MissingHeader.to_string(),
+            "missing Stripe-Signature header"
+        );
+        assert!(SignatureError::NoMatch.to_string().contains("no v1 signature"));
+    }
+}

@@ -1,0 +1,113 @@
+//! Tokens for the tests: well-formed ones signed with the test secret, and
+//! hand-crafted bad ones (`alg: none`, wrong algorithm, tampered payload).
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+/// The HS256 secret every test config uses (`jwt.secret`).
+pub const SECRET: &str = "paygate-e2e-secret-0123456789abcdef0123456789";
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// `{"sub": user, "iat": now, "exp": now + 1h}`.
+pub fn claims(user: &str) -> Value {
+    json!({ "sub": user, "iat": now(), "exp": now() + 3600 })
+}
+
+/// A valid HS256 token for `user`.
+pub fn token(user: &str) -> String {
+    sign(&claims(user))
+}
+
+/// `claims` signed HS256 with [`SECRET`].
+pub fn sign(claims: &Value) -> String {
+    sign_hs(Algorithm::HS256, SECRET.as_bytes(), claims)
+}
+
+/// `claims` signed with an HMAC algorithm and any secret.
+pub fn sign_hs(alg: Algorithm, secret: &[u8], claims: &Value) -> String {
+    encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).expect("encode jwt")
+}
+
+/// `claims` signed RS256 with [`RSA_PRIVATE_PEM`].
+pub fn sign_rs256(claims: &Value) -> String {
+    let key = EncodingKey::from_rsa_pem(RSA_PRIVATE_PEM.as_bytes()).expect("rsa key");
+    encode(&Header::new(Algorithm::RS256), claims, &key).expect("encode jwt")
+}
+
+/// base64url without padding.
+pub fn b64url(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Decodes base64url (padding optional); `None` on bad input.
+pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
+    let mut bits = 0u32;
+    let mut nbits = 0;
+    let mut out = Vec::new();
+    for c in text.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        nbits += 6;
+        if nbits >= 8 {
+            nbits -= 8;
+            out.push((bits >> nbits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// A token assembled by hand from a header, claims and raw signature bytes.
+pub fn forge(header: &Value, claims: &Value, signature: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes()),
+        b64url(signature)
+    )
+}
+
+/// An unsigned `alg: none` token (empty signature part).
+pub fn alg_none(claims: &Value) -> String {
+    forge(&json!({"alg": "none", "typ": "JWT"}), claims, b"")
+}
+
+/// `token` with its payload replaced by `claims`, header and signature kept.
+pub fn with_payload(token: &str, claims: &Value) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "not a JWS compact token: {token}");
+    format!("{}.{}.{}", parts[0], b64url(claims.to_string().as_bytes()), parts[2])
+}
+
+/// The claims of a compact token, without verifying anything.
+pub fn peek_claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("token has a payload part");
+    let bytes = b64url_decode(payload).expect("payload is base64url");
+    serde_json::from_slice(&bytes).expect("payload is JSON")
+}
+
+/// A 2048-bit RSA key pair made for these tests only (`openssl genrsa`).
+pub const RSA_PRIVATE_PEM: &str = include_str!("rsa_private.pem");
+pub const RSA_PUBLIC_PEM: &str = include_str!("rsa_public.pem");

@@ -1,0 +1,93 @@
+//! Shared helpers for the end-to-end tests: they run the real `paygate` binary against a real upstream.
+//!
+//! Every test builds its own world: an [`Upstream`] (a hyper server in the test
+//! process on `127.0.0.1:0` that records exactly what it received), a
+//! [`Gateway`] (the `paygate serve` child process with its own temp config,
+//! killed on drop), a raw HTTP/1.1 client ([`RawConn`], [`send`]) that writes
+//! request bytes verbatim so path tricks reach the gateway unnormalized, and JWT
+//! minting helpers ([`jwt`]) including hand-crafted bad tokens. Nothing is shared
+//! between tests, so they all run in parallel.
+//!
+//! Nothing here sleeps to synchronize: waits poll or await a signal, and every
+//! wait has a deadline ([`DEADLINE`]) after which the test fails with a message.
+
+#![allow(dead_code, unused_imports)]
+
+pub mod gateway;
+pub mod jwt;
+pub mod raw;
+pub mod upstream;
+
+pub use gateway::{paygate, standard_users, Config, Gateway};
+pub use raw::{get, post, request, send, RawConn, RawResponse, Request, ResponseHead};
+pub use upstream::{read_request_head, Checksum, RawUpstream, Recorded, Reply, Signal, Upstream};
+
+use std::time::Duration;
+
+/// How long any single wait in a test may take before the test fails. Generous,
+/// because the suite runs many gateways in parallel on a small machine; it is a
+/// failure deadline, never a performance assertion.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The tokens of a comma-separated header value (`a, b,c` → `["a", "b", "c"]`).
+pub fn comma_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Asserts that a gateway-made response is the SPEC §4 JSON error with `status`
+/// and `code`, and returns the parsed body for further checks.
+#[track_caller]
+pub fn assert_error(resp: &RawResponse, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(
+        resp.status,
+        status,
+        "expected {status} {code}, got {} with body {:?}",
+        resp.status,
+        resp.text()
+    );
+    let ct = resp.header("content-type").unwrap_or_default();
+    assert!(
+        ct.starts_with("application/json"),
+        "gateway error responses are JSON, got content-type {ct:?}"
+    );
+    let body = resp.json();
+    assert_eq!(body["code"], code, "body: {body}");
+    assert!(
+        body["error"].as_str().is_some_and(|s| !s.is_empty()),
+        "`error` must be a non-empty sentence, body: {body}"
+    );
+    body
+}
+
+/// Starts an [`Upstream`] answering `200 upstream ok` and a [`Gateway`] in
+/// front of it whose [`Config::new`] defaults are adjusted by `adjust`.
+pub async fn world(adjust: impl FnOnce(Config) -> Config) -> (Upstream, Gateway) {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&adjust(Config::new(&up.url()))).await;
+    (up, gw)
+}
+
+/// Sends `req` and asserts that the upstream answered it and received it once;
+/// returns what the upstream received.
+pub async fn forwarded(gw: &Gateway, up: &Upstream, req: Request) -> Recorded {
+    let before = up.arrivals().len();
+    let what = format!("{} {}", req.method, req.target);
+    let resp = gw.send(req).await;
+    assert!(
+        resp.status == 200 && resp.from_upstream(),
+        "{what} should have been forwarded, gateway answered {} {:?}",
+        resp.status,
+        resp.text()
+    );
+    let all = up.wait_requests(before + 1).await;
+    assert_eq!(
+        up.arrivals().len(),
+        before + 1,
+        "{what} should reach the upstream exactly once"
+    );
+    all.last().cloned().unwrap()
+}
