@@ -44,6 +44,12 @@ pub enum Deny {
     MethodNotAllowed,
     #[error("shutting down")]
     ShuttingDown,
+    #[error("bad webhook signature: {0}")]
+    BadSignature(String),
+    #[error("bad webhook payload: {0}")]
+    BadPayload(String),
+    #[error("store unavailable for a webhook")]
+    StoreUnavailable,
 }
 
 impl Deny {
@@ -51,9 +57,9 @@ impl Deny {
         match self {
             Deny::Unauthenticated | Deny::InvalidToken(_) | Deny::TokenExpired => StatusCode::UNAUTHORIZED,
             Deny::CheckoutRequired | Deny::SubscriptionRequired { .. } | Deny::UpgradeRequired { .. } => StatusCode::PAYMENT_REQUIRED,
-            Deny::BadPath(_) => StatusCode::BAD_REQUEST,
+            Deny::BadPath(_) | Deny::BadSignature(_) | Deny::BadPayload(_) => StatusCode::BAD_REQUEST,
             Deny::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Deny::EntitlementUnavailable | Deny::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Deny::EntitlementUnavailable | Deny::ShuttingDown | Deny::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Deny::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Deny::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Deny::NotFound => StatusCode::NOT_FOUND,
@@ -78,6 +84,9 @@ impl Deny {
             Deny::NotFound => "NOT_FOUND",
             Deny::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Deny::ShuttingDown => "SHUTTING_DOWN",
+            Deny::BadSignature(_) => "BAD_SIGNATURE",
+            Deny::BadPayload(_) => "BAD_PAYLOAD",
+            Deny::StoreUnavailable => "STORE_UNAVAILABLE",
         }
     }
 
@@ -94,6 +103,7 @@ impl Deny {
             Deny::UpstreamUnavailable | Deny::UpstreamTimeout => "upstream_error",
             Deny::NotFound | Deny::MethodNotAllowed => "not_found",
             Deny::ShuttingDown => "shutting_down",
+            Deny::BadSignature(_) | Deny::BadPayload(_) | Deny::StoreUnavailable => "webhook_rejected",
         }
     }
 
@@ -115,6 +125,9 @@ impl Deny {
             Deny::NotFound => "Not found.",
             Deny::MethodNotAllowed => "Method not allowed.",
             Deny::ShuttingDown => "The gateway is shutting down.",
+            Deny::BadSignature(_) => "The Stripe-Signature header does not verify.",
+            Deny::BadPayload(_) => "The body is not a Stripe event.",
+            Deny::StoreUnavailable => "The entitlement store is unavailable; retry later.",
         }
     }
 
@@ -139,7 +152,7 @@ impl Deny {
             Deny::InvalidToken(_) | Deny::TokenExpired => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
             }
-            Deny::EntitlementUnavailable | Deny::ShuttingDown => {
+            Deny::EntitlementUnavailable | Deny::ShuttingDown | Deny::StoreUnavailable => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}

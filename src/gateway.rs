@@ -25,7 +25,10 @@ use crate::endpoints;
 use crate::entitlement::{decide, Decision, UnixTime};
 use crate::proxy::{self, headers, LimitedBody, Upstream};
 use crate::routes::{path, Policy};
-use crate::store::{EntitlementCache, EntitlementStore, MemoryStore};
+use crate::apply::Applier;
+use crate::store::redis::Invalidation;
+use crate::store::{EntitlementCache, EntitlementStore, MemoryStore, RedisStore};
+use crate::webhook::WebhookEndpoint;
 
 /// What the client gets back: the upstream's streamed body, or a small body the
 /// gateway made itself. `Either` avoids boxing on the hot path.
@@ -36,6 +39,8 @@ pub struct Gateway {
     pub config: Arc<Config>,
     pub auth: Arc<Authenticator>,
     pub entitlements: EntitlementCache,
+    /// `None` without a `[stripe]` section.
+    pub webhook: Option<WebhookEndpoint>,
     upstream: Upstream,
     /// Set on SIGTERM/SIGINT: readiness answers 503 so load balancers stop sending.
     draining: AtomicBool,
@@ -51,7 +56,7 @@ impl Gateway {
     /// Builds the gateway from a validated config: store, cache, authenticator, upstream pool.
     pub async fn build(config: Config) -> Result<Arc<Gateway>, String> {
         let store: Arc<dyn EntitlementStore> = match (&config.store.redis_url, &config.store.seed_file) {
-            (Some(_), _) => return Err("store.redis_url: the Redis store is not supported by this build yet".into()),
+            (Some(url), _) => Arc::new(RedisStore::new(url, &config.store.key_prefix).map_err(|e| format!("store.redis_url: {e}"))?),
             (None, Some(seed)) => Arc::new(MemoryStore::from_seed_file(seed)?),
             (None, None) => Arc::new(MemoryStore::new()),
         };
@@ -63,9 +68,28 @@ impl Gateway {
         let http = crate::outbound::OutboundClient::new(std::time::Duration::from_secs(10));
         let auth = Arc::new(Authenticator::new(config.jwt.clone(), http).await?);
         auth.spawn_refresher();
-        let entitlements = EntitlementCache::new(store, config.store.cache_ttl, config.store.cache_capacity);
+        let stale_for = (config.store.on_store_error == OnStoreError::Stale).then_some(config.store.max_stale);
+        let entitlements = EntitlementCache::new(store.clone(), config.store.cache_ttl, config.store.cache_capacity, stale_for);
+        if let Some(url) = &config.store.redis_url {
+            // Other instances announce the users they changed; drop those entries
+            // so a webhook anywhere is seen everywhere within a second.
+            let listener = RedisStore::new(url, &config.store.key_prefix).map_err(|e| format!("store.redis_url: {e}"))?;
+            let cache = entitlements.clone();
+            listener.spawn_invalidation_listener(move |change| match change {
+                Invalidation::User(user) => {
+                    let cache = cache.clone();
+                    tokio::spawn(async move { cache.invalidate(&user).await });
+                }
+                Invalidation::All => cache.invalidate_all(),
+            });
+        }
+        let webhook = config.stripe.clone().map(|stripe| WebhookEndpoint {
+            config: stripe,
+            applier: Applier::new(store.clone()),
+            cache: entitlements.clone(),
+        });
         let upstream = Upstream::new(&config.upstream);
-        Ok(Arc::new(Gateway { config: Arc::new(config), auth, entitlements, upstream, draining: AtomicBool::new(false) }))
+        Ok(Arc::new(Gateway { config: Arc::new(config), auth, entitlements, webhook, upstream, draining: AtomicBool::new(false) }))
     }
 
     pub fn start_draining(&self) {
@@ -130,12 +154,13 @@ impl Gateway {
                 Err(deny) => Err((deny, outcome)),
             };
         }
-        if let Some(stripe) = &config.stripe {
-            if normalized == stripe.webhook_path {
-                // Webhook handling arrives with the Stripe issue; until then the
-                // path is reserved so it can never leak to the application.
+        if let Some(webhook) = &self.webhook {
+            if normalized == webhook.config.webhook_path {
                 outcome.decision = "webhook";
-                return Err((Deny::NotFound, outcome));
+                return match webhook.handle(request).await {
+                    Ok(response) => Ok((response.map(Either::Right), outcome)),
+                    Err(deny) => Err((deny, outcome)),
+                };
             }
         }
 
@@ -189,6 +214,8 @@ impl Gateway {
                             OnStoreError::Allow => {
                                 identity_values = Some((user_header, HeaderValue::from_static("unknown"), None));
                             }
+                            // `stale` already fell back to last-known state in the cache;
+                            // reaching here means there was none young enough.
                             OnStoreError::Deny | OnStoreError::Stale => return Err((Deny::EntitlementUnavailable, outcome)),
                         }
                     } else {

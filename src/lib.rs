@@ -1,6 +1,7 @@
 //! paygate: a reverse proxy that puts a Stripe subscription paywall in front of
 //! an existing application API. See ARCHITECTURE.md for the module map.
 
+pub mod apply;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -14,3 +15,4 @@ pub mod routes;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;

@@ -448,10 +448,6 @@ fn compile_store(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<StoreCo
     if let Some(url) = &redis_url {
         if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://") || url.starts_with("unix://")) {
             errors.push("store.redis_url", format!("{:?} is not a redis:// URL", redact_url(url)));
-        } else {
-            // The Redis store arrives with the webhook issue; refuse rather than
-            // silently running on memory when the operator asked for Redis.
-            errors.push("store.redis_url", "the Redis store is not supported by this build yet; remove redis_url to use the in-memory store");
         }
     }
     let key_prefix = s.string("key_prefix", errors).unwrap_or_else(|| "paygate:".into());

@@ -3,6 +3,8 @@
 //! This module only describes data. It does no I/O and makes no decisions; the
 //! decision lives in `decide.rs`, the storage in `crate::store`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Seconds since the Unix epoch, UTC. Stripe's own resolution; every time in the
@@ -29,6 +31,18 @@ pub struct Entitlement {
     /// A manual grant (comp account) that gives access whatever the subscriptions say.
     #[serde(rename = "override")]
     pub grant_override: Option<Override>,
+    /// Bookkeeping of the webhook projection (`crate::apply`): the revision of each
+    /// customer record last projected here, so an older projection delivered late
+    /// is ignored. Not used by decisions.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub customer_revs: BTreeMap<String, u64>,
+    /// Stripe Entitlements features per linked customer; `features` is their union.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub customer_features: BTreeMap<String, Vec<String>>,
+    /// Trial history per linked customer (`first_trial_at`, or the event time);
+    /// `has_used_trial` / `first_trial_at` above are derived from it when present.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub customer_trials: BTreeMap<String, UnixTime>,
 }
 
 /// One Stripe subscription as far as access is concerned.

@@ -1,17 +1,22 @@
-//! The behavioural suite every [`EntitlementStore`] must pass (memory now, Redis next).
+//! The behavioural suite every [`EntitlementStore`] must pass (memory and Redis).
 
 use super::EntitlementStore;
+use crate::apply::record::{CustomerRecord, Fact};
 use crate::entitlement::{Entitlement, Override};
 
 pub(crate) async fn run_all(store: &dyn EntitlementStore) {
     unknown_user_is_none(store).await;
     update_creates_reads_and_deletes(store).await;
     concurrent_updates_are_not_lost(store).await;
+    customer_records_round_trip(store).await;
+    events_are_remembered(store).await;
     store.ping().await.unwrap();
+    store.publish_invalidation(&["u1".to_string()]).await.unwrap();
 }
 
 async fn unknown_user_is_none(store: &dyn EntitlementStore) {
     assert_eq!(store.load("nobody").await.unwrap(), None);
+    assert_eq!(store.load_customer("cus_nobody").await.unwrap(), None);
 }
 
 async fn update_creates_reads_and_deletes(store: &dyn EntitlementStore) {
@@ -22,7 +27,9 @@ async fn update_creates_reads_and_deletes(store: &dyn EntitlementStore) {
     };
     let written = store.update("u1", &|_| Some(ent.clone())).await.unwrap();
     assert_eq!(written.as_ref(), Some(&ent));
-    assert_eq!(store.load("u1").await.unwrap(), Some(ent));
+    assert_eq!(store.load("u1").await.unwrap(), Some(ent.clone()));
+    // Writing the same value again is a no-op that still reports the value.
+    assert_eq!(store.update("u1", &|cur| cur).await.unwrap(), Some(ent));
     store.update("u1", &|_| None).await.unwrap();
     assert_eq!(store.load("u1").await.unwrap(), None);
 }
@@ -35,11 +42,30 @@ async fn concurrent_updates_are_not_lost(store: &dyn EntitlementStore) {
             Some(e)
         }
     };
-    let futures: Vec<_> = (0..20).map(|n| {
-        let f = add(n);
-        async move { store.update("u2", &f).await.unwrap() }
-    }).collect();
+    let futures: Vec<_> = (0..20)
+        .map(|n| {
+            let f = add(n);
+            async move { store.update("u2", &f).await.unwrap() }
+        })
+        .collect();
     futures_util::future::join_all(futures).await;
     let ent = store.load("u2").await.unwrap().unwrap();
-    assert_eq!(ent.customers.len(), 20);
+    assert_eq!(ent.customers.len(), 20, "every concurrent update must survive");
+}
+
+async fn customer_records_round_trip(store: &dyn EntitlementStore) {
+    let merge = |cur: Option<CustomerRecord>| {
+        let mut rec = cur.unwrap_or_else(|| CustomerRecord::new("cus_rt"));
+        rec.merge(&Fact::Provisional { subscription_id: "sub_1".into(), created: 10 });
+        rec.rev += 1;
+        Some(rec)
+    };
+    let written = store.update_customer("cus_rt", &merge).await.unwrap().unwrap();
+    assert_eq!(store.load_customer("cus_rt").await.unwrap(), Some(written));
+}
+
+async fn events_are_remembered(store: &dyn EntitlementStore) {
+    assert!(!store.event_seen("evt_behaviour").await.unwrap());
+    store.mark_event("evt_behaviour").await.unwrap();
+    assert!(store.event_seen("evt_behaviour").await.unwrap());
 }

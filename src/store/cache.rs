@@ -6,8 +6,9 @@
 //! Users with no record are cached too (as `None`): a never-subscribed user
 //! hammering a paid route must not turn into store traffic.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 
@@ -20,28 +21,86 @@ pub type Lookup = Option<Arc<Entitlement>>;
 #[derive(Clone)]
 pub struct EntitlementCache {
     store: Arc<dyn EntitlementStore>,
-    cache: Cache<String, Lookup>,
+    /// Entries younger than `cache_ttl`: served without touching the store.
+    fresh: Cache<String, Lookup>,
+    /// Last state read from the store, kept `max_stale`: served only while the
+    /// store is unreachable and `on_store_error = "stale"`.
+    last_known: Option<Cache<String, Lookup>>,
+    /// While the store is failing, misses skip it until this instant (ms since
+    /// `epoch`), so an outage does not add a timeout to every request.
+    store_down_until_ms: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
+/// How long misses skip a store that just failed before trying it again.
+const STORE_RETRY_AFTER: Duration = Duration::from_millis(500);
+
 impl EntitlementCache {
-    pub fn new(store: Arc<dyn EntitlementStore>, ttl: Duration, capacity: u64) -> Self {
-        let cache = Cache::builder().max_capacity(capacity).time_to_live(ttl).build();
-        EntitlementCache { store, cache }
+    /// `stale_for`: keep last-known state this long for outages (`None`: never serve stale).
+    pub fn new(store: Arc<dyn EntitlementStore>, ttl: Duration, capacity: u64, stale_for: Option<Duration>) -> Self {
+        let fresh = Cache::builder().max_capacity(capacity).time_to_live(ttl).build();
+        let last_known = stale_for.map(|max| Cache::builder().max_capacity(capacity).time_to_live(max).build());
+        EntitlementCache { store, fresh, last_known, store_down_until_ms: Arc::new(AtomicU64::new(0)), epoch: Instant::now() }
     }
 
     /// The user's entitlement: from memory on a hit (no I/O, no allocation),
     /// else one store read shared by every concurrent caller for that user.
+    /// When the store fails, the last known state (if configured and younger
+    /// than `max_stale`) is served instead.
     pub async fn get(&self, user_id: &str) -> Result<Lookup, StoreError> {
         let store = &self.store;
-        self.cache
-            .try_get_with_by_ref(user_id, async move { store.load(user_id).await.map(|found| found.map(Arc::new)) })
+        let last_known = &self.last_known;
+        let down = self.store_is_down();
+        let result = self
+            .fresh
+            .try_get_with_by_ref(user_id, async move {
+                if down {
+                    return Err(StoreError::Unavailable("store failed recently; retrying shortly".into()));
+                }
+                let found = store.load(user_id).await?.map(Arc::new);
+                if let Some(last_known) = last_known {
+                    last_known.insert(user_id.to_string(), found.clone()).await;
+                }
+                Ok(found)
+            })
             .await
-            .map_err(|shared: Arc<StoreError>| (*shared).clone())
+            .map_err(|shared: Arc<StoreError>| (*shared).clone());
+        match result {
+            Ok(found) => Ok(found),
+            Err(error) => {
+                if !down {
+                    self.mark_store_down();
+                }
+                match &self.last_known {
+                    Some(last_known) => last_known.get(user_id).await.ok_or(error),
+                    None => Err(error),
+                }
+            }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn store_is_down(&self) -> bool {
+        self.now_ms() < self.store_down_until_ms.load(Ordering::Relaxed)
+    }
+
+    fn mark_store_down(&self) {
+        let until = self.now_ms() + STORE_RETRY_AFTER.as_millis() as u64;
+        self.store_down_until_ms.store(until, Ordering::Relaxed);
     }
 
     /// Drops a user's entry so the next lookup reads the store (after a write).
     pub async fn invalidate(&self, user_id: &str) {
-        self.cache.invalidate(user_id).await;
+        self.fresh.invalidate(user_id).await;
+    }
+
+    /// Drops every fresh entry (after missed invalidations). Last-known state
+    /// is kept: it only matters during an outage and is refreshed by reads.
+    pub fn invalidate_all(&self) {
+        self.fresh.invalidate_all();
     }
 
     pub fn store(&self) -> &Arc<dyn EntitlementStore> {
@@ -52,6 +111,7 @@ impl EntitlementCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::record::CustomerRecord;
     use crate::store::{MemoryStore, Update};
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -70,8 +130,23 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             self.inner.load(user_id).await
         }
-        async fn update(&self, user_id: &str, update: Update<'_>) -> Result<Option<Entitlement>, StoreError> {
+        async fn update(&self, user_id: &str, update: Update<'_, Entitlement>) -> Result<Option<Entitlement>, StoreError> {
             self.inner.update(user_id, update).await
+        }
+        async fn load_customer(&self, id: &str) -> Result<Option<CustomerRecord>, StoreError> {
+            self.inner.load_customer(id).await
+        }
+        async fn update_customer(&self, id: &str, update: Update<'_, CustomerRecord>) -> Result<Option<CustomerRecord>, StoreError> {
+            self.inner.update_customer(id, update).await
+        }
+        async fn event_seen(&self, id: &str) -> Result<bool, StoreError> {
+            self.inner.event_seen(id).await
+        }
+        async fn mark_event(&self, id: &str) -> Result<(), StoreError> {
+            self.inner.mark_event(id).await
+        }
+        async fn publish_invalidation(&self, _users: &[String]) -> Result<(), StoreError> {
+            Ok(())
         }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())
@@ -83,7 +158,7 @@ mod tests {
 
     fn setup() -> (Arc<CountingStore>, EntitlementCache) {
         let store = Arc::new(CountingStore { inner: MemoryStore::new(), loads: AtomicUsize::new(0) });
-        let cache = EntitlementCache::new(store.clone(), Duration::from_secs(60), 100);
+        let cache = EntitlementCache::new(store.clone(), Duration::from_secs(60), 100, None);
         (store, cache)
     }
 

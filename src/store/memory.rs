@@ -1,20 +1,28 @@
 //! The embedded in-memory store: one process, not durable. For demos, tests and
 //! single-instance trials; production uses Redis.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
 use super::{EntitlementStore, StoreError, Update};
+use crate::apply::record::CustomerRecord;
 use crate::entitlement::Entitlement;
+
+#[derive(Default)]
+struct Data {
+    users: HashMap<String, Entitlement>,
+    customers: HashMap<String, CustomerRecord>,
+    events: HashSet<String>,
+}
 
 #[derive(Default)]
 pub struct MemoryStore {
     /// A plain mutex is enough: it is only taken on cache misses and writes,
-    /// never held across an await, and critical sections are a map lookup.
-    users: Mutex<HashMap<String, Entitlement>>,
+    /// never held across an await, and critical sections are a map operation.
+    data: Mutex<Data>,
 }
 
 impl MemoryStore {
@@ -27,42 +35,72 @@ impl MemoryStore {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let users: HashMap<String, Entitlement> =
             serde_json::from_str(&text).map_err(|e| format!("{} is not a valid seed file: {e}", path.display()))?;
-        Ok(MemoryStore { users: Mutex::new(users) })
+        Ok(MemoryStore { data: Mutex::new(Data { users, ..Default::default() }) })
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().users.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entitlement>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Data> {
         // A panic while holding the lock cannot leave a half-written entry (every
         // write is a single insert/remove), so a poisoned lock is safe to reuse.
-        self.users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.data.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Read-modify-write of one map entry under the caller's lock.
+fn apply<T: Clone>(map: &mut HashMap<String, T>, key: &str, update: Update<'_, T>) -> Option<T> {
+    let next = update(map.get(key).cloned());
+    match &next {
+        Some(value) => {
+            map.insert(key.to_string(), value.clone());
+        }
+        None => {
+            map.remove(key);
+        }
+    }
+    next
 }
 
 #[async_trait]
 impl EntitlementStore for MemoryStore {
     async fn load(&self, user_id: &str) -> Result<Option<Entitlement>, StoreError> {
-        Ok(self.lock().get(user_id).cloned())
+        Ok(self.lock().users.get(user_id).cloned())
     }
 
-    async fn update(&self, user_id: &str, update: Update<'_>) -> Result<Option<Entitlement>, StoreError> {
-        let mut users = self.lock();
-        let next = update(users.get(user_id).cloned());
-        match &next {
-            Some(ent) => {
-                users.insert(user_id.to_string(), ent.clone());
-            }
-            None => {
-                users.remove(user_id);
-            }
-        }
-        Ok(next)
+    async fn update(&self, user_id: &str, update: Update<'_, Entitlement>) -> Result<Option<Entitlement>, StoreError> {
+        Ok(apply(&mut self.lock().users, user_id, update))
+    }
+
+    async fn load_customer(&self, customer_id: &str) -> Result<Option<CustomerRecord>, StoreError> {
+        Ok(self.lock().customers.get(customer_id).cloned())
+    }
+
+    async fn update_customer(
+        &self,
+        customer_id: &str,
+        update: Update<'_, CustomerRecord>,
+    ) -> Result<Option<CustomerRecord>, StoreError> {
+        Ok(apply(&mut self.lock().customers, customer_id, update))
+    }
+
+    async fn event_seen(&self, event_id: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().events.contains(event_id))
+    }
+
+    async fn mark_event(&self, event_id: &str) -> Result<(), StoreError> {
+        self.lock().events.insert(event_id.to_string());
+        Ok(())
+    }
+
+    async fn publish_invalidation(&self, _user_ids: &[String]) -> Result<(), StoreError> {
+        // One process: the caller already invalidated its own cache.
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,0 +1,139 @@
+//! Applying what Stripe says to the store: an event becomes [`Fact`]s about
+//! customers, each customer record is merged atomically, and the result is
+//! projected into the users linked to it (and out of users it left).
+//!
+//! Webhooks (and later `sync` and the admin API) all write through here, so one
+//! set of ordering rules holds whoever writes. Order of the two steps matters:
+//! the customer record is the source of truth, the user record a projection
+//! that can always be recomputed by re-applying (Stripe redelivers anything not
+//! acknowledged, so a crash between the steps heals itself).
+
+pub mod project;
+pub mod record;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::store::{EntitlementStore, StoreError};
+use crate::webhook::event::{Event, EventKind};
+
+use record::{lifecycle_rank, CustomerRecord, Fact, LinkSource, Stamp};
+
+/// The facts an event states, grouped by customer. Pure.
+pub fn facts(event: &Event) -> Vec<(String, Fact)> {
+    let created = event.created;
+    let id = &event.id;
+    let mut out = Vec::new();
+    match &event.kind {
+        EventKind::CheckoutCompleted { customer: Some(customer), subscription, user, mode, payment_status, .. } => {
+            if let Some(user) = user {
+                out.push((
+                    customer.clone(),
+                    Fact::Link { user: user.clone(), created, source: LinkSource::ClientReferenceId, event_id: id.clone() },
+                ));
+            }
+            // SPEC §6 / seed 004: a paid checkout lets the user in at once, before
+            // the subscription event arrives.
+            let paid = matches!(payment_status.as_str(), "paid" | "no_payment_required");
+            if let (Some(subscription), true, true) = (subscription, mode == "subscription", paid) {
+                out.push((customer.clone(), Fact::Provisional { subscription_id: subscription.clone(), created }));
+            }
+        }
+        EventKind::CheckoutCompleted { customer: None, .. } => {}
+        EventKind::Customer { customer, user, deleted } => {
+            if let Some(user) = user {
+                out.push((
+                    customer.clone(),
+                    Fact::Link { user: user.clone(), created, source: LinkSource::CustomerMetadata, event_id: id.clone() },
+                ));
+            }
+            if *deleted {
+                out.push((customer.clone(), Fact::Deleted { created }));
+            }
+        }
+        EventKind::Subscription { subscription, user } => {
+            let customer = subscription.customer.clone();
+            if let Some(user) = user {
+                out.push((
+                    customer.clone(),
+                    Fact::Link { user: user.clone(), created, source: LinkSource::SubscriptionMetadata, event_id: id.clone() },
+                ));
+            }
+            let stamp = Stamp { created, rank: lifecycle_rank(&subscription.status), event_id: id.clone() };
+            out.push((customer, Fact::Subscription { snapshot: subscription.clone(), stamp }));
+        }
+        EventKind::EntitlementSummary { customer, lookup_keys, .. } => {
+            let stamp = Stamp { created, rank: 0, event_id: id.clone() };
+            out.push((customer.clone(), Fact::Features { keys: lookup_keys.clone(), stamp }));
+        }
+        // Invoices carry no access change by themselves (SPEC §6).
+        EventKind::Invoice { .. } | EventKind::Ignored => {}
+    }
+    out.retain(|(customer, _)| !customer.is_empty());
+    out
+}
+
+/// What applying changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Users whose entitlement may have changed (caches must drop them).
+    pub users: Vec<String>,
+}
+
+/// Writes facts through a store.
+#[derive(Clone)]
+pub struct Applier {
+    store: Arc<dyn EntitlementStore>,
+}
+
+impl Applier {
+    pub fn new(store: Arc<dyn EntitlementStore>) -> Self {
+        Applier { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EntitlementStore> {
+        &self.store
+    }
+
+    /// Applies one event. Idempotent: applying it again changes nothing.
+    pub async fn apply_event(&self, event: &Event) -> Result<Applied, StoreError> {
+        self.apply_facts(facts(event)).await
+    }
+
+    /// Merges facts into their customer records, then re-projects every user
+    /// those customers touch. Safe to call again after a partial failure.
+    pub async fn apply_facts(&self, facts: Vec<(String, Fact)>) -> Result<Applied, StoreError> {
+        let mut by_customer: BTreeMap<String, Vec<Fact>> = BTreeMap::new();
+        for (customer, fact) in facts {
+            by_customer.entry(customer).or_default().push(fact);
+        }
+        let mut users = Vec::new();
+        for (customer, facts) in by_customer {
+            let merge = |current: Option<CustomerRecord>| {
+                let mut record = current.unwrap_or_else(|| CustomerRecord::new(&customer));
+                let mut changed = false;
+                for fact in &facts {
+                    changed |= record.merge(fact);
+                }
+                if changed {
+                    record.rev += 1;
+                }
+                Some(record)
+            };
+            let Some(record) = self.store.update_customer(&customer, &merge).await? else { continue };
+            for user in record.user.iter().chain(record.previous_users.iter()) {
+                let project = |current: Option<crate::entitlement::Entitlement>| {
+                    project::project(current.as_ref(), user, &record).or(current)
+                };
+                self.store.update(user, &project).await?;
+                if !users.contains(user) {
+                    users.push(user.clone());
+                }
+            }
+        }
+        Ok(Applied { users })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! The Redis store: shared by every gateway instance, updated by webhooks.
+//!
+//! Key layout (also in ARCHITECTURE.md); `{…}` is a Redis Cluster hash tag, so
+//! each record lives in one slot and every script touches a single key:
+//! - `{prefix}{u:<user id>}`: the user's entitlement (JSON), read with one GET;
+//! - `{prefix}{c:<customer id>}`: the customer record the webhooks merge into (JSON);
+//! - `{prefix}{e:<event id>}`: "this event was applied", expires after 30 days;
+//! - channel `{prefix}invalidate`: JSON arrays of user ids whose record changed.
+//!
+//! Writes are optimistic compare-and-set: read, compute in Rust, then a Lua
+//! script swaps the value only if it is still what was read; on a conflict the
+//! update is recomputed. That keeps the merge logic in one (Rust) place and still
+//! lets two gateways apply events concurrently without losing one.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{EntitlementStore, StoreError, Update};
+use crate::apply::record::CustomerRecord;
+use crate::entitlement::Entitlement;
+
+/// Swaps KEYS[1] from ARGV[1] to ARGV[2] ('' = absent) atomically; 1 on success.
+const CAS_SCRIPT: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if current == false then current = '' end
+if current ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+return 1
+"#;
+
+/// How long an applied event id is remembered for the duplicate fast path.
+const EVENT_TTL_SECS: u64 = 30 * 24 * 3600;
+/// Deadline for any single store operation, so a hung Redis fails fast.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// CAS attempts before giving up (the webhook then answers 503 and Stripe retries).
+const CAS_ATTEMPTS: usize = 50;
+
+/// A change another instance announced on the invalidation channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    User(String),
+    /// The subscription was (re)established: messages may have been missed.
+    All,
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+    cas: redis::Script,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(OP_TIMEOUT, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(unavailable(e)),
+        Err(_) => Err(StoreError::Unavailable("redis did not answer in time".into())),
+    }
+}
+
+impl RedisStore {
+    /// Connects lazily: the gateway starts (not ready) even when Redis is down,
+    /// and the connection manager reconnects by itself when it comes back.
+    pub fn new(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError::Unavailable(format!("bad redis_url: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        Ok(RedisStore { client, conn, prefix: prefix.to_string(), cas: redis::Script::new(CAS_SCRIPT) })
+    }
+
+    pub fn user_key(&self, user_id: &str) -> String {
+        format!("{}{{u:{user_id}}}", self.prefix)
+    }
+
+    pub fn customer_key(&self, customer_id: &str) -> String {
+        format!("{}{{c:{customer_id}}}", self.prefix)
+    }
+
+    fn event_key(&self, event_id: &str) -> String {
+        format!("{}{{e:{event_id}}}", self.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}invalidate", self.prefix)
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = timed(conn.get(key)).await?;
+        raw.map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))).transpose()
+    }
+
+    /// Optimistic read-compute-swap of one JSON record.
+    async fn update_json<T>(&self, key: &str, update: Update<'_, T>) -> Result<Option<T>, StoreError>
+    where
+        T: Serialize + DeserializeOwned + PartialEq,
+    {
+        let mut conn = self.conn.clone();
+        for _ in 0..CAS_ATTEMPTS {
+            let raw: Option<String> = timed(conn.get(key)).await?;
+            let current: Option<T> = match &raw {
+                Some(text) => Some(serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?),
+                None => None,
+            };
+            let unchanged_input = current.as_ref().map(|c| serde_json::to_string(c).ok()).unwrap_or_default();
+            let next = update(current);
+            let next_text = match &next {
+                Some(value) => serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                None => String::new(),
+            };
+            // Nothing to write: skip the round trip (duplicates are common).
+            if raw.is_some() && unchanged_input.as_deref() == Some(next_text.as_str()) || raw.is_none() && next.is_none() {
+                return Ok(next);
+            }
+            let expected = raw.unwrap_or_default();
+            let mut invocation = self.cas.key(key);
+            invocation.arg(&expected).arg(&next_text);
+            let swapped: i64 = timed(invocation.invoke_async(&mut conn)).await?;
+            if swapped == 1 {
+                return Ok(next);
+            }
+            // Someone else wrote in between: recompute from their value.
+            tokio::task::yield_now().await;
+        }
+        Err(StoreError::Contention(key.to_string()))
+    }
+
+    /// Listens on the invalidation channel for as long as the process runs,
+    /// reconnecting with backoff. After every (re)subscribe it reports
+    /// [`Invalidation::All`], because messages sent while disconnected are lost.
+    pub fn spawn_invalidation_listener(&self, on_change: impl Fn(Invalidation) + Send + Sync + 'static) -> tokio::task::JoinHandle<()> {
+        let client = self.client.clone();
+        let channel = self.channel();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match tokio::time::timeout(OP_TIMEOUT, client.get_async_pubsub()).await {
+                    Ok(Ok(mut pubsub)) => {
+                        if pubsub.subscribe(&channel).await.is_ok() {
+                            backoff = Duration::from_millis(100);
+                            on_change(Invalidation::All);
+                            let mut messages = pubsub.on_message();
+                            while let Some(message) = messages.next().await {
+                                let payload: String = message.get_payload().unwrap_or_default();
+                                match serde_json::from_str::<Vec<String>>(&payload) {
+                                    Ok(users) => users.into_iter().for_each(|u| on_change(Invalidation::User(u))),
+                                    Err(_) => on_change(Invalidation::All),
+                                }
+                            }
+                            tracing::warn!("invalidation subscription lost; reconnecting");
+                        }
+                    }
+                    Ok(Err(error)) => tracing::debug!(%error, "invalidation subscribe failed"),
+                    Err(_) => tracing::debug!("invalidation subscribe timed out"),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl EntitlementStore for RedisStore {
+    async fn load(&self, user_id: &str) -> Result<Option<Entitlement>, StoreError> {
+        self.get_json(&self.user_key(user_id)).await
+    }
+
+    async fn update(&self, user_id: &str, update: Update<'_, Entitlement>) -> Result<Option<Entitlement>, StoreError> {
+        self.update_json(&self.user_key(user_id), update).await
+    }
+
+    async fn load_customer(&self, customer_id: &str) -> Result<Option<CustomerRecord>, StoreError> {
+        self.get_json(&self.customer_key(customer_id)).await
+    }
+
+    async fn update_customer(
+        &self,
+        customer_id: &str,
+        update: Update<'_, CustomerRecord>,
+    ) -> Result<Option<CustomerRecord>, StoreError> {
+        self.update_json(&self.customer_key(customer_id), update).await
+    }
+
+    async fn event_seen(&self, event_id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        timed(conn.exists(self.event_key(event_id))).await
+    }
+
+    async fn mark_event(&self, event_id: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        timed(conn.set_ex::<_, _, ()>(self.event_key(event_id), 1, EVENT_TTL_SECS)).await
+    }
+
+    async fn publish_invalidation(&self, user_ids: &[String]) -> Result<(), StoreError> {
+        if user_ids.is_empty() {
+            return Ok(());
+        }
+        let payload = serde_json::to_string(user_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        timed(conn.publish::<_, _, ()>(self.channel(), payload)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        timed(redis::cmd("PING").query_async::<String>(&mut conn)).await.map(|_| ())
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_redis::TestRedis;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passes_the_store_behaviour_suite() {
+        let redis = TestRedis::start();
+        let store = RedisStore::new(&redis.url(), "t:").unwrap();
+        crate::store::behaviour::run_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_are_hash_tagged_per_record() {
+        let store = RedisStore::new("redis://127.0.0.1:1/0", "paygate:").unwrap();
+        assert_eq!(store.user_key("42"), "paygate:{u:42}");
+        assert_eq!(store.customer_key("cus_1"), "paygate:{c:cus_1}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreachable_redis_is_an_error_not_a_hang() {
+        let store = RedisStore::new("redis://127.0.0.1:1/0", "paygate:").unwrap();
+        assert!(store.load("u").await.is_err());
+        assert!(store.ping().await.is_err());
+        assert!(store.update("u", &|c| c).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn invalidations_reach_listeners() {
+        let redis = TestRedis::start();
+        let store = RedisStore::new(&redis.url(), "t:").unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        store.spawn_invalidation_listener(move |change| {
+            let _ = tx.send(change);
+        });
+        assert_eq!(rx.recv().await, Some(Invalidation::All), "subscribing announces a full invalidation");
+        store.publish_invalidation(&["u1".into(), "u2".into()]).await.unwrap();
+        assert_eq!(rx.recv().await, Some(Invalidation::User("u1".into())));
+        assert_eq!(rx.recv().await, Some(Invalidation::User("u2".into())));
+    }
+}
