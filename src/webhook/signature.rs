@@ -10,19 +10,23 @@
 //! secret is being rolled.
 //!
 //! Where the official SDKs (stripe-node, stripe-python, stripe-go) disagree, this module
-//! takes the strictest reading, so it never accepts a header that one of them rejects:
+//! takes the strictest reading, so it accepts no header that one of them rejects, with
+//! one deliberate exception noted below:
 //!
 //! - No whitespace is accepted inside the header value. stripe-go rejects `t= 1`, and no
 //!   SDK matches a ` v1=` key or a `v1` value with spaces. The optional whitespace around
 //!   the whole field value is removed by the HTTP layer (RFC 9110 §5.5) before we see it.
 //! - A pair without `=` (including the empty pair of a trailing comma) makes the header
 //!   malformed, as in stripe-go.
-//! - `t=` must appear exactly once and be plain ASCII digits (the SDKs keep the last one
-//!   and accept signs or trailing garbage).
+//! - `t=` must appear exactly once and be plain ASCII digits (the SDKs take the first or
+//!   the last one, and variously accept a sign, whitespace or trailing garbage).
 //! - `v1=` values must be lowercase hex, as Stripe sends them: stripe-node and
 //!   stripe-python compare hex strings, so an uppercase value never matches there. Values
 //!   that are not lowercase hex are skipped, and count as "no match", not as malformed.
 //! - Unknown schemes (`v0=`, a future `v2=`) are ignored, whatever their value holds.
+//!   The exception: such a value may contain `=` (stripe-go refuses the whole header,
+//!   stripe-node and stripe-python ignore the pair), so a future base64-valued scheme
+//!   cannot break verification. It weakens nothing: a `v1` must still match.
 //! - `|now - t| <= tolerance`: a timestamp too far in the future fails too, where the
 //!   SDKs only reject old ones (SPEC §6).
 //!
@@ -79,6 +83,11 @@ pub fn verify(
     let parsed = parse_header(header)?;
 
     let matched = secrets.iter().any(|secret| {
+        // An empty key is public knowledge: anyone can sign with it. A stray comma in
+        // the secrets variable must not open the endpoint, so it is never tried.
+        if secret.is_empty() {
+            return false;
+        }
         // HMAC accepts keys of any length, so this never skips a secret in practice;
         // skipping instead of panicking keeps the request path panic-free regardless.
         let Some(mac) = signed_mac(secret, parsed.timestamp, payload) else {
@@ -97,8 +106,7 @@ pub fn verify(
 
     // `abs_diff` cannot overflow, unlike `now - t` with an attacker-chosen `t`.
     let within = u64::try_from(tolerance_secs)
-        .map(|tolerance| now.abs_diff(parsed.timestamp) <= tolerance)
-        .unwrap_or(false);
+        .is_ok_and(|tolerance| now.abs_diff(parsed.timestamp) <= tolerance);
     if !within {
         return Err(SignatureError::TimestampOutOfTolerance);
     }
@@ -108,8 +116,8 @@ pub fn verify(
 /// The `Stripe-Signature` header Stripe would send for `payload` signed with `secret` at
 /// `timestamp` (`t=..,v1=..`). For tests, benches and local tooling.
 pub fn sign(payload: &[u8], secret: &str, timestamp: i64) -> String {
-    let mac = signed_mac(secret, timestamp, payload)
-        .expect("HMAC-SHA256 accepts keys of any length");
+    let mac =
+        signed_mac(secret, timestamp, payload).expect("HMAC-SHA256 accepts keys of any length");
     format!(
         "t={timestamp},v1={}",
         hex::encode(mac.finalize().into_bytes())
@@ -121,7 +129,7 @@ struct ParsedHeader {
     timestamp: i64,
     /// Decoded `v1` values that were lowercase hex; others can never match and are dropped.
     signatures: Vec<Vec<u8>>,
-    }
+}
 
 /// Parses the header by the strict rules in the module documentation.
 fn parse_header(header: &str) -> Result<ParsedHeader, SignatureError> {
@@ -207,8 +215,7 @@ mod tests {
     use serde_json::Value;
     use sha2::Digest;
 
-    const VECTORS: &str =
-        include_str!("../../tests/fixtures/stripe/signature-test-vectors.json");
+    const VECTORS: &str = include_str!("../../tests/fixtures/stripe/signature-test-vectors.json");
     const BASIL_EVENT: &[u8] = include_bytes!(
         "../../tests/fixtures/stripe/constructed.event.customer.subscription.updated.basil-shape.json"
     );
@@ -262,7 +269,11 @@ mod tests {
     fn every_positive_vector_verifies_and_sign_reproduces_its_header() {
         let vectors = vectors();
         let list = vectors["vectors"].as_array().expect("vectors is a list");
-        assert_eq!(list.len(), 4, "a vector was added: make sure this test covers it");
+        assert_eq!(
+            list.len(),
+            4,
+            "a vector was added: make sure this test covers it"
+        );
         for vector in list {
             let name = text(vector, "name");
             let t = int(vector, "timestamp");
@@ -296,7 +307,10 @@ mod tests {
                     );
                 }
                 let new_only = sign(&payload, new, t);
-                assert!(header.ends_with(&new_only["t=1700000000,".len()..]), "{name}");
+                assert!(
+                    header.ends_with(&new_only["t=1700000000,".len()..]),
+                    "{name}"
+                );
             }
         }
     }
@@ -323,14 +337,21 @@ mod tests {
     #[test]
     fn every_negative_vector_is_rejected_with_the_expected_error() {
         let vectors = vectors();
-        let cases = vectors["negative_cases"].as_array().expect("negative_cases is a list");
-        assert_eq!(cases.len(), 4, "a case was added: give it an expectation below");
+        let cases = vectors["negative_cases"]
+            .as_array()
+            .expect("negative_cases is a list");
+        assert_eq!(
+            cases.len(),
+            4,
+            "a case was added: give it an expectation below"
+        );
         for case in cases {
             let name = text(case, "name");
             // Cases without a header reuse the compact vector's valid header and vary `now`.
-            let header = case["header"]
-                .as_str()
-                .map_or_else(|| sign(PAYLOAD, SECRET, int(case, "timestamp")), str::to_string);
+            let header = case["header"].as_str().map_or_else(
+                || sign(PAYLOAD, SECRET, int(case, "timestamp")),
+                str::to_string,
+            );
             let now = case["now"].as_i64().unwrap_or(T);
             let expected = if name.starts_with("v0-only") || name.starts_with("space after comma") {
                 SignatureError::NoV1Signature
@@ -355,7 +376,12 @@ mod tests {
         let new = sign(PAYLOAD, ROLLED, T);
         let new_v1 = new.split_once(",v1=").expect("sign output has v1").1;
         let both = format!("{old},v1={new_v1}");
-        for configured in [&[SECRET][..], &[ROLLED], &[SECRET, ROLLED], &[ROLLED, SECRET]] {
+        for configured in [
+            &[SECRET][..],
+            &[ROLLED],
+            &[SECRET, ROLLED],
+            &[ROLLED, SECRET],
+        ] {
             assert_eq!(
                 verify(Some(&both), PAYLOAD, &secrets(configured), TOLERANCE, T),
                 Ok(T),
@@ -364,11 +390,23 @@ mod tests {
         }
         // A single-signature header still verifies while two secrets are configured.
         assert_eq!(
-            verify(Some(&new), PAYLOAD, &secrets(&[SECRET, ROLLED]), TOLERANCE, T),
+            verify(
+                Some(&new),
+                PAYLOAD,
+                &secrets(&[SECRET, ROLLED]),
+                TOLERANCE,
+                T
+            ),
             Ok(T)
         );
         assert_eq!(
-            verify(Some(&both), PAYLOAD, &secrets(&["whsec_other"]), TOLERANCE, T),
+            verify(
+                Some(&both),
+                PAYLOAD,
+                &secrets(&["whsec_other"]),
+                TOLERANCE,
+                T
+            ),
             Err(SignatureError::NoMatch)
         );
     }
@@ -378,6 +416,32 @@ mod tests {
         assert_eq!(
             verify(Some(&valid_header()), PAYLOAD, &[], TOLERANCE, T),
             Err(SignatureError::NoMatch)
+        );
+    }
+
+    #[test]
+    fn an_empty_secret_never_verifies_even_a_header_signed_with_it() {
+        let forged = sign(PAYLOAD, "", T);
+        assert_eq!(
+            verify(
+                Some(&forged),
+                PAYLOAD,
+                &secrets(&["", SECRET]),
+                TOLERANCE,
+                T
+            ),
+            Err(SignatureError::NoMatch)
+        );
+        // The real secret next to the empty one still works.
+        assert_eq!(
+            verify(
+                Some(&valid_header()),
+                PAYLOAD,
+                &secrets(&["", SECRET]),
+                TOLERANCE,
+                T
+            ),
+            Ok(T)
         );
     }
 
@@ -436,7 +500,17 @@ mod tests {
         let (prefix, v1) = header.split_once(",v1=").expect("v1");
         let flipped: String = v1
             .char_indices()
-            .map(|(i, c)| if i == 0 { if c == '0' { '1' } else { '0' } } else { c })
+            .map(|(i, c)| {
+                if i == 0 {
+                    if c == '0' {
+                        '1'
+                    } else {
+                        '0'
+                    }
+                } else {
+                    c
+                }
+            })
             .collect();
         for bad in [
             flipped.as_str(),
@@ -458,7 +532,11 @@ mod tests {
     fn uppercase_or_non_hex_v1_does_not_match() {
         let header = valid_header();
         let (prefix, v1) = header.split_once(",v1=").expect("v1");
-        for bad in [v1.to_uppercase(), format!("{}zz", &v1[..62]), format!("0x{v1}")] {
+        for bad in [
+            v1.to_uppercase(),
+            format!("{}zz", &v1[..62]),
+            format!("0x{v1}"),
+        ] {
             let header = format!("{prefix},v1={bad}");
             assert_eq!(
                 verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T),
@@ -482,8 +560,14 @@ mod tests {
         let check = |now| verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, now);
         assert_eq!(check(T + TOLERANCE), Ok(T));
         assert_eq!(check(T - TOLERANCE), Ok(T));
-        assert_eq!(check(T + TOLERANCE + 1), Err(SignatureError::TimestampOutOfTolerance));
-        assert_eq!(check(T - TOLERANCE - 1), Err(SignatureError::TimestampOutOfTolerance));
+        assert_eq!(
+            check(T + TOLERANCE + 1),
+            Err(SignatureError::TimestampOutOfTolerance)
+        );
+        assert_eq!(
+            check(T - TOLERANCE - 1),
+            Err(SignatureError::TimestampOutOfTolerance)
+        );
     }
 
     #[test]
@@ -501,11 +585,13 @@ mod tests {
     #[test]
     fn zero_tolerance_accepts_only_the_same_second_and_negative_accepts_nothing() {
         let header = valid_header();
-        let check = |tolerance, now| {
-            verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), tolerance, now)
-        };
+        let check =
+            |tolerance, now| verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), tolerance, now);
         assert_eq!(check(0, T), Ok(T));
-        assert_eq!(check(0, T + 1), Err(SignatureError::TimestampOutOfTolerance));
+        assert_eq!(
+            check(0, T + 1),
+            Err(SignatureError::TimestampOutOfTolerance)
+        );
         assert_eq!(check(-1, T), Err(SignatureError::TimestampOutOfTolerance));
     }
 
@@ -514,7 +600,13 @@ mod tests {
         // The signature is checked before the time, so a forgery is always `NoMatch`.
         let header = sign(PAYLOAD, "whsec_attacker", T);
         assert_eq!(
-            verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T + 10_000),
+            verify(
+                Some(&header),
+                PAYLOAD,
+                &secrets(&[SECRET]),
+                TOLERANCE,
+                T + 10_000
+            ),
             Err(SignatureError::NoMatch)
         );
     }
@@ -525,11 +617,23 @@ mod tests {
         let header = sign(PAYLOAD, SECRET, i64::MAX);
         assert!(header.starts_with(&format!("t={max},")));
         assert_eq!(
-            verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, i64::MAX),
+            verify(
+                Some(&header),
+                PAYLOAD,
+                &secrets(&[SECRET]),
+                TOLERANCE,
+                i64::MAX
+            ),
             Ok(i64::MAX)
         );
         assert_eq!(
-            verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), i64::MAX, i64::MIN),
+            verify(
+                Some(&header),
+                PAYLOAD,
+                &secrets(&[SECRET]),
+                i64::MAX,
+                i64::MIN
+            ),
             Err(SignatureError::TimestampOutOfTolerance)
         );
         let too_big = format!("t={max}0,v1=00");
@@ -557,19 +661,19 @@ mod tests {
         let cases = [
             "garbage".to_string(),
             ",".to_string(),
-            format!("v1={v1}"),                      // no t
-            format!("t=,v1={v1}"),                   // empty t
-            format!("t=abc,v1={v1}"),                // not a number
-            format!("t=-{T},v1={v1}"),               // signed
-            format!("t=+{T},v1={v1}"),               // signed
-            format!("t={T}.5,v1={v1}"),              // fractional
-            format!("t={T}abc,v1={v1}"),             // stripe-node's parseInt would accept this
-            format!("t={T},t={T},v1={v1}"),          // duplicate t
-            format!("t={T},v1={v1},"),               // trailing comma: an empty pair
-            format!("t={T},,v1={v1}"),               // empty pair
-            format!("t={T},v1{v1}"),                 // pair without '='
-            format!("t={T};v1={v1}"),                // wrong separator
-            format!("t={T}\nv1={v1}"),               // wrong separator
+            format!("v1={v1}"),             // no t
+            format!("t=,v1={v1}"),          // empty t
+            format!("t=abc,v1={v1}"),       // not a number
+            format!("t=-{T},v1={v1}"),      // signed
+            format!("t=+{T},v1={v1}"),      // signed
+            format!("t={T}.5,v1={v1}"),     // fractional
+            format!("t={T}abc,v1={v1}"),    // stripe-node's parseInt would accept this
+            format!("t={T},t={T},v1={v1}"), // duplicate t
+            format!("t={T},v1={v1},"),      // trailing comma: an empty pair
+            format!("t={T},,v1={v1}"),      // empty pair
+            format!("t={T},v1{v1}"),        // pair without '='
+            format!("t={T};v1={v1}"),       // wrong separator
+            format!("t={T}\nv1={v1}"),      // wrong separator
         ];
         for header in &cases {
             assert_eq!(
@@ -582,7 +686,11 @@ mod tests {
 
     #[test]
     fn no_v1_signature() {
-        for header in [format!("t={T}"), format!("t={T},v0=abc,v2=def"), format!("t={T},V1=abc")] {
+        for header in [
+            format!("t={T}"),
+            format!("t={T},v0=abc,v2=def"),
+            format!("t={T},V1=abc"),
+        ] {
             assert_eq!(
                 verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, T),
                 Err(SignatureError::NoV1Signature),
@@ -595,7 +703,9 @@ mod tests {
     fn unknown_schemes_anywhere_are_ignored() {
         let v1 = valid_header().split_once(",v1=").expect("v1").1.to_string();
         let cases = [
-            format!("t={T},v1={v1},v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39"),
+            format!(
+                "t={T},v1={v1},v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39"
+            ),
             format!("v0=abc,t={T},v1={v1}"),
             format!("v1={v1},t={T}"),
             format!("t={T},v2=base64+value==,v1={v1}"), // '=' inside an unknown value
@@ -651,6 +761,8 @@ mod tests {
             SignatureError::MissingHeader.to_string(),
             "missing Stripe-Signature header"
         );
-        assert!(SignatureError::NoMatch.to_string().contains("no v1 signature"));
+        assert!(SignatureError::NoMatch
+            .to_string()
+            .contains("no v1 signature"));
     }
 }
