@@ -15,22 +15,33 @@ use support::*;
 #[track_caller]
 fn assert_unauthenticated(resp: &RawResponse) {
     assert_error(resp, 401, "UNAUTHENTICATED");
-    let www = resp.header("www-authenticate").expect("401 carries WWW-Authenticate");
+    let www = resp
+        .header("www-authenticate")
+        .expect("401 carries WWW-Authenticate");
     assert!(www.starts_with("Bearer"), "WWW-Authenticate: {www}");
-    assert!(!www.contains("error="), "no error code when no token was sent (RFC 6750 §3.1): {www}");
+    assert!(
+        !www.contains("error="),
+        "no error code when no token was sent (RFC 6750 §3.1): {www}"
+    );
 }
 
 /// Asserts the SPEC §4 response for a token that was sent but is not valid.
 #[track_caller]
 fn assert_invalid(resp: &RawResponse, code: &str) {
     assert_error(resp, 401, code);
-    let www = resp.header("www-authenticate").expect("401 carries WWW-Authenticate");
+    let www = resp
+        .header("www-authenticate")
+        .expect("401 carries WWW-Authenticate");
     assert!(www.starts_with("Bearer"), "WWW-Authenticate: {www}");
-    assert!(www.contains(r#"error="invalid_token""#), "WWW-Authenticate: {www}");
+    assert!(
+        www.contains(r#"error="invalid_token""#),
+        "WWW-Authenticate: {www}"
+    );
 }
 
 async fn with_auth(gw: &Gateway, authorization: &str) -> RawResponse {
-    gw.send(get("/api/banking").header("Authorization", authorization)).await
+    gw.send(get("/api/banking").header("Authorization", authorization))
+        .await
 }
 
 async fn with_bearer(gw: &Gateway, token: &str) -> RawResponse {
@@ -56,7 +67,12 @@ async fn other_authorization_scheme_counts_as_no_token() {
 async fn bearer_scheme_is_case_insensitive() {
     // RFC 7235 §2.1: the auth-scheme is a case-insensitive token.
     let (up, gw) = world(|c| c).await;
-    let got = forwarded(&gw, &up, get("/api/banking").header("Authorization", &format!("bearer {}", token("alice")))).await;
+    let got = forwarded(
+        &gw,
+        &up,
+        get("/api/banking").header("Authorization", &format!("bearer {}", token("alice"))),
+    )
+    .await;
     assert_eq!(got.header_all("x-user-id"), ["alice"]);
 }
 
@@ -70,7 +86,11 @@ async fn malformed_tokens_are_invalid() {
         "a.b".to_string(),
         "a.b.c".to_string(),
         "!!!.@@@.###".to_string(),
-        format!("{header_part}.{}.{}", jwt::b64url(b"not json"), jwt::b64url(b"sig")),
+        format!(
+            "{header_part}.{}.{}",
+            jwt::b64url(b"not json"),
+            jwt::b64url(b"sig")
+        ),
         format!("{valid}.extra"),
     ];
     for tok in &malformed {
@@ -83,7 +103,11 @@ async fn malformed_tokens_are_invalid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signature_is_invalid() {
     let (up, gw) = world(|c| c).await;
-    let other_secret = jwt::sign_hs(Algorithm::HS256, b"not-the-gateway-secret-0123456789", &claims("alice"));
+    let other_secret = jwt::sign_hs(
+        Algorithm::HS256,
+        b"not-the-gateway-secret-0123456789",
+        &claims("alice"),
+    );
     assert_invalid(&with_bearer(&gw, &other_secret).await, "INVALID_TOKEN");
     // alice's genuine signature over a payload that now says carol.
     let tampered = jwt::with_payload(&token("alice"), &claims("carol"));
@@ -98,7 +122,10 @@ async fn algorithm_outside_the_allowlist_is_invalid() {
         let tok = jwt::sign_hs(alg, jwt::SECRET.as_bytes(), &claims("alice"));
         assert_invalid(&with_bearer(&gw, &tok).await, "INVALID_TOKEN");
     }
-    assert_invalid(&with_bearer(&gw, &jwt::sign_rs256(&claims("alice"))).await, "INVALID_TOKEN");
+    assert_invalid(
+        &with_bearer(&gw, &jwt::sign_rs256(&claims("alice"))).await,
+        "INVALID_TOKEN",
+    );
     gw.assert_nothing_forwarded(&up).await;
 }
 
@@ -157,6 +184,13 @@ async fn not_yet_valid_token_is_invalid() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_before_within_leeway_is_accepted() {
+    let (up, gw) = world(|c| c.set_str("jwt.leeway", "60s")).await;
+    let tok = sign(&json!({"sub": "alice", "nbf": now() + 5, "exp": now() + 600}));
+    forwarded(&gw, &up, get("/api/banking").bearer(&tok)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issuer_is_enforced_when_configured() {
     let iss = "https://auth.example.com/";
     let (up, gw) = world(|c| c.set_str("jwt.issuer", iss)).await;
@@ -167,7 +201,10 @@ async fn issuer_is_enforced_when_configured() {
         }
         sign(&c)
     };
-    assert_invalid(&with_bearer(&gw, &with_iss(Some("https://evil.example.com/"))).await, "INVALID_TOKEN");
+    assert_invalid(
+        &with_bearer(&gw, &with_iss(Some("https://evil.example.com/"))).await,
+        "INVALID_TOKEN",
+    );
     assert_invalid(&with_bearer(&gw, &with_iss(None)).await, "INVALID_TOKEN");
     gw.assert_nothing_forwarded(&up).await;
     forwarded(&gw, &up, get("/api/banking").bearer(&with_iss(Some(iss)))).await;
@@ -183,20 +220,43 @@ async fn audience_is_enforced_when_configured() {
         }
         sign(&c)
     };
-    assert_invalid(&with_bearer(&gw, &with_aud(Some(json!("web")))).await, "INVALID_TOKEN");
-    assert_invalid(&with_bearer(&gw, &with_aud(Some(json!(["web", "admin"])))).await, "INVALID_TOKEN");
+    assert_invalid(
+        &with_bearer(&gw, &with_aud(Some(json!("web")))).await,
+        "INVALID_TOKEN",
+    );
+    assert_invalid(
+        &with_bearer(&gw, &with_aud(Some(json!(["web", "admin"])))).await,
+        "INVALID_TOKEN",
+    );
     assert_invalid(&with_bearer(&gw, &with_aud(None)).await, "INVALID_TOKEN");
     gw.assert_nothing_forwarded(&up).await;
-    forwarded(&gw, &up, get("/api/banking").bearer(&with_aud(Some(json!("api"))))).await;
-    forwarded(&gw, &up, get("/api/banking").bearer(&with_aud(Some(json!(["web", "api"]))))).await;
+    forwarded(
+        &gw,
+        &up,
+        get("/api/banking").bearer(&with_aud(Some(json!("api")))),
+    )
+    .await;
+    forwarded(
+        &gw,
+        &up,
+        get("/api/banking").bearer(&with_aud(Some(json!(["web", "api"])))),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_without_user_claim_is_invalid() {
     let (up, gw) = world(|c| c).await;
-    assert_invalid(&with_bearer(&gw, &sign(&json!({"exp": now() + 600}))).await, "INVALID_TOKEN");
     assert_invalid(
-        &with_bearer(&gw, &sign(&json!({"sub": {"id": "alice"}, "exp": now() + 600}))).await,
+        &with_bearer(&gw, &sign(&json!({"exp": now() + 600}))).await,
+        "INVALID_TOKEN",
+    );
+    assert_invalid(
+        &with_bearer(
+            &gw,
+            &sign(&json!({"sub": {"id": "alice"}, "exp": now() + 600})),
+        )
+        .await,
         "INVALID_TOKEN",
     );
     gw.assert_nothing_forwarded(&up).await;
@@ -219,6 +279,18 @@ async fn integer_user_claim_identifies_the_user() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_route_is_not_blocked_by_an_unusable_user_id() {
+    // A signed token whose user id cannot be put in a header is not a usable
+    // token; on a public route that must not block (SPEC §9), it only sets no
+    // identity. On a protected route it is a 401.
+    let (up, gw) = world(|c| c).await;
+    let tok = sign(&json!({"sub": "line\nbreak", "exp": now() + 600}));
+    let got = forwarded(&gw, &up, get("/health").bearer(&tok)).await;
+    assert_eq!(got.header("x-user-id"), None);
+    assert_invalid(&with_bearer(&gw, &tok).await, "INVALID_TOKEN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_can_come_from_the_environment() {
     let (up, gw) = world(|c| {
         c.unset("jwt.secret")
@@ -238,10 +310,19 @@ async fn rs256_tokens_verify_against_the_public_key_file() {
             .file("jwt.pem", jwt::RSA_PUBLIC_PEM)
     })
     .await;
-    let got = forwarded(&gw, &up, get("/api/banking").bearer(&jwt::sign_rs256(&claims("alice")))).await;
+    let got = forwarded(
+        &gw,
+        &up,
+        get("/api/banking").bearer(&jwt::sign_rs256(&claims("alice"))),
+    )
+    .await;
     assert_eq!(got.header_all("x-user-id"), ["alice"]);
     // Algorithm confusion: an HS256 token "signed" with the public key as secret.
-    let confused = jwt::sign_hs(Algorithm::HS256, jwt::RSA_PUBLIC_PEM.as_bytes(), &claims("alice"));
+    let confused = jwt::sign_hs(
+        Algorithm::HS256,
+        jwt::RSA_PUBLIC_PEM.as_bytes(),
+        &claims("alice"),
+    );
     assert_invalid(&with_bearer(&gw, &confused).await, "INVALID_TOKEN");
     assert_eq!(gw.barrier(&up).await.len(), 1);
 }
@@ -330,10 +411,22 @@ fn headers_like<'a>(got: &'a Recorded, name: &str) -> Vec<(&'a str, &'a str)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_identity_headers_are_replaced_by_the_tokens() {
     let (up, gw) = world(|c| c).await;
-    let got = forwarded(&gw, &up, spoofed(get("/api/banking").bearer(&token("alice")))).await;
+    let got = forwarded(
+        &gw,
+        &up,
+        spoofed(get("/api/banking").bearer(&token("alice"))),
+    )
+    .await;
     assert_eq!(headers_like(&got, "x-user-id"), [("x-user-id", "alice")]);
-    assert_eq!(headers_like(&got, "x-subscription-status"), [("x-subscription-status", "active")]);
-    assert_eq!(headers_like(&got, "x-entitlements"), [], "alice has no features");
+    assert_eq!(
+        headers_like(&got, "x-subscription-status"),
+        [("x-subscription-status", "active")]
+    );
+    assert_eq!(
+        headers_like(&got, "x-entitlements"),
+        [],
+        "alice has no features"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,21 +434,37 @@ async fn spoofed_identity_headers_are_stripped_without_token() {
     let (up, gw) = world(|c| c).await;
     let got = forwarded(&gw, &up, spoofed(get("/health"))).await;
     for name in ["x-user-id", "x-subscription-status", "x-entitlements"] {
-        assert_eq!(headers_like(&got, name), [], "{name} must not reach the upstream");
+        assert_eq!(
+            headers_like(&got, name),
+            [],
+            "{name} must not reach the upstream"
+        );
     }
     // An invalid token on a public route does not block, and identifies no one.
     let got = forwarded(&gw, &up, spoofed(get("/health").bearer("garbage"))).await;
     for name in ["x-user-id", "x-subscription-status", "x-entitlements"] {
-        assert_eq!(headers_like(&got, name), [], "{name} must not reach the upstream");
+        assert_eq!(
+            headers_like(&got, name),
+            [],
+            "{name} must not reach the upstream"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_entitlements_are_replaced_for_users_with_features() {
     let (up, gw) = world(|c| c).await;
-    let got = forwarded(&gw, &up, spoofed(post("/api/reports/export", "{}").bearer(&token("carol")))).await;
+    let got = forwarded(
+        &gw,
+        &up,
+        spoofed(post("/api/reports/export", "{}").bearer(&token("carol"))),
+    )
+    .await;
     assert_eq!(headers_like(&got, "x-user-id"), [("x-user-id", "carol")]);
-    assert_eq!(headers_like(&got, "x-entitlements"), [("x-entitlements", "export")]);
+    assert_eq!(
+        headers_like(&got, "x-entitlements"),
+        [("x-entitlements", "export")]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,6 +483,12 @@ async fn configured_identity_header_names_are_set_and_stripped() {
         .header("X_App_Features", "everything");
     let got = forwarded(&gw, &up, req).await;
     assert_eq!(headers_like(&got, "x-app-user"), [("x-app-user", "carol")]);
-    assert_eq!(headers_like(&got, "x-app-plan-status"), [("x-app-plan-status", "active")]);
-    assert_eq!(headers_like(&got, "x-app-features"), [("x-app-features", "export")]);
+    assert_eq!(
+        headers_like(&got, "x-app-plan-status"),
+        [("x-app-plan-status", "active")]
+    );
+    assert_eq!(
+        headers_like(&got, "x-app-features"),
+        [("x-app-features", "export")]
+    );
 }

@@ -75,7 +75,11 @@ fn stdout(out: &Output) -> String {
 #[track_caller]
 fn assert_problems(out: &Output, keys: &[&str]) {
     let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "expected exit 1; stderr:\n{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1; stderr:\n{err}"
+    );
     let mut lines_used = Vec::new();
     for key in keys {
         let line = err
@@ -86,7 +90,11 @@ fn assert_problems(out: &Output, keys: &[&str]) {
     }
     lines_used.sort();
     lines_used.dedup();
-    assert_eq!(lines_used.len(), keys.len(), "each problem gets its own line; stderr:\n{err}");
+    assert_eq!(
+        lines_used.len(),
+        keys.len(),
+        "each problem gets its own line; stderr:\n{err}"
+    );
 }
 
 #[test]
@@ -94,10 +102,21 @@ fn check_config_accepts_a_valid_config_and_summarizes_it() {
     let out = check_config(&config());
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
-    for prefix in ["/health", "/api/subscriptions", "/api/banking", "/api/reports/export"] {
-        assert!(text.contains(prefix), "summary does not list route {prefix}:\n{text}");
+    for prefix in [
+        "/health",
+        "/api/subscriptions",
+        "/api/banking",
+        "/api/reports/export",
+    ] {
+        assert!(
+            text.contains(prefix),
+            "summary does not list route {prefix}:\n{text}"
+        );
     }
-    assert!(text.contains("127.0.0.1:8000"), "summary does not name the upstream:\n{text}");
+    assert!(
+        text.contains("127.0.0.1:8000"),
+        "summary does not name the upstream:\n{text}"
+    );
 }
 
 #[test]
@@ -130,7 +149,8 @@ fn check_config_names_a_bad_route_policy() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
     assert!(
-        err.lines().any(|l| l.contains("routes") && l.contains("policy")),
+        err.lines()
+            .any(|l| l.contains("routes") && l.contains("policy")),
         "the problem line names the routes policy key; stderr:\n{err}"
     );
 }
@@ -141,7 +161,10 @@ fn check_config_reports_every_problem_together() {
         .set_str("server.listne", "127.0.0.1:1")
         .set("jwt.algorithms", r#"["HS257"]"#)
         .set_str("upstream.timeout", "soon");
-    assert_problems(&check_config(&cfg), &["server.listne", "jwt.algorithms", "upstream.timeout"]);
+    assert_problems(
+        &check_config(&cfg),
+        &["server.listne", "jwt.algorithms", "upstream.timeout"],
+    );
 }
 
 #[test]
@@ -169,8 +192,16 @@ fn serve_refuses_an_invalid_config_naming_the_key() {
     let (_dir, path) = write(&cfg);
     let out = run(&cfg, &["serve", "--config", path.to_str().unwrap()]);
     assert!(!out.status.success(), "serve started on an invalid config");
-    assert!(!stdout(&out).contains("listening"), "stdout: {}", stdout(&out));
-    assert!(stderr(&out).contains("server.listne"), "stderr:\n{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("listening"),
+        "stdout: {}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("server.listne"),
+        "stderr:\n{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -181,7 +212,11 @@ fn serve_refuses_to_start_when_a_secret_variable_is_unset() {
     let (_dir, path) = write(&cfg);
     let out = run(&cfg, &["serve", "--config", path.to_str().unwrap()]);
     assert!(!out.status.success(), "serve started without its secret");
-    assert!(stderr(&out).contains("PAYGATE_E2E_SURELY_UNSET_SECRET"), "stderr:\n{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("PAYGATE_E2E_SURELY_UNSET_SECRET"),
+        "stderr:\n{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -193,13 +228,29 @@ fn config_flag_is_accepted_anywhere_and_beats_the_environment() {
     let good_path = good_path.to_str().unwrap();
 
     let out = run(&good, &["--config", good_path, "check-config"]);
-    assert_eq!(out.status.code(), Some(0), "--config before the subcommand; stderr:\n{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "--config before the subcommand; stderr:\n{}",
+        stderr(&out)
+    );
 
-    let bad_env = good.clone().env("PAYGATE_CONFIG", bad_path.to_str().unwrap());
+    let bad_env = good
+        .clone()
+        .env("PAYGATE_CONFIG", bad_path.to_str().unwrap());
     let out = run(&bad_env, &["check-config", "--config", good_path]);
-    assert_eq!(out.status.code(), Some(0), "--config must beat $PAYGATE_CONFIG; stderr:\n{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "--config must beat $PAYGATE_CONFIG; stderr:\n{}",
+        stderr(&out)
+    );
     let out = run(&bad_env, &["check-config"]);
-    assert_eq!(out.status.code(), Some(1), "$PAYGATE_CONFIG is read without --config");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "$PAYGATE_CONFIG is read without --config"
+    );
 }
 
 /// Runs `paygate token` and returns the token it printed (the whole stdout).
@@ -211,7 +262,10 @@ fn mint(cfg: &Config, dir: &Path, extra: &[&str]) -> String {
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
     let text = stdout(&out);
     let token = text.trim_end_matches('\n');
-    assert!(!token.contains(char::is_whitespace), "stdout must be only the token, got {text:?}");
+    assert!(
+        !token.contains(char::is_whitespace),
+        "stdout must be only the token, got {text:?}"
+    );
     assert_eq!(token.split('.').count(), 3, "not a compact JWT: {token:?}");
     token.to_string()
 }
@@ -236,7 +290,11 @@ fn token_prints_only_a_token_signed_with_the_configured_secret() {
 fn token_ttl_sets_the_expiry() {
     let dir = tempfile::tempdir().unwrap();
     let before = jwt::now();
-    let claims = verify(&mint(&config(), dir.path(), &["--user", "bob", "--ttl", "2h"]));
+    let claims = verify(&mint(
+        &config(),
+        dir.path(),
+        &["--user", "bob", "--ttl", "2h"],
+    ));
     let after = jwt::now();
     let exp = claims["exp"].as_i64().unwrap();
     assert!(
@@ -264,9 +322,26 @@ fn token_refuses_when_only_public_keys_are_configured() {
         .set_str("jwt.public_key_file", "jwt.pem")
         .file("jwt.pem", jwt::RSA_PUBLIC_PEM);
     let (_dir, path) = write(&cfg);
-    let out = run(&cfg, &["token", "--config", path.to_str().unwrap(), "--user", "alice"]);
-    assert!(!out.status.success(), "token minted without an HS secret: {}", stdout(&out));
-    assert!(stdout(&out).trim().is_empty(), "no token on stdout: {}", stdout(&out));
+    let out = run(
+        &cfg,
+        &[
+            "token",
+            "--config",
+            path.to_str().unwrap(),
+            "--user",
+            "alice",
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "token minted without an HS secret: {}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).trim().is_empty(),
+        "no token on stdout: {}",
+        stdout(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

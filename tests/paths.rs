@@ -15,14 +15,20 @@ use support::*;
 /// it as `expected` (path and query).
 async fn assert_forwarded_as(gw: &Gateway, up: &Upstream, target: &str, expected: &str) {
     let got = forwarded(gw, up, get(target).bearer(&token("alice"))).await;
-    assert_eq!(got.target, expected, "{target:?} must reach the upstream as {expected:?}");
+    assert_eq!(
+        got.target, expected,
+        "{target:?} must reach the upstream as {expected:?}"
+    );
 }
 
 /// Sends `target` without a token and asserts the upstream received it as
 /// `expected`.
 async fn assert_public_as(gw: &Gateway, up: &Upstream, target: &str, expected: &str) {
     let got = forwarded(gw, up, get(target)).await;
-    assert_eq!(got.target, expected, "{target:?} must reach the upstream as {expected:?}");
+    assert_eq!(
+        got.target, expected,
+        "{target:?} must reach the upstream as {expected:?}"
+    );
 }
 
 /// Sends `target` without a token and asserts it was judged by a protected
@@ -46,7 +52,13 @@ async fn assert_protected(gw: &Gateway, up: &Upstream, target: &str) {
 async fn assert_bad_path(gw: &Gateway, up: &Upstream, target: &str) {
     let before = gw.barrier(up).await.len();
     let resp = gw.send(get(target).bearer(&token("alice"))).await;
-    assert_eq!(resp.status, 400, "{target:?} must be BAD_PATH; got {} {:?}", resp.status, resp.text());
+    assert_eq!(
+        resp.status,
+        400,
+        "{target:?} must be BAD_PATH; got {} {:?}",
+        resp.status,
+        resp.text()
+    );
     assert_error(&resp, 400, "BAD_PATH");
     assert_not_forwarded(gw, up, before, target).await;
 }
@@ -59,7 +71,10 @@ async fn assert_not_forwarded(gw: &Gateway, up: &Upstream, before: usize, target
         after.len(),
         before,
         "{target:?} must not reach the upstream, it got {:#?}",
-        after[before.min(after.len())..].iter().map(|r| (&r.method, &r.target)).collect::<Vec<_>>()
+        after[before.min(after.len())..]
+            .iter()
+            .map(|r| (&r.method, &r.target))
+            .collect::<Vec<_>>()
     );
 }
 
@@ -111,14 +126,26 @@ async fn encoded_unreserved_characters_are_decoded() {
     assert_protected(&gw, &up, "/api/%62anking").await;
     assert_protected(&gw, &up, "/%61%70%69/%62%61%6e%6b%69%6e%67").await;
     assert_forwarded_as(&gw, &up, "/api/%62anking", "/api/banking").await;
-    assert_forwarded_as(&gw, &up, "/%61pi/b%61nking/%7Eme/%2D%5F%2E", "/api/banking/~me/-_.").await;
+    assert_forwarded_as(
+        &gw,
+        &up,
+        "/%61pi/b%61nking/%7Eme/%2D%5F%2E",
+        "/api/banking/~me/-_.",
+    )
+    .await;
     assert_public_as(&gw, &up, "/%68ealth", "/health").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_escapes_are_kept_as_sent() {
     let (up, gw) = world(|c| c).await;
-    assert_forwarded_as(&gw, &up, "/api/banking/a%20b/%3F/%23/%25", "/api/banking/a%20b/%3F/%23/%25").await;
+    assert_forwarded_as(
+        &gw,
+        &up,
+        "/api/banking/a%20b/%3F/%23/%25",
+        "/api/banking/a%20b/%3F/%23/%25",
+    )
+    .await;
     assert_forwarded_as(&gw, &up, "/api/banking/caf%C3%A9", "/api/banking/caf%C3%A9").await;
 }
 
@@ -127,7 +154,13 @@ async fn double_encoding_is_decoded_only_once() {
     let (up, gw) = world(|c| c).await;
     // `%252e` is an escaped `%`, then `2e`: not a dot segment, and it must stay
     // escaped, or the upstream could decode it into `..` on its side.
-    assert_public_as(&gw, &up, "/health/%252e%252e/api/banking", "/health/%252e%252e/api/banking").await;
+    assert_public_as(
+        &gw,
+        &up,
+        "/health/%252e%252e/api/banking",
+        "/health/%252e%252e/api/banking",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,7 +219,12 @@ async fn prefixes_match_whole_segments() {
     assert_public_as(&gw, &up, "/api/bankingfoo", "/api/bankingfoo").await;
     assert_public_as(&gw, &up, "/api/banking-old/x", "/api/banking-old/x").await;
     assert_public_as(&gw, &up, "/api/banking.json", "/api/banking.json").await;
-    for target in ["/api/banking", "/api/banking/", "/api/banking/x", "/api/banking?x=1"] {
+    for target in [
+        "/api/banking",
+        "/api/banking/",
+        "/api/banking/x",
+        "/api/banking?x=1",
+    ] {
         assert_protected(&gw, &up, target).await;
     }
 }
@@ -211,7 +249,13 @@ async fn query_is_forwarded_unchanged() {
         "/api/banking?next=/../admin&x=%2F&y=%2e%2e&z=a\\b",
     )
     .await;
-    assert_public_as(&gw, &up, "/health?path=/api/banking/../x", "/health?path=/api/banking/../x").await;
+    assert_public_as(
+        &gw,
+        &up,
+        "/health?path=/api/banking/../x",
+        "/health?path=/api/banking/../x",
+    )
+    .await;
     // A query cannot smuggle a path: `?` ends the path even after a trick.
     assert_protected(&gw, &up, "/health/../api/banking?/health").await;
 }
@@ -228,23 +272,104 @@ async fn methods_narrowed_route_matches_the_normalized_path() {
         .await;
     assert_error(&resp, 402, "UPGRADE_REQUIRED");
     gw.assert_nothing_forwarded(&up).await;
-    let got = forwarded(&gw, &up, post("/api/reports/x/../export", "{}").bearer(&token("carol"))).await;
+    let got = forwarded(
+        &gw,
+        &up,
+        post("/api/reports/x/../export", "{}").bearer(&token("carol")),
+    )
+    .await;
     assert_eq!(got.target, "/api/reports/export");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_paths_are_served_by_the_gateway_never_forwarded() {
     let (up, gw) = world(|c| c).await;
-    for target in ["/_paygate/healthz", "/api/../_paygate/healthz", "/%5Fpaygate/healthz", "//_paygate/./healthz"] {
+    for target in [
+        "/_paygate/healthz",
+        "/api/../_paygate/healthz",
+        "/%5Fpaygate/healthz",
+        "//_paygate/./healthz",
+    ] {
         let resp = gw.send(get(target)).await;
-        assert_eq!(resp.status, 200, "{target:?} is the gateway's healthz: {:?}", resp.text());
-        assert!(!resp.from_upstream(), "{target:?} must not be forwarded");
+        assert_eq!(
+            resp.status,
+            200,
+            "{target:?} is the gateway's healthz: {:?}",
+            resp.text()
+        );
+        assert!(
+            !resp.answered_by_upstream(),
+            "{target:?} must not be forwarded"
+        );
     }
     let resp = gw.send(get("/_paygate/nope")).await;
     assert_error(&resp, 404, "NOT_FOUND");
     let resp = gw.send(get("/_paygate/../api/banking")).await;
     assert_error(&resp, 401, "UNAUTHENTICATED");
     gw.assert_nothing_forwarded(&up).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_reserved_characters_stay_inside_their_segment() {
+    let (up, gw) = world(|c| c).await;
+    // `%3F` is not a `?` and `%23` not a `#`: the `..` after them still climbs.
+    assert_protected(&gw, &up, "/health%3F/../api/banking").await;
+    assert_protected(&gw, &up, "/health%23/../api/banking").await;
+    assert_protected(&gw, &up, "/health;x/../api/banking").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fragment_cannot_smuggle_a_path() {
+    let (up, gw) = world(|c| c).await;
+    for target in ["/health#/../api/banking", "/health/x#/../../api/banking"] {
+        let before = gw.barrier(&up).await.len();
+        let resp = gw.send(get(target)).await;
+        let after = gw.barrier(&up).await;
+        if resp.answered_by_upstream() {
+            let got = &after[before];
+            assert!(
+                got.path().starts_with("/health") && !got.target.contains("banking"),
+                "{target:?} was authorized as public but reached the upstream as {:?}",
+                got.target
+            );
+        } else {
+            assert!(
+                resp.status == 400 || resp.status == 401,
+                "{target:?}: {} {:?}",
+                resp.status,
+                resp.text()
+            );
+            assert_eq!(after.len(), before, "{target:?} was denied but forwarded");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_targets_are_judged_by_their_path() {
+    let (up, gw) = world(|c| c).await;
+    for target in [
+        "http://paygate.test/api/banking",
+        "http://paygate.test/health/../api/banking",
+    ] {
+        let resp = gw.send(get(target)).await;
+        assert!(
+            resp.status == 400 || resp.status == 401,
+            "{target:?} without a token: {} {:?}",
+            resp.status,
+            resp.text()
+        );
+    }
+    gw.assert_nothing_forwarded(&up).await;
+    let before = up.arrivals().len();
+    let resp = gw
+        .send(get("http://paygate.test/api/./banking?x=1").bearer(&token("alice")))
+        .await;
+    if resp.answered_by_upstream() {
+        let got = up.wait_requests(before + 1).await;
+        assert_eq!(got[before].target, "/api/banking?x=1");
+    } else {
+        assert_error(&resp, 400, "BAD_PATH");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,16 +384,26 @@ async fn webhook_path_is_never_forwarded() {
             .set_str("access.default", "public")
     })
     .await;
-    for target in ["/stripe/webhook", "/stripe/./webhook", "/stripe//webhook", "/%73tripe/webhook"] {
+    for target in [
+        "/stripe/webhook",
+        "/stripe/./webhook",
+        "/stripe//webhook",
+        "/%73tripe/webhook",
+    ] {
         let resp = gw
             .send(
                 post(target, r#"{"id":"evt_1","type":"customer.created"}"#)
                     .header("Stripe-Signature", "t=1,v1=00"),
             )
             .await;
-        assert!(!resp.from_upstream(), "{target:?} was answered by the upstream");
         assert!(
-            resp.header("content-type").unwrap_or_default().starts_with("application/json"),
+            !resp.answered_by_upstream(),
+            "{target:?} was answered by the upstream"
+        );
+        assert!(
+            resp.header("content-type")
+                .unwrap_or_default()
+                .starts_with("application/json"),
             "{target:?}: the gateway answers with JSON: {resp:?}"
         );
     }

@@ -12,7 +12,8 @@ use support::*;
 
 /// The seeded users' requests to the subscription route `/api/banking`.
 async fn banking(gw: &Gateway, user: &str) -> RawResponse {
-    gw.send(get("/api/banking/accounts").bearer(&token(user))).await
+    gw.send(get("/api/banking/accounts").bearer(&token(user)))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,9 +21,12 @@ async fn never_subscribed_user_gets_checkout_required() {
     let (up, gw) = world(|c| c).await;
     let resp = banking(&gw, "dave").await;
     let body = assert_error(&resp, 402, "CHECKOUT_REQUIRED");
-    assert_eq!(body["error"], "Subscription required. Please complete checkout.");
+    assert_eq!(
+        body["error"],
+        "Subscription required. Please complete checkout."
+    );
     assert_eq!(body["redirect"], "/checkout");
-    assert!(!resp.from_upstream());
+    assert!(!resp.answered_by_upstream());
     gw.assert_nothing_forwarded(&up).await;
 }
 
@@ -43,7 +47,12 @@ async fn redirects_are_configurable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_subscriber_is_forwarded_with_identity_headers() {
     let (up, gw) = world(|c| c).await;
-    let got = forwarded(&gw, &up, get("/api/banking/accounts?limit=5").bearer(&token("alice"))).await;
+    let got = forwarded(
+        &gw,
+        &up,
+        get("/api/banking/accounts?limit=5").bearer(&token("alice")),
+    )
+    .await;
     assert_eq!(got.method, "GET");
     assert_eq!(got.target, "/api/banking/accounts?limit=5");
     assert_eq!(got.header_all("x-user-id"), ["alice"]);
@@ -149,7 +158,12 @@ async fn upgrade_required_names_the_first_missing_feature() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feature_from_plan_price_is_forwarded_with_entitlements() {
     let (up, gw) = world(|c| c).await;
-    let got = forwarded(&gw, &up, post("/api/reports/export", "{}").bearer(&token("ivan"))).await;
+    let got = forwarded(
+        &gw,
+        &up,
+        post("/api/reports/export", "{}").bearer(&token("ivan")),
+    )
+    .await;
     assert_eq!(got.header_all("x-user-id"), ["ivan"]);
     assert_eq!(got.header_all("x-subscription-status"), ["active"]);
     let features = comma_list(got.header("x-entitlements").expect("X-Entitlements set"));
@@ -159,7 +173,12 @@ async fn feature_from_plan_price_is_forwarded_with_entitlements() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feature_from_plan_product_is_forwarded_with_entitlements() {
     let (up, gw) = world(|c| c.plan("prod_basic", &["export", "charts"])).await;
-    let got = forwarded(&gw, &up, post("/api/reports/export", "{}").bearer(&token("alice"))).await;
+    let got = forwarded(
+        &gw,
+        &up,
+        post("/api/reports/export", "{}").bearer(&token("alice")),
+    )
+    .await;
     let mut features = comma_list(got.header("x-entitlements").expect("X-Entitlements set"));
     features.sort();
     assert_eq!(features, ["charts", "export"]);
@@ -168,7 +187,12 @@ async fn feature_from_plan_product_is_forwarded_with_entitlements() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feature_from_entitlement_features_is_forwarded_with_entitlements() {
     let (up, gw) = world(|c| c).await;
-    let got = forwarded(&gw, &up, post("/api/reports/export", "{}").bearer(&token("carol"))).await;
+    let got = forwarded(
+        &gw,
+        &up,
+        post("/api/reports/export", "{}").bearer(&token("carol")),
+    )
+    .await;
     assert_eq!(got.header_all("x-user-id"), ["carol"]);
     assert_eq!(got.header_all("x-entitlements"), ["export"]);
 }
@@ -234,10 +258,40 @@ async fn past_due_after_grace_is_denied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_due_grace_counts_from_the_first_past_due_event() {
+    // SPEC §9: the grace runs from `created` of the first event that showed
+    // the subscription past_due (`past_due_since`), whatever the period end.
+    let now = jwt::now();
+    let day = 86_400;
+    let user = |since: i64, period_end: i64| {
+        json!({"subscriptions": [{
+            "id": "sub_pd", "status": "past_due", "created": 1_700_000_000,
+            "current_period_end": period_end, "past_due_since": since
+        }]})
+    };
+    let (up, gw) = world(|c| {
+        c.set_str("access.past_due_grace", "3d")
+            .user("recent", user(now - day, now - 10 * day))
+            .user("stale", user(now - 10 * day, now - day))
+    })
+    .await;
+    let got = forwarded(&gw, &up, get("/api/banking").bearer(&token("recent"))).await;
+    assert_eq!(got.header_all("x-subscription-status"), ["past_due"]);
+    let body = assert_error(&banking(&gw, "stale").await, 402, "SUBSCRIPTION_REQUIRED");
+    assert_eq!(body["status"], "past_due");
+    assert_eq!(gw.barrier(&up).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_override_grants_access_and_its_features() {
     let (up, gw) = world(|c| c).await;
     // gina's only subscription is canceled; her override runs until tomorrow.
-    let got = forwarded(&gw, &up, post("/api/reports/export", "{}").bearer(&token("gina"))).await;
+    let got = forwarded(
+        &gw,
+        &up,
+        post("/api/reports/export", "{}").bearer(&token("gina")),
+    )
+    .await;
     assert_eq!(got.header_all("x-user-id"), ["gina"]);
     assert_eq!(got.header_all("x-subscription-status"), ["override"]);
     let features = comma_list(got.header("x-entitlements").expect("X-Entitlements set"));
@@ -279,6 +333,23 @@ async fn any_granting_subscription_grants_and_reports_its_status() {
     .await;
     let got = forwarded(&gw, &up, get("/api/banking").bearer(&token("max"))).await;
     assert_eq!(got.header_all("x-subscription-status"), ["active"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_the_latest_granting_subscriptions() {
+    let (up, gw) = world(|c| {
+        c.user(
+            "pia",
+            json!({"subscriptions": [
+                {"id": "sub_1", "status": "active", "created": 1_700_000_000},
+                {"id": "sub_2", "status": "trialing", "created": 1_700_000_900},
+                {"id": "sub_3", "status": "canceled", "created": 1_700_009_000}
+            ]}),
+        )
+    })
+    .await;
+    let got = forwarded(&gw, &up, get("/api/banking").bearer(&token("pia"))).await;
+    assert_eq!(got.header_all("x-subscription-status"), ["trialing"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,11 +406,19 @@ async fn public_route_with_valid_token_sets_identity_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_route_with_bad_token_is_forwarded_without_identity() {
     let (up, gw) = world(|c| c).await;
-    let bad = jwt::sign_hs(jsonwebtoken::Algorithm::HS256, b"some other secret", &jwt::claims("alice"));
+    let bad = jwt::sign_hs(
+        jsonwebtoken::Algorithm::HS256,
+        b"some other secret",
+        &jwt::claims("alice"),
+    );
     let expired = jwt::sign(&json!({"sub": "alice", "exp": jwt::now() - 7200}));
     for tok in [bad.as_str(), expired.as_str(), "garbage"] {
         let got = forwarded(&gw, &up, get("/health").bearer(tok)).await;
-        assert_eq!(got.header("x-user-id"), None, "token {tok:?} must not identify anyone");
+        assert_eq!(
+            got.header("x-user-id"),
+            None,
+            "token {tok:?} must not identify anyone"
+        );
         assert_eq!(got.header("x-subscription-status"), None);
     }
 }
@@ -350,12 +429,21 @@ async fn authenticated_route_needs_only_a_valid_token() {
     let got = forwarded(&gw, &up, get("/api/subscriptions").bearer(&token("dave"))).await;
     assert_eq!(got.header_all("x-user-id"), ["dave"]);
     assert_eq!(got.header_all("x-subscription-status"), ["none"]);
-    let got = forwarded(&gw, &up, get("/api/subscriptions/current").bearer(&token("bob"))).await;
+    let got = forwarded(
+        &gw,
+        &up,
+        get("/api/subscriptions/current").bearer(&token("bob")),
+    )
+    .await;
     assert_eq!(got.header_all("x-subscription-status"), ["canceled"]);
 
     let resp = gw.send(get("/api/subscriptions")).await;
     assert_error(&resp, 401, "UNAUTHENTICATED");
-    assert_eq!(gw.barrier(&up).await.len(), 2, "the unauthenticated request must not be forwarded");
+    assert_eq!(
+        gw.barrier(&up).await.len(),
+        2,
+        "the unauthenticated request must not be forwarded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,18 +455,30 @@ async fn methods_narrow_a_route() {
     assert_eq!(got.target, "/api/reports/export");
     assert_eq!(got.header_all("x-user-id"), ["dave"]);
 
-    let resp = gw.send(post("/api/reports/export", "{}").bearer(&token("alice"))).await;
+    let resp = gw
+        .send(post("/api/reports/export", "{}").bearer(&token("alice")))
+        .await;
     assert_error(&resp, 402, "UPGRADE_REQUIRED");
-    let resp = gw.send(post("/api/reports/export", "{}").bearer(&token("dave"))).await;
+    let resp = gw
+        .send(post("/api/reports/export", "{}").bearer(&token("dave")))
+        .await;
     assert_error(&resp, 402, "CHECKOUT_REQUIRED");
-    assert_eq!(gw.barrier(&up).await.len(), 1, "denied POSTs must not be forwarded");
+    assert_eq!(
+        gw.barrier(&up).await.len(),
+        1,
+        "denied POSTs must not be forwarded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn longest_prefix_wins() {
     let (up, gw) = world(|c| c.route("/api", "public")).await;
     forwarded(&gw, &up, get("/api/catalog")).await;
-    assert_error(&gw.send(get("/api/banking/x")).await, 401, "UNAUTHENTICATED");
+    assert_error(
+        &gw.send(get("/api/banking/x")).await,
+        401,
+        "UNAUTHENTICATED",
+    );
     assert_error(
         &gw.send(get("/api/banking/x").bearer(&token("dave"))).await,
         402,
@@ -391,7 +491,11 @@ async fn longest_prefix_wins() {
 async fn default_policy_applies_to_unmatched_paths() {
     let (up, gw) = world(|c| c).await;
     assert_error(&gw.send(get("/elsewhere")).await, 401, "UNAUTHENTICATED");
-    assert_error(&gw.send(get("/elsewhere").bearer(&token("dave"))).await, 402, "CHECKOUT_REQUIRED");
+    assert_error(
+        &gw.send(get("/elsewhere").bearer(&token("dave"))).await,
+        402,
+        "CHECKOUT_REQUIRED",
+    );
     gw.assert_nothing_forwarded(&up).await;
     let got = forwarded(&gw, &up, get("/elsewhere").bearer(&token("alice"))).await;
     assert_eq!(got.header_all("x-user-id"), ["alice"]);
@@ -409,7 +513,9 @@ async fn default_policy_applies_to_unmatched_paths() {
 
 /// RFC 3339 → Unix time; fails the test unless the string is UTC.
 fn unix(value: &Value) -> i64 {
-    let s = value.as_str().unwrap_or_else(|| panic!("expected an RFC 3339 string, got {value}"));
+    let s = value
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an RFC 3339 string, got {value}"));
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"));
     assert_eq!(t.offset(), time::UtcOffset::UTC, "{s:?} must be UTC");
@@ -436,8 +542,11 @@ async fn me_reports_the_callers_own_entitlement() {
     .await;
     let resp = gw.send(get("/_paygate/me").bearer(&token("tess"))).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
-    assert!(!resp.from_upstream());
-    assert!(resp.header("content-type").unwrap_or_default().starts_with("application/json"));
+    assert!(!resp.answered_by_upstream());
+    assert!(resp
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("application/json"));
     let me = resp.json();
     assert_eq!(me["user_id"], "tess");
     assert_eq!(me["status"], "trialing");
@@ -470,7 +579,10 @@ async fn me_for_a_user_who_never_subscribed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn me_reports_a_denied_users_status() {
     let (_up, gw) = world(|c| c).await;
-    let me = gw.send(get("/_paygate/me").bearer(&token("bob"))).await.json();
+    let me = gw
+        .send(get("/_paygate/me").bearer(&token("bob")))
+        .await
+        .json();
     assert_eq!(me["user_id"], "bob");
     assert_eq!(me["status"], "canceled");
 }
@@ -480,7 +592,9 @@ async fn me_without_token_is_unauthenticated() {
     let (up, gw) = world(|c| c).await;
     let resp = gw.send(get("/_paygate/me")).await;
     assert_error(&resp, 401, "UNAUTHENTICATED");
-    assert!(resp.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")));
+    assert!(resp
+        .header("www-authenticate")
+        .is_some_and(|v| v.starts_with("Bearer")));
     let resp = gw.send(get("/_paygate/me").bearer("not-a-token")).await;
     assert_error(&resp, 401, "INVALID_TOKEN");
     gw.assert_nothing_forwarded(&up).await;

@@ -42,7 +42,11 @@ async fn hop_by_hop_request_headers_are_removed() {
         "proxy-authorization",
         "upgrade",
     ] {
-        assert_eq!(got.header(name), None, "hop-by-hop header {name} reached the upstream");
+        assert_eq!(
+            got.header(name),
+            None,
+            "hop-by-hop header {name} reached the upstream"
+        );
     }
     if let Some(conn) = got.header("connection") {
         assert!(
@@ -73,7 +77,11 @@ async fn hop_by_hop_response_headers_are_removed() {
     assert_eq!(resp.status, 200);
     assert_eq!(resp.text(), "hello");
     for name in ["x-resp-hop", "keep-alive", "proxy-connection"] {
-        assert_eq!(resp.header(name), None, "hop-by-hop response header {name} reached the client");
+        assert_eq!(
+            resp.header(name),
+            None,
+            "hop-by-hop response header {name} reached the client"
+        );
     }
     assert_eq!(resp.header("x-resp-kept"), Some("yes"));
 }
@@ -91,7 +99,11 @@ async fn forwarded_headers_from_an_untrusted_peer_are_replaced() {
     assert_eq!(got.header_all("x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(got.header_all("x-forwarded-proto"), ["http"]);
     assert_eq!(got.header_all("x-forwarded-host"), ["shop.example.com"]);
-    assert_eq!(got.header_all("host"), [up.addr.to_string()], "Host is the upstream's authority");
+    assert_eq!(
+        got.header_all("host"),
+        [up.addr.to_string()],
+        "Host is the upstream's authority"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,10 +112,33 @@ async fn forwarded_for_from_a_trusted_proxy_is_appended() {
     let got = forwarded(
         &gw,
         &up,
-        get("/api/banking").bearer(&token("alice")).header("X-Forwarded-For", "203.0.113.9, 198.51.100.7"),
+        get("/api/banking")
+            .bearer(&token("alice"))
+            .header("X-Forwarded-For", "203.0.113.9, 198.51.100.7"),
     )
     .await;
-    let xff: Vec<String> = got.header_all("x-forwarded-for").iter().flat_map(|v| comma_list(v)).collect();
+    let xff: Vec<String> = got
+        .header_all("x-forwarded-for")
+        .iter()
+        .flat_map(|v| comma_list(v))
+        .collect();
+    assert_eq!(xff, ["203.0.113.9", "198.51.100.7", "127.0.0.1"]);
+
+    // Several header lines are one comma-separated list (RFC 9110 §5.3).
+    let got = forwarded(
+        &gw,
+        &up,
+        get("/api/banking")
+            .bearer(&token("alice"))
+            .header("X-Forwarded-For", "203.0.113.9")
+            .header("X-Forwarded-For", "198.51.100.7"),
+    )
+    .await;
+    let xff: Vec<String> = got
+        .header_all("x-forwarded-for")
+        .iter()
+        .flat_map(|v| comma_list(v))
+        .collect();
     assert_eq!(xff, ["203.0.113.9", "198.51.100.7", "127.0.0.1"]);
 
     let got = forwarded(&gw, &up, get("/api/banking").bearer(&token("alice"))).await;
@@ -112,11 +147,19 @@ async fn forwarded_for_from_a_trusted_proxy_is_appended() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_outside_trusted_proxies_is_untrusted() {
-    let (up, gw) = world(|c| c.set("server.trusted_proxies", r#"["10.0.0.0/8", "192.168.0.0/16"]"#)).await;
+    let (up, gw) = world(|c| {
+        c.set(
+            "server.trusted_proxies",
+            r#"["10.0.0.0/8", "192.168.0.0/16"]"#,
+        )
+    })
+    .await;
     let got = forwarded(
         &gw,
         &up,
-        get("/api/banking").bearer(&token("alice")).header("X-Forwarded-For", "10.1.2.3"),
+        get("/api/banking")
+            .bearer(&token("alice"))
+            .header("X-Forwarded-For", "10.1.2.3"),
     )
     .await;
     assert_eq!(got.header_all("x-forwarded-for"), ["127.0.0.1"]);
@@ -126,7 +169,11 @@ async fn peer_outside_trusted_proxies_is_untrusted() {
 async fn client_request_id_is_kept() {
     let (up, gw) = world(|c| c).await;
     let resp = gw
-        .send(get("/api/banking").bearer(&token("alice")).header("X-Request-Id", "req-abc-123"))
+        .send(
+            get("/api/banking")
+                .bearer(&token("alice"))
+                .header("X-Request-Id", "req-abc-123"),
+        )
         .await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("x-request-id"), Some("req-abc-123"));
@@ -140,10 +187,20 @@ async fn request_id_is_generated_when_absent() {
     let first = gw.send(get("/api/banking").bearer(&token("alice"))).await;
     let second = gw.send(get("/api/banking").bearer(&token("alice"))).await;
     let got = up.wait_requests(2).await;
-    let ids: Vec<&str> = got.iter().map(|r| r.header("x-request-id").unwrap_or_default()).collect();
-    assert!(ids.iter().all(|id| !id.is_empty()), "upstream got ids {ids:?}");
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|r| r.header("x-request-id").unwrap_or_default())
+        .collect();
+    assert!(
+        ids.iter().all(|id| !id.is_empty()),
+        "upstream got ids {ids:?}"
+    );
     assert_ne!(ids[0], ids[1], "each request gets its own id");
-    assert_eq!(first.header("x-request-id"), Some(ids[0]), "the client sees the id the upstream got");
+    assert_eq!(
+        first.header("x-request-id"),
+        Some(ids[0]),
+        "the client sees the id the upstream got"
+    );
     assert_eq!(second.header("x-request-id"), Some(ids[1]));
 }
 
@@ -151,17 +208,33 @@ async fn request_id_is_generated_when_absent() {
 async fn gateway_made_responses_carry_the_request_id() {
     let (_up, gw) = world(|c| c).await;
     let responses = [
-        gw.send(get("/api/banking").header("X-Request-Id", "given-1")).await,
-        gw.send(get("/api/banking").bearer(&token("dave")).header("X-Request-Id", "given-2")).await,
-        gw.send(get("/api%2fbanking").header("X-Request-Id", "given-3")).await,
-        gw.send(get("/_paygate/nope").header("X-Request-Id", "given-4")).await,
-        gw.send(get("/_paygate/healthz").header("X-Request-Id", "given-5")).await,
+        gw.send(get("/api/banking").header("X-Request-Id", "given-1"))
+            .await,
+        gw.send(
+            get("/api/banking")
+                .bearer(&token("dave"))
+                .header("X-Request-Id", "given-2"),
+        )
+        .await,
+        gw.send(get("/api%2fbanking").header("X-Request-Id", "given-3"))
+            .await,
+        gw.send(get("/_paygate/nope").header("X-Request-Id", "given-4"))
+            .await,
+        gw.send(get("/_paygate/healthz").header("X-Request-Id", "given-5"))
+            .await,
     ];
     for (i, resp) in responses.iter().enumerate() {
-        assert_eq!(resp.header("x-request-id"), Some(format!("given-{}", i + 1).as_str()), "{resp:?}");
+        assert_eq!(
+            resp.header("x-request-id"),
+            Some(format!("given-{}", i + 1).as_str()),
+            "{resp:?}"
+        );
     }
     let resp = gw.send(get("/api/banking")).await;
-    assert!(resp.header("x-request-id").is_some_and(|id| !id.is_empty()), "a 401 gets a generated id");
+    assert!(
+        resp.header("x-request-id").is_some_and(|id| !id.is_empty()),
+        "a 401 gets a generated id"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,15 +243,135 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
     let alice = token("alice");
     let mut conn = gw.connect().await;
     let r1 = conn.request(&get("/api/banking/1").bearer(&alice)).await;
-    let r2 = conn.request(&post("/api/banking/2", "two").bearer(&alice)).await;
+    let r2 = conn
+        .request(&post("/api/banking/2", "two").bearer(&alice))
+        .await;
     let r3 = conn.request(&get("/health/3")).await;
     for r in [&r1, &r2, &r3] {
-        assert!(r.status == 200 && r.from_upstream(), "{r:?}");
+        assert!(r.status == 200 && r.answered_by_upstream(), "{r:?}");
     }
     let got = up.wait_requests(3).await;
     let targets: Vec<&str> = got.iter().map(|r| r.target.as_str()).collect();
     assert_eq!(targets, ["/api/banking/1", "/api/banking/2", "/health/3"]);
     assert_eq!(got[1].body, b"two");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_length_headers_cannot_smuggle_a_request() {
+    // RFC 9112 §6.3: with both Transfer-Encoding and Content-Length the
+    // message is suspect. Whatever the gateway makes of it (refuse it, or
+    // frame it one way), the request hidden in the body must never reach the
+    // upstream past the paywall, and the upstream must never see both headers.
+    let (up, gw) = world(|c| c).await;
+    let smuggled = "GET /api/banking/smuggled HTTP/1.1\r\nHost: paygate.test\r\n\r\n";
+    let wire = format!(
+        "POST /health HTTP/1.1\r\nHost: paygate.test\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         0\r\n\r\n{smuggled}GET /health/after HTTP/1.1\r\nHost: paygate.test\r\nConnection: close\r\n\r\n",
+        5 + smuggled.len()
+    );
+    let mut conn = gw.connect().await;
+    let _ = conn.write(wire.as_bytes()).await;
+    match conn.read_to_close().await {
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            panic!("the gateway kept the connection open: {e}")
+        }
+        _ => {}
+    }
+    let got = gw.barrier(&up).await;
+    let total = up.arrivals().len();
+    up.wait_requests(total).await;
+    for r in &got {
+        assert!(
+            !r.target.contains("smuggled"),
+            "a smuggled request reached the upstream: {r:#?}"
+        );
+        assert!(
+            r.header("content-length").is_none() || r.header("transfer-encoding").is_none(),
+            "the upstream got both Content-Length and Transfer-Encoding: {r:#?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_error_responses_pass_through_unchanged() {
+    let up = Upstream::with(|r| Reply::Custom {
+        status: if r.path().ends_with("/gone") {
+            410
+        } else {
+            503
+        },
+        headers: vec![
+            ("Content-Type".into(), "text/plain".into()),
+            ("Retry-After".into(), "7".into()),
+        ],
+        body: "application says no".into(),
+    })
+    .await;
+    let gw = Gateway::start(&Config::new(&up.url())).await;
+    for (target, status) in [("/api/banking/down", 503), ("/api/banking/gone", 410)] {
+        let resp = gw.send(get(target).bearer(&token("alice"))).await;
+        assert_eq!(resp.status, status);
+        assert!(resp.answered_by_upstream());
+        assert_eq!(resp.text(), "application says no");
+        assert_eq!(resp.header("retry-after"), Some("7"));
+    }
+}
+
+/// Reads response heads until a final (non-1xx) one.
+async fn read_final_head(conn: &mut RawConn) -> ResponseHead {
+    loop {
+        let head = conn.read_head().await;
+        if head.status >= 200 {
+            return head;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_upload_is_forwarded() {
+    let (up, gw) = world(|c| c).await;
+    let mut conn = gw.connect().await;
+    let head = format!(
+        "POST /api/banking/upload HTTP/1.1\r\nHost: paygate.test\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: 11\r\nExpect: 100-continue\r\n\r\n",
+        token("alice")
+    );
+    conn.write(head.as_bytes()).await.unwrap();
+    // The body is sent only once the gateway asks for it (RFC 9110 §10.1.1).
+    let interim = conn.read_head().await;
+    assert_eq!(
+        interim.status, 100,
+        "expected 100 Continue before the body: {interim:?}"
+    );
+    conn.write(b"hello world").await.unwrap();
+    let fin = read_final_head(&mut conn).await;
+    let body = conn.read_body(&fin).await.unwrap();
+    assert_eq!(
+        fin.status,
+        200,
+        "{fin:?} {:?}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(up.only_request().await.body, b"hello world");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_on_a_denied_route_is_answered_without_the_body() {
+    let (up, gw) = world(|c| c).await;
+    let mut conn = gw.connect().await;
+    let head = format!(
+        "POST /api/banking/upload HTTP/1.1\r\nHost: paygate.test\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: 11\r\nExpect: 100-continue\r\n\r\n",
+        token("dave")
+    );
+    conn.write(head.as_bytes()).await.unwrap();
+    // The body never comes: the decision needs only the head.
+    let fin = read_final_head(&mut conn).await;
+    let body = conn.read_body(&fin).await.unwrap();
+    assert_eq!(fin.status, 402, "{fin:?}");
+    let json: Value = serde_json::from_slice(&body).expect("JSON body");
+    assert_eq!(json["code"], "CHECKOUT_REQUIRED");
+    gw.assert_nothing_forwarded(&up).await;
 }
 
 // ---- bodies stream both ways ----
@@ -203,7 +396,10 @@ async fn chunked_upload_arrives_intact() {
     wire.extend_from_slice(b"0\r\n\r\n");
     conn.write(&wire).await.unwrap();
     let resp = conn.read_response().await;
-    assert!(resp.status == 200 && resp.from_upstream(), "{resp:?}");
+    assert!(
+        resp.status == 200 && resp.answered_by_upstream(),
+        "{resp:?}"
+    );
     let got = up.only_request().await;
     assert!(got.body_complete);
     assert_eq!(got.body_len, sent.len() as u64);
@@ -250,7 +446,10 @@ async fn large_streamed_upload_arrives_intact_in_bounded_memory() {
         sum.update(&block);
         if let Err(e) = conn.write(&block).await {
             let answer = conn.try_read_response().await;
-            panic!("upload broke off after {} MiB: {e}; gateway answered {answer:?}", i * CHUNK >> 20);
+            panic!(
+                "upload broke off after {} MiB: {e}; gateway answered {answer:?}",
+                (i * CHUNK) >> 20
+            );
         }
         if i % 32 == 0 {
             peak_kib = peak_kib.max(gw.rss_kib());
@@ -258,7 +457,15 @@ async fn large_streamed_upload_arrives_intact_in_bounded_memory() {
     }
     let resp = conn.read_response().await;
     peak_kib = peak_kib.max(gw.rss_kib());
-    assert!(resp.status == 200 && resp.from_upstream(), "{resp:?}");
+    assert!(
+        resp.status == 200 && resp.answered_by_upstream(),
+        "{resp:?}"
+    );
+
+    eprintln!(
+        "paygate RSS peaked at {peak_kib} KiB while streaming {} MiB",
+        TOTAL >> 20
+    );
 
     let got = up.only_request().await;
     assert!(got.body_complete);
@@ -304,9 +511,13 @@ fn streaming_upstream(go: &Signal) -> impl Fn(&Recorded) -> Reply + Send + Sync 
 /// Opens `/api/banking/events` and reads until the first event arrived.
 async fn open_stream(gw: &Gateway) -> (RawConn, ResponseHead) {
     let mut conn = gw.connect().await;
-    conn.write(&get("/api/banking/events").bearer(&token("alice")).to_bytes())
-        .await
-        .unwrap();
+    conn.write(
+        &get("/api/banking/events")
+            .bearer(&token("alice"))
+            .to_bytes(),
+    )
+    .await
+    .unwrap();
     let head = conn.try_read_head().await.unwrap_or_else(|e| {
         panic!("no response head while the upstream holds the rest of its body (buffered?): {e}")
     });
@@ -352,7 +563,9 @@ async fn upstream_timeout_bounds_the_head_not_a_streaming_body() {
     let (mut conn, head) = open_stream(&gw).await;
     // A request started after the stream's head times out only once
     // `upstream.timeout` has passed, so the stream is older than that now.
-    let stuck = gw.send(get("/api/banking/stuck").bearer(&token("alice"))).await;
+    let stuck = gw
+        .send(get("/api/banking/stuck").bearer(&token("alice")))
+        .await;
     assert_error(&stuck, 504, "UPSTREAM_TIMEOUT");
     go.fire();
     assert_eq!(read_rest(&mut conn, &head).await, b"data: rest\n\n");
@@ -367,7 +580,11 @@ async fn content_length_over_max_body_is_413_and_not_forwarded() {
     // Head and body in one write, so the gateway can answer without leaving
     // unread bytes behind (which would make the kernel reset the connection).
     let _ = conn
-        .write(&post("/api/banking/upload", vec![b'x'; 2048]).bearer(&token("alice")).to_bytes())
+        .write(
+            &post("/api/banking/upload", vec![b'x'; 2048])
+                .bearer(&token("alice"))
+                .to_bytes(),
+        )
         .await;
     let resp = conn.read_response().await;
     assert_error(&resp, 413, "PAYLOAD_TOO_LARGE");
@@ -378,7 +595,12 @@ async fn content_length_over_max_body_is_413_and_not_forwarded() {
 async fn body_of_exactly_max_body_is_forwarded() {
     let (up, gw) = world(|c| c.set_str("server.max_body", "1KiB")).await;
     let body = noise(1024, 7);
-    let got = forwarded(&gw, &up, post("/api/banking/upload", body.clone()).bearer(&token("alice"))).await;
+    let got = forwarded(
+        &gw,
+        &up,
+        post("/api/banking/upload", body.clone()).bearer(&token("alice")),
+    )
+    .await;
     assert_eq!(got.body, body);
 }
 
@@ -406,9 +628,22 @@ async fn chunked_body_growing_past_max_body_is_413_and_aborted_upstream() {
     // Whatever reached the upstream was aborted, never completed.
     let partial = gw.barrier(&up).await;
     let total = up.arrivals().len();
-    for got in up.wait_requests(total).await.iter().filter(|r| r.target == "/api/banking/upload") {
-        assert!(!got.body_complete, "the upstream got a complete body past max_body: {} bytes", got.body_len);
-        assert!(got.body_len <= LIMIT, "the upstream got {} bytes, over max_body", got.body_len);
+    for got in up
+        .wait_requests(total)
+        .await
+        .iter()
+        .filter(|r| r.target == "/api/banking/upload")
+    {
+        assert!(
+            !got.body_complete,
+            "the upstream got a complete body past max_body: {} bytes",
+            got.body_len
+        );
+        assert!(
+            got.body_len <= LIMIT,
+            "the upstream got {} bytes, over max_body",
+            got.body_len
+        );
     }
     assert!(partial.len() <= 1, "{partial:#?}");
 }
@@ -471,7 +706,11 @@ async fn websocket_upgrade_is_tunnelled() {
     conn.write(&req.to_bytes()).await.unwrap();
     let head = conn.read_head().await;
     assert_eq!(head.status, 101, "{head:?}");
-    assert!(head.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")), "{head:?}");
+    assert!(
+        head.header("upgrade")
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket")),
+        "{head:?}"
+    );
 
     let messages: [Vec<u8>; 3] = [
         b"hello through the tunnel".to_vec(),
@@ -480,7 +719,10 @@ async fn websocket_upgrade_is_tunnelled() {
     ];
     for msg in &messages {
         conn.write(msg).await.unwrap();
-        let echo = conn.read_exact(msg.len()).await.expect("echo through the tunnel");
+        let echo = conn
+            .read_exact(msg.len())
+            .await
+            .expect("echo through the tunnel");
         assert_eq!(&echo, msg);
     }
 
@@ -488,11 +730,17 @@ async fn websocket_upgrade_is_tunnelled() {
     let (line, headers) = parse_request_head(&upstream_head);
     assert_eq!(line, "GET /api/banking/ws HTTP/1.1");
     let get_all = |name: &str| -> Vec<&str> {
-        headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+        headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     };
     assert_eq!(get_all("upgrade"), ["websocket"], "{upstream_head}");
     assert!(
-        get_all("connection").iter().any(|v| v.to_ascii_lowercase().contains("upgrade")),
+        get_all("connection")
+            .iter()
+            .any(|v| v.to_ascii_lowercase().contains("upgrade")),
         "the upstream must see Connection: upgrade: {upstream_head}"
     );
     assert_eq!(get_all("sec-websocket-key"), ["dGhlIHNhbXBsZSBub25jZQ=="]);
@@ -502,7 +750,9 @@ async fn websocket_upgrade_is_tunnelled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_is_refused_when_the_policy_fails() {
     let (up, gw) = world(|c| c).await;
-    let resp = gw.send(upgrade_request("/api/banking/ws").bearer(&token("dave"))).await;
+    let resp = gw
+        .send(upgrade_request("/api/banking/ws").bearer(&token("dave")))
+        .await;
     assert_error(&resp, 402, "CHECKOUT_REQUIRED");
     let resp = gw.send(upgrade_request("/api/banking/ws")).await;
     assert_error(&resp, 401, "UNAUTHENTICATED");
@@ -534,7 +784,7 @@ async fn upstream_closing_the_connection_is_502() {
         let (head, _) = read_request_head(&mut s).await;
         let _ = head_tx.send(head);
         drop(s); // closes without an answer
-        // Keep accepting (and closing) in case the gateway retries.
+                 // Keep accepting (and closing) in case the gateway retries.
         loop {
             let mut s = raw_up.accept().await;
             let _ = read_request_head(&mut s).await;
@@ -563,7 +813,7 @@ async fn health_and_readiness_endpoints_answer() {
     for path in ["/_paygate/healthz", "/_paygate/readyz"] {
         let resp = gw.send(get(path)).await;
         assert_eq!(resp.status, 200, "{path}: {:?}", resp.text());
-        assert!(!resp.from_upstream());
+        assert!(!resp.answered_by_upstream());
         assert!(resp.header("x-request-id").is_some());
     }
     let resp = gw.send(get("/_paygate/nope")).await;
@@ -576,11 +826,20 @@ async fn health_and_readiness_endpoints_answer() {
 async fn wait_until_draining(gw: &Gateway) {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        match timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(gw.addr)).await {
+        match timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(gw.addr),
+        )
+        .await
+        {
             Ok(Err(_)) => return,
             Ok(Ok(stream)) => {
                 let mut conn = RawConn::from_stream(stream);
-                if conn.write(&get("/_paygate/readyz").to_bytes()).await.is_err() {
+                if conn
+                    .write(&get("/_paygate/readyz").to_bytes())
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 match timeout(Duration::from_secs(2), conn.try_read_response()).await {
@@ -591,7 +850,10 @@ async fn wait_until_draining(gw: &Gateway) {
             }
             Err(_) => {}
         }
-        assert!(Instant::now() < deadline, "the gateway never started draining after the signal");
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never started draining after the signal"
+        );
         // Polling interval, not a synchronization.
         sleep(Duration::from_millis(20)).await;
     }
@@ -606,17 +868,26 @@ async fn sigterm_drains_the_in_flight_request_then_exits_zero() {
 
     let addr = gw.addr;
     let alice = token("alice");
-    let client = tokio::spawn(async move { send(addr, get("/api/banking/slow").bearer(&alice)).await });
+    let client =
+        tokio::spawn(async move { send(addr, get("/api/banking/slow").bearer(&alice)).await });
     up.wait_arrivals(1).await; // the request is now in flight at the upstream
     gw.signal("TERM");
     wait_until_draining(&gw).await;
     release.fire();
 
     let resp = client.await.expect("the in-flight request got an answer");
-    assert!(resp.status == 200 && resp.from_upstream(), "{resp:?}");
+    assert!(
+        resp.status == 200 && resp.answered_by_upstream(),
+        "{resp:?}"
+    );
     assert_eq!(resp.text(), "upstream ok");
     let status = gw.wait_exit().await;
-    assert_eq!(status.code(), Some(0), "paygate must exit 0 after draining; log:\n{}", gw.log());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "paygate must exit 0 after draining; log:\n{}",
+        gw.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -640,7 +911,9 @@ async fn shutdown_grace_bounds_the_drain() {
     let alice = token("alice");
     let client = tokio::spawn(async move {
         let mut conn = RawConn::connect(addr).await;
-        let _ = conn.write(&get("/api/banking/forever").bearer(&alice).to_bytes()).await;
+        let _ = conn
+            .write(&get("/api/banking/forever").bearer(&alice).to_bytes())
+            .await;
         let _ = conn.try_read_response().await;
     });
     up.wait_arrivals(1).await;
@@ -655,7 +928,9 @@ async fn shutdown_grace_bounds_the_drain() {
 async fn client_that_never_finishes_its_headers_is_disconnected() {
     let (up, gw) = world(|c| c.set_str("server.header_timeout", "1s")).await;
     let mut conn = gw.connect().await;
-    conn.write(b"GET /health HTTP/1.1\r\nHost: paygate.test\r\nX-Slow: ").await.unwrap();
+    conn.write(b"GET /health HTTP/1.1\r\nHost: paygate.test\r\nX-Slow: ")
+        .await
+        .unwrap();
     match conn.read_to_close().await {
         Ok(_) => {} // closed (possibly after a 408)
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -672,7 +947,9 @@ async fn silent_client_is_disconnected() {
     let mut conn = gw.connect().await;
     match conn.read_to_close().await {
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-            panic!("a connection that never sent a byte is still open long after header_timeout: {e}")
+            panic!(
+                "a connection that never sent a byte is still open long after header_timeout: {e}"
+            )
         }
         _ => {}
     }
@@ -687,12 +964,20 @@ async fn trickling_headers_are_cut_off_at_header_timeout() {
     let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let (mut rd, mut wr) = stream.into_split();
     let writer = tokio::spawn(async move {
-        if wr.write_all(b"GET /health HTTP/1.1\r\nHost: paygate.test\r\n").await.is_err() {
+        if wr
+            .write_all(b"GET /health HTTP/1.1\r\nHost: paygate.test\r\n")
+            .await
+            .is_err()
+        {
             return;
         }
         for i in 0..100 {
             sleep(Duration::from_millis(200)).await;
-            if wr.write_all(format!("X-Trickle-{i}: x\r\n").as_bytes()).await.is_err() {
+            if wr
+                .write_all(format!("X-Trickle-{i}: x\r\n").as_bytes())
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -708,7 +993,10 @@ async fn trickling_headers_are_cut_off_at_header_timeout() {
     })
     .await;
     writer.abort();
-    assert!(closed.is_ok(), "a client trickling header lines was never disconnected");
+    assert!(
+        closed.is_ok(),
+        "a client trickling header lines was never disconnected"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

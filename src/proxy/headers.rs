@@ -97,10 +97,18 @@ pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
 pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, trusted_proxies: &[IpNet], original_host: Option<&HeaderValue>) {
     let trusted = trusted_proxies.iter().any(|net| net.contains(&peer));
     let peer_text = peer.to_string();
-    let xff = match (trusted, headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())) {
-        (true, Some(prior)) if !prior.trim().is_empty() => format!("{}, {peer_text}", prior.trim()),
-        _ => peer_text,
-    };
+    // Several X-Forwarded-For lines are one comma-separated list (RFC 9110 §5.3).
+    let mut xff = String::new();
+    if trusted {
+        for prior in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
+            let prior = prior.trim();
+            if !prior.is_empty() {
+                xff.push_str(prior);
+                xff.push_str(", ");
+            }
+        }
+    }
+    xff.push_str(&peer_text);
     if let Ok(value) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
@@ -213,8 +221,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
         h.insert("x-forwarded-proto", "https".parse().unwrap());
+        h.append("x-forwarded-for", "5.6.7.8".parse().unwrap());
         set_forwarded(&mut h, "10.1.1.1".parse().unwrap(), &trusted, Some(&host));
-        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.1.1.1");
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 10.1.1.1");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app.example.com");
 

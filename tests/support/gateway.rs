@@ -135,7 +135,9 @@ impl Config {
         let section = |name: &str, kv: &[(&str, String)]| {
             (
                 name.to_string(),
-                kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<Vec<_>>(),
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect::<Vec<_>>(),
             )
         };
         Config {
@@ -229,7 +231,11 @@ impl Config {
 
     /// Adds a `[[routes]]` table with just a prefix and a policy.
     pub fn route(self, prefix: &str, policy: &str) -> Config {
-        self.route_toml(&format!("prefix = {}\npolicy = {}", toml_str(prefix), toml_str(policy)))
+        self.route_toml(&format!(
+            "prefix = {}\npolicy = {}",
+            toml_str(prefix),
+            toml_str(policy)
+        ))
     }
 
     /// Adds a `[[routes]]` table with the given body lines.
@@ -241,8 +247,10 @@ impl Config {
     /// Adds (or replaces) a `[plans."id"]` table.
     pub fn plan(mut self, id: &str, features: &[&str]) -> Config {
         self.plans.retain(|(p, _)| p != id);
-        self.plans
-            .push((id.to_string(), features.iter().map(|f| f.to_string()).collect()));
+        self.plans.push((
+            id.to_string(),
+            features.iter().map(|f| f.to_string()).collect(),
+        ));
         self
     }
 
@@ -296,7 +304,11 @@ impl Config {
         }
         for (id, features) in &self.plans {
             let list: Vec<String> = features.iter().map(|f| toml_str(f)).collect();
-            out.push_str(&format!("[plans.{}]\nfeatures = [{}]\n\n", toml_str(id), list.join(", ")));
+            out.push_str(&format!(
+                "[plans.{}]\nfeatures = [{}]\n\n",
+                toml_str(id),
+                list.join(", ")
+            ));
         }
         out.push_str(&self.raw);
         out
@@ -308,8 +320,11 @@ impl Config {
         let path = dir.join("paygate.toml");
         std::fs::write(&path, self.render()).expect("write config");
         if let Some(users) = &self.users {
-            std::fs::write(dir.join("users.json"), serde_json::to_vec_pretty(users).unwrap())
-                .expect("write seed file");
+            std::fs::write(
+                dir.join("users.json"),
+                serde_json::to_vec_pretty(users).unwrap(),
+            )
+            .expect("write seed file");
         }
         for (name, content) in &self.files {
             std::fs::write(dir.join(name), content).expect("write extra file");
@@ -382,7 +397,10 @@ impl Gateway {
                 let _ = line_tx.send(first);
             }
             for line in lines.map_while(Result::ok) {
-                out_log.lock().unwrap().push_str(&format!("[stdout] {line}\n"));
+                out_log
+                    .lock()
+                    .unwrap()
+                    .push_str(&format!("[stdout] {line}\n"));
             }
         });
         let err_log = log.clone();
@@ -420,14 +438,20 @@ impl Gateway {
         loop {
             if let Ok(Some(status)) = gw.child.try_wait() {
                 gw.exit = Some(status);
-                return Err(gw.fail(&format!("paygate exited ({status}) before becoming healthy")));
+                return Err(gw.fail(&format!(
+                    "paygate exited ({status}) before becoming healthy"
+                )));
             }
             if let Ok(Ok(mut conn)) =
-                timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await.map(|r| r.map(RawConn::from_stream))
+                timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+                    .await
+                    .map(|r| r.map(RawConn::from_stream))
             {
                 let req = raw::get("/_paygate/healthz").to_bytes();
                 if conn.write(&req).await.is_ok() {
-                    if let Ok(Ok(resp)) = timeout(Duration::from_secs(2), conn.try_read_response()).await {
+                    if let Ok(Ok(resp)) =
+                        timeout(Duration::from_secs(2), conn.try_read_response()).await
+                    {
                         if resp.status == 200 {
                             return Ok(gw);
                         }
@@ -451,7 +475,11 @@ impl Gateway {
         for t in self.log_threads.drain(..) {
             let _ = t.join();
         }
-        format!("{what}; exit: {:?}\n--- paygate log ---\n{}", self.exit, self.log())
+        format!(
+            "{what}; exit: {:?}\n--- paygate log ---\n{}",
+            self.exit,
+            self.log()
+        )
     }
 
     pub fn pid(&self) -> u32 {
@@ -537,7 +565,7 @@ impl Gateway {
         let target = format!("/health/__barrier{n}");
         let resp = self.send(raw::get(&target)).await;
         assert!(
-            resp.status == 200 && resp.from_upstream(),
+            resp.status == 200 && resp.answered_by_upstream(),
             "barrier request {target} was not forwarded (needs the public /health route): {} {:?}",
             resp.status,
             resp.text()
@@ -551,7 +579,10 @@ impl Gateway {
                     .filter(|r| !r.target.starts_with("/health/__barrier"))
                     .collect();
             }
-            assert!(Instant::now() < deadline, "barrier {target} never reached the upstream");
+            assert!(
+                Instant::now() < deadline,
+                "barrier {target} never reached the upstream"
+            );
             up.wait_arrivals(arrivals.len() + 1).await;
         }
     }
@@ -562,7 +593,9 @@ impl Gateway {
         assert!(
             got.is_empty(),
             "expected nothing to reach the upstream, it got {:#?}",
-            got.iter().map(|r| (&r.method, &r.target)).collect::<Vec<_>>()
+            got.iter()
+                .map(|r| (&r.method, &r.target))
+                .collect::<Vec<_>>()
         );
     }
 }

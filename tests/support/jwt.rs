@@ -46,7 +46,10 @@ pub fn b64url(bytes: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
         let chars = chunk.len() + 1;
         for i in 0..chars {
             out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -98,7 +101,12 @@ pub fn alg_none(claims: &Value) -> String {
 pub fn with_payload(token: &str, claims: &Value) -> String {
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3, "not a JWS compact token: {token}");
-    format!("{}.{}.{}", parts[0], b64url(claims.to_string().as_bytes()), parts[2])
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        b64url(claims.to_string().as_bytes()),
+        parts[2]
+    )
 }
 
 /// The claims of a compact token, without verifying anything.

@@ -78,7 +78,7 @@ pub async fn forwarded(gw: &Gateway, up: &Upstream, req: Request) -> Recorded {
     let what = format!("{} {}", req.method, req.target);
     let resp = gw.send(req).await;
     assert!(
-        resp.status == 200 && resp.from_upstream(),
+        resp.status == 200 && resp.answered_by_upstream(),
         "{what} should have been forwarded, gateway answered {} {:?}",
         resp.status,
         resp.text()

@@ -59,7 +59,8 @@ impl Request {
     /// Sets the body and a matching `Content-Length`.
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Request {
         self.body = body.into();
-        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
+        self.headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
         let len = self.body.len().to_string();
         self.header("Content-Length", &len)
     }
@@ -67,7 +68,11 @@ impl Request {
     /// The bytes put on the wire.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.target).into_bytes();
-        if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        if !self
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("host"))
+        {
             out.extend_from_slice(b"Host: paygate.test\r\n");
         }
         for (name, value) in &self.headers {
@@ -116,13 +121,17 @@ impl RawResponse {
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("response {} body is not JSON ({e}): {:?}", self.status, self.text())
+            panic!(
+                "response {} body is not JSON ({e}): {:?}",
+                self.status,
+                self.text()
+            )
         })
     }
 
     /// Whether the upstream made this response (the test upstream marks every
     /// response it makes with `X-Upstream: 1`).
-    pub fn from_upstream(&self) -> bool {
+    pub fn answered_by_upstream(&self) -> bool {
         self.header("x-upstream") == Some("1")
     }
 }
@@ -145,7 +154,8 @@ impl ResponseHead {
 
     pub fn is_chunked(&self) -> bool {
         self.headers.iter().any(|(n, v)| {
-            n.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
+            n.eq_ignore_ascii_case("transfer-encoding")
+                && v.to_ascii_lowercase().contains("chunked")
         })
     }
 
@@ -176,7 +186,10 @@ impl RawConn {
 
     pub fn from_stream(stream: TcpStream) -> RawConn {
         stream.set_nodelay(true).ok();
-        RawConn { stream, buf: Vec::new() }
+        RawConn {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     /// Gives back the socket and whatever was read past the last parsed message.
@@ -371,7 +384,9 @@ fn parse_head(head: &[u8]) -> io::Result<ResponseHead> {
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default().to_string();
     if !version.starts_with("HTTP/1.") {
-        return Err(invalid(format!("not an HTTP/1 status line: {status_line:?}")));
+        return Err(invalid(format!(
+            "not an HTTP/1 status line: {status_line:?}"
+        )));
     }
     let status = parts
         .next()
@@ -384,5 +399,9 @@ fn parse_head(head: &[u8]) -> io::Result<ResponseHead> {
             .ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
     }
-    Ok(ResponseHead { status, version, headers })
+    Ok(ResponseHead {
+        status,
+        version,
+        headers,
+    })
 }

@@ -144,7 +144,11 @@ pub enum Reply {
     HoldUntil(Signal),
     /// A `200` chunked response that sends `first`, then waits for `then`, then
     /// sends `rest` and ends.
-    Stream { first: Bytes, then: Signal, rest: Bytes },
+    Stream {
+        first: Bytes,
+        then: Signal,
+        rest: Bytes,
+    },
     /// Never answers (until the test ends).
     Never,
 }
@@ -183,7 +187,9 @@ impl Upstream {
     /// An upstream whose answers `handler` decides from the request head (the
     /// `Recorded` it is given has no body fields filled yet).
     pub async fn with(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             arrivals: Mutex::new(Vec::new()),
@@ -206,7 +212,11 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, state, accept }
+        Upstream {
+            addr,
+            state,
+            accept,
+        }
     }
 
     /// `http://127.0.0.1:PORT`, for `upstream.url`.
@@ -226,22 +236,32 @@ impl Upstream {
 
     /// Waits until at least `n` request heads arrived; returns them all.
     pub async fn wait_arrivals(&self, n: usize) -> Vec<Recorded> {
-        self.wait_until(|s| s.arrivals.lock().unwrap().len() >= n, &format!("{n} request(s) to arrive"))
-            .await;
+        self.wait_until(
+            |s| s.arrivals.lock().unwrap().len() >= n,
+            &format!("{n} request(s) to arrive"),
+        )
+        .await;
         self.arrivals()
     }
 
     /// Waits until at least `n` requests were fully received; returns them all.
     pub async fn wait_requests(&self, n: usize) -> Vec<Recorded> {
-        self.wait_until(|s| s.records.lock().unwrap().len() >= n, &format!("{n} request(s) to complete"))
-            .await;
+        self.wait_until(
+            |s| s.records.lock().unwrap().len() >= n,
+            &format!("{n} request(s) to complete"),
+        )
+        .await;
         self.requests()
     }
 
     /// The one request the upstream received (fails if it got another count).
     pub async fn only_request(&self) -> Recorded {
         let mut all = self.wait_requests(1).await;
-        assert_eq!(all.len(), 1, "expected exactly one upstream request, got {all:#?}");
+        assert_eq!(
+            all.len(),
+            1,
+            "expected exactly one upstream request, got {all:#?}"
+        );
         all.remove(0)
     }
 
@@ -249,10 +269,16 @@ impl Upstream {
         let deadline = Instant::now() + DEADLINE;
         let mut rx = self.state.changed.subscribe();
         while !cond(&self.state) {
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
                 panic!(
                     "timed out waiting for {what}; upstream saw {:#?}",
-                    self.arrivals().iter().map(|r| (&r.method, &r.target)).collect::<Vec<_>>()
+                    self.arrivals()
+                        .iter()
+                        .map(|r| (&r.method, &r.target))
+                        .collect::<Vec<_>>()
                 );
             }
         }
@@ -277,7 +303,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         headers: req
             .headers()
             .iter()
-            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body_len: 0,
         body_checksum: Checksum::default().0,
@@ -313,7 +344,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
 
     let response = match reply {
         Reply::Ok => ok_response(),
-        Reply::Custom { status, headers, body } => {
+        Reply::Custom {
+            status,
+            headers,
+            body,
+        } => {
             let mut resp = Response::builder()
                 .status(StatusCode::from_u16(status).unwrap())
                 .header("x-upstream", "1");
@@ -370,7 +405,9 @@ impl Drop for RawUpstream {
 
 impl RawUpstream {
     pub async fn start() -> RawUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind raw upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind raw upstream");
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
         let accept = tokio::spawn(async move {
@@ -380,7 +417,11 @@ impl RawUpstream {
                 }
             }
         });
-        RawUpstream { addr, conns: tokio::sync::Mutex::new(rx), accept }
+        RawUpstream {
+            addr,
+            conns: tokio::sync::Mutex::new(rx),
+            accept,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -417,7 +458,11 @@ pub async fn read_request_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
             .await
             .expect("timed out reading a request head")
             .expect("reading a request head");
-        assert!(n > 0, "connection closed inside a request head: {:?}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "connection closed inside a request head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
     }
 }
