@@ -5,8 +5,10 @@
 //! [`Gateway`] (the `paygate serve` child process with its own temp config,
 //! killed on drop), a raw HTTP/1.1 client ([`RawConn`], [`send`]) that writes
 //! request bytes verbatim so path tricks reach the gateway unnormalized, and JWT
-//! minting helpers ([`jwt`]) including hand-crafted bad tokens. Nothing is shared
-//! between tests, so they all run in parallel.
+//! minting helpers ([`jwt`]) including hand-crafted bad tokens. Tests of the
+//! Redis store also get their own `redis-server` ([`TestRedis`]) on a free
+//! port, and signed Stripe deliveries built from real payloads ([`stripe`]).
+//! Nothing is shared between tests, so they all run in parallel.
 //!
 //! Nothing here sleeps to synchronize: waits poll or await a signal, and every
 //! wait has a deadline ([`DEADLINE`]) after which the test fails with a message.
@@ -16,10 +18,13 @@
 pub mod gateway;
 pub mod jwt;
 pub mod raw;
+pub mod redis;
+pub mod stripe;
 pub mod upstream;
 
 pub use gateway::{paygate, standard_users, Config, Gateway};
 pub use raw::{get, post, request, send, RawConn, RawResponse, Request, ResponseHead};
+pub use redis::TestRedis;
 pub use upstream::{read_request_head, Checksum, RawUpstream, Recorded, Reply, Signal, Upstream};
 
 use std::time::Duration;
@@ -69,6 +74,17 @@ pub async fn world(adjust: impl FnOnce(Config) -> Config) -> (Upstream, Gateway)
     let up = Upstream::start().await;
     let gw = Gateway::start(&adjust(Config::new(&up.url()))).await;
     (up, gw)
+}
+
+/// Starts a [`TestRedis`], an [`Upstream`] and a [`Gateway`] whose store is
+/// that Redis and whose `[stripe]` section verifies with [`stripe::WHSEC`]
+/// ([`stripe::with_redis_and_stripe`]), adjusted by `adjust`.
+pub async fn redis_world(adjust: impl FnOnce(Config) -> Config) -> (TestRedis, Upstream, Gateway) {
+    let redis = TestRedis::start().await;
+    let up = Upstream::start().await;
+    let config = stripe::with_redis_and_stripe(Config::new(&up.url()), &redis.url());
+    let gw = Gateway::start(&adjust(config)).await;
+    (redis, up, gw)
 }
 
 /// Sends `req` and asserts that the upstream answered it and received it once;
