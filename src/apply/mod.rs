@@ -14,7 +14,8 @@ pub mod record;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::store::{EntitlementStore, StoreError};
+use crate::entitlement::Entitlement;
+use crate::store::{AuditEntry, EntitlementStore, StoreError};
 use crate::webhook::event::{Event, EventKind};
 
 use record::{lifecycle_rank, CustomerRecord, Fact, LinkSource, Stamp};
@@ -97,12 +98,14 @@ impl Applier {
 
     /// Applies one event. Idempotent: applying it again changes nothing.
     pub async fn apply_event(&self, event: &Event) -> Result<Applied, StoreError> {
-        self.apply_facts(facts(event)).await
+        let source = format!("event {} ({})", event.id, event.event_type);
+        self.apply_facts(facts(event), &source).await
     }
 
     /// Merges facts into their customer records, then re-projects every user
     /// those customers touch. Safe to call again after a partial failure.
-    pub async fn apply_facts(&self, facts: Vec<(String, Fact)>) -> Result<Applied, StoreError> {
+    /// `source` names the writer in users' audit trails.
+    pub async fn apply_facts(&self, facts: Vec<(String, Fact)>, source: &str) -> Result<Applied, StoreError> {
         let mut by_customer: BTreeMap<String, Vec<Fact>> = BTreeMap::new();
         for (customer, fact) in facts {
             by_customer.entry(customer).or_default().push(fact);
@@ -121,11 +124,28 @@ impl Applier {
                 Some(record)
             };
             let Some(record) = self.store.update_customer(&customer, &merge).await? else { continue };
+            // Keep the operator's list of customers nobody is linked to current.
+            // Only touched when it can have changed, to spare a round trip per event.
+            if record.user.is_none() {
+                self.store.set_unlinked(&customer, true).await?;
+            } else if facts.iter().any(|f| matches!(f, Fact::Link { .. })) {
+                self.store.set_unlinked(&customer, false).await?;
+            }
             for user in record.user.iter().chain(record.previous_users.iter()) {
-                let project = |current: Option<crate::entitlement::Entitlement>| {
-                    project::project(current.as_ref(), user, &record).or(current)
+                // The store may run the closure more than once; the last run's
+                // verdict is the one that was written.
+                let changed = std::sync::Mutex::new(false);
+                let project = |current: Option<Entitlement>| {
+                    let next = project::project(current.as_ref(), user, &record);
+                    *changed.lock().unwrap_or_else(|p| p.into_inner()) = next.is_some();
+                    next.or(current)
                 };
-                self.store.update(user, &project).await?;
+                let written = self.store.update(user, &project).await?;
+                let changed = *changed.lock().unwrap_or_else(|p| p.into_inner());
+                if changed {
+                    let entry = AuditEntry { at: crate::gateway::unix_now(), source: source.to_string(), summary: summarize(written.as_ref()) };
+                    self.store.append_audit(user, &entry).await?;
+                }
                 if !users.contains(user) {
                     users.push(user.clone());
                 }
@@ -133,6 +153,20 @@ impl Applier {
         }
         Ok(Applied { users })
     }
+}
+
+/// One line describing an entitlement, for audit trails.
+pub fn summarize(ent: Option<&Entitlement>) -> String {
+    let Some(ent) = ent else { return "no record".into() };
+    let subs: Vec<String> = ent.subscriptions.iter().map(|s| format!("{}={}", s.id, s.status.as_str())).collect();
+    let mut parts = vec![format!("customers [{}]", ent.customers.join(", ")), format!("subscriptions [{}]", subs.join(", "))];
+    if !ent.features.is_empty() {
+        parts.push(format!("features [{}]", ent.features.join(", ")));
+    }
+    if let Some(o) = &ent.grant_override {
+        parts.push(format!("override until {} ({})", o.until, o.reason));
+    }
+    parts.join("; ")
 }
 
 #[cfg(test)]

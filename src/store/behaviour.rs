@@ -10,6 +10,8 @@ pub(crate) async fn run_all(store: &dyn EntitlementStore) {
     concurrent_updates_are_not_lost(store).await;
     customer_records_round_trip(store).await;
     events_are_remembered(store).await;
+    deliveries_and_audit_are_capped_newest_first(store).await;
+    unlinked_customers_are_listed(store).await;
     store.ping().await.unwrap();
     store.publish_invalidation(&["u1".to_string()]).await.unwrap();
 }
@@ -68,4 +70,30 @@ async fn events_are_remembered(store: &dyn EntitlementStore) {
     assert!(!store.event_seen("evt_behaviour").await.unwrap());
     store.mark_event("evt_behaviour").await.unwrap();
     assert!(store.event_seen("evt_behaviour").await.unwrap());
+}
+
+async fn deliveries_and_audit_are_capped_newest_first(store: &dyn EntitlementStore) {
+    use super::{AuditEntry, Delivery, AUDIT_KEPT};
+    for i in 0..3 {
+        let d = Delivery { event_id: format!("evt_{i}"), event_type: "t".into(), result: "applied".into(), at: i };
+        store.record_delivery(&d).await.unwrap();
+    }
+    let recent = store.recent_deliveries(2).await.unwrap();
+    assert_eq!(recent.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(), vec!["evt_2", "evt_1"]);
+    for i in 0..(AUDIT_KEPT + 5) {
+        let e = AuditEntry { at: i as i64, source: "admin".into(), summary: format!("change {i}") };
+        store.append_audit("u_audit", &e).await.unwrap();
+    }
+    let trail = store.audit("u_audit", 1000).await.unwrap();
+    assert_eq!(trail.len(), AUDIT_KEPT);
+    assert_eq!(trail[0].summary, format!("change {}", AUDIT_KEPT + 4));
+    assert!(store.audit("nobody", 10).await.unwrap().is_empty());
+}
+
+async fn unlinked_customers_are_listed(store: &dyn EntitlementStore) {
+    store.set_unlinked("cus_b", true).await.unwrap();
+    store.set_unlinked("cus_a", true).await.unwrap();
+    store.set_unlinked("cus_c", true).await.unwrap();
+    store.set_unlinked("cus_c", false).await.unwrap();
+    assert_eq!(store.unlinked_customers().await.unwrap(), vec!["cus_a", "cus_b"]);
 }

@@ -148,6 +148,24 @@ mod tests {
         async fn publish_invalidation(&self, _users: &[String]) -> Result<(), StoreError> {
             Ok(())
         }
+        async fn record_delivery(&self, d: &crate::store::Delivery) -> Result<(), StoreError> {
+            self.inner.record_delivery(d).await
+        }
+        async fn recent_deliveries(&self, limit: usize) -> Result<Vec<crate::store::Delivery>, StoreError> {
+            self.inner.recent_deliveries(limit).await
+        }
+        async fn append_audit(&self, user: &str, e: &crate::store::AuditEntry) -> Result<(), StoreError> {
+            self.inner.append_audit(user, e).await
+        }
+        async fn audit(&self, user: &str, limit: usize) -> Result<Vec<crate::store::AuditEntry>, StoreError> {
+            self.inner.audit(user, limit).await
+        }
+        async fn set_unlinked(&self, c: &str, u: bool) -> Result<(), StoreError> {
+            self.inner.set_unlinked(c, u).await
+        }
+        async fn unlinked_customers(&self) -> Result<Vec<String>, StoreError> {
+            self.inner.unlinked_customers().await
+        }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())
         }

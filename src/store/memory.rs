@@ -1,13 +1,13 @@
 //! The embedded in-memory store: one process, not durable. For demos, tests and
 //! single-instance trials; production uses Redis.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{EntitlementStore, StoreError, Update};
+use super::{AuditEntry, Delivery, EntitlementStore, StoreError, Update, AUDIT_KEPT, DELIVERIES_KEPT};
 use crate::apply::record::CustomerRecord;
 use crate::entitlement::Entitlement;
 
@@ -16,6 +16,9 @@ struct Data {
     users: HashMap<String, Entitlement>,
     customers: HashMap<String, CustomerRecord>,
     events: HashSet<String>,
+    deliveries: VecDeque<Delivery>,
+    audit: HashMap<String, VecDeque<AuditEntry>>,
+    unlinked: BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -101,6 +104,43 @@ impl EntitlementStore for MemoryStore {
     async fn publish_invalidation(&self, _user_ids: &[String]) -> Result<(), StoreError> {
         // One process: the caller already invalidated its own cache.
         Ok(())
+    }
+
+    async fn record_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        let mut data = self.lock();
+        data.deliveries.push_front(delivery.clone());
+        data.deliveries.truncate(DELIVERIES_KEPT);
+        Ok(())
+    }
+
+    async fn recent_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        Ok(self.lock().deliveries.iter().take(limit).cloned().collect())
+    }
+
+    async fn append_audit(&self, user_id: &str, entry: &AuditEntry) -> Result<(), StoreError> {
+        let mut data = self.lock();
+        let trail = data.audit.entry(user_id.to_string()).or_default();
+        trail.push_front(entry.clone());
+        trail.truncate(AUDIT_KEPT);
+        Ok(())
+    }
+
+    async fn audit(&self, user_id: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self.lock().audit.get(user_id).map(|t| t.iter().take(limit).cloned().collect()).unwrap_or_default())
+    }
+
+    async fn set_unlinked(&self, customer_id: &str, unlinked: bool) -> Result<(), StoreError> {
+        let mut data = self.lock();
+        if unlinked {
+            data.unlinked.insert(customer_id.to_string());
+        } else {
+            data.unlinked.remove(customer_id);
+        }
+        Ok(())
+    }
+
+    async fn unlinked_customers(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.lock().unlinked.iter().cloned().collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -12,8 +12,10 @@ pub mod redis;
 
 use async_trait::async_trait;
 
+use serde::{Deserialize, Serialize};
+
 use crate::apply::record::CustomerRecord;
-use crate::entitlement::Entitlement;
+use crate::entitlement::{Entitlement, UnixTime};
 
 pub use cache::{EntitlementCache, Lookup};
 pub use memory::MemoryStore;
@@ -28,6 +30,31 @@ pub enum StoreError {
     #[error("too much contention updating {0}; retry")]
     Contention(String),
 }
+
+/// One webhook delivery as the endpoint saw it, kept (capped) so an operator
+/// can see what Stripe sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub event_id: String,
+    pub event_type: String,
+    /// `applied`, `duplicate`, `ignored`, `other_mode`, `failed`.
+    pub result: String,
+    pub at: UnixTime,
+}
+
+/// One change to a user's entitlement: what changed it and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: UnixTime,
+    /// `event evt_… (customer.subscription.updated)`, `admin: <reason>`, `sync`.
+    pub source: String,
+    /// A one-line summary of the state after the change.
+    pub summary: String,
+}
+
+/// How many deliveries and audit entries (per user) are kept.
+pub const DELIVERIES_KEPT: usize = 1000;
+pub const AUDIT_KEPT: usize = 50;
 
 /// A change to one record, applied atomically by the store: the closure sees
 /// the current value (or `None`) and returns the new one (or `None` to delete).
@@ -61,6 +88,25 @@ pub trait EntitlementStore: Send + Sync + 'static {
 
     /// Tells every gateway instance sharing this store that these users changed.
     async fn publish_invalidation(&self, user_ids: &[String]) -> Result<(), StoreError>;
+
+    /// Remembers a webhook delivery (newest first, capped at [`DELIVERIES_KEPT`]).
+    async fn record_delivery(&self, delivery: &Delivery) -> Result<(), StoreError>;
+
+    /// The most recent deliveries, newest first.
+    async fn recent_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Appends to a user's audit trail (newest first, capped at [`AUDIT_KEPT`]).
+    async fn append_audit(&self, user_id: &str, entry: &AuditEntry) -> Result<(), StoreError>;
+
+    /// A user's most recent changes, newest first.
+    async fn audit(&self, user_id: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Marks a customer as having events but no user link (or clears the mark),
+    /// so operators can find and fix them (seed `000_…`).
+    async fn set_unlinked(&self, customer_id: &str, unlinked: bool) -> Result<(), StoreError>;
+
+    /// Customers with events but no user link, sorted.
+    async fn unlinked_customers(&self) -> Result<Vec<String>, StoreError>;
 
     /// Cheap reachability check for `/_paygate/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

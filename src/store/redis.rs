@@ -5,6 +5,9 @@
 //! - `{prefix}{u:<user id>}`: the user's entitlement (JSON), read with one GET;
 //! - `{prefix}{c:<customer id>}`: the customer record the webhooks merge into (JSON);
 //! - `{prefix}{e:<event id>}`: "this event was applied", expires after 30 days;
+//! - `{prefix}{u:<user id>}:audit`: the user's audit trail (list, newest first, capped);
+//! - `{prefix}deliveries`: recent webhook deliveries (list, newest first, capped);
+//! - `{prefix}unlinked`: set of customer ids with events but no user link;
 //! - channel `{prefix}invalidate`: JSON arrays of user ids whose record changed.
 //!
 //! Writes are optimistic compare-and-set: read, compute in Rust, then a Lua
@@ -21,7 +24,7 @@ use redis::AsyncCommands;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{EntitlementStore, StoreError, Update};
+use super::{AuditEntry, Delivery, EntitlementStore, StoreError, Update, AUDIT_KEPT, DELIVERIES_KEPT};
 use crate::apply::record::CustomerRecord;
 use crate::entitlement::Entitlement;
 
@@ -93,6 +96,27 @@ impl RedisStore {
 
     fn event_key(&self, event_id: &str) -> String {
         format!("{}{{e:{event_id}}}", self.prefix)
+    }
+
+    fn audit_key(&self, user_id: &str) -> String {
+        format!("{}{{u:{user_id}}}:audit", self.prefix)
+    }
+
+    async fn push_capped<T: Serialize>(&self, key: String, value: &T, cap: usize) -> Result<(), StoreError> {
+        let text = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic().lpush(&key, text).ignore().ltrim(&key, 0, cap as isize - 1).ignore();
+        timed(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn read_list<T: DeserializeOwned>(&self, key: String, limit: usize) -> Result<Vec<T>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let raw: Vec<String> = timed(conn.lrange(&key, 0, limit as isize - 1)).await?;
+        raw.iter().map(|t| serde_json::from_str(t).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))).collect()
     }
 
     fn channel(&self) -> String {
@@ -214,6 +238,39 @@ impl EntitlementStore for RedisStore {
         let payload = serde_json::to_string(user_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut conn = self.conn.clone();
         timed(conn.publish::<_, _, ()>(self.channel(), payload)).await
+    }
+
+    async fn record_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        self.push_capped(format!("{}deliveries", self.prefix), delivery, DELIVERIES_KEPT).await
+    }
+
+    async fn recent_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        self.read_list(format!("{}deliveries", self.prefix), limit).await
+    }
+
+    async fn append_audit(&self, user_id: &str, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.push_capped(self.audit_key(user_id), entry, AUDIT_KEPT).await
+    }
+
+    async fn audit(&self, user_id: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read_list(self.audit_key(user_id), limit).await
+    }
+
+    async fn set_unlinked(&self, customer_id: &str, unlinked: bool) -> Result<(), StoreError> {
+        let key = format!("{}unlinked", self.prefix);
+        let mut conn = self.conn.clone();
+        if unlinked {
+            timed(conn.sadd::<_, _, ()>(key, customer_id)).await
+        } else {
+            timed(conn.srem::<_, _, ()>(key, customer_id)).await
+        }
+    }
+
+    async fn unlinked_customers(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut ids: Vec<String> = timed(conn.smembers(format!("{}unlinked", self.prefix))).await?;
+        ids.sort();
+        Ok(ids)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -77,7 +77,15 @@ impl WebhookEndpoint {
             .map_err(|e| Deny::BadSignature(e.to_string()))?;
         let event = event::parse(&body, &self.config.user_metadata_keys).map_err(|e| Deny::BadPayload(e.to_string()))?;
 
-        let (outcome, users) = self.apply(&event).await?;
+        let (outcome, users) = match self.apply(&event).await {
+            Ok(done) => done,
+            Err(deny) => {
+                // Best effort: the store is likely what failed.
+                self.record(&event, "failed").await;
+                return Err(deny);
+            }
+        };
+        self.record(&event, outcome.as_str()).await;
         tracing::info!(
             target: "paygate::webhook",
             event_id = %event.id,
@@ -87,6 +95,19 @@ impl WebhookEndpoint {
             "webhook delivery"
         );
         Ok(json_response(StatusCode::OK, &json!({"received": true, "result": outcome.as_str()})))
+    }
+
+    /// Keeps the delivery in the capped list the admin API shows.
+    async fn record(&self, event: &event::Event, result: &str) {
+        let delivery = crate::store::Delivery {
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            result: result.to_string(),
+            at: unix_now(),
+        };
+        if let Err(e) = self.applier.store().record_delivery(&delivery).await {
+            tracing::debug!(error = %e, "could not record the delivery");
+        }
     }
 
     async fn apply(&self, event: &event::Event) -> Result<(Outcome, Vec<String>), Deny> {
