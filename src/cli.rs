@@ -35,6 +35,38 @@ pub enum Command {
         #[arg(long, default_value = "1h")]
         ttl: String,
     },
+    /// Read-only backfill from the Stripe API into the store (never writes to Stripe).
+    Sync {
+        /// Print what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Inspect a user's entitlement, or grant/revoke a manual override.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserAction {
+    /// Show the stored entitlement, the decision it gives now, and the audit trail.
+    Show { id: String },
+    /// Grant access until a time (comp account), whatever the subscriptions say.
+    Grant {
+        id: String,
+        /// RFC 3339 end of the grant, e.g. 2027-01-01T00:00:00Z.
+        #[arg(long)]
+        until: String,
+        /// Extra features, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+        /// Why (kept in the audit trail).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Remove a manual override.
+    Revoke { id: String },
 }
 
 impl Cli {
@@ -79,6 +111,16 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Serve => serve(config),
+        Command::Sync { dry_run } => block_on(crate::sync::run(config, dry_run)),
+        Command::User { action } => block_on(crate::admin::user_command(config, action)),
+    }
+}
+
+/// Runs a one-shot async command on a small runtime.
+fn block_on(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(command),
+        Err(e) => fail(&format!("cannot start the runtime: {e}")),
     }
 }
 
@@ -103,6 +145,17 @@ fn serve(config: Config) -> ExitCode {
             Ok(g) => g,
             Err(e) => return fail(&e),
         };
+        if let Some(admin) = gateway.config.admin.clone() {
+            let admin_listener = match tokio::net::TcpListener::bind(admin.listen).await {
+                Ok(l) => l,
+                Err(e) => return fail(&format!("admin.listen: cannot bind {}: {e}", admin.listen)),
+            };
+            let admin_addr = admin_listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(addr = %admin_addr, "admin listener started");
+            // Printed before the main line so readers of that line can rely on this one.
+            println!("paygate admin listening on http://{admin_addr}");
+            tokio::spawn(crate::admin::run(admin_listener, gateway.clone()));
+        }
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| listen.to_string());
         tracing::info!(%addr, upstream = %gateway.config.upstream.url, store = gateway.entitlements.store().kind(), "paygate started");
         // The one line on stdout: scripts and tests read the bound address from it.

@@ -50,6 +50,15 @@ pub struct Gateway {
 struct Outcome {
     decision: &'static str,
     user_id: Option<String>,
+    /// The matched route's label (metrics): its prefix, or "default".
+    route: String,
+}
+
+impl Outcome {
+    /// The same outcome, for handing back with a denial.
+    fn snapshot(&self) -> Outcome {
+        Outcome { decision: "", user_id: self.user_id.clone(), route: self.route.clone() }
+    }
 }
 
 impl Gateway {
@@ -65,6 +74,7 @@ impl Gateway {
 
     /// Like [`Gateway::build`] with a given store (tests and benches inject one).
     pub async fn with_store(config: Config, store: Arc<dyn EntitlementStore>) -> Result<Arc<Gateway>, String> {
+        crate::metrics::init();
         let http = crate::outbound::OutboundClient::new(std::time::Duration::from_secs(10));
         let auth = Arc::new(Authenticator::new(config.jwt.clone(), http).await?);
         auth.spawn_refresher();
@@ -117,6 +127,7 @@ impl Gateway {
         };
         response.headers_mut().insert(headers::X_REQUEST_ID.clone(), request_id.clone());
 
+        crate::metrics::request(&outcome.route, outcome.decision, started.elapsed());
         tracing::info!(
             target: "paygate::access",
             method = %method,
@@ -137,7 +148,7 @@ impl Gateway {
         peer: SocketAddr,
         request_id: &HeaderValue,
     ) -> Result<(Response<GatewayBody>, Outcome), (Deny, Outcome)> {
-        let mut outcome = Outcome { decision: "", user_id: None };
+        let mut outcome = Outcome { decision: "", user_id: None, route: String::new() };
         let config = &*self.config;
 
         // 1. Path safety: everything below uses the normalized path only.
@@ -149,6 +160,7 @@ impl Gateway {
         // 2. The gateway's own endpoints and the webhook are never forwarded.
         if normalized == "/_paygate" || normalized.starts_with("/_paygate/") {
             outcome.decision = "own";
+            outcome.route = "/_paygate".into();
             return match endpoints::serve(self, &request, &normalized).await {
                 Ok(response) => Ok((response.map(Either::Right), outcome)),
                 Err(deny) => Err((deny, outcome)),
@@ -157,6 +169,7 @@ impl Gateway {
         if let Some(webhook) = &self.webhook {
             if normalized == webhook.config.webhook_path {
                 outcome.decision = "webhook";
+                outcome.route = "webhook".into();
                 return match webhook.handle(request).await {
                     Ok(response) => Ok((response.map(Either::Right), outcome)),
                     Err(deny) => Err((deny, outcome)),
@@ -166,6 +179,7 @@ impl Gateway {
 
         // 3. Route policy and token.
         let matched = config.routes.lookup(request.method(), &normalized);
+        outcome.route = matched.label().to_string();
         let token = auth::extract_token(request.headers(), config.jwt.cookie.as_deref());
         let identity: Option<Identity> = match (matched.policy, token) {
             (Policy::Public, None) => None,
@@ -186,7 +200,7 @@ impl Gateway {
         let mut identity_values: Option<(HeaderValue, HeaderValue, Option<HeaderValue>)> = None;
         if let Some(identity) = &identity {
             let user_header = HeaderValue::from_str(&identity.user_id)
-                .map_err(|_| (Deny::InvalidToken("user id is not usable as a header value"), Outcome { decision: "", user_id: outcome.user_id.clone() }))?;
+                .map_err(|_| (Deny::InvalidToken("user id is not usable as a header value"), outcome.snapshot()))?;
             let lookup = self.entitlements.get(&identity.user_id).await;
             let required: &[String] = matched.features;
             match lookup {
@@ -235,7 +249,7 @@ impl Gateway {
         // 6. Rewrite and forward.
         let upgrade = headers::is_upgrade_request(request.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-        let uri = self.upstream.uri_for(&normalized, request.uri().query()).map_err(|d| (d, Outcome { decision: "", user_id: outcome.user_id.clone() }))?;
+        let uri = self.upstream.uri_for(&normalized, request.uri().query()).map_err(|d| (d, outcome.snapshot()))?;
         let (mut parts, body) = request.into_parts();
         let original_host = parts.headers.get(HOST).cloned().or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
         let h = &mut parts.headers;
@@ -256,7 +270,10 @@ impl Gateway {
         let (body, tripped) = LimitedBody::new(body, config.server.max_body);
         let upstream_request = Request::from_parts(parts, body);
 
-        let mut response = match self.upstream.send(upstream_request, &tripped).await {
+        let sent = Instant::now();
+        let result = self.upstream.send(upstream_request, &tripped).await;
+        crate::metrics::upstream(sent.elapsed());
+        let mut response = match result {
             Ok(response) => response,
             Err(deny) => return Err((deny, outcome)),
         };

@@ -2,6 +2,7 @@
 //! an existing application API. See ARCHITECTURE.md for the module map.
 
 pub mod apply;
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -9,10 +10,12 @@ pub mod deny;
 pub mod endpoints;
 pub mod entitlement;
 pub mod gateway;
+pub mod metrics;
 pub mod outbound;
 pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod webhook;

@@ -141,6 +141,56 @@ async fn webhook_on_one_instance_changes_the_decision_on_another_within_a_second
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_to_two_instances_lose_nothing() {
+    // Every event of one customer merges into one record; two gateways writing
+    // it at the same moment must not lose either write.
+    let redis = TestRedis::start().await;
+    let up = Upstream::start().await;
+    let a = gateway_on(&redis, &up, |c| c).await;
+    let b = gateway_on(&redis, &up, |c| c).await;
+    let t = t0();
+    let users: Vec<String> = (0..8).map(|i| format!("con{i}")).collect();
+
+    let mut deliveries = Vec::new();
+    for user in &users {
+        let (cus, sub) = (format!("cus_{user}"), format!("sub_{user}"));
+        let events = [
+            checkout_completed(&format!("evt_{user}_checkout"), user, &cus, &sub, t),
+            subscription_event("created", &format!("evt_{user}_created"), &sub, &cus, "incomplete", t + 1),
+            subscription_event("updated", &format!("evt_{user}_active"), &sub, &cus, "active", t + 2),
+            entitlement_summary(&format!("evt_{user}_features"), &cus, &["export"], t + 3),
+        ];
+        for (i, event) in events.into_iter().enumerate() {
+            // Alternate instances, and send every event to both now and then,
+            // as Stripe may redeliver while the first attempt is in flight.
+            let targets: Vec<&Gateway> = match i {
+                0 | 2 => vec![&a],
+                1 => vec![&b, &a],
+                _ => vec![&b],
+            };
+            for gw in targets {
+                let event = event.clone();
+                deliveries.push(async move { (event["id"].clone(), deliver(gw, &event).await) });
+            }
+        }
+    }
+    for (id, resp) in futures_util::future::join_all(deliveries).await {
+        assert_eq!(resp.status, 200, "{id}: {:?}", resp.text());
+        let result = resp.json()["result"].clone();
+        assert!(result == "applied" || result == "duplicate", "{id}: {result}");
+    }
+
+    for user in &users {
+        for gw in [&a, &b] {
+            let got = forwarded(gw, &up, post("/api/reports/export", "{}").bearer(&token(user))).await;
+            assert_eq!(got.header_all("x-user-id"), [user.as_str()]);
+            assert_eq!(got.header_all("x-subscription-status"), ["active"], "{user}");
+            assert_eq!(got.header_all("x-entitlements"), ["export"], "{user}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_drops_every_cached_decision() {
     // Invalidations published while an instance was cut off are lost, so after
     // reconnecting it must not trust its cache for the rest of `cache_ttl`.

@@ -351,6 +351,7 @@ impl Jwks {
     /// One fetch. The caller holds the fetch lock.
     async fn fetch_and_store(&self) -> Result<usize, String> {
         let result = self.fetch_once().await;
+        crate::metrics::jwks_refresh(result.is_ok());
         match &result {
             Ok(set) => {
                 tracing::debug!(url = %self.url, keys = set.len(), "JWKS refreshed");

@@ -6,7 +6,7 @@
 //! Users with no record are cached too (as `None`): a never-subscribed user
 //! hammering a paid route must not turn into store traffic.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,9 +51,12 @@ impl EntitlementCache {
         let store = &self.store;
         let last_known = &self.last_known;
         let down = self.store_is_down();
+        let missed = AtomicBool::new(false);
+        let missed_ref = &missed;
         let result = self
             .fresh
             .try_get_with_by_ref(user_id, async move {
+                missed_ref.store(true, Ordering::Relaxed);
                 if down {
                     return Err(StoreError::Unavailable("store failed recently; retrying shortly".into()));
                 }
@@ -66,13 +69,24 @@ impl EntitlementCache {
             .await
             .map_err(|shared: Arc<StoreError>| (*shared).clone());
         match result {
-            Ok(found) => Ok(found),
+            Ok(found) => {
+                crate::metrics::cache(if missed.load(Ordering::Relaxed) { "miss" } else { "hit" });
+                Ok(found)
+            }
             Err(error) => {
                 if !down {
+                    crate::metrics::store_error();
                     self.mark_store_down();
                 }
-                match &self.last_known {
-                    Some(last_known) => last_known.get(user_id).await.ok_or(error),
+                let stale = match &self.last_known {
+                    Some(last_known) => last_known.get(user_id).await,
+                    None => None,
+                };
+                match stale {
+                    Some(found) => {
+                        crate::metrics::cache("stale");
+                        Ok(found)
+                    }
                     None => Err(error),
                 }
             }

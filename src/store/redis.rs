@@ -177,6 +177,7 @@ impl RedisStore {
                     Ok(Ok(mut pubsub)) => {
                         if pubsub.subscribe(&channel).await.is_ok() {
                             backoff = Duration::from_millis(100);
+                            crate::metrics::store_reconnect();
                             on_change(Invalidation::All);
                             let mut messages = pubsub.on_message();
                             while let Some(message) = messages.next().await {

@@ -73,18 +73,26 @@ impl WebhookEndpoint {
         };
 
         let tolerance = self.config.tolerance.as_secs() as i64;
-        signature::verify(header.as_deref(), &body, &self.config.webhook_secrets, tolerance, unix_now())
-            .map_err(|e| Deny::BadSignature(e.to_string()))?;
-        let event = event::parse(&body, &self.config.user_metadata_keys).map_err(|e| Deny::BadPayload(e.to_string()))?;
+        signature::verify(header.as_deref(), &body, &self.config.webhook_secrets, tolerance, unix_now()).map_err(|e| {
+            crate::metrics::webhook("unverified", "rejected");
+            Deny::BadSignature(e.to_string())
+        })?;
+        let event = event::parse(&body, &self.config.user_metadata_keys).map_err(|e| {
+            crate::metrics::webhook("unparsed", "rejected");
+            Deny::BadPayload(e.to_string())
+        })?;
 
         let (outcome, users) = match self.apply(&event).await {
             Ok(done) => done,
             Err(deny) => {
+                crate::metrics::webhook(&event.event_type, "failed");
+                crate::metrics::store_error();
                 // Best effort: the store is likely what failed.
                 self.record(&event, "failed").await;
                 return Err(deny);
             }
         };
+        crate::metrics::webhook(&event.event_type, outcome.as_str());
         self.record(&event, outcome.as_str()).await;
         tracing::info!(
             target: "paygate::webhook",

@@ -1,0 +1,132 @@
+//! Prometheus metrics: one place that names every metric, registers them at
+//! start-up (so counters read zero before anything happened, SPEC §9) and
+//! renders the text exposition for the admin listener's `/metrics`.
+//!
+//! Callers use the small functions below rather than the `metrics` macros, so
+//! names and labels cannot drift apart across modules.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Latency buckets from 100 µs to 10 s: the gateway's own cost sits at the low end,
+/// upstream time anywhere.
+const BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Decisions a request can end in (the `decision` label); registered at zero.
+pub const DECISIONS: &[&str] = &[
+    "allow",
+    "public",
+    "authenticated",
+    "checkout_required",
+    "subscription_required",
+    "upgrade_required",
+    "unauthenticated",
+    "bad_path",
+    "too_large",
+    "store_unavailable",
+    "upstream_error",
+    "not_found",
+    "own",
+    "webhook",
+    "webhook_rejected",
+    "shutting_down",
+];
+
+/// Installs the process-wide recorder once and registers every metric at zero.
+/// Safe to call repeatedly (tests build many gateways in one process).
+pub fn init() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new().set_buckets(BUCKETS).unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        register();
+        handle
+    })
+}
+
+fn register() {
+    describe_counter!("paygate_requests_total", "Requests handled, by route and decision.");
+    describe_histogram!("paygate_request_duration_seconds", Unit::Seconds, "Time from request head to response head.");
+    describe_histogram!("paygate_upstream_duration_seconds", Unit::Seconds, "Time the upstream took to answer with a response head.");
+    describe_counter!("paygate_webhook_events_total", "Stripe webhook deliveries, by event type and result.");
+    describe_counter!("paygate_cache_requests_total", "Entitlement cache lookups, by result (hit, miss, stale).");
+    describe_counter!("paygate_store_errors_total", "Entitlement store operations that failed.");
+    describe_counter!("paygate_store_reconnects_total", "Times the invalidation subscription was (re)established.");
+    describe_counter!("paygate_jwks_refreshes_total", "JWKS fetches, by result.");
+    for decision in DECISIONS {
+        counter!("paygate_requests_total", "route" => "default", "decision" => *decision).absolute(0);
+    }
+    for result in ["applied", "duplicate", "ignored", "other_mode", "rejected", "failed"] {
+        counter!("paygate_webhook_events_total", "type" => "none", "result" => result).absolute(0);
+    }
+    for result in ["hit", "miss", "stale"] {
+        counter!("paygate_cache_requests_total", "result" => result).absolute(0);
+    }
+    counter!("paygate_store_errors_total").absolute(0);
+    counter!("paygate_store_reconnects_total").absolute(0);
+    for result in ["ok", "error"] {
+        counter!("paygate_jwks_refreshes_total", "result" => result).absolute(0);
+    }
+}
+
+/// The text exposition (Prometheus format 0.0.4).
+pub fn render() -> String {
+    let handle = init();
+    handle.run_upkeep();
+    handle.render()
+}
+
+pub fn request(route: &str, decision: &'static str, elapsed: Duration) {
+    counter!("paygate_requests_total", "route" => route.to_string(), "decision" => decision).increment(1);
+    histogram!("paygate_request_duration_seconds", "route" => route.to_string()).record(elapsed.as_secs_f64());
+}
+
+pub fn upstream(elapsed: Duration) {
+    histogram!("paygate_upstream_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+pub fn webhook(event_type: &str, result: &'static str) {
+    counter!("paygate_webhook_events_total", "type" => event_type.to_string(), "result" => result).increment(1);
+}
+
+pub fn cache(result: &'static str) {
+    counter!("paygate_cache_requests_total", "result" => result).increment(1);
+}
+
+pub fn store_error() {
+    counter!("paygate_store_errors_total").increment(1);
+}
+
+pub fn store_reconnect() {
+    counter!("paygate_store_reconnects_total").increment(1);
+}
+
+pub fn jwks_refresh(ok: bool) {
+    counter!("paygate_jwks_refreshes_total", "result" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn required_metrics_exist_from_start() {
+        let text = super::render();
+        for name in [
+            "paygate_requests_total",
+            "paygate_webhook_events_total",
+            "paygate_cache_requests_total",
+            "paygate_store_errors_total",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+        super::request("/api", "allow", std::time::Duration::from_millis(3));
+        assert!(super::render().contains("paygate_request_duration_seconds_bucket"));
+    }
+}
