@@ -145,22 +145,23 @@ fn serve(config: Config) -> ExitCode {
             Ok(g) => g,
             Err(e) => return fail(&e),
         };
-        if let Some(admin) = gateway.config.admin.clone() {
-            let admin_listener = match tokio::net::TcpListener::bind(admin.listen).await {
-                Ok(l) => l,
+        let admin_listener = match gateway.config.admin.clone() {
+            Some(admin) => match tokio::net::TcpListener::bind(admin.listen).await {
+                Ok(l) => Some(l),
                 Err(e) => return fail(&format!("admin.listen: cannot bind {}: {e}", admin.listen)),
-            };
-            let admin_addr = admin_listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            tracing::info!(addr = %admin_addr, "admin listener started");
-            // Printed before the main line so readers of that line can rely on this one.
-            println!("paygate admin listening on http://{admin_addr}");
-            tokio::spawn(crate::admin::run(admin_listener, gateway.clone()));
-        }
+            },
+            None => None,
+        };
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| listen.to_string());
         tracing::info!(%addr, upstream = %gateway.config.upstream.url, store = gateway.entitlements.store().kind(), "paygate started");
-        // The one line on stdout: scripts and tests read the bound address from it.
+        // The first line on stdout: scripts and tests read the bound address from it.
         let mut stdout = std::io::stdout();
         let _ = writeln!(stdout, "paygate listening on http://{addr}");
+        if let Some(admin_listener) = admin_listener {
+            let admin_addr = admin_listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            let _ = writeln!(stdout, "paygate admin listening on http://{admin_addr}");
+            tokio::spawn(crate::admin::run(admin_listener, gateway.clone()));
+        }
         let _ = stdout.flush();
         if crate::server::run(listener, gateway, crate::server::shutdown_signal()).await {
             ExitCode::SUCCESS
