@@ -180,7 +180,17 @@ pub struct Authenticator {
     /// Makes a second `spawn_refresher` call a no-op instead of a second
     /// refresh loop.
     refresher_started: AtomicBool,
+    /// Tokens that verified, keyed by the whole token text (not a hash of it:
+    /// a hash collision must never hand one user another's identity). Bounded
+    /// in size and age; an entry is never served past its token's `exp`.
+    verified: moka::sync::Cache<String, Identity>,
 }
+
+/// How many verified tokens are remembered, and for how long at most. The age
+/// bound also bounds how long a token signed by a key that was since removed
+/// from the JWKS keeps working.
+const VERIFIED_CACHE_CAPACITY: u64 = 100_000;
+const VERIFIED_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// What verifying a token of one algorithm needs, prepared once.
 struct AlgorithmEntry {
@@ -278,6 +288,10 @@ impl Authenticator {
             algorithms,
             jwks,
             refresher_started: AtomicBool::new(false),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CACHE_CAPACITY)
+                .time_to_live(VERIFIED_CACHE_TTL)
+                .build(),
         })
     }
 
@@ -319,6 +333,22 @@ impl Authenticator {
     /// leeway, signature valid) is [`AuthError::Expired`]; anything else
     /// wrong is [`AuthError::Invalid`].
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        // A token seen recently skips the signature check (the hot path's
+        // largest cost), but expiry is still checked on every use.
+        if let Some(identity) = self.verified.get(token) {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+            if now > identity.expires_at.saturating_add(self.settings.leeway as i64) {
+                self.verified.invalidate(token);
+                return Err(AuthError::Expired);
+            }
+            return Ok(identity);
+        }
+        let identity = self.verify_uncached(token).await?;
+        self.verified.insert(token.to_string(), identity.clone());
+        Ok(identity)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<Identity, AuthError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::Invalid("token too large"));
         }
@@ -974,6 +1004,28 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
                 expires_at: exp
             })
         );
+    }
+
+    #[tokio::test]
+    async fn verified_tokens_are_cached_but_never_past_exp() {
+        let mut s = settings(&[Algorithm::HS256]);
+        s.leeway = 0;
+        let auth = authenticator(s).await;
+        let token = hs256(json!({"sub": "alice", "exp": now() + 600}));
+        assert!(auth.verify(&token).await.is_ok());
+        assert!(auth.verified.get(&token).is_some(), "a good token is remembered");
+        // Pretend the cached entry outlived its token: the cache must not serve it.
+        auth.verified.insert(token.clone(), Identity { user_id: "alice".into(), expires_at: now() - 1 });
+        assert_eq!(auth.verify(&token).await, Err(AuthError::Expired));
+        // Bad tokens are never remembered.
+        // Change a character well inside the signature (the last one carries
+        // padding bits, so changing it may not change the signature).
+        let mut bytes = token.clone().into_bytes();
+        let i = bytes.len() - 10;
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(bytes).unwrap();
+        assert!(auth.verify(&forged).await.is_err());
+        assert!(auth.verified.get(&forged).is_none());
     }
 
     #[tokio::test]
