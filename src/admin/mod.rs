@@ -1,0 +1,409 @@
+//! The admin listener (SPEC §8) on its own address (`admin.listen`), and
+//! `paygate user` (in `command.rs`).
+//!
+//! | route | token | does |
+//! | --- | --- | --- |
+//! | `GET /metrics` | no | Prometheus text (`crate::metrics::render`) |
+//! | `GET /healthz`, `GET /readyz` | no | as `/_paygate/healthz`, `readyz` |
+//! | `GET /users/{id}` | yes | stored entitlement, the decision it gives now, the audit trail |
+//! | `PUT /users/{id}/override` | yes | comp access: `{"until", "reason", "features"?}` |
+//! | `DELETE /users/{id}/override` | yes | ends it |
+//! | `GET /webhooks/deliveries?limit=N` | yes | what Stripe sent, newest first |
+//! | `GET /customers/unlinked` | yes | customers with events but no user |
+//!
+//! Everything under `/users`, `/webhooks` and `/customers` needs
+//! `Authorization: Bearer <admin.token>`, compared in constant time; without a
+//! configured token those paths answer 401 to everyone. This module must not
+//! be reachable from the public listener, and must not decide access itself:
+//! decisions come from `crate::entitlement`, writes go through `users.rs`.
+
+mod command;
+pub mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+use crate::deny::json_response;
+use crate::endpoints::{readiness, rfc3339};
+use crate::gateway::{unix_now, Gateway};
+use crate::store::{StoreError, DELIVERIES_KEPT};
+
+pub use command::user_command;
+use users::{write_override, OverrideChange, UserView};
+
+/// Largest `PUT /users/{id}/override` body; a real one is a few hundred bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Deliveries listed when `?limit=` is absent.
+pub const DEFAULT_DELIVERIES: usize = 100;
+
+/// The Prometheus text exposition format version the body follows.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// Serves the admin API on its own listener until the process exits.
+pub async fn run(listener: TcpListener, gateway: Arc<Gateway>) {
+    let api = Arc::new(AdminApi::new(gateway));
+    if api.token_digest.is_none() {
+        tracing::warn!("admin.token is not set: /users, /webhooks and /customers on the admin listener answer 401 to everyone");
+    }
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // The same slow-client cut-off as the public listener.
+        .header_read_timeout(api.gateway.config.server.header_timeout)
+        .keep_alive(true);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(error) => {
+                // Usually EMFILE: back off instead of spinning on the error.
+                tracing::warn!(%error, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let api = api.clone();
+        let service = service_fn(move |request| {
+            let api = api.clone();
+            async move { Ok::<_, std::convert::Infallible>(api.handle(request).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %peer, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+/// The admin API over a running gateway: its config, cache and store.
+pub struct AdminApi {
+    gateway: Arc<Gateway>,
+    /// SHA-256 of `admin.token`; `None` when no token is configured, which
+    /// locks the protected paths for everyone.
+    token_digest: Option<[u8; 32]>,
+}
+
+/// Why the admin API answers with an error (`{"error", "code"}`, like the gateway's).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error("Admin token required.")]
+    Unauthenticated,
+    #[error("{field}: {message}")]
+    BadRequest { field: String, message: String },
+    #[error("Not found.")]
+    NotFound,
+    #[error("Method not allowed.")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("The request body is too large.")]
+    PayloadTooLarge,
+    #[error("The entitlement store is unavailable: {0}")]
+    StoreUnavailable(String),
+}
+
+impl AdminError {
+    fn bad(field: &str, message: impl Into<String>) -> AdminError {
+        AdminError::BadRequest { field: field.to_string(), message: message.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AdminError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            AdminError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AdminError::NotFound => StatusCode::NOT_FOUND,
+            AdminError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            AdminError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AdminError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdminError::Unauthenticated => "UNAUTHENTICATED",
+            AdminError::BadRequest { .. } => "BAD_REQUEST",
+            AdminError::NotFound => "NOT_FOUND",
+            AdminError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
+            AdminError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            AdminError::StoreUnavailable(_) => "STORE_UNAVAILABLE",
+        }
+    }
+
+    /// The JSON error response, with `WWW-Authenticate`, `Allow` or `Retry-After` as fits.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let mut body = json!({"error": self.to_string(), "code": self.code()});
+        if let AdminError::BadRequest { field, .. } = &self {
+            body["field"] = json!(field);
+        }
+        let mut response = json_response(self.status(), &body);
+        let headers = response.headers_mut();
+        match self {
+            AdminError::Unauthenticated => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            AdminError::MethodNotAllowed { allow } => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            AdminError::StoreUnavailable(_) => {
+                headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(error: StoreError) -> Self {
+        crate::metrics::store_error();
+        AdminError::StoreUnavailable(error.to_string())
+    }
+}
+
+/// What a request path names. User ids are percent-decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Metrics,
+    Healthz,
+    Readyz,
+    User(String),
+    Override(String),
+    Deliveries,
+    UnlinkedCustomers,
+}
+
+impl Route {
+    /// The methods each route answers, as sent in `Allow`.
+    fn allow(&self) -> &'static str {
+        match self {
+            Route::Override(_) => "PUT, DELETE",
+            _ => "GET, HEAD",
+        }
+    }
+
+    fn accepts(&self, method: &Method) -> bool {
+        match self {
+            Route::Override(_) => matches!(*method, Method::PUT | Method::DELETE),
+            _ => matches!(*method, Method::GET | Method::HEAD),
+        }
+    }
+}
+
+/// Whether a path is under the token-protected prefixes. Decided on the raw
+/// path before anything else, so an unauthenticated caller learns nothing
+/// (not even that an id is malformed).
+pub fn needs_token(path: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    matches!(first, "users" | "webhooks" | "customers")
+}
+
+/// Maps a raw request path to a route; 404 for anything else, 400 for a user
+/// id that is empty or not valid percent-encoded UTF-8.
+pub fn route(path: &str) -> Result<Route, AdminError> {
+    match path {
+        "/metrics" => return Ok(Route::Metrics),
+        "/healthz" => return Ok(Route::Healthz),
+        "/readyz" => return Ok(Route::Readyz),
+        "/webhooks/deliveries" => return Ok(Route::Deliveries),
+        "/customers/unlinked" => return Ok(Route::UnlinkedCustomers),
+        _ => {}
+    }
+    let Some(rest) = path.strip_prefix("/users/") else { return Err(AdminError::NotFound) };
+    // Split on literal slashes only: an id containing `/` arrives as `%2F`.
+    let (raw_id, tail) = match rest.split_once('/') {
+        Some((id, tail)) => (id, Some(tail)),
+        None => (rest, None),
+    };
+    let id = percent_decode(raw_id).ok_or_else(|| AdminError::bad("id", "the user id is not valid percent-encoded UTF-8"))?;
+    if id.is_empty() {
+        return Err(AdminError::bad("id", "the user id must not be empty"));
+    }
+    match tail {
+        None => Ok(Route::User(id)),
+        Some("override") => Ok(Route::Override(id)),
+        Some(_) => Err(AdminError::NotFound),
+    }
+}
+
+/// Decodes `%XX` escapes; `None` for a broken escape or bytes that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `?limit=N` for the deliveries list: 1..=DELIVERIES_KEPT, default 100.
+fn deliveries_limit(query: Option<&str>) -> Result<usize, AdminError> {
+    let Some(value) = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("limit=")) else {
+        return Ok(DEFAULT_DELIVERIES);
+    };
+    match value.parse::<usize>() {
+        Ok(n) if (1..=DELIVERIES_KEPT).contains(&n) => Ok(n),
+        _ => Err(AdminError::bad("limit", format!("must be a whole number from 1 to {DELIVERIES_KEPT}"))),
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Compares two digests without an early exit. Comparing digests rather than
+/// the tokens also hides the token's length; a timing difference could at most
+/// reveal bytes of a SHA-256 output, which says nothing useful about the token.
+fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>` matching `expected`
+/// (a digest of the configured token; `None` refuses every caller).
+pub fn authorized(headers: &HeaderMap, expected: Option<&[u8; 32]>) -> bool {
+    let Some(expected) = expected else { return false };
+    let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some((scheme, token)) = value.trim().split_once(' ') else { return false };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return false;
+    }
+    let token = token.trim();
+    !token.is_empty() && digests_equal(&sha256(token.as_bytes()), expected)
+}
+
+impl AdminApi {
+    pub fn new(gateway: Arc<Gateway>) -> AdminApi {
+        let token_digest = gateway.config.admin.as_ref().and_then(|a| a.token.as_deref()).map(|t| sha256(t.as_bytes()));
+        AdminApi { gateway, token_digest }
+    }
+
+    /// Handles one request. Never fails: every error becomes a JSON response.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: http_body::Body<Data = Bytes> + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let response = match self.dispatch(request).await {
+            Ok(response) => response,
+            Err(error) => {
+                if error == AdminError::Unauthenticated {
+                    tracing::info!(target: "paygate::admin", %method, %path, "admin request refused: no or wrong token");
+                }
+                error.into_response()
+            }
+        };
+        tracing::debug!(target: "paygate::admin", %method, %path, status = response.status().as_u16(), "admin request");
+        response
+    }
+
+    async fn dispatch<B>(&self, request: Request<B>) -> Result<Response<Full<Bytes>>, AdminError>
+    where
+        B: http_body::Body<Data = Bytes> + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let path = request.uri().path();
+        if needs_token(path) && !authorized(request.headers(), self.token_digest.as_ref()) {
+            return Err(AdminError::Unauthenticated);
+        }
+        let route = route(path)?;
+        if !route.accepts(request.method()) {
+            return Err(AdminError::MethodNotAllowed { allow: route.allow() });
+        }
+        let gateway = &*self.gateway;
+        let store = gateway.entitlements.store();
+        let rules = &gateway.config.access.rules;
+        match route {
+            Route::Metrics => {
+                let mut response = Response::new(Full::new(Bytes::from(crate::metrics::render())));
+                response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+                Ok(response)
+            }
+            Route::Healthz => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+            Route::Readyz => Ok(readiness(gateway).await),
+            Route::User(id) => {
+                let view = UserView::load(store.as_ref(), &id).await?;
+                Ok(json_response(StatusCode::OK, &view.to_json(rules, unix_now())))
+            }
+            Route::Override(id) => {
+                let now = unix_now();
+                let change = if request.method() == Method::PUT {
+                    let body = read_body(request).await?;
+                    let grant = users::parse_override_body(&body, now).map_err(|e| AdminError::BadRequest { field: e.field, message: e.message })?;
+                    OverrideChange::Grant(grant)
+                } else {
+                    OverrideChange::Revoke
+                };
+                let written = write_override(store.as_ref(), Some(&gateway.entitlements), &id, &change, now).await?;
+                match &change {
+                    OverrideChange::Grant(grant) => tracing::info!(
+                        target: "paygate::admin",
+                        user_id = %id,
+                        until = %rfc3339(Some(grant.until)),
+                        reason = %grant.reason,
+                        features = ?grant.features,
+                        "override granted"
+                    ),
+                    OverrideChange::Revoke => tracing::info!(target: "paygate::admin", user_id = %id, changed = written.changed, "override revoked"),
+                }
+                let view = UserView::load(store.as_ref(), &id).await?;
+                let mut body = view.to_json(rules, now);
+                body["changed"] = json!(written.changed);
+                Ok(json_response(StatusCode::OK, &body))
+            }
+            Route::Deliveries => {
+                let limit = deliveries_limit(request.uri().query())?;
+                let deliveries = store.recent_deliveries(limit).await?;
+                let list: Vec<_> = deliveries
+                    .iter()
+                    .map(|d| json!({"event_id": d.event_id, "type": d.event_type, "result": d.result, "at": rfc3339(Some(d.at))}))
+                    .collect();
+                Ok(json_response(StatusCode::OK, &json!({"deliveries": list})))
+            }
+            Route::UnlinkedCustomers => {
+                let customers = store.unlinked_customers().await?;
+                Ok(json_response(StatusCode::OK, &json!({"customers": customers})))
+            }
+        }
+    }
+}
+
+/// Reads a request body of at most [`MAX_BODY`] bytes.
+async fn read_body<B>(request: Request<B>) -> Result<Bytes, AdminError>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY as u64) {
+        return Err(AdminError::PayloadTooLarge);
+    }
+    match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(AdminError::PayloadTooLarge),
+        Err(_) => Err(AdminError::bad("body", "could not be read")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
