@@ -45,10 +45,21 @@ fn t0() -> i64 {
 }
 
 /// A gateway on `redis` in front of `up`, adjusted by `adjust`.
-async fn gateway_on(redis: &TestRedis, up: &Upstream, adjust: impl FnOnce(Config) -> Config) -> Gateway {
+async fn gateway_on(
+    redis: &TestRedis,
+    up: &Upstream,
+    adjust: impl FnOnce(Config) -> Config,
+) -> Gateway {
     let config = with_redis_and_stripe(Config::new(&up.url()), &redis.url());
     let gw = Gateway::start(&adjust(config)).await;
-    until(&gw, DEADLINE, "readyz 200 at start-up", readyz, has_status(200)).await;
+    until(
+        &gw,
+        DEADLINE,
+        "readyz 200 at start-up",
+        readyz,
+        has_status(200),
+    )
+    .await;
     gw
 }
 
@@ -116,13 +127,35 @@ async fn webhook_on_one_instance_changes_the_decision_on_another_within_a_second
     assert_error(&b.send(banking("kai")).await, 402, "CHECKOUT_REQUIRED");
     assert_error(&a.send(banking("kai")).await, 402, "CHECKOUT_REQUIRED");
 
-    apply(&a, &checkout_completed("evt_x_checkout", "kai", "cus_kai", "sub_kai", t)).await;
-    let resp = until(&b, VISIBLE_WITHIN, "B grants kai after A applied the checkout", || banking("kai"), is_forwarded).await;
+    apply(
+        &a,
+        &checkout_completed("evt_x_checkout", "kai", "cus_kai", "sub_kai", t),
+    )
+    .await;
+    let resp = until(
+        &b,
+        VISIBLE_WITHIN,
+        "B grants kai after A applied the checkout",
+        || banking("kai"),
+        is_forwarded,
+    )
+    .await;
     assert!(is_forwarded(&resp));
-    until(&a, VISIBLE_WITHIN, "A grants kai after its own webhook", || banking("kai"), is_forwarded).await;
+    until(
+        &a,
+        VISIBLE_WITHIN,
+        "A grants kai after its own webhook",
+        || banking("kai"),
+        is_forwarded,
+    )
+    .await;
 
     // Now the other way round, with both instances holding `active` in cache.
-    apply(&b, &subscription_deleted("evt_x_deleted", "sub_kai", "cus_kai", t + 100)).await;
+    apply(
+        &b,
+        &subscription_deleted("evt_x_deleted", "sub_kai", "cus_kai", t + 100),
+    )
+    .await;
     let resp = until(
         &a,
         VISIBLE_WITHIN,
@@ -131,13 +164,30 @@ async fn webhook_on_one_instance_changes_the_decision_on_another_within_a_second
         is_denied(402, "SUBSCRIPTION_REQUIRED"),
     )
     .await;
-    assert_eq!(assert_error(&resp, 402, "SUBSCRIPTION_REQUIRED")["status"], "canceled");
-    until(&b, VISIBLE_WITHIN, "B refuses kai after its own webhook", || banking("kai"), is_denied(402, "SUBSCRIPTION_REQUIRED")).await;
+    assert_eq!(
+        assert_error(&resp, 402, "SUBSCRIPTION_REQUIRED")["status"],
+        "canceled"
+    );
+    until(
+        &b,
+        VISIBLE_WITHIN,
+        "B refuses kai after its own webhook",
+        || banking("kai"),
+        is_denied(402, "SUBSCRIPTION_REQUIRED"),
+    )
+    .await;
 
     // A user nobody changed stays served from cache on both (no collateral effect needed,
     // but the invalidation must not break other users).
     apply(&a, &checkout("lia")).await;
-    until(&b, VISIBLE_WITHIN, "B grants lia", || banking("lia"), is_forwarded).await;
+    until(
+        &b,
+        VISIBLE_WITHIN,
+        "B grants lia",
+        || banking("lia"),
+        is_forwarded,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,8 +206,22 @@ async fn concurrent_deliveries_to_two_instances_lose_nothing() {
         let (cus, sub) = (format!("cus_{user}"), format!("sub_{user}"));
         let events = [
             checkout_completed(&format!("evt_{user}_checkout"), user, &cus, &sub, t),
-            subscription_event("created", &format!("evt_{user}_created"), &sub, &cus, "incomplete", t + 1),
-            subscription_event("updated", &format!("evt_{user}_active"), &sub, &cus, "active", t + 2),
+            subscription_event(
+                "created",
+                &format!("evt_{user}_created"),
+                &sub,
+                &cus,
+                "incomplete",
+                t + 1,
+            ),
+            subscription_event(
+                "updated",
+                &format!("evt_{user}_active"),
+                &sub,
+                &cus,
+                "active",
+                t + 2,
+            ),
             entitlement_summary(&format!("evt_{user}_features"), &cus, &["export"], t + 3),
         ];
         for (i, event) in events.into_iter().enumerate() {
@@ -177,14 +241,26 @@ async fn concurrent_deliveries_to_two_instances_lose_nothing() {
     for (id, resp) in futures_util::future::join_all(deliveries).await {
         assert_eq!(resp.status, 200, "{id}: {:?}", resp.text());
         let result = resp.json()["result"].clone();
-        assert!(result == "applied" || result == "duplicate", "{id}: {result}");
+        assert!(
+            result == "applied" || result == "duplicate",
+            "{id}: {result}"
+        );
     }
 
     for user in &users {
         for gw in [&a, &b] {
-            let got = forwarded(gw, &up, post("/api/reports/export", "{}").bearer(&token(user))).await;
+            let got = forwarded(
+                gw,
+                &up,
+                post("/api/reports/export", "{}").bearer(&token(user)),
+            )
+            .await;
             assert_eq!(got.header_all("x-user-id"), [user.as_str()]);
-            assert_eq!(got.header_all("x-subscription-status"), ["active"], "{user}");
+            assert_eq!(
+                got.header_all("x-subscription-status"),
+                ["active"],
+                "{user}"
+            );
             assert_eq!(got.header_all("x-entitlements"), ["export"], "{user}");
         }
     }
@@ -217,28 +293,70 @@ async fn reconnect_drops_every_cached_decision() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_redis_going_away_and_coming_back() {
     let (mut redis, _up, gw) = redis_world(|c| c).await;
-    until(&gw, DEADLINE, "readyz 200 with Redis up", readyz, has_status(200)).await;
+    until(
+        &gw,
+        DEADLINE,
+        "readyz 200 with Redis up",
+        readyz,
+        has_status(200),
+    )
+    .await;
     for round in 1..=2 {
         redis.stop();
-        let resp = until(&gw, READYZ_WITHIN, &format!("round {round}: readyz 503 after Redis died"), readyz, has_status(503)).await;
+        let resp = until(
+            &gw,
+            READYZ_WITHIN,
+            &format!("round {round}: readyz 503 after Redis died"),
+            readyz,
+            has_status(503),
+        )
+        .await;
         assert_eq!(resp.status, 503);
         // healthz is about the process, not the store.
         assert_eq!(gw.send(get("/_paygate/healthz")).await.status, 200);
 
         redis.restart().await;
-        until(&gw, DEADLINE, &format!("round {round}: readyz 200 after Redis came back"), readyz, has_status(200)).await;
+        until(
+            &gw,
+            DEADLINE,
+            &format!("round {round}: readyz 200 after Redis came back"),
+            readyz,
+            has_status(200),
+        )
+        .await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_turns_503_when_redis_hangs() {
     let (redis, _up, gw) = redis_world(|c| c).await;
-    until(&gw, DEADLINE, "readyz 200 with Redis up", readyz, has_status(200)).await;
+    until(
+        &gw,
+        DEADLINE,
+        "readyz 200 with Redis up",
+        readyz,
+        has_status(200),
+    )
+    .await;
     // Connections stay open, nothing answers: only a timeout can tell.
     redis.freeze();
-    until(&gw, READYZ_WITHIN, "readyz 503 while Redis hangs", readyz, has_status(503)).await;
+    until(
+        &gw,
+        READYZ_WITHIN,
+        "readyz 503 while Redis hangs",
+        readyz,
+        has_status(503),
+    )
+    .await;
     redis.thaw();
-    until(&gw, DEADLINE, "readyz 200 after Redis resumed", readyz, has_status(200)).await;
+    until(
+        &gw,
+        DEADLINE,
+        "readyz 200 after Redis resumed",
+        readyz,
+        has_status(200),
+    )
+    .await;
 }
 
 // ---- outages ----
@@ -256,7 +374,14 @@ async fn outage_serves_stale_state_refuses_webhooks_and_recovers_without_restart
 
     redis.stop();
     let stopped = Instant::now();
-    until(&gw, READYZ_WITHIN, "readyz 503 after Redis died", readyz, has_status(503)).await;
+    until(
+        &gw,
+        READYZ_WITHIN,
+        "readyz 503 after Redis died",
+        readyz,
+        has_status(503),
+    )
+    .await;
 
     // Keep asserting until well past cache_ttl: from about 1 s on, ana's
     // decision can only come from the last known state.
@@ -286,7 +411,14 @@ async fn outage_serves_stale_state_refuses_webhooks_and_recovers_without_restart
 
     // Redis comes back (empty); the same gateway process goes on.
     redis.restart().await;
-    until(&gw, DEADLINE, "readyz 200 after Redis came back", readyz, has_status(200)).await;
+    until(
+        &gw,
+        DEADLINE,
+        "readyz 200 after Redis came back",
+        readyz,
+        has_status(200),
+    )
+    .await;
 
     // Stripe retries the delivery until it is acknowledged; every retry that
     // still fails must fail as 503.
@@ -307,7 +439,14 @@ async fn outage_serves_stale_state_refuses_webhooks_and_recovers_without_restart
     )
     .await;
     assert_ack(&resp, "applied");
-    let resp = until(&gw, VISIBLE_WITHIN, "ben's access after the redelivery", || banking("ben"), is_forwarded).await;
+    let resp = until(
+        &gw,
+        VISIBLE_WITHIN,
+        "ben's access after the redelivery",
+        || banking("ben"),
+        is_forwarded,
+    )
+    .await;
     assert!(is_forwarded(&resp));
     let got = up.requests().last().cloned().unwrap();
     assert_eq!(got.header_all("x-user-id"), ["ben"]);
@@ -318,7 +457,8 @@ async fn outage_serves_stale_state_refuses_webhooks_and_recovers_without_restart
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_mode_answers_503_during_an_outage() {
     let (mut redis, up, gw) = redis_world(|c| {
-        c.set_str("store.cache_ttl", "1s").set_str("store.on_store_error", "deny")
+        c.set_str("store.cache_ttl", "1s")
+            .set_str("store.on_store_error", "deny")
     })
     .await;
     apply(&gw, &checkout("ana")).await;
@@ -330,9 +470,21 @@ async fn deny_mode_answers_503_during_an_outage() {
     assert_unavailable(&resp);
     // Looked up before: served from the fresh cache for at most cache_ttl,
     // then refused (deny keeps no stale state).
-    let resp = until(&gw, DEADLINE, "ana refused once cache_ttl ran out", || banking("ana"), is_denied(503, "ENTITLEMENT_UNAVAILABLE")).await;
+    let resp = until(
+        &gw,
+        DEADLINE,
+        "ana refused once cache_ttl ran out",
+        || banking("ana"),
+        is_denied(503, "ENTITLEMENT_UNAVAILABLE"),
+    )
+    .await;
     assert_unavailable(&resp);
-    let banking_arrivals = |up: &Upstream| up.arrivals().iter().filter(|r| r.path().starts_with("/api/banking")).count();
+    let banking_arrivals = |up: &Upstream| {
+        up.arrivals()
+            .iter()
+            .filter(|r| r.path().starts_with("/api/banking"))
+            .count()
+    };
     let before = banking_arrivals(&up);
     assert_unavailable(&gw.send(banking("ana")).await);
     assert_unavailable(&gw.send(banking("zoe")).await);
@@ -340,10 +492,21 @@ async fn deny_mode_answers_503_during_an_outage() {
     // reached nothing (the barrier made the round trip after them).
     forwarded(&gw, &up, get("/health/live")).await;
     gw.barrier(&up).await;
-    assert_eq!(banking_arrivals(&up), before, "a refused request reached the upstream");
+    assert_eq!(
+        banking_arrivals(&up),
+        before,
+        "a refused request reached the upstream"
+    );
 
     redis.restart().await;
-    until(&gw, DEADLINE, "zoe gets a decision again after Redis came back", || banking("zoe"), is_denied(402, "CHECKOUT_REQUIRED")).await;
+    until(
+        &gw,
+        DEADLINE,
+        "zoe gets a decision again after Redis came back",
+        || banking("zoe"),
+        is_denied(402, "CHECKOUT_REQUIRED"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,16 +523,22 @@ async fn stale_state_is_not_served_past_max_stale() {
     forwarded(&gw, &up, banking("ana")).await;
 
     redis.stop();
-    let resp = until(&gw, DEADLINE, "ana refused once max_stale ran out", || banking("ana"), |r| {
-        // Until then she keeps access; nothing else is acceptable.
-        assert!(
-            is_forwarded(r) || is_denied(503, "ENTITLEMENT_UNAVAILABLE")(r),
-            "during the outage ana is either served stale or refused: {} {:?}",
-            r.status,
-            r.text()
-        );
-        !is_forwarded(r)
-    })
+    let resp = until(
+        &gw,
+        DEADLINE,
+        "ana refused once max_stale ran out",
+        || banking("ana"),
+        |r| {
+            // Until then she keeps access; nothing else is acceptable.
+            assert!(
+                is_forwarded(r) || is_denied(503, "ENTITLEMENT_UNAVAILABLE")(r),
+                "during the outage ana is either served stale or refused: {} {:?}",
+                r.status,
+                r.text()
+            );
+            !is_forwarded(r)
+        },
+    )
     .await;
     assert_unavailable(&resp);
     assert!(
@@ -382,10 +551,21 @@ async fn stale_state_is_not_served_past_max_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_mode_lets_requests_through_during_an_outage() {
     let (mut redis, up, gw) = redis_world(|c| c.set_str("store.on_store_error", "allow")).await;
-    until(&gw, DEADLINE, "readyz 200 with Redis up", readyz, has_status(200)).await;
+    until(
+        &gw,
+        DEADLINE,
+        "readyz 200 with Redis up",
+        readyz,
+        has_status(200),
+    )
+    .await;
     redis.stop();
     let got = forwarded(&gw, &up, banking("otto")).await;
     assert_eq!(got.header_all("x-user-id"), ["otto"]);
     // Still authenticated: no token is no entry, store or not.
-    assert_error(&gw.send(get("/api/banking/accounts")).await, 401, "UNAUTHENTICATED");
+    assert_error(
+        &gw.send(get("/api/banking/accounts")).await,
+        401,
+        "UNAUTHENTICATED",
+    );
 }

@@ -162,18 +162,26 @@ proptest! {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
-    #[test]
-    fn any_permutation_with_duplicates_converges_in_redis((kinds, order) in scenario()) {
-        // One server for all cases; a fresh key prefix gives each store an empty namespace.
-        static REDIS: std::sync::OnceLock<crate::store::test_redis::TestRedis> = std::sync::OnceLock::new();
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let url = REDIS.get_or_init(crate::store::test_redis::TestRedis::start).url();
-        check_convergence(&|| {
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Arc::new(RedisStore::new(&url, &format!("p{n}:")).unwrap())
-        }, &kinds, &order)?;
+#[test]
+fn any_permutation_with_duplicates_converges_in_redis() {
+    // One server for all cases, owned by this test (so it is stopped when the
+    // test ends); a fresh key prefix gives each store an empty namespace.
+    let redis = crate::store::test_redis::TestRedis::start();
+    let url = redis.url();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 40, ..ProptestConfig::default() });
+    let result = runner.run(&scenario(), |(kinds, order)| {
+        check_convergence(
+            &|| {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Arc::new(RedisStore::new(&url, &format!("p{n}:")).unwrap())
+            },
+            &kinds,
+            &order,
+        )
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
     }
 }
 

@@ -20,6 +20,7 @@ pub mod jwt;
 pub mod raw;
 pub mod redis;
 pub mod stripe;
+pub mod stripe_api;
 pub mod upstream;
 
 pub use gateway::{paygate, standard_users, Config, Gateway};

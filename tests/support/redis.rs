@@ -208,7 +208,9 @@ impl TestRedis {
 fn reply_complete(got: &[u8]) -> bool {
     let text = String::from_utf8_lossy(got);
     let mut lines = text.split("\r\n");
-    let Some(first) = lines.next() else { return false };
+    let Some(first) = lines.next() else {
+        return false;
+    };
     if !text.contains("\r\n") {
         return false;
     }
@@ -246,5 +248,8 @@ pub async fn ping(port: u16) -> bool {
         }
         Some(got == b"+PONG\r\n")
     };
-    matches!(timeout(Duration::from_secs(1), attempt).await, Ok(Some(true)))
+    matches!(
+        timeout(Duration::from_secs(1), attempt).await,
+        Ok(Some(true))
+    )
 }

@@ -37,12 +37,18 @@ pub fn with_redis_and_stripe(config: Config, redis_url: &str) -> Config {
         .set_str("stripe.webhook_secret", WHSEC)
         .set_str("stripe.tolerance", "5m")
         .set_str("stripe.max_body", "2MiB")
-        .set("stripe.user_metadata_keys", r#"["user_id", "djstripe_subscriber"]"#)
+        .set(
+            "stripe.user_metadata_keys",
+            r#"["user_id", "djstripe_subscriber"]"#,
+        )
 }
 
 /// A fixture from `tests/fixtures/stripe/`, parsed.
 pub fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/stripe/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/stripe/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
 }
@@ -109,14 +115,21 @@ pub fn subscription_event(
     for item in sub["items"]["data"].as_array_mut().unwrap() {
         item["subscription"] = json!(subscription);
     }
-    sub["items"]["url"] = json!(format!("/v1/subscription_items?subscription={subscription}"));
+    sub["items"]["url"] = json!(format!(
+        "/v1/subscription_items?subscription={subscription}"
+    ));
     event
 }
 
 /// `customer.subscription.deleted` (status `canceled`), from the constructed
 /// basil-shape payload (`current_period_end` only on the items), with its
 /// `metadata.user_id` removed so it links nobody by itself.
-pub fn subscription_deleted(event_id: &str, subscription: &str, customer: &str, created: i64) -> Value {
+pub fn subscription_deleted(
+    event_id: &str,
+    subscription: &str,
+    customer: &str,
+    created: i64,
+) -> Value {
     let mut event = envelope(
         fixture("constructed.event.customer.subscription.deleted.json"),
         event_id,
@@ -166,7 +179,12 @@ pub fn customer_deleted(event_id: &str, customer: &str, created: i64) -> Value {
 
 /// `entitlements.active_entitlement_summary.updated` giving `customer` exactly
 /// the features `lookup_keys`.
-pub fn entitlement_summary(event_id: &str, customer: &str, lookup_keys: &[&str], created: i64) -> Value {
+pub fn entitlement_summary(
+    event_id: &str,
+    customer: &str,
+    lookup_keys: &[&str],
+    created: i64,
+) -> Value {
     let mut event = envelope(
         fixture("sync-engine.event.active_entitlement_summary_updated.json"),
         event_id,
@@ -193,7 +211,11 @@ pub fn entitlement_summary(event_id: &str, customer: &str, lookup_keys: &[&str],
 
 /// `invoice.paid` for `subscription` of `customer`.
 pub fn invoice_paid(event_id: &str, customer: &str, subscription: &str, created: i64) -> Value {
-    let mut event = envelope(fixture("sync-engine.event.invoice_paid.json"), event_id, created);
+    let mut event = envelope(
+        fixture("sync-engine.event.invoice_paid.json"),
+        event_id,
+        created,
+    );
     assert_eq!(event["type"], "invoice.paid");
     let invoice = &mut event["data"]["object"];
     invoice["customer"] = json!(customer);
@@ -220,13 +242,19 @@ pub fn v1(body: &[u8], secret: &str, t: i64) -> String {
 pub fn webhook_request(body: &[u8], signature: &str) -> Request {
     raw::post(WEBHOOK_PATH, body.to_vec())
         .header("Content-Type", "application/json; charset=utf-8")
-        .header("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
+        .header(
+            "User-Agent",
+            "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        )
         .header("Stripe-Signature", signature)
 }
 
 /// `body` signed now with [`WHSEC`].
 pub fn signed(body: &[u8]) -> Request {
-    webhook_request(body, &paygate::webhook::signature::sign(body, WHSEC, jwt::now()))
+    webhook_request(
+        body,
+        &paygate::webhook::signature::sign(body, WHSEC, jwt::now()),
+    )
 }
 
 /// Delivers `event` signed now with [`WHSEC`].
@@ -245,14 +273,19 @@ pub fn assert_ack(resp: &RawResponse, result: &str) {
         resp.text()
     );
     assert!(
-        resp.header("content-type").unwrap_or_default().starts_with("application/json"),
+        resp.header("content-type")
+            .unwrap_or_default()
+            .starts_with("application/json"),
         "acknowledgement is JSON: {:?}",
         resp.headers
     );
     let ack = resp.json();
     assert_eq!(ack["received"], true, "ack: {ack}");
     assert_eq!(ack["result"], result, "ack: {ack}");
-    assert!(!resp.answered_by_upstream(), "the webhook path is never forwarded");
+    assert!(
+        !resp.answered_by_upstream(),
+        "the webhook path is never forwarded"
+    );
 }
 
 /// Delivers `event` and asserts it was `applied`.
