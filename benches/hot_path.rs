@@ -66,7 +66,7 @@ fn hot_path(c: &mut Criterion) {
     let token = mint_token(&config.jwt, "user-42", Duration::from_secs(3600)).unwrap();
     let store = Arc::new(MemoryStore::new());
     runtime.block_on(store.update("user-42", &|_| Some(entitlement()))).unwrap();
-    let cache = EntitlementCache::new(store, Duration::from_secs(3600), 10_000);
+    let cache = EntitlementCache::new(store, Duration::from_secs(3600), 10_000, None);
     runtime.block_on(cache.get("user-42")).unwrap();
     let rules = &config.access.rules;
     let now = 1_750_000_000;

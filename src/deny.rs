@@ -50,6 +50,8 @@ pub enum Deny {
     BadPayload(String),
     #[error("store unavailable for a webhook")]
     StoreUnavailable,
+    #[error("Stripe API unavailable for a webhook")]
+    StripeUnavailable,
 }
 
 impl Deny {
@@ -59,7 +61,7 @@ impl Deny {
             Deny::CheckoutRequired | Deny::SubscriptionRequired { .. } | Deny::UpgradeRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             Deny::BadPath(_) | Deny::BadSignature(_) | Deny::BadPayload(_) => StatusCode::BAD_REQUEST,
             Deny::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Deny::EntitlementUnavailable | Deny::ShuttingDown | Deny::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Deny::EntitlementUnavailable | Deny::ShuttingDown | Deny::StoreUnavailable | Deny::StripeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Deny::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Deny::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Deny::NotFound => StatusCode::NOT_FOUND,
@@ -87,6 +89,7 @@ impl Deny {
             Deny::BadSignature(_) => "BAD_SIGNATURE",
             Deny::BadPayload(_) => "BAD_PAYLOAD",
             Deny::StoreUnavailable => "STORE_UNAVAILABLE",
+            Deny::StripeUnavailable => "STRIPE_UNAVAILABLE",
         }
     }
 
@@ -103,7 +106,7 @@ impl Deny {
             Deny::UpstreamUnavailable | Deny::UpstreamTimeout => "upstream_error",
             Deny::NotFound | Deny::MethodNotAllowed => "not_found",
             Deny::ShuttingDown => "shutting_down",
-            Deny::BadSignature(_) | Deny::BadPayload(_) | Deny::StoreUnavailable => "webhook_rejected",
+            Deny::BadSignature(_) | Deny::BadPayload(_) | Deny::StoreUnavailable | Deny::StripeUnavailable => "webhook_rejected",
         }
     }
 
@@ -128,6 +131,7 @@ impl Deny {
             Deny::BadSignature(_) => "The Stripe-Signature header does not verify.",
             Deny::BadPayload(_) => "The body is not a Stripe event.",
             Deny::StoreUnavailable => "The entitlement store is unavailable; retry later.",
+            Deny::StripeUnavailable => "The Stripe API could not be read; retry later.",
         }
     }
 
@@ -152,7 +156,7 @@ impl Deny {
             Deny::InvalidToken(_) | Deny::TokenExpired => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
             }
-            Deny::EntitlementUnavailable | Deny::ShuttingDown | Deny::StoreUnavailable => {
+            Deny::EntitlementUnavailable | Deny::ShuttingDown | Deny::StoreUnavailable | Deny::StripeUnavailable => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}

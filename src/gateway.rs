@@ -93,11 +93,7 @@ impl Gateway {
                 Invalidation::All => cache.invalidate_all(),
             });
         }
-        let webhook = config.stripe.clone().map(|stripe| WebhookEndpoint {
-            config: stripe,
-            applier: Applier::new(store.clone()),
-            cache: entitlements.clone(),
-        });
+        let webhook = config.stripe.clone().map(|stripe| WebhookEndpoint::new(stripe, Applier::new(store.clone()), entitlements.clone()));
         let upstream = Upstream::new(&config.upstream);
         Ok(Arc::new(Gateway { config: Arc::new(config), auth, entitlements, webhook, upstream, draining: AtomicBool::new(false) }))
     }

@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod stripe_api;
 pub mod sync;
 pub mod telemetry;
 pub mod webhook;

@@ -6,6 +6,9 @@
 pub mod event;
 pub mod signature;
 
+use std::borrow::Cow;
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{Method, Request, Response, StatusCode};
@@ -15,8 +18,16 @@ use serde_json::json;
 use crate::apply::Applier;
 use crate::config::StripeConfig;
 use crate::deny::{json_response, Deny};
+use crate::entitlement::SubscriptionStatus;
 use crate::gateway::unix_now;
+use crate::outbound::OutboundClient;
 use crate::store::EntitlementCache;
+use crate::stripe_api::{object_event, RetryPolicy, StripeApi, StripeApiError};
+
+/// Deadline for one Stripe API call made while a delivery waits (refetch,
+/// entitlement paging). Short: on failure the answer is `503` and Stripe
+/// redelivers later, which beats holding the delivery open.
+const STRIPE_API_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a delivery ended, for the access log and (later) metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +54,22 @@ pub struct WebhookEndpoint {
     pub config: StripeConfig,
     pub applier: Applier,
     pub cache: EntitlementCache,
+    /// Present when `stripe.api_key` is set: reads subscriptions back when
+    /// `stripe.refetch` is on, and pages entitlement lists longer than an event
+    /// carries. Only ever called while handling a delivery, never on the
+    /// request path.
+    pub stripe_api: Option<StripeApi>,
 }
 
 impl WebhookEndpoint {
+    /// The endpoint for `config`, with a Stripe API client when it has a key.
+    pub fn new(config: StripeConfig, applier: Applier, cache: EntitlementCache) -> Self {
+        let stripe_api = config.api_key.as_deref().filter(|key| !key.is_empty()).map(|key| {
+            StripeApi::new(&config.api_base, key, OutboundClient::new(STRIPE_API_TIMEOUT)).with_retry(RetryPolicy::WEBHOOK)
+        });
+        WebhookEndpoint { config, applier, cache, stripe_api }
+    }
+
     /// Handles one delivery. The body is read whole (the signature covers the
     /// raw bytes) but never beyond `stripe.max_body`.
     pub async fn handle<B>(&self, request: Request<B>) -> Result<Response<Full<Bytes>>, Deny>
@@ -86,7 +110,9 @@ impl WebhookEndpoint {
             Ok(done) => done,
             Err(deny) => {
                 crate::metrics::webhook(&event.event_type, "failed");
-                crate::metrics::store_error();
+                if deny == Deny::StoreUnavailable {
+                    crate::metrics::store_error();
+                }
                 // Best effort: the store is likely what failed.
                 self.record(&event, "failed").await;
                 return Err(deny);
@@ -133,7 +159,8 @@ impl WebhookEndpoint {
         if store.event_seen(&event.id).await.map_err(unavailable)? {
             return Ok((Outcome::Duplicate, Vec::new()));
         }
-        let applied = self.applier.apply_event(event).await.map_err(unavailable)?;
+        let fresh = self.read_back(event).await?;
+        let applied = self.applier.apply_event(&fresh).await.map_err(unavailable)?;
         for user in &applied.users {
             self.cache.invalidate(user).await;
         }
@@ -146,5 +173,69 @@ impl WebhookEndpoint {
         }
         let outcome = if matches!(event.kind, event::EventKind::Invoice { .. }) { Outcome::Ignored } else { Outcome::Applied };
         Ok((outcome, applied.users))
+    }
+
+    /// The event to apply: `event` itself, or what the Stripe API says now.
+    ///
+    /// - `stripe.refetch` and a subscription event: the subscription as
+    ///   `GET /v1/subscriptions/{id}` returns it (dj-stripe's way to make delivery
+    ///   order irrelevant); a `404` means it is gone, stored as `canceled`.
+    /// - An entitlement summary with `has_more` (the event lists at most 10): the
+    ///   full list from `GET /v1/entitlements/active_entitlements`.
+    ///
+    /// What was read is stamped with the time of the read, not the event's
+    /// `created`: the state is Stripe's as of that moment, like a sync's, so an
+    /// event created before the read (delivered late) cannot overwrite it and one
+    /// created after it can. The event id is kept, so stamps and audit trails
+    /// still name the delivery. Any API failure answers `503`: Stripe redelivers.
+    async fn read_back<'e>(&self, event: &'e event::Event) -> Result<Cow<'e, event::Event>, Deny> {
+        let Some(api) = &self.stripe_api else { return Ok(Cow::Borrowed(event)) };
+        let failed = |e: StripeApiError| {
+            tracing::warn!(error = %e, event_id = %event.id, "Stripe API read failed; answering 503 so Stripe redelivers");
+            Deny::StripeUnavailable
+        };
+        let reads = (matches!(event.kind, event::EventKind::Subscription { .. }) && self.config.refetch)
+            || matches!(event.kind, event::EventKind::EntitlementSummary { has_more: true, .. });
+        if reads && api.livemode().is_some_and(|live| live != event.livemode) {
+            // A key of the other mode gets 404 for everything: storing that as
+            // "canceled" would cancel every subscription.
+            tracing::error!(
+                event_id = %event.id,
+                event_livemode = event.livemode,
+                "stripe.api_key is of the other mode than this event; cannot read it back, answering 503 (set stripe.livemode or fix the key)"
+            );
+            return Err(Deny::StripeUnavailable);
+        }
+        match &event.kind {
+            event::EventKind::Subscription { subscription, .. } if self.config.refetch => {
+                let read = api.get_subscription(&subscription.id).await.map_err(failed)?;
+                match read.value {
+                    Some(object) => {
+                        let fresh = object_event(&event.event_type, &event.id, read.read_at, &object, &self.config.user_metadata_keys)
+                            .map_err(|e| {
+                                tracing::warn!(error = %e, event_id = %event.id, "the refetched subscription is unreadable; answering 503");
+                                Deny::StripeUnavailable
+                            })?;
+                        Ok(Cow::Owned(fresh))
+                    }
+                    None => {
+                        let mut gone = event.clone();
+                        gone.created = read.read_at;
+                        if let event::EventKind::Subscription { subscription, .. } = &mut gone.kind {
+                            subscription.status = SubscriptionStatus::Canceled;
+                        }
+                        Ok(Cow::Owned(gone))
+                    }
+                }
+            }
+            event::EventKind::EntitlementSummary { customer, has_more: true, .. } => {
+                let read = api.active_entitlement_keys(customer).await.map_err(failed)?;
+                let mut full = event.clone();
+                full.created = read.read_at;
+                full.kind = event::EventKind::EntitlementSummary { customer: customer.clone(), lookup_keys: read.value, has_more: false };
+                Ok(Cow::Owned(full))
+            }
+            _ => Ok(Cow::Borrowed(event)),
+        }
     }
 }
