@@ -42,22 +42,25 @@ pub struct Gateway {
     /// `None` without a `[stripe]` section.
     pub webhook: Option<WebhookEndpoint>,
     upstream: Upstream,
+    /// Counters and histograms per route, registered once.
+    request_metrics: crate::metrics::RequestMetrics,
     /// Set on SIGTERM/SIGINT: readiness answers 503 so load balancers stop sending.
     draining: AtomicBool,
 }
 
 /// What the access log records about a request besides method/path/status.
-struct Outcome {
+struct Outcome<'a> {
     decision: &'static str,
     user_id: Option<String>,
-    /// The matched route's label (metrics): its prefix, or "default".
-    route: String,
+    /// The matched route's label (metrics): its prefix, or "default". Borrowed
+    /// from the config, so recording it costs nothing.
+    route: &'a str,
 }
 
-impl Outcome {
+impl Outcome<'_> {
     /// The same outcome, for handing back with a denial.
-    fn snapshot(&self) -> Outcome {
-        Outcome { decision: "", user_id: self.user_id.clone(), route: self.route.clone() }
+    fn snapshot(&self) -> Self {
+        Outcome { decision: "", user_id: self.user_id.clone(), route: self.route }
     }
 }
 
@@ -95,7 +98,17 @@ impl Gateway {
         }
         let webhook = config.stripe.clone().map(|stripe| WebhookEndpoint::new(stripe, Applier::new(store.clone()), entitlements.clone()));
         let upstream = Upstream::new(&config.upstream);
-        Ok(Arc::new(Gateway { config: Arc::new(config), auth, entitlements, webhook, upstream, draining: AtomicBool::new(false) }))
+        let labels = config.routes.routes().iter().map(|r| r.prefix.as_str()).chain(["default", "/_paygate", "webhook"]);
+        let request_metrics = crate::metrics::RequestMetrics::new(labels);
+        Ok(Arc::new(Gateway {
+            config: Arc::new(config),
+            auth,
+            entitlements,
+            webhook,
+            upstream,
+            request_metrics,
+            draining: AtomicBool::new(false),
+        }))
     }
 
     pub fn start_draining(&self) {
@@ -110,9 +123,10 @@ impl Gateway {
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<GatewayBody> {
         let started = Instant::now();
         let request_id = headers::request_id(request.headers());
-        let method = request.method().clone();
-        // Logged as received: the raw target is what an operator greps for.
-        let logged_path = request.uri().path().to_string();
+        // Only kept when the access log is on (cloning a `Uri` is a refcount bump):
+        // logged as received, since the raw target is what an operator greps for.
+        let logged = tracing::enabled!(target: "paygate::access", tracing::Level::INFO)
+            .then(|| (request.method().clone(), request.uri().clone()));
 
         let (mut response, outcome) = match self.route(request, peer, &request_id).await {
             Ok(forwarded) => forwarded,
@@ -123,11 +137,12 @@ impl Gateway {
         };
         response.headers_mut().insert(headers::X_REQUEST_ID.clone(), request_id.clone());
 
-        crate::metrics::request(&outcome.route, outcome.decision, started.elapsed());
+        self.request_metrics.record(outcome.route, outcome.decision, started.elapsed());
+        let Some((method, uri)) = logged else { return response };
         tracing::info!(
             target: "paygate::access",
             method = %method,
-            path = %logged_path,
+            path = %uri.path(),
             status = response.status().as_u16(),
             decision = outcome.decision,
             user_id = outcome.user_id.as_deref().unwrap_or("-"),
@@ -143,20 +158,24 @@ impl Gateway {
         mut request: Request<Incoming>,
         peer: SocketAddr,
         request_id: &HeaderValue,
-    ) -> Result<(Response<GatewayBody>, Outcome), (Deny, Outcome)> {
-        let mut outcome = Outcome { decision: "", user_id: None, route: String::new() };
+    ) -> Result<(Response<GatewayBody>, Outcome<'_>), (Deny, Outcome<'_>)> {
+        let mut outcome = Outcome { decision: "", user_id: None, route: "default" };
         let config = &*self.config;
+        // Taken first because it needs `&mut request` and the normalized path
+        // below borrows the request; dropped unused if the request is denied.
+        let upgrade = headers::is_upgrade_request(request.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
 
         // 1. Path safety: everything below uses the normalized path only.
         let normalized = match path::normalize(request.uri().path()) {
-            Ok(p) => p.into_owned(),
+            Ok(p) => p,
             Err(e) => return Err((Deny::BadPath(e.to_string()), outcome)),
         };
 
         // 2. The gateway's own endpoints and the webhook are never forwarded.
         if normalized == "/_paygate" || normalized.starts_with("/_paygate/") {
             outcome.decision = "own";
-            outcome.route = "/_paygate".into();
+            outcome.route = "/_paygate";
             return match endpoints::serve(self, &request, &normalized).await {
                 Ok(response) => Ok((response.map(Either::Right), outcome)),
                 Err(deny) => Err((deny, outcome)),
@@ -165,7 +184,7 @@ impl Gateway {
         if let Some(webhook) = &self.webhook {
             if normalized == webhook.config.webhook_path {
                 outcome.decision = "webhook";
-                outcome.route = "webhook".into();
+                outcome.route = "webhook";
                 return match webhook.handle(request).await {
                     Ok(response) => Ok((response.map(Either::Right), outcome)),
                     Err(deny) => Err((deny, outcome)),
@@ -175,7 +194,7 @@ impl Gateway {
 
         // 3. Route policy and token.
         let matched = config.routes.lookup(request.method(), &normalized);
-        outcome.route = matched.label().to_string();
+        outcome.route = matched.label();
         let token = auth::extract_token(request.headers(), config.jwt.cookie.as_deref());
         let identity: Option<Identity> = match (matched.policy, token) {
             (Policy::Public, None) => None,
@@ -243,8 +262,6 @@ impl Gateway {
         }
 
         // 6. Rewrite and forward.
-        let upgrade = headers::is_upgrade_request(request.headers());
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let uri = self.upstream.uri_for(&normalized, request.uri().query()).map_err(|d| (d, outcome.snapshot()))?;
         let (mut parts, body) = request.into_parts();
         let original_host = parts.headers.get(HOST).cloned().or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));

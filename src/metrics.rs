@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
+use metrics::{counter, describe_counter, describe_histogram, histogram, Counter, Histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -35,6 +35,8 @@ pub const DECISIONS: &[&str] = &[
     "webhook",
     "webhook_rejected",
     "shutting_down",
+    // Last: what an unknown label is counted as.
+    "other",
 ];
 
 /// Installs the process-wide recorder once and registers every metric at zero.
@@ -84,6 +86,52 @@ pub fn render() -> String {
     handle.render()
 }
 
+/// Per-route request metrics, registered once at start-up so the hot path
+/// neither builds label sets nor allocates: one `Counter` per decision and one
+/// latency `Histogram` per route label.
+pub struct RequestMetrics {
+    routes: std::collections::HashMap<String, RouteMetrics>,
+    fallback: RouteMetrics,
+}
+
+struct RouteMetrics {
+    by_decision: Vec<Counter>,
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    fn new(route: &str) -> RouteMetrics {
+        let by_decision = DECISIONS
+            .iter()
+            .map(|d| {
+                let c = counter!("paygate_requests_total", "route" => route.to_string(), "decision" => *d);
+                c.absolute(0);
+                c
+            })
+            .collect();
+        let duration = histogram!("paygate_request_duration_seconds", "route" => route.to_string());
+        RouteMetrics { by_decision, duration }
+    }
+}
+
+impl RequestMetrics {
+    /// `labels`: every route label the gateway can report (route prefixes,
+    /// "default", "/_paygate", "webhook").
+    pub fn new<'a>(labels: impl IntoIterator<Item = &'a str>) -> RequestMetrics {
+        init();
+        let routes = labels.into_iter().map(|l| (l.to_string(), RouteMetrics::new(l))).collect();
+        RequestMetrics { routes, fallback: RouteMetrics::new("other") }
+    }
+
+    pub fn record(&self, route: &str, decision: &str, elapsed: Duration) {
+        let metrics = self.routes.get(route).unwrap_or(&self.fallback);
+        let index = DECISIONS.iter().position(|d| *d == decision).unwrap_or(DECISIONS.len() - 1);
+        metrics.by_decision[index].increment(1);
+        metrics.duration.record(elapsed.as_secs_f64());
+    }
+}
+
+/// Records one request without a precomputed table (tests, tools).
 pub fn request(route: &str, decision: &'static str, elapsed: Duration) {
     counter!("paygate_requests_total", "route" => route.to_string(), "decision" => decision).increment(1);
     histogram!("paygate_request_duration_seconds", "route" => route.to_string()).record(elapsed.as_secs_f64());

@@ -65,9 +65,9 @@ pub struct Matched<'a> {
     pub features: &'a [String],
 }
 
-impl Matched<'_> {
+impl<'a> Matched<'a> {
     /// label for logs/metrics: the route prefix, or "default"
-    pub fn label(&self) -> &str {
+    pub fn label(&self) -> &'a str {
         match self.route {
             Some(route) => &route.prefix,
             None => "default",
