@@ -80,9 +80,6 @@ fn hot_path(c: &mut Criterion) {
     c.bench_function("path_normalize_hostile", |b| {
         b.iter(|| black_box(normalize(black_box("/api/./x/%62anking//a/../reports")).unwrap().len()))
     });
-    c.bench_function("jwt_verify_hs256", |b| {
-        b.to_async(&runtime).iter(|| async { black_box(auth.verify(black_box(&token)).await.unwrap()) })
-    });
     c.bench_function("entitlement_cached_lookup", |b| {
         b.to_async(&runtime).iter(|| async { black_box(cache.get(black_box("user-42")).await.unwrap()) })
     });
@@ -100,5 +97,60 @@ fn hot_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, hot_path);
+/// A JWT signed with `alg` over `{sub, exp}` using a PEM private key from benches/keys.
+fn mint_asymmetric(alg: jsonwebtoken::Algorithm, private_pem: &[u8]) -> String {
+    let key = match alg {
+        jsonwebtoken::Algorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(private_pem).unwrap(),
+        _ => jsonwebtoken::EncodingKey::from_ec_pem(private_pem).unwrap(),
+    };
+    let claims = serde_json::json!({"sub": "user-42", "exp": 4_000_000_000u64});
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, &key).unwrap()
+}
+
+/// Token verification per algorithm, with the verified-token cache (a repeat
+/// token, the common case) and without it (the first request of a token).
+fn token_check(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let config = Config::compile(CONFIG, Path::new("."), &|_| None).unwrap();
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/keys");
+    let hs = config.jwt.clone();
+    let hs_token = mint_token(&hs, "user-42", Duration::from_secs(3600)).unwrap();
+    let mut cases = vec![("hs256", hs, hs_token)];
+    for (name, alg, file) in [("rs256", jsonwebtoken::Algorithm::RS256, "rs256"), ("es256", jsonwebtoken::Algorithm::ES256, "es256")] {
+        let mut settings = config.jwt.clone();
+        settings.algorithms = vec![alg];
+        settings.secret = None;
+        settings.public_key_pem = Some(std::fs::read(keys.join(format!("{file}.pub.pem"))).unwrap());
+        let token = mint_asymmetric(alg, &std::fs::read(keys.join(format!("{file}.key.pem"))).unwrap());
+        cases.push((name, settings, token));
+    }
+    for (name, settings, token) in cases {
+        let auth = runtime.block_on(Authenticator::new(settings, OutboundClient::new(Duration::from_secs(1)))).unwrap();
+        runtime.block_on(auth.verify(&token)).unwrap();
+        c.bench_function(&format!("jwt_{name}_uncached"), |b| {
+            b.to_async(&runtime).iter(|| async { black_box(auth.verify_uncached(black_box(&token)).await.unwrap()) })
+        });
+        c.bench_function(&format!("jwt_{name}_cached"), |b| {
+            b.to_async(&runtime).iter(|| async { black_box(auth.verify(black_box(&token)).await.unwrap()) })
+        });
+    }
+}
+
+/// Webhook signature check + event parse for a real-size (basil-shape) payload.
+fn webhook(c: &mut Criterion) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stripe/constructed.event.customer.subscription.updated.basil-shape.json");
+    let body = std::fs::read(path).unwrap();
+    let secrets = vec!["whsec_bench".to_string()];
+    let t = 1_700_000_000;
+    let header = paygate::webhook::signature::sign(&body, &secrets[0], t);
+    let keys = vec!["user_id".to_string()];
+    c.bench_function(&format!("webhook_verify_and_parse_{}b", body.len()), |b| {
+        b.iter(|| {
+            paygate::webhook::signature::verify(Some(black_box(&header)), black_box(&body), &secrets, 300, t).unwrap();
+            black_box(paygate::webhook::event::parse(black_box(&body), &keys).unwrap())
+        })
+    });
+}
+
+criterion_group!(benches, hot_path, token_check, webhook);
 criterion_main!(benches);
