@@ -12,6 +12,7 @@ pub(crate) async fn run_all(store: &dyn EntitlementStore) {
     events_are_remembered(store).await;
     deliveries_and_audit_are_capped_newest_first(store).await;
     unlinked_customers_are_listed(store).await;
+    completing_an_event_marks_and_records_it(store).await;
     store.ping().await.unwrap();
     store.publish_invalidation(&["u1".to_string()]).await.unwrap();
 }
@@ -96,4 +97,11 @@ async fn unlinked_customers_are_listed(store: &dyn EntitlementStore) {
     store.set_unlinked("cus_c", true).await.unwrap();
     store.set_unlinked("cus_c", false).await.unwrap();
     assert_eq!(store.unlinked_customers().await.unwrap(), vec!["cus_a", "cus_b"]);
+}
+
+async fn completing_an_event_marks_and_records_it(store: &dyn EntitlementStore) {
+    let d = super::Delivery { event_id: "evt_done".into(), event_type: "t".into(), result: "applied".into(), at: 9 };
+    store.complete_event("evt_done", &["u1".to_string()], &d).await.unwrap();
+    assert!(store.event_seen("evt_done").await.unwrap());
+    assert_eq!(store.recent_deliveries(1).await.unwrap(), vec![d]);
 }

@@ -108,6 +108,16 @@ pub trait EntitlementStore: Send + Sync + 'static {
     /// Customers with events but no user link, sorted.
     async fn unlinked_customers(&self) -> Result<Vec<String>, StoreError>;
 
+    /// Finishes an applied webhook in as few round trips as the store allows:
+    /// announces the changed users, remembers the event id and records the
+    /// delivery. An error means the announcement may not have gone out, so the
+    /// delivery must not be acknowledged.
+    async fn complete_event(&self, event_id: &str, users: &[String], delivery: &Delivery) -> Result<(), StoreError> {
+        self.publish_invalidation(users).await?;
+        self.mark_event(event_id).await?;
+        self.record_delivery(delivery).await
+    }
+
     /// Cheap reachability check for `/_paygate/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -119,7 +119,6 @@ impl WebhookEndpoint {
             }
         };
         crate::metrics::webhook(&event.event_type, outcome.as_str());
-        self.record(&event, outcome.as_str()).await;
         tracing::info!(
             target: "paygate::webhook",
             event_id = %event.id,
@@ -146,9 +145,11 @@ impl WebhookEndpoint {
 
     async fn apply(&self, event: &event::Event) -> Result<(Outcome, Vec<String>), Deny> {
         if self.config.livemode.is_some_and(|live| live != event.livemode) {
+            self.record(event, Outcome::OtherMode.as_str()).await;
             return Ok((Outcome::OtherMode, Vec::new()));
         }
         if matches!(event.kind, event::EventKind::Ignored) {
+            self.record(event, Outcome::Ignored.as_str()).await;
             return Ok((Outcome::Ignored, Vec::new()));
         }
         let store = self.applier.store();
@@ -157,6 +158,7 @@ impl WebhookEndpoint {
             Deny::StoreUnavailable
         };
         if store.event_seen(&event.id).await.map_err(unavailable)? {
+            self.record(event, Outcome::Duplicate.as_str()).await;
             return Ok((Outcome::Duplicate, Vec::new()));
         }
         let fresh = self.read_back(event).await?;
@@ -164,14 +166,17 @@ impl WebhookEndpoint {
         for user in &applied.users {
             self.cache.invalidate(user).await;
         }
+        let outcome = if matches!(event.kind, event::EventKind::Invoice { .. }) { Outcome::Ignored } else { Outcome::Applied };
         // Other instances must see the change within a second of our 2xx, so a
         // failed publish is a failed delivery (the redelivery re-publishes).
-        store.publish_invalidation(&applied.users).await.map_err(unavailable)?;
-        if let Err(e) = store.mark_event(&event.id).await {
-            // Only the duplicate fast path is lost; the merge is idempotent.
-            tracing::warn!(error = %e, event_id = %event.id, "could not record the event id");
-        }
-        let outcome = if matches!(event.kind, event::EventKind::Invoice { .. }) { Outcome::Ignored } else { Outcome::Applied };
+        // The same round trip remembers the event id and records the delivery.
+        let delivery = crate::store::Delivery {
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            result: outcome.as_str().to_string(),
+            at: unix_now(),
+        };
+        store.complete_event(&event.id, &applied.users, &delivery).await.map_err(unavailable)?;
         Ok((outcome, applied.users))
     }
 
