@@ -78,6 +78,7 @@ impl Gateway {
     /// Like [`Gateway::build`] with a given store (tests and benches inject one).
     pub async fn with_store(config: Config, store: Arc<dyn EntitlementStore>) -> Result<Arc<Gateway>, String> {
         crate::metrics::init();
+        crate::metrics::spawn_upkeep();
         let http = crate::outbound::OutboundClient::new(std::time::Duration::from_secs(10));
         let auth = Arc::new(Authenticator::new(config.jwt.clone(), http).await?);
         auth.spawn_refresher();
