@@ -16,12 +16,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::jwt::{self, token};
-use support::stripe::{self, is_denied, is_forwarded, until, WHSEC};
+use support::stripe::{self, banking, is_denied, is_forwarded, until, until_forwarded, VISIBLE_WITHIN, WHSEC};
 use support::*;
 use tokio::time::{sleep, Instant};
 
-/// SPEC §8: an override is visible on every instance within one second.
-const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
 
 /// `admin.token` in every config here (at least 16 bytes, as the config demands).
 const ADMIN_TOKEN: &str = "admin-e2e-token-7d1f3c9a2b4e6f80";
@@ -100,18 +98,9 @@ async fn two_instances() -> (TestRedis, Upstream, (Gateway, Admin), (Gateway, Ad
     (redis, up, (a, admin_a), (b, admin_b))
 }
 
-/// A request to the plain subscription route.
-fn banking(user: &str) -> Request {
-    get("/api/banking/accounts").bearer(&token(user))
-}
-
 /// An RFC 3339 time `secs` from now.
 fn in_secs(secs: i64) -> String {
     paygate::endpoints::rfc3339(Some(jwt::now() + secs)).as_str().unwrap().to_string()
-}
-
-async fn until_forwarded(gw: &Gateway, user: &str, what: &str) {
-    until(gw, VISIBLE_WITHIN, what, || banking(user), is_forwarded).await;
 }
 
 async fn until_checkout_required(gw: &Gateway, user: &str, what: &str) {

@@ -23,14 +23,8 @@ use support::stripe::*;
 use support::*;
 use tokio::time::Instant;
 
-/// SPEC §8: a webhook on one instance is visible on every instance this soon.
-const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
 /// SPEC §8: `readyz` reports an unreachable store this soon.
 const READYZ_WITHIN: Duration = Duration::from_secs(2);
-
-fn banking(user: &str) -> Request {
-    get("/api/banking/accounts").bearer(&token(user))
-}
 
 fn readyz() -> Request {
     get("/_paygate/readyz")

@@ -25,7 +25,6 @@ use support::stripe_api::{StripeApi, API_KEY, STRIPE_VERSION};
 use support::*;
 
 /// SPEC §8: a change is visible on every instance within one second.
-const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
 
 /// What one `paygate sync` printed and how it ended.
 struct SyncRun {
@@ -110,33 +109,8 @@ async fn world() -> (TestRedis, Upstream, StripeApi) {
     )
 }
 
-fn banking(user: &str) -> Request {
-    get("/api/banking/accounts").bearer(&token(user))
-}
-
-fn export(user: &str) -> Request {
-    post("/api/reports/export", "{}").bearer(&token(user))
-}
-
 fn me(user: &str) -> Request {
     get("/_paygate/me").bearer(&token(user))
-}
-
-async fn until_forwarded(gw: &Gateway, user: &str, what: &str) {
-    until(gw, VISIBLE_WITHIN, what, || banking(user), is_forwarded).await;
-}
-
-/// Polls until `user` is denied `SUBSCRIPTION_REQUIRED`; returns the body.
-async fn until_subscription_required(gw: &Gateway, user: &str, what: &str) -> Value {
-    let resp = until(
-        gw,
-        VISIBLE_WITHIN,
-        what,
-        || banking(user),
-        is_denied(402, "SUBSCRIPTION_REQUIRED"),
-    )
-    .await;
-    assert_error(&resp, 402, "SUBSCRIPTION_REQUIRED")
 }
 
 #[track_caller]

@@ -15,25 +15,11 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 use support::jwt::{self, token};
 use support::stripe::*;
 use support::*;
 
-/// SPEC §8: a webhook's effect is visible within one second of its `2xx`.
-const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
-
-/// A request to the plain subscription route `/api/banking`.
-fn banking(user: &str) -> Request {
-    get("/api/banking/accounts").bearer(&token(user))
-}
-
-/// A request to the feature route (`features = ["export"]`, POST only).
-fn export(user: &str) -> Request {
-    post("/api/reports/export", "{}").bearer(&token(user))
-}
 
 fn me(user: &str) -> Request {
     get("/_paygate/me").bearer(&token(user))
@@ -43,24 +29,6 @@ fn me(user: &str) -> Request {
 /// are realistic and never in the future.
 fn t0() -> i64 {
     jwt::now() - 3600
-}
-
-/// Polls until `user` gets through `/api/banking`; returns the response.
-async fn until_forwarded(gw: &Gateway, user: &str, what: &str) -> RawResponse {
-    until(gw, VISIBLE_WITHIN, what, || banking(user), is_forwarded).await
-}
-
-/// The `SUBSCRIPTION_REQUIRED` body for `user`, polled for up to a second.
-async fn until_subscription_required(gw: &Gateway, user: &str, what: &str) -> Value {
-    let resp = until(
-        gw,
-        VISIBLE_WITHIN,
-        what,
-        || banking(user),
-        is_denied(402, "SUBSCRIPTION_REQUIRED"),
-    )
-    .await;
-    assert_error(&resp, 402, "SUBSCRIPTION_REQUIRED")
 }
 
 /// Parses an RFC 3339 string from `/me` into unix seconds.

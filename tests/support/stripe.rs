@@ -344,3 +344,27 @@ pub fn is_denied(status: u16, code: &'static str) -> impl Fn(&RawResponse) -> bo
             && serde_json::from_slice::<Value>(&resp.body).is_ok_and(|b| b["code"] == code)
     }
 }
+
+/// SPEC §8: a webhook's effect is visible within one second of its `2xx`.
+pub const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
+
+/// A request to the plain subscription route `/api/banking`.
+pub fn banking(user: &str) -> Request {
+    raw::get("/api/banking/accounts").bearer(&jwt::token(user))
+}
+
+/// A request to the feature route (`features = ["export"]`, POST only).
+pub fn export(user: &str) -> Request {
+    raw::post("/api/reports/export", "{}").bearer(&jwt::token(user))
+}
+
+/// Polls until `user`'s banking request is forwarded, for at most a second.
+pub async fn until_forwarded(gw: &Gateway, user: &str, what: &str) -> RawResponse {
+    until(gw, VISIBLE_WITHIN, what, || banking(user), is_forwarded).await
+}
+
+/// The `SUBSCRIPTION_REQUIRED` body for `user`, polled for up to a second.
+pub async fn until_subscription_required(gw: &Gateway, user: &str, what: &str) -> Value {
+    let resp = until(gw, VISIBLE_WITHIN, what, || banking(user), is_denied(402, "SUBSCRIPTION_REQUIRED")).await;
+    super::assert_error(&resp, 402, "SUBSCRIPTION_REQUIRED")
+}
