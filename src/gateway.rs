@@ -58,6 +58,12 @@ struct Outcome<'a> {
 }
 
 impl Outcome<'_> {
+    /// Names the user for the access log (denials copy it; allowed requests move it in).
+    fn with_user(mut self, user_id: &str) -> Self {
+        self.user_id = Some(user_id.to_string());
+        self
+    }
+
     /// The same outcome, for handing back with a denial.
     fn snapshot(&self) -> Self {
         Outcome { decision: "", user_id: self.user_id.clone(), route: self.route }
@@ -209,14 +215,17 @@ impl Gateway {
                 Err(AuthError::Missing) => return Err((Deny::Unauthenticated, outcome)),
             },
         };
-        outcome.user_id = identity.as_ref().map(|i| i.user_id.clone());
 
         // 4. Entitlement and decision. Looked up for every identified caller so
         // the upstream always sees the status, but only subscription routes deny.
         let mut identity_values: Option<(HeaderValue, HeaderValue, Option<HeaderValue>)> = None;
         if let Some(identity) = &identity {
-            let user_header = HeaderValue::from_str(&identity.user_id)
-                .map_err(|_| (Deny::InvalidToken("user id is not usable as a header value"), outcome.snapshot()))?;
+            // The access log wants the user id; it is copied on denials only and
+            // moved in once the request is let through.
+            let user_header = match HeaderValue::from_str(&identity.user_id) {
+                Ok(v) => v,
+                Err(_) => return Err((Deny::InvalidToken("user id is not usable as a header value"), outcome.with_user(&identity.user_id))),
+            };
             let lookup = self.entitlements.get(&identity.user_id).await;
             let required: &[String] = matched.features;
             match lookup {
@@ -224,8 +233,8 @@ impl Gateway {
                     let decision = decide(found.as_deref(), &config.access.rules, required, unix_now());
                     let (status, features) = match decision {
                         Decision::Allow { status, features } => (status, features),
-                        denied if matched.policy == Policy::Subscription => {
-                            return Err((deny_for(denied), outcome));
+                        refused if matched.policy == Policy::Subscription => {
+                            return Err((deny_for(refused), outcome.with_user(&identity.user_id)));
                         }
                         // Not a subscription route: the user passes, and the
                         // upstream learns the state from the headers.
@@ -246,7 +255,7 @@ impl Gateway {
                             }
                             // `stale` already fell back to last-known state in the cache;
                             // reaching here means there was none young enough.
-                            OnStoreError::Deny | OnStoreError::Stale => return Err((Deny::EntitlementUnavailable, outcome)),
+                            OnStoreError::Deny | OnStoreError::Stale => return Err((Deny::EntitlementUnavailable, outcome.with_user(&identity.user_id))),
                         }
                     } else {
                         identity_values = Some((user_header, HeaderValue::from_static("unknown"), None));
@@ -254,6 +263,7 @@ impl Gateway {
                 }
             }
         }
+        outcome.user_id = identity.map(|i| i.user_id);
         outcome.decision = if matched.policy == Policy::Subscription { "allow" } else { matched.policy.as_str() };
 
         // 5. Body limit known up front: refuse before opening an upstream request.

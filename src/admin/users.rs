@@ -326,19 +326,7 @@ mod tests {
     fn paying() -> Entitlement {
         Entitlement {
             customers: vec!["cus_1".into()],
-            subscriptions: vec![Subscription {
-                id: "sub_1".into(),
-                customer: "cus_1".into(),
-                status: SubscriptionStatus::Canceled,
-                created: NOW - 100,
-                current_period_end: None,
-                trial_start: None,
-                trial_end: None,
-                cancel_at_period_end: false,
-                price_ids: vec![],
-                product_ids: vec![],
-                past_due_since: None,
-            }],
+            subscriptions: vec![Subscription::new("sub_1", "cus_1", SubscriptionStatus::Canceled, NOW - 100)],
             ..Default::default()
         }
     }

@@ -165,19 +165,7 @@ impl CustomerRecord {
                     }
                 } else {
                     self.subscriptions.push(HeldSubscription {
-                        snapshot: Subscription {
-                            id: subscription_id.clone(),
-                            customer: self.id.clone(),
-                            status: SubscriptionStatus::Active,
-                            created: *created,
-                            current_period_end: None,
-                            trial_start: None,
-                            trial_end: None,
-                            cancel_at_period_end: false,
-                            price_ids: Vec::new(),
-                            product_ids: Vec::new(),
-                            past_due_since: None,
-                        },
+                        snapshot: Subscription::new(subscription_id, &self.id, SubscriptionStatus::Active, *created),
                         stamp: None,
                         past_due_seen: Vec::new(),
                         last_not_past_due: None,
@@ -274,19 +262,7 @@ mod tests {
     use super::*;
 
     fn snap(id: &str, status: SubscriptionStatus) -> Subscription {
-        Subscription {
-            id: id.into(),
-            customer: "cus_1".into(),
-            status,
-            created: 100,
-            current_period_end: None,
-            trial_start: None,
-            trial_end: None,
-            cancel_at_period_end: false,
-            price_ids: vec![],
-            product_ids: vec![],
-            past_due_since: None,
-        }
+        Subscription::new(id, "cus_1", status, 100)
     }
 
     fn sub_fact(status: SubscriptionStatus, created: UnixTime, event: &str) -> Fact {

@@ -253,19 +253,7 @@ mod tests {
     const NOW: UnixTime = 1_700_000_000;
 
     fn sub(id: &str, status: SubscriptionStatus, created: UnixTime) -> Subscription {
-        Subscription {
-            id: id.to_owned(),
-            customer: "cus_1".to_owned(),
-            status,
-            created,
-            current_period_end: None,
-            trial_start: None,
-            trial_end: None,
-            cancel_at_period_end: false,
-            price_ids: Vec::new(),
-            product_ids: Vec::new(),
-            past_due_since: None,
-        }
+        Subscription::new(id, "cus_1", status, created)
     }
 
     fn ent(subscriptions: Vec<Subscription>) -> Entitlement {

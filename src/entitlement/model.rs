@@ -77,6 +77,25 @@ pub struct Subscription {
     pub past_due_since: Option<UnixTime>,
 }
 
+impl Subscription {
+    /// A subscription with only the fields every record has; the rest empty.
+    pub fn new(id: &str, customer: &str, status: SubscriptionStatus, created: UnixTime) -> Subscription {
+        Subscription {
+            id: id.to_string(),
+            customer: customer.to_string(),
+            status,
+            created,
+            current_period_end: None,
+            trial_start: None,
+            trial_end: None,
+            cancel_at_period_end: false,
+            price_ids: Vec::new(),
+            product_ids: Vec::new(),
+            past_due_since: None,
+        }
+    }
+}
+
 /// Stripe's subscription statuses. Unknown future statuses deserialize as
 /// `Unknown` and never grant access unless listed in `grant_statuses` by name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -98,19 +98,12 @@ pub struct RawResponse {
 impl RawResponse {
     /// The first value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.header_all(name).into_iter().next()
     }
 
     /// Every value of a header, by case-insensitive name.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        super::header_values(&self.headers, name)
     }
 
     pub fn text(&self) -> String {
@@ -146,10 +139,7 @@ pub struct ResponseHead {
 
 impl ResponseHead {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        super::header_values(&self.headers, name).into_iter().next()
     }
 
     pub fn is_chunked(&self) -> bool {

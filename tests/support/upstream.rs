@@ -108,19 +108,12 @@ pub const BODY_KEEP: usize = 1 << 20;
 impl Recorded {
     /// The first value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.header_all(name).into_iter().next()
     }
 
     /// Every value of a header (case-insensitive name).
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        super::header_values(&self.headers, name)
     }
 
     /// The path part of the target.
