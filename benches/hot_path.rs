@@ -11,7 +11,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::Method;
 use paygate::auth::{mint_token, Authenticator};
 use paygate::config::Config;
-use paygate::entitlement::{decide, Entitlement, Subscription, SubscriptionStatus};
+use paygate::entitlement::{decide, AccessSummary, Entitlement, Subscription, SubscriptionStatus};
 use paygate::outbound::OutboundClient;
 use paygate::routes::path::normalize;
 use paygate::store::{EntitlementCache, EntitlementStore, MemoryStore};
@@ -66,7 +66,7 @@ fn hot_path(c: &mut Criterion) {
     let token = mint_token(&config.jwt, "user-42", Duration::from_secs(3600)).unwrap();
     let store = Arc::new(MemoryStore::new());
     runtime.block_on(store.update("user-42", &|_| Some(entitlement()))).unwrap();
-    let cache = EntitlementCache::new(store, Duration::from_secs(3600), 10_000, None);
+    let cache = EntitlementCache::new(store, Duration::from_secs(3600), 10_000, None, config.access.rules.clone());
     runtime.block_on(cache.get("user-42")).unwrap();
     let rules = &config.access.rules;
     let now = 1_750_000_000;
@@ -85,14 +85,21 @@ fn hot_path(c: &mut Criterion) {
     });
     let ent = entitlement();
     let required = vec!["export".to_string()];
+    // From the stored record (what a cache load does, plus the summary it keeps)
+    // and from the cached summary (what a request does).
     c.bench_function("decision", |b| b.iter(|| black_box(decide(Some(black_box(&ent)), rules, &required, now))));
+    c.bench_function("decision_summarize", |b| b.iter(|| black_box(AccessSummary::new(Some(black_box(&ent)), rules, now))));
+    let summary = AccessSummary::new(Some(&ent), rules, now);
+    c.bench_function("decision_cached_summary", |b| {
+        b.iter(|| black_box(matches!(black_box(&summary).decide(&required), paygate::entitlement::Decision::Allow { .. })))
+    });
     c.bench_function("hot_path_total", |b| {
         b.to_async(&runtime).iter(|| async {
             let path = normalize(black_box("/api/reports/export")).unwrap();
             let matched = config.routes.lookup(&Method::POST, &path);
             let identity = auth.verify(black_box(&token)).await.unwrap();
             let found = cache.get(&identity.user_id).await.unwrap();
-            black_box(matches!(decide(found.as_deref(), rules, matched.features, now), paygate::entitlement::Decision::Allow { .. }))
+            black_box(matches!(found.decide(matched.features), paygate::entitlement::Decision::Allow { .. }))
         })
     });
 }

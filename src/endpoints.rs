@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use crate::auth::{self, AuthError};
 use crate::deny::{json_response, Deny};
-use crate::entitlement::{current_subscription, evaluate, UnixTime};
-use crate::gateway::{unix_now, Gateway};
+use crate::entitlement::UnixTime;
+use crate::gateway::Gateway;
 
 pub async fn serve<B>(gateway: &Gateway, request: &Request<B>, path: &str) -> Result<Response<Full<Bytes>>, Deny> {
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
@@ -46,23 +46,16 @@ async fn me<B>(gateway: &Gateway, request: &Request<B>) -> Result<Response<Full<
         AuthError::Missing => Deny::Unauthenticated,
     })?;
     let found = gateway.entitlements.get(&identity.user_id).await.map_err(|_| Deny::EntitlementUnavailable)?;
-    let now = unix_now();
-    let rules = &config.access.rules;
-    let access = evaluate(found.as_deref(), rules, now);
-    let current = found.as_deref().and_then(|ent| current_subscription(ent, rules, now));
-    let features: Vec<&str> = match &access {
-        crate::entitlement::Access::Granted { features, .. } => features.clone(),
-        _ => Vec::new(),
-    };
+    let plan = &found.plan;
     let body = json!({
         "user_id": identity.user_id,
-        "status": access.status(),
-        "trial_end": rfc3339(current.and_then(|s| s.trial_end)),
-        "current_period_end": rfc3339(current.and_then(|s| s.current_period_end)),
-        "cancel_at_period_end": current.is_some_and(|s| s.cancel_at_period_end),
-        "has_used_trial": found.as_deref().is_some_and(|e| e.has_used_trial),
-        "first_trial_at": rfc3339(found.as_deref().and_then(|e| e.first_trial_at)),
-        "features": features,
+        "status": found.status(),
+        "trial_end": rfc3339(plan.trial_end.map(|t| t.get())),
+        "current_period_end": rfc3339(plan.current_period_end.map(|t| t.get())),
+        "cancel_at_period_end": plan.cancel_at_period_end,
+        "has_used_trial": plan.has_used_trial,
+        "first_trial_at": rfc3339(plan.first_trial_at.map(|t| t.get())),
+        "features": found.feature_names(),
     });
     Ok(json_response(StatusCode::OK, &body))
 }

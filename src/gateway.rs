@@ -22,7 +22,7 @@ use crate::auth::{self, AuthError, Authenticator, Identity};
 use crate::config::{Config, OnStoreError};
 use crate::deny::Deny;
 use crate::endpoints;
-use crate::entitlement::{decide, Decision, UnixTime};
+use crate::entitlement::{Decision, UnixTime};
 use crate::proxy::{self, headers, LimitedBody, Upstream};
 use crate::routes::{path, Policy};
 use crate::apply::Applier;
@@ -51,22 +51,23 @@ pub struct Gateway {
 /// What the access log records about a request besides method/path/status.
 struct Outcome<'a> {
     decision: &'static str,
-    user_id: Option<String>,
+    /// Who the token named, for the access log (a reference count, not a copy).
+    user: Option<Arc<Identity>>,
     /// The matched route's label (metrics): its prefix, or "default". Borrowed
     /// from the config, so recording it costs nothing.
     route: &'a str,
 }
 
 impl Outcome<'_> {
-    /// Names the user for the access log (denials copy it; allowed requests move it in).
-    fn with_user(mut self, user_id: &str) -> Self {
-        self.user_id = Some(user_id.to_string());
+    /// Names the user for the access log.
+    fn with_user(mut self, identity: &Arc<Identity>) -> Self {
+        self.user = Some(identity.clone());
         self
     }
 
     /// The same outcome, for handing back with a denial.
     fn snapshot(&self) -> Self {
-        Outcome { decision: "", user_id: self.user_id.clone(), route: self.route }
+        Outcome { decision: "", user: self.user.clone(), route: self.route }
     }
 }
 
@@ -89,7 +90,7 @@ impl Gateway {
         let auth = Arc::new(Authenticator::new(config.jwt.clone(), http).await?);
         auth.spawn_refresher();
         let stale_for = (config.store.on_store_error == OnStoreError::Stale).then_some(config.store.max_stale);
-        let entitlements = EntitlementCache::new(store.clone(), config.store.cache_ttl, config.store.cache_capacity, stale_for);
+        let entitlements = EntitlementCache::new(store.clone(), config.store.cache_ttl, config.store.cache_capacity, stale_for, config.access.rules.clone());
         if let Some(url) = &config.store.redis_url {
             // Other instances announce the users they changed; drop those entries
             // so a webhook anywhere is seen everywhere within a second.
@@ -152,7 +153,7 @@ impl Gateway {
             path = %uri.path(),
             status = response.status().as_u16(),
             decision = outcome.decision,
-            user_id = outcome.user_id.as_deref().unwrap_or("-"),
+            user_id = outcome.user.as_deref().map_or("-", |identity| identity.user_id.as_str()),
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             request_id = request_id.to_str().unwrap_or("-"),
             peer = %peer.ip(),
@@ -166,7 +167,7 @@ impl Gateway {
         peer: SocketAddr,
         request_id: &HeaderValue,
     ) -> Result<(Response<GatewayBody>, Outcome<'_>), (Deny, Outcome<'_>)> {
-        let mut outcome = Outcome { decision: "", user_id: None, route: "default" };
+        let mut outcome = Outcome { decision: "", user: None, route: "default" };
         let config = &*self.config;
         // Taken first because it needs `&mut request` and the normalized path
         // below borrows the request; dropped unused if the request is denied.
@@ -203,7 +204,7 @@ impl Gateway {
         let matched = config.routes.lookup(request.method(), &normalized);
         outcome.route = matched.label();
         let token = auth::extract_token(request.headers(), config.jwt.cookie.as_deref());
-        let identity: Option<Identity> = match (matched.policy, token) {
+        let identity: Option<Arc<Identity>> = match (matched.policy, token) {
             (Policy::Public, None) => None,
             // A bad token on a public route does not block; it just sets no identity.
             (Policy::Public, Some(token)) => self.auth.verify(token).await.ok(),
@@ -224,27 +225,26 @@ impl Gateway {
             // moved in once the request is let through.
             let user_header = match HeaderValue::from_str(&identity.user_id) {
                 Ok(v) => v,
-                Err(_) => return Err((Deny::InvalidToken("user id is not usable as a header value"), outcome.with_user(&identity.user_id))),
+                Err(_) => return Err((Deny::InvalidToken("user id is not usable as a header value"), outcome.with_user(identity))),
             };
             let lookup = self.entitlements.get(&identity.user_id).await;
             let required: &[String] = matched.features;
             match lookup {
                 Ok(found) => {
-                    let decision = decide(found.as_deref(), &config.access.rules, required, unix_now());
-                    let (status, features) = match decision {
-                        Decision::Allow { status, features } => (status, features),
+                    // Features only go with a grant; the joined header was made
+                    // when the entry was loaded.
+                    let (status, features) = match found.decide(required) {
+                        Decision::Allow { status, .. } => (status, found.features_header().cloned()),
                         refused if matched.policy == Policy::Subscription => {
-                            return Err((deny_for(refused), outcome.with_user(&identity.user_id)));
+                            return Err((deny_for(refused), outcome.with_user(identity)));
                         }
                         // Not a subscription route: the user passes, and the
                         // upstream learns the state from the headers.
-                        Decision::CheckoutRequired => ("none", Vec::new()),
-                        Decision::SubscriptionRequired { status } => (status, Vec::new()),
-                        Decision::UpgradeRequired { .. } => ("none", Vec::new()),
+                        Decision::CheckoutRequired => ("none", None),
+                        Decision::SubscriptionRequired { status } => (status, None),
+                        Decision::UpgradeRequired { .. } => ("none", None),
                     };
-                    let status = HeaderValue::from_str(status).unwrap_or(HeaderValue::from_static("unknown"));
-                    let features = if features.is_empty() { None } else { HeaderValue::from_str(&features.join(",")).ok() };
-                    identity_values = Some((user_header, status, features));
+                    identity_values = Some((user_header, HeaderValue::from_static(status), features));
                 }
                 Err(error) => {
                     tracing::warn!(%error, user_id = %identity.user_id, "entitlement lookup failed");
@@ -255,7 +255,7 @@ impl Gateway {
                             }
                             // `stale` already fell back to last-known state in the cache;
                             // reaching here means there was none young enough.
-                            OnStoreError::Deny | OnStoreError::Stale => return Err((Deny::EntitlementUnavailable, outcome.with_user(&identity.user_id))),
+                            OnStoreError::Deny | OnStoreError::Stale => return Err((Deny::EntitlementUnavailable, outcome.with_user(identity))),
                         }
                     } else {
                         identity_values = Some((user_header, HeaderValue::from_static("unknown"), None));
@@ -263,7 +263,7 @@ impl Gateway {
                 }
             }
         }
-        outcome.user_id = identity.map(|i| i.user_id);
+        outcome.user = identity;
         outcome.decision = if matched.policy == Policy::Subscription { "allow" } else { matched.policy.as_str() };
 
         // 5. Body limit known up front: refuse before opening an upstream request.

@@ -155,8 +155,21 @@ pub fn request(route: &str, decision: &'static str, elapsed: Duration) {
     histogram!("paygate_request_duration_seconds", "route" => route.to_string()).record(elapsed.as_secs_f64());
 }
 
+/// Handles resolved once: a `counter!`/`histogram!` call looks the metric up in
+/// the registry every time, which the request path should not pay. `init()`
+/// comes first so a handle is never bound to the no-op recorder.
+macro_rules! handle {
+    ($ty:ty, $make:expr) => {{
+        static HANDLE: OnceLock<$ty> = OnceLock::new();
+        HANDLE.get_or_init(|| {
+            init();
+            $make
+        })
+    }};
+}
+
 pub fn upstream(elapsed: Duration) {
-    histogram!("paygate_upstream_duration_seconds").record(elapsed.as_secs_f64());
+    handle!(Histogram, histogram!("paygate_upstream_duration_seconds")).record(elapsed.as_secs_f64());
 }
 
 pub fn webhook(event_type: &str, result: &'static str) {
@@ -164,7 +177,12 @@ pub fn webhook(event_type: &str, result: &'static str) {
 }
 
 pub fn cache(result: &'static str) {
-    counter!("paygate_cache_requests_total", "result" => result).increment(1);
+    let counter = match result {
+        "hit" => handle!(Counter, counter!("paygate_cache_requests_total", "result" => "hit")),
+        "miss" => handle!(Counter, counter!("paygate_cache_requests_total", "result" => "miss")),
+        _ => handle!(Counter, counter!("paygate_cache_requests_total", "result" => "stale")),
+    };
+    counter.increment(1);
 }
 
 pub fn store_error() {

@@ -11,7 +11,11 @@
   mint.py webhooks WHSEC PREFIX COUNT OUT SHARDS
       Signed `customer.subscription.updated` (status active) events linking customer
       cus_load_<n> to user PREFIX<n>, one `<Stripe-Signature>\\t<body>` line each,
-      sharded like `hs`.
+      sharded like `hs`. Each subscription has one item (price_load_pro).
+  mint.py records TEMPLATE_FILE PREFIX FROM TO KEY_PREFIX
+      Redis protocol (for `redis-cli --pipe`) that SETs the user record of users
+      PREFIX<FROM>..PREFIX<TO-1> to TEMPLATE_FILE (the stored record of PREFIX0,
+      as webhooks wrote it) with its ids renamed: entitles many users in seconds.
 
 Python 3 standard library (and the openssl CLI for `rs`) only.
 """
@@ -76,7 +80,10 @@ def webhooks(whsec: str, prefix: str, count: int, out: str, shards: int) -> None
                 "id": f"sub_load_{prefix}{i}", "object": "subscription",
                 "customer": f"cus_load_{prefix}{i}", "status": "active", "created": now,
                 "metadata": {"user_id": f"{prefix}{i}"},
-                "items": {"object": "list", "data": []},
+                "items": {"object": "list", "data": [{
+                    "id": f"si_load_{prefix}{i}", "object": "subscription_item",
+                    "price": {"id": "price_load_pro", "object": "price", "product": "prod_load"},
+                }]},
             }},
         }
         body = json.dumps(event, separators=(",", ":"))
@@ -84,6 +91,18 @@ def webhooks(whsec: str, prefix: str, count: int, out: str, shards: int) -> None
         files[i % len(files)].write(f"t={now},v1={mac}\t{body}\n")
     for f in files:
         f.close()
+
+
+def records(template_file: str, prefix: str, start: int, end: int, key_prefix: str) -> None:
+    template = open(template_file).read().strip()
+    marker = f'load_{prefix}0"'
+    if marker not in template:
+        sys.exit(f"records: {template_file} does not name {marker}")
+    out = sys.stdout.buffer
+    for i in range(start, end):
+        key = f"{key_prefix}{{u:{prefix}{i}}}".encode()
+        value = template.replace(marker, f'load_{prefix}{i}"').encode()
+        out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(value), value))
 
 
 def main(argv):
@@ -94,6 +113,8 @@ def main(argv):
         rs(argv[2], argv[3])
     elif cmd == "webhooks" and len(argv) == 7:
         webhooks(argv[2], argv[3], int(argv[4]), argv[5], int(argv[6]))
+    elif cmd == "records" and len(argv) == 7:
+        records(argv[2], argv[3], int(argv[4]), int(argv[5]), argv[6])
     else:
         sys.exit(__doc__)
 

@@ -182,15 +182,25 @@ pub struct Authenticator {
     refresher_started: AtomicBool,
     /// Tokens that verified, keyed by the whole token text (not a hash of it:
     /// a hash collision must never hand one user another's identity). Bounded
-    /// in size and age; an entry is never served past its token's `exp`.
-    verified: moka::sync::Cache<String, Identity>,
+    /// in size and age; an entry is never served past its token's `exp`. A
+    /// hit is a shard read lock and a reference-count bump (quick_cache, like
+    /// the entitlement cache: see `store/cache.rs` for why not moka).
+    verified: quick_cache::sync::Cache<String, Verified>,
+}
+
+/// One remembered token: who it is, and when it was checked (unix seconds, the
+/// clock `exp` is compared with, so one clock read serves both checks).
+#[derive(Clone)]
+struct Verified {
+    identity: Arc<Identity>,
+    checked_at: i64,
 }
 
 /// How many verified tokens are remembered, and for how long at most. The age
 /// bound also bounds how long a token signed by a key that was since removed
 /// from the JWKS keeps working.
-const VERIFIED_CACHE_CAPACITY: u64 = 100_000;
-const VERIFIED_CACHE_TTL: Duration = Duration::from_secs(60);
+const VERIFIED_CACHE_CAPACITY: usize = 100_000;
+const VERIFIED_CACHE_TTL_SECS: i64 = 60;
 
 /// What verifying a token of one algorithm needs, prepared once.
 struct AlgorithmEntry {
@@ -288,10 +298,7 @@ impl Authenticator {
             algorithms,
             jwks,
             refresher_started: AtomicBool::new(false),
-            verified: moka::sync::Cache::builder()
-                .max_capacity(VERIFIED_CACHE_CAPACITY)
-                .time_to_live(VERIFIED_CACHE_TTL)
-                .build(),
+            verified: quick_cache::sync::Cache::new(VERIFIED_CACHE_CAPACITY),
         })
     }
 
@@ -332,19 +339,21 @@ impl Authenticator {
     /// Verifies `token` and returns who it identifies. Expired (beyond the
     /// leeway, signature valid) is [`AuthError::Expired`]; anything else
     /// wrong is [`AuthError::Invalid`].
-    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         // A token seen recently skips the signature check (the hot path's
         // largest cost), but expiry is still checked on every use.
-        if let Some(identity) = self.verified.get(token) {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-            if now > identity.expires_at.saturating_add(self.settings.leeway as i64) {
-                self.verified.invalidate(token);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        if let Some(hit) = self.verified.get(token) {
+            if now > hit.identity.expires_at.saturating_add(self.settings.leeway as i64) {
+                self.verified.remove(token);
                 return Err(AuthError::Expired);
             }
-            return Ok(identity);
+            if now - hit.checked_at < VERIFIED_CACHE_TTL_SECS {
+                return Ok(hit.identity);
+            }
         }
-        let identity = self.verify_uncached(token).await?;
-        self.verified.insert(token.to_string(), identity.clone());
+        let identity = Arc::new(self.verify_uncached(token).await?);
+        self.verified.insert(token.to_string(), Verified { identity: identity.clone(), checked_at: now });
         Ok(identity)
     }
 
@@ -999,7 +1008,7 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
         let token =
             hs256(json!({"sub": "alice", "exp": exp, "iat": now(), "extra": {"nested": [1, 2]}}));
         assert_eq!(
-            auth.verify(&token).await,
+            auth.verify(&token).await.map(|i| (*i).clone()),
             Ok(Identity {
                 user_id: "alice".to_owned(),
                 expires_at: exp
@@ -1016,7 +1025,8 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
         assert!(auth.verify(&token).await.is_ok());
         assert!(auth.verified.get(&token).is_some(), "a good token is remembered");
         // Pretend the cached entry outlived its token: the cache must not serve it.
-        auth.verified.insert(token.clone(), Identity { user_id: "alice".into(), expires_at: now() - 1 });
+        let stale = Identity { user_id: "alice".into(), expires_at: now() - 1 };
+        auth.verified.insert(token.clone(), Verified { identity: Arc::new(stale), checked_at: now() });
         assert_eq!(auth.verify(&token).await, Err(AuthError::Expired));
         // Bad tokens are never remembered.
         // Change a character well inside the signature (the last one carries
@@ -1046,7 +1056,7 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
         ] {
             let token = hs256(json!({"user_id": value, "sub": "ignored", "exp": exp}));
             assert_eq!(
-                auth.verify(&token).await,
+                auth.verify(&token).await.map(|i| (*i).clone()),
                 Ok(Identity {
                     user_id: expected.to_owned(),
                     expires_at: exp
@@ -1160,7 +1170,7 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
         let exp = now() - 30;
         let token = hs256(json!({"sub": "alice", "exp": exp}));
         assert_eq!(
-            auth.verify(&token).await,
+            auth.verify(&token).await.map(|i| (*i).clone()),
             Ok(Identity {
                 user_id: "alice".to_owned(),
                 expires_at: exp
@@ -1368,7 +1378,7 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
             json!({"sub": "alice", "exp": exp}),
         );
         assert_eq!(
-            auth.verify(&token).await,
+            auth.verify(&token).await.map(|i| (*i).clone()),
             Ok(Identity {
                 user_id: "alice".to_owned(),
                 expires_at: exp

@@ -41,7 +41,7 @@ pub enum Access<'a> {
     /// Entitlements), the `[plans]` features of every granting subscription's
     /// `price_ids` and `product_ids`, and the active override's features.
     Granted {
-        status: &'a str,
+        status: &'static str,
         features: Vec<&'a str>,
     },
     /// No subscription record at all (and no active override): the user must check out.
@@ -68,7 +68,7 @@ impl Access<'_> {
 pub enum Decision<'a> {
     /// Forward the request; `status` and `features` feed the identity headers.
     Allow {
-        status: &'a str,
+        status: &'static str,
         features: Vec<&'a str>,
     },
     /// SPEC §4 `CHECKOUT_REQUIRED`: the user never had a subscription.
@@ -290,7 +290,7 @@ mod tests {
         ent(vec![s])
     }
 
-    fn granted(status: &str) -> Access<'_> {
+    fn granted(status: &'static str) -> Access<'static> {
         Access::Granted {
             status,
             features: Vec::new(),

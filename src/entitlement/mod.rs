@@ -6,6 +6,8 @@
 
 pub mod decide;
 pub mod model;
+pub mod summary;
 
 pub use decide::*;
 pub use model::*;
+pub use summary::AccessSummary;

@@ -1,91 +1,176 @@
 //! The local cache in front of the store: what makes a cache hit free of I/O.
 //!
-//! Entries live `cache_ttl` and are bounded by `cache_capacity`. Concurrent misses
-//! for one user are coalesced into a single store read (moka's `try_get_with`), so
-//! a burst of requests from a user whose entry just expired costs one round trip.
-//! Users with no record are cached too (as `None`): a never-subscribed user
+//! One bounded map from user id to the user's [`AccessSummary`] (the access
+//! evaluated once per load, not the stored record: see `entitlement/summary.rs`).
+//! Each entry remembers when it was read, so the same entry is *fresh* for
+//! `cache_ttl` (served without touching the store) and *last known* for
+//! `max_stale` (served only while the store is failing and `on_store_error =
+//! "stale"`). A summary whose `valid_until` has passed (a grace or an override
+//! ended) is never fresh.
+//!
+//! Concurrent misses for one user are coalesced: the first becomes the loader
+//! (a placeholder in the map), the others wait for its result, so a burst of
+//! requests from a user whose entry just expired costs one round trip. Users
+//! with no record are cached too (one shared summary): a never-subscribed user
 //! hammering a paid route must not turn into store traffic.
+//!
+//! Why quick_cache and not moka (the stack's first choice): measured with 1M
+//! entries of a 64-byte value, moka costs ~450-480 bytes per entry before any
+//! entitlement data, quick_cache ~186 including the value; the issue 5 target is
+//! 300 MB for 1M cached users. A hit is a shard read lock and a clone of an `Arc`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moka::future::Cache;
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
 
 use super::{EntitlementStore, StoreError};
-use crate::entitlement::Entitlement;
+use crate::entitlement::{AccessRules, AccessSummary, UnixTime};
 
-/// What a lookup found: the user's entitlement, or `None` for a user never seen.
-pub type Lookup = Option<Arc<Entitlement>>;
+/// What a lookup found: the user's access summary (never-seen users included).
+pub type Lookup = Arc<AccessSummary>;
 
 #[derive(Clone)]
 pub struct EntitlementCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     store: Arc<dyn EntitlementStore>,
-    /// Entries younger than `cache_ttl`: served without touching the store.
-    fresh: Cache<String, Lookup>,
-    /// Last state read from the store, kept `max_stale`: served only while the
-    /// store is unreachable and `on_store_error = "stale"`.
-    last_known: Option<Cache<String, Lookup>>,
+    rules: AccessRules,
+    entries: Cache<String, Slot>,
+    ttl_ms: u64,
+    /// `Some(max_stale)` when last-known state may be served during outages.
+    stale_ms: Option<u64>,
+    /// Bumped by `invalidate_all`: entries of an older generation are not fresh
+    /// (but still usable as last-known state), without walking the map.
+    generation: AtomicU32,
     /// While the store is failing, misses skip it until this instant (ms since
     /// `epoch`), so an outage does not add a timeout to every request.
-    store_down_until_ms: Arc<AtomicU64>,
+    store_down_until_ms: AtomicU64,
     epoch: Instant,
+}
+
+/// One cached user. Small and `Clone` (the map hands out copies).
+#[derive(Clone)]
+struct Slot {
+    summary: Arc<AccessSummary>,
+    /// Fresh strictly before this instant (ms since `epoch`): the read time plus
+    /// `cache_ttl`, or earlier when the summary's `valid_until` comes first.
+    fresh_until_ms: u64,
+    /// Read time plus `max_stale` (0 when stale serving is off).
+    stale_until_ms: u64,
+    generation: u32,
+}
+
+impl Slot {
+    fn is_fresh(&self, now_ms: u64, generation: u32) -> bool {
+        now_ms < self.fresh_until_ms && self.generation == generation
+    }
 }
 
 /// How long misses skip a store that just failed before trying it again.
 const STORE_RETRY_AFTER: Duration = Duration::from_millis(500);
 
 impl EntitlementCache {
-    /// `stale_for`: keep last-known state this long for outages (`None`: never serve stale).
-    pub fn new(store: Arc<dyn EntitlementStore>, ttl: Duration, capacity: u64, stale_for: Option<Duration>) -> Self {
-        let fresh = Cache::builder().max_capacity(capacity).time_to_live(ttl).build();
-        let last_known = stale_for.map(|max| Cache::builder().max_capacity(capacity).time_to_live(max).build());
-        EntitlementCache { store, fresh, last_known, store_down_until_ms: Arc::new(AtomicU64::new(0)), epoch: Instant::now() }
+    /// `stale_for`: keep last-known state this long for outages (`None`: never
+    /// serve stale). `rules` turn stored records into summaries.
+    pub fn new(store: Arc<dyn EntitlementStore>, ttl: Duration, capacity: u64, stale_for: Option<Duration>, rules: AccessRules) -> Self {
+        // quick_cache treats the capacity as approximate and may keep slightly
+        // fewer; at least one entry so a tiny configured cache still works.
+        let entries = Cache::new(capacity.max(1) as usize);
+        EntitlementCache {
+            inner: Arc::new(Inner {
+                store,
+                rules,
+                entries,
+                ttl_ms: ttl.as_millis() as u64,
+                stale_ms: stale_for.map(|d| d.as_millis() as u64),
+                generation: AtomicU32::new(0),
+                store_down_until_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
+            }),
+        }
     }
 
-    /// The user's entitlement: from memory on a hit (no I/O, no allocation),
-    /// else one store read shared by every concurrent caller for that user.
-    /// When the store fails, the last known state (if configured and younger
-    /// than `max_stale`) is served instead.
+    /// The user's access: from memory on a hit (no I/O, no allocation), else
+    /// one store read shared by every concurrent caller for that user. When
+    /// the store fails, the last known state (if configured, younger than
+    /// `max_stale` and still valid) is served instead.
     pub async fn get(&self, user_id: &str) -> Result<Lookup, StoreError> {
-        let store = &self.store;
-        let last_known = &self.last_known;
-        let down = self.store_is_down();
-        let missed = AtomicBool::new(false);
-        let missed_ref = &missed;
-        let result = self
-            .fresh
-            .try_get_with_by_ref(user_id, async move {
-                missed_ref.store(true, Ordering::Relaxed);
-                if down {
-                    return Err(StoreError::Unavailable("store failed recently; retrying shortly".into()));
+        let inner = &*self.inner;
+        if let Some(slot) = inner.entries.get(user_id) {
+            if slot.is_fresh(inner.now_ms(), inner.generation.load(Ordering::Acquire)) {
+                crate::metrics::cache("hit");
+                return Ok(slot.summary);
+            }
+        }
+        self.load(user_id).await
+    }
+
+    /// The miss path: become the loader for `user_id`, or wait for the one in flight.
+    async fn load(&self, user_id: &str) -> Result<Lookup, StoreError> {
+        let inner = &*self.inner;
+        let generation = inner.generation.load(Ordering::Acquire);
+        let entry = inner
+            .entries
+            .entry_async(user_id, |_, slot| {
+                // Another task may have loaded it while we were getting here.
+                if slot.is_fresh(inner.now_ms(), generation) {
+                    EntryAction::Retain(slot.summary.clone())
+                } else {
+                    EntryAction::ReplaceWithGuard
                 }
-                let found = store.load(user_id).await?.map(Arc::new);
-                if let Some(last_known) = last_known {
-                    last_known.insert(user_id.to_string(), found.clone()).await;
-                }
-                Ok(found)
             })
-            .await
-            .map_err(|shared: Arc<StoreError>| (*shared).clone());
-        match result {
-            Ok(found) => {
-                crate::metrics::cache(if missed.load(Ordering::Relaxed) { "miss" } else { "hit" });
-                Ok(found)
+            .await;
+        let (guard, previous) = match entry {
+            EntryResult::Retained(summary) => {
+                crate::metrics::cache("hit");
+                return Ok(summary);
+            }
+            EntryResult::Replaced(guard, previous) => (guard, Some(previous)),
+            EntryResult::Vacant(guard) => (guard, None),
+            // Neither is produced by `entry_async` with this callback.
+            EntryResult::Removed(..) | EntryResult::Timeout => return Err(StoreError::Unavailable("cache entry vanished".into())),
+        };
+        crate::metrics::cache("miss");
+
+        let down = inner.store_is_down();
+        let loaded = if down {
+            Err(StoreError::Unavailable("store failed recently; retrying shortly".into()))
+        } else {
+            inner.store.load(user_id).await
+        };
+        match loaded {
+            Ok(record) => {
+                let now_ms = inner.now_ms();
+                let unix = crate::gateway::unix_now();
+                let summary = AccessSummary::new(record.as_ref(), &inner.rules, unix);
+                let mut fresh_until_ms = now_ms + inner.ttl_ms;
+                if let Some(until) = summary.valid_until {
+                    fresh_until_ms = fresh_until_ms.min(now_ms + (until.get() - unix).max(0) as u64 * 1000);
+                }
+                let stale_until_ms = inner.stale_ms.map_or(0, |stale| now_ms + stale);
+                let slot = Slot { summary: summary.clone(), fresh_until_ms, stale_until_ms, generation };
+                let _ = guard.insert(slot);
+                Ok(summary)
             }
             Err(error) => {
                 if !down {
                     crate::metrics::store_error();
-                    self.mark_store_down();
+                    inner.mark_store_down();
                 }
-                let stale = match &self.last_known {
-                    Some(last_known) => last_known.get(user_id).await,
-                    None => None,
-                };
+                let Some(previous) = previous else { return Err(error) };
+                // Put the old state back: it is what the next lookups during
+                // this outage can fall back on. It stays expired, so the first
+                // lookup after the outage reads the store again.
+                let stale = inner.servable_when_stale(&previous).then(|| previous.summary.clone());
+                let _ = guard.insert(previous);
                 match stale {
-                    Some(found) => {
+                    Some(summary) => {
                         crate::metrics::cache("stale");
-                        Ok(found)
+                        Ok(summary)
                     }
                     None => Err(error),
                 }
@@ -93,6 +178,35 @@ impl EntitlementCache {
         }
     }
 
+    /// Makes a user's entry stale so the next lookup reads the store (after a
+    /// write). The entry is kept as last-known state. A load in flight for the
+    /// user is waited for first, so a read that began before the write cannot
+    /// put the old state back as fresh.
+    pub async fn invalidate(&self, user_id: &str) {
+        let entry = self
+            .inner
+            .entries
+            .entry_async(user_id, |_, slot| {
+                slot.fresh_until_ms = 0;
+                EntryAction::Retain(())
+            })
+            .await;
+        // Vacant: nothing cached; dropping the guard leaves the key absent.
+        drop(entry);
+    }
+
+    /// Makes every entry stale (after missed invalidations). Last-known state
+    /// is kept: it only matters during an outage and is refreshed by reads.
+    pub fn invalidate_all(&self) {
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn store(&self) -> &Arc<dyn EntitlementStore> {
+        &self.inner.store
+    }
+}
+
+impl Inner {
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
@@ -106,19 +220,11 @@ impl EntitlementCache {
         self.store_down_until_ms.store(until, Ordering::Relaxed);
     }
 
-    /// Drops a user's entry so the next lookup reads the store (after a write).
-    pub async fn invalidate(&self, user_id: &str) {
-        self.fresh.invalidate(user_id).await;
-    }
-
-    /// Drops every fresh entry (after missed invalidations). Last-known state
-    /// is kept: it only matters during an outage and is refreshed by reads.
-    pub fn invalidate_all(&self) {
-        self.fresh.invalidate_all();
-    }
-
-    pub fn store(&self) -> &Arc<dyn EntitlementStore> {
-        &self.store
+    /// Stale serving is on, the entry is younger than `max_stale`, and the
+    /// summary has not outlived a grace or override end.
+    fn servable_when_stale(&self, slot: &Slot) -> bool {
+        let now: UnixTime = crate::gateway::unix_now();
+        self.stale_ms.is_some() && self.now_ms() < slot.stale_until_ms && slot.summary.is_valid_at(now)
     }
 }
 
@@ -126,6 +232,7 @@ impl EntitlementCache {
 mod tests {
     use super::*;
     use crate::apply::record::CustomerRecord;
+    use crate::entitlement::{Entitlement, Override, Subscription, SubscriptionStatus};
     use crate::store::{MemoryStore, Update};
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -134,6 +241,8 @@ mod tests {
     struct CountingStore {
         inner: MemoryStore,
         loads: AtomicUsize,
+        /// While set, every load fails as if Redis were down.
+        failing: std::sync::atomic::AtomicBool,
     }
 
     #[async_trait]
@@ -142,6 +251,9 @@ mod tests {
             self.loads.fetch_add(1, Ordering::SeqCst);
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(20)).await;
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("down for the test".into()));
+            }
             self.inner.load(user_id).await
         }
         async fn update(&self, user_id: &str, update: Update<'_, Entitlement>) -> Result<Option<Entitlement>, StoreError> {
@@ -189,9 +301,21 @@ mod tests {
     }
 
     fn setup() -> (Arc<CountingStore>, EntitlementCache) {
-        let store = Arc::new(CountingStore { inner: MemoryStore::new(), loads: AtomicUsize::new(0) });
-        let cache = EntitlementCache::new(store.clone(), Duration::from_secs(60), 100, None);
+        setup_with(Duration::from_secs(60), None)
+    }
+
+    fn setup_with(ttl: Duration, stale_for: Option<Duration>) -> (Arc<CountingStore>, EntitlementCache) {
+        let store = Arc::new(CountingStore { inner: MemoryStore::new(), loads: AtomicUsize::new(0), failing: Default::default() });
+        let cache = EntitlementCache::new(store.clone(), ttl, 100, stale_for, AccessRules::default());
         (store, cache)
+    }
+
+    fn active() -> Entitlement {
+        Entitlement { subscriptions: vec![Subscription::new("sub_1", "cus_1", SubscriptionStatus::Active, 1)], ..Default::default() }
+    }
+
+    async fn put(store: &CountingStore, user: &str, ent: Entitlement) {
+        store.update(user, &|_| Some(ent.clone())).await.unwrap();
     }
 
     #[tokio::test]
@@ -199,7 +323,7 @@ mod tests {
         let (store, cache) = setup();
         let lookups: Vec<_> = (0..50).map(|_| cache.get("alice")).collect();
         for found in futures_util::future::join_all(lookups).await {
-            assert_eq!(found.unwrap(), None);
+            assert_eq!(found.unwrap().status(), "none");
         }
         assert_eq!(store.loads.load(Ordering::SeqCst), 1, "50 concurrent misses must be one store read");
         cache.get("alice").await.unwrap();
@@ -209,11 +333,82 @@ mod tests {
     #[tokio::test]
     async fn invalidate_forces_a_fresh_read() {
         let (store, cache) = setup();
-        assert_eq!(cache.get("bob").await.unwrap(), None);
+        assert_eq!(cache.get("bob").await.unwrap().status(), "none");
         store.update("bob", &|_| Some(Entitlement { has_used_trial: true, ..Default::default() })).await.unwrap();
-        assert_eq!(cache.get("bob").await.unwrap(), None, "still cached");
+        assert!(!cache.get("bob").await.unwrap().plan.has_used_trial, "still cached");
         cache.invalidate("bob").await;
-        assert!(cache.get("bob").await.unwrap().unwrap().has_used_trial);
+        assert!(cache.get("bob").await.unwrap().plan.has_used_trial);
         assert_eq!(store.loads.load(Ordering::SeqCst), 2);
+        cache.invalidate_all();
+        cache.get("bob").await.unwrap();
+        assert_eq!(store.loads.load(Ordering::SeqCst), 3, "invalidate_all makes every entry stale");
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_during_a_load_is_not_lost() {
+        let (store, cache) = setup();
+        put(&store, "carol", active()).await;
+        // The load starts (and reads "active"), the write and its invalidation
+        // land while it is in flight: the loaded value must not stay fresh.
+        let load = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.get("carol").await.unwrap() }
+        });
+        while store.loads.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let mut canceled = active();
+        canceled.subscriptions[0].status = SubscriptionStatus::Canceled;
+        let invalidation = {
+            let cache = cache.clone();
+            let store = store.clone();
+            async move {
+                put(&store, "carol", canceled).await;
+                cache.invalidate("carol").await;
+            }
+        };
+        invalidation.await;
+        load.await.unwrap();
+        assert_eq!(cache.get("carol").await.unwrap().status(), "canceled");
+    }
+
+    #[tokio::test]
+    async fn last_known_state_is_served_during_an_outage_only_when_configured() {
+        for stale_for in [Some(Duration::from_secs(3600)), None] {
+            let (store, cache) = setup_with(Duration::from_millis(1), stale_for);
+            put(&store, "dave", active()).await;
+            assert_eq!(cache.get("dave").await.unwrap().status(), "active");
+            tokio::time::sleep(Duration::from_millis(5)).await; // past the 1 ms ttl
+            store.failing.store(true, Ordering::SeqCst);
+            let loads = store.loads.load(Ordering::SeqCst);
+            let during: Vec<_> = futures_util::future::join_all((0..10).map(|_| cache.get("dave"))).await;
+            assert_eq!(store.loads.load(Ordering::SeqCst), loads + 1, "one failed read, then the store is skipped");
+            for found in during {
+                match stale_for {
+                    Some(_) => assert_eq!(found.unwrap().status(), "active"),
+                    None => assert!(found.is_err()),
+                }
+            }
+            assert!(cache.get("nobody").await.is_err(), "no last-known state: the error surfaces");
+            store.failing.store(false, Ordering::SeqCst);
+            cache.inner.store_down_until_ms.store(0, Ordering::Relaxed);
+            assert_eq!(cache.get("dave").await.unwrap().status(), "active", "reads resume after the outage");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_entry_expires_when_its_override_ends() {
+        let (store, cache) = setup();
+        let now = crate::gateway::unix_now();
+        let grant = Override { until: now + 1, reason: "comp".into(), features: vec![] };
+        put(&store, "erin", Entitlement { grant_override: Some(grant), ..Default::default() }).await;
+        assert_eq!(cache.get("erin").await.unwrap().status(), "override");
+        // Whole seconds: the override ends at the next second boundary or the one after.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cache.get("erin").await.unwrap().status() == "override" {
+            assert!(Instant::now() < deadline, "the override's end must expire the 60 s entry");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(cache.get("erin").await.unwrap().status(), "none");
     }
 }
