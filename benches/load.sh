@@ -3,8 +3,8 @@
 #
 # Starts, on 127.0.0.1 only and on free ports: redis-server, a fast upstream (nginx,
 # 1 worker, answering a small JSON body), nginx as a plain reverse proxy to it
-# (1 worker, upstream keepalive), and paygate (Redis store, users entitled by signed
-# Stripe webhooks). Drives every target with the same wrk command, interleaving the
+# (1 worker, upstream keepalive), and paygate (`server.workers = 1`, Redis store,
+# users entitled by signed Stripe webhooks). Drives every target with the same wrk command, interleaving the
 # targets round by round (A B C ... A B C ...) so machine drift cancels, and reports
 # the median req/s, p50 and p99 per target and the paygate/nginx and paygate/direct
 # ratios. Then measures paygate's RSS: idle, during a 1 GiB streamed upload, and
@@ -228,6 +228,9 @@ paygate_config() { # NAME CACHE_TTL CACHE_CAPACITY
 [server]
 listen = "127.0.0.1:0"
 max_body = "2GiB"
+# One worker thread, like nginx's one worker process: both proxies get one core's
+# worth of threads while wrk and the upstream use the rest.
+workers = 1
 
 [upstream]
 url = "http://127.0.0.1:$UP_PORT"
@@ -328,7 +331,7 @@ describe() {
   case "$1" in
     direct) echo "upstream nginx, no proxy" ;;
     nginx) echo "nginx reverse proxy (1 worker, upstream keepalive)" ;;
-    pg-public) echo "paygate, public route, no token" ;;
+    pg-public) echo "paygate (1 worker), public route, no token" ;;
     pg-hs256) echo "paygate, subscription route, HS256 token, cached user" ;;
     pg-rs256) echo "paygate, subscription route, RS256 token, cached user" ;;
     pg-cold) echo "paygate, $COLD_USERS users x $COLD_TOKENS_PER_USER tokens rotating, cache $COLD_CACHE/1s: Redis read + HS256 verify per request" ;;

@@ -131,7 +131,18 @@ fn fail(message: &str) -> ExitCode {
 
 fn serve(config: Config) -> ExitCode {
     crate::telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One worker: a current-thread runtime, so a request never wakes another
+    // thread (the upstream connection task and the client's run side by side).
+    let mut builder = match config.server.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };

@@ -7,7 +7,6 @@
 //! - identity headers reaching the upstream are only ever the ones set here;
 //! - a cache hit does no store I/O.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -23,6 +22,7 @@ use crate::config::{Config, OnStoreError};
 use crate::deny::Deny;
 use crate::endpoints;
 use crate::entitlement::{Decision, UnixTime};
+use crate::proxy::headers::Peer;
 use crate::proxy::{self, headers, LimitedBody, Upstream};
 use crate::routes::{path, Policy};
 use crate::apply::Applier;
@@ -128,7 +128,7 @@ impl Gateway {
     }
 
     /// Handles one request. Never fails: every error becomes a response here.
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<GatewayBody> {
+    pub async fn handle(&self, request: Request<Incoming>, peer: &Peer) -> Response<GatewayBody> {
         let started = Instant::now();
         let request_id = headers::request_id(request.headers());
         // Only kept when the access log is on (cloning a `Uri` is a refcount bump):
@@ -156,7 +156,7 @@ impl Gateway {
             user_id = outcome.user.as_deref().map_or("-", |identity| identity.user_id.as_str()),
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             request_id = request_id.to_str().unwrap_or("-"),
-            peer = %peer.ip(),
+            peer = %peer.addr.ip(),
         );
         response
     }
@@ -164,7 +164,7 @@ impl Gateway {
     async fn route(
         &self,
         mut request: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
         request_id: &HeaderValue,
     ) -> Result<(Response<GatewayBody>, Outcome<'_>), (Deny, Outcome<'_>)> {
         let mut outcome = Outcome { decision: "", user: None, route: "default" };
@@ -279,7 +279,7 @@ impl Gateway {
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, upgrade);
         headers::strip_identity(h, &config.headers);
-        headers::set_forwarded(h, peer.ip(), &config.server.trusted_proxies, original_host.as_ref());
+        headers::set_forwarded(h, peer, &config.server.trusted_proxies, original_host.as_ref());
         h.insert(headers::X_REQUEST_ID.clone(), request_id.clone());
         headers::set_host(h, self.upstream.host_header());
         if let Some((user, status, features)) = identity_values {

@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
+use crate::proxy::headers::Peer;
 
 /// Serves until `shutdown` resolves, then stops accepting, marks the gateway as
 /// draining (readiness 503) and waits up to `server.shutdown_grace` for
@@ -49,9 +50,11 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
         };
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
+        let client = Peer::new(peer);
         let service = service_fn(move |request| {
             let gateway = gateway.clone();
-            async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, peer).await) }
+            let client = client.clone();
+            async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, &client).await) }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
         let alive = alive.clone();

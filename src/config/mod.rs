@@ -52,6 +52,9 @@ pub struct ServerConfig {
     /// Only peers in these networks may set `X-Forwarded-*` for us.
     pub trusted_proxies: Vec<IpNet>,
     pub shutdown_grace: Duration,
+    /// Threads serving requests; `None`: one per CPU. `Some(1)` runs everything
+    /// on one thread with no cross-thread wake-ups (like one nginx worker).
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -313,6 +316,14 @@ fn compile_server(root: &Table, errors: &mut Errors) -> Option<ServerConfig> {
     let max_body = s.size("max_body", 10 << 20, errors);
     let header_timeout = s.duration("header_timeout", Duration::from_secs(10), errors);
     let shutdown_grace = s.duration("shutdown_grace", Duration::from_secs(30), errors);
+    let workers = match s.integer("workers", errors) {
+        None => Some(None),
+        Some(n) if (1..=1024).contains(&n) => Some(Some(n as usize)),
+        Some(_) => {
+            errors.push("server.workers", "must be an integer from 1 to 1024 (leave it out for one per CPU)");
+            None
+        }
+    };
     let mut trusted_proxies = Vec::new();
     for (i, text) in s.string_list("trusted_proxies", errors).unwrap_or_default().into_iter().enumerate() {
         // A bare address is accepted as a one-host network.
@@ -326,7 +337,14 @@ fn compile_server(root: &Table, errors: &mut Errors) -> Option<ServerConfig> {
         errors.push("server.header_timeout", "must be greater than zero");
     }
     s.finish(errors);
-    Some(ServerConfig { listen: listen?, max_body: max_body?, header_timeout: header_timeout?, trusted_proxies, shutdown_grace: shutdown_grace? })
+    Some(ServerConfig {
+        listen: listen?,
+        max_body: max_body?,
+        header_timeout: header_timeout?,
+        trusted_proxies,
+        shutdown_grace: shutdown_grace?,
+        workers: workers?,
+    })
 }
 
 fn compile_upstream(root: &Table, errors: &mut Errors) -> Option<UpstreamConfig> {

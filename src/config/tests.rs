@@ -33,6 +33,7 @@ fn minimal_config_gets_spec_defaults() {
     assert_eq!(c.server.max_body, 10 << 20);
     assert_eq!(c.server.header_timeout, Duration::from_secs(10));
     assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(c.server.workers, None, "one per CPU");
     assert_eq!(c.upstream.timeout, Duration::from_secs(30));
     assert_eq!(c.jwt.algorithms, vec![jsonwebtoken::Algorithm::HS256]);
     assert_eq!(c.jwt.leeway, 30);
@@ -69,6 +70,7 @@ max_body = "10MiB"
 header_timeout = "10s"
 trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]
 shutdown_grace = "30s"
+workers = 1
 [upstream]
 url = "http://127.0.0.1:8000"
 connect_timeout = "2s"
@@ -136,6 +138,7 @@ fn every_error_is_reported_with_its_key() {
 [server]
 listne = "127.0.0.1:8080"
 max_body = "10 parsecs"
+workers = 0
 [upstream]
 url = "ftp://nope"
 timeout = "30"
@@ -160,6 +163,7 @@ polcy = "subscription"
     for expected in [
         "server.listne",
         "server.max_body",
+        "server.workers",
         "upstream.url",
         "upstream.timeout",
         "jwt.algorithms[1]",
