@@ -23,7 +23,7 @@ use crate::deny::Deny;
 use crate::endpoints;
 use crate::entitlement::{Decision, UnixTime};
 use crate::proxy::headers::Peer;
-use crate::proxy::{self, headers, LimitedBody, Upstream};
+use crate::proxy::{self, headers, LimitedBody, Upstream, UpstreamBody};
 use crate::routes::{path, Policy};
 use crate::apply::Applier;
 use crate::store::redis::Invalidation;
@@ -32,7 +32,7 @@ use crate::webhook::WebhookEndpoint;
 
 /// What the client gets back: the upstream's streamed body, or a small body the
 /// gateway made itself. `Either` avoids boxing on the hot path.
-pub type GatewayBody = Either<Incoming, Full<Bytes>>;
+pub type GatewayBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// Everything a request needs, built once at start and shared by all connections.
 pub struct Gateway {

@@ -18,7 +18,8 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones proxies still see),
-/// as parsed names so that nothing is parsed per request.
+/// as parsed names so that nothing is parsed per request. The index of each is
+/// what [`hop_index`] returns.
 static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -30,6 +31,37 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     HeaderName::from_static("proxy-authorization"),
     HeaderName::from_static("proxy-authenticate"),
 ];
+
+/// Position of `name` in [`HOP_BY_HOP`]. A `match` on the text compiles to a
+/// length switch plus one comparison: cheaper than comparing with nine names
+/// (this runs for every header of every request and response).
+fn hop_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "te" => 3,
+        "trailer" => 4,
+        "transfer-encoding" => 5,
+        "upgrade" => 6,
+        "proxy-authorization" => 7,
+        "proxy-authenticate" => 8,
+        _ => return None,
+    })
+}
+
+/// [`hop_index`] for a `Connection` token, whatever its case, without allocating.
+fn hop_index_ignoring_case(token: &str) -> Option<usize> {
+    let mut lower = [0u8; 20];
+    let bytes = token.as_bytes();
+    if bytes.len() > lower.len() {
+        return None;
+    }
+    for (to, from) in lower.iter_mut().zip(bytes) {
+        *to = from.to_ascii_lowercase();
+    }
+    std::str::from_utf8(&lower[..bytes.len()]).ok().and_then(hop_index)
+}
 
 /// The client's address, with its `X-Forwarded-For` form made once per
 /// connection rather than formatted on every request.
@@ -52,19 +84,27 @@ impl Peer {
 /// hop needs them to agree to the protocol switch.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // One pass over the names present (a handful) finds which hop-by-hop ones
-    // are there; removing only those beats nine hash lookups per message.
+    // are there; only those are then removed.
     let mut present = 0u16;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+        if let Some(i) = hop_index(name.as_str()) {
             present |= 1 << i;
         }
     }
     if present & 1 != 0 {
+        // Names listed in `Connection` go too. The usual keep-alive values
+        // ("keep-alive", "upgrade") are in the fixed list, so the vector is
+        // only allocated for other names ("close" included: RFC 9110 §7.6.1
+        // drops any field named by a connection option).
         let mut named: Vec<HeaderName> = Vec::new();
         for value in headers.get_all(CONNECTION) {
             for token in value.to_str().unwrap_or("").split(',') {
                 let token = token.trim();
                 if token.is_empty() || (keep_upgrade && token.eq_ignore_ascii_case("upgrade")) {
+                    continue;
+                }
+                if let Some(i) = hop_index_ignoring_case(token) {
+                    present |= 1 << i;
                     continue;
                 }
                 if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
@@ -242,6 +282,22 @@ mod tests {
         h.insert("accept", "*/*".parse().unwrap());
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["accept"]);
+    }
+
+    #[test]
+    fn connection_tokens_are_matched_whatever_their_case() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "Close, KEEP-ALIVE, x-Other".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-other", "1".parse().unwrap());
+        h.insert("close", "not a hop-by-hop header, but named".parse().unwrap());
+        h.insert("accept", "*/*".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, vec!["accept"], "a field named like a connection option goes too");
+        assert_eq!(hop_index_ignoring_case("Proxy-Authorization"), Some(7));
+        assert_eq!(hop_index_ignoring_case("a-token-longer-than-twenty-bytes"), None);
     }
 
     #[test]

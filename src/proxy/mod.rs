@@ -6,30 +6,25 @@
 
 pub mod body;
 pub mod headers;
+pub mod pool;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use http::header::HeaderValue;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use crate::config::UpstreamConfig;
 use crate::deny::Deny;
 pub use body::{BodyTooLarge, BoxError, LimitedBody};
-
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+pub use pool::UpstreamBody;
 
 /// The application behind the gateway and a connection pool to it.
-#[derive(Clone)]
 pub struct Upstream {
-    client: Client<Connector, LimitedBody>,
-    scheme: Scheme,
-    authority: Authority,
+    pool: pool::Pool,
     /// `Host` sent upstream: the upstream's own authority, precomputed once.
     host_header: HeaderValue,
     timeout: std::time::Duration,
@@ -47,30 +42,26 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(256)
-            .build(connector);
-        let scheme = config.url.scheme().cloned().unwrap_or(Scheme::HTTP);
         let authority = config.url.authority().cloned().expect("config validated an authority");
         let host_header = HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value");
-        Upstream { client, scheme, authority, host_header, timeout: config.timeout }
+        let pool = pool::Pool::new(connector, config.url.clone(), config.pool_idle_timeout);
+        Upstream { pool, host_header, timeout: config.timeout }
     }
 
-    /// The target URI for a normalized path and the client's original query.
+    /// The request target sent upstream (origin-form: the connection already
+    /// knows the host) for a normalized path and the client's original query.
     pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, Deny> {
         let path_and_query = match query {
             Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
             None => PathAndQuery::try_from(path),
         }
         .map_err(|_| Deny::BadPath("the path cannot be forwarded".into()))?;
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|_| Deny::BadPath("the path cannot be forwarded".into()))
+        Ok(Uri::from(path_and_query))
+    }
+
+    /// Idle pooled connections (tests).
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle_count()
     }
 
     pub fn host_header(&self) -> &HeaderValue {
@@ -79,8 +70,8 @@ impl Upstream {
 
     /// Sends the request and waits (up to `upstream.timeout`) for the response
     /// head. The body keeps streaming after this returns.
-    pub async fn send(&self, request: Request<LimitedBody>, body_tripped: &AtomicBool) -> Result<Response<Incoming>, Deny> {
-        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+    pub async fn send(&self, request: Request<LimitedBody>, body_tripped: &AtomicBool) -> Result<Response<UpstreamBody>, Deny> {
+        match tokio::time::timeout(self.timeout, self.pool.send(request)).await {
             Err(_elapsed) => Err(Deny::UpstreamTimeout),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => {

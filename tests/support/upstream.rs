@@ -156,6 +156,8 @@ struct State {
     /// Bumped on every arrival and record so waiters can re-check.
     changed: watch::Sender<u64>,
     handler: Box<Handler>,
+    /// TCP connections accepted so far (the gateway's pool reuse shows here).
+    connections: std::sync::atomic::AtomicUsize,
 }
 
 /// A recording upstream on `127.0.0.1:0`. Stops accepting when dropped.
@@ -189,6 +191,7 @@ impl Upstream {
             records: Mutex::new(Vec::new()),
             changed: watch::channel(0).0,
             handler: Box::new(handler),
+            connections: std::sync::atomic::AtomicUsize::new(0),
         });
         let accept_state = state.clone();
         let accept = tokio::spawn(async move {
@@ -196,6 +199,7 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                accept_state.connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let state = accept_state.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| handle(state.clone(), req));
@@ -210,6 +214,11 @@ impl Upstream {
             state,
             accept,
         }
+    }
+
+    /// How many TCP connections the upstream has accepted.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// `http://127.0.0.1:PORT`, for `upstream.url`.
