@@ -108,7 +108,10 @@ pub fn render() -> String {
 /// neither builds label sets nor allocates: one `Counter` per decision and one
 /// latency `Histogram` per route label.
 pub struct RequestMetrics {
-    routes: std::collections::HashMap<String, RouteMetrics>,
+    /// Route label, the address of the config string it was made from, and
+    /// its metrics. The gateway reports a route by that same borrowed string,
+    /// so the address usually finds it without comparing text or hashing.
+    routes: Vec<(String, usize, RouteMetrics)>,
     fallback: RouteMetrics,
 }
 
@@ -137,13 +140,29 @@ impl RequestMetrics {
     /// "default", "/_paygate", "webhook").
     pub fn new<'a>(labels: impl IntoIterator<Item = &'a str>) -> RequestMetrics {
         init();
-        let routes = labels.into_iter().map(|l| (l.to_string(), RouteMetrics::new(l))).collect();
+        let mut routes: Vec<(String, usize, RouteMetrics)> = Vec::new();
+        for label in labels {
+            if !routes.iter().any(|(l, _, _)| l == label) {
+                routes.push((label.to_string(), label.as_ptr() as usize, RouteMetrics::new(label)));
+            }
+        }
         RequestMetrics { routes, fallback: RouteMetrics::new("other") }
     }
 
     pub fn record(&self, route: &str, decision: &str, elapsed: Duration) {
-        let metrics = self.routes.get(route).unwrap_or(&self.fallback);
-        let index = DECISIONS.iter().position(|d| *d == decision).unwrap_or(DECISIONS.len() - 1);
+        let address = route.as_ptr() as usize;
+        let metrics = self
+            .routes
+            .iter()
+            .find(|(label, at, _)| *at == address && label.len() == route.len())
+            .or_else(|| self.routes.iter().find(|(label, _, _)| label == route))
+            .map_or(&self.fallback, |(_, _, metrics)| metrics);
+        // Same idea for the decision: the literals are usually the very ones in DECISIONS.
+        let index = DECISIONS
+            .iter()
+            .position(|d| std::ptr::eq(d.as_ptr(), decision.as_ptr()) && d.len() == decision.len())
+            .or_else(|| DECISIONS.iter().position(|d| *d == decision))
+            .unwrap_or(DECISIONS.len() - 1);
         metrics.by_decision[index].increment(1);
         metrics.duration.record(elapsed.as_secs_f64());
     }

@@ -218,24 +218,31 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 /// A process-unique id: a random 64-bit prefix chosen at start plus a counter.
 /// Unique without a syscall or lock per request.
 pub fn new_request_id() -> HeaderValue {
-    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // The prefix's 16 hex digits are written once; each id only adds the counter's.
+    static PREFIX: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| {
+    let prefix = PREFIX.get_or_init(|| {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
         h.write_u32(std::process::id());
-        h.finish()
+        hex16(h.finish())
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // 32 lowercase hex digits, written by hand: `format!` showed in profiles.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut text = [0u8; 32];
-    for (i, byte) in text.iter_mut().enumerate() {
-        let (word, shift) = if i < 16 { (prefix, 60 - 4 * i) } else { (n, 60 - 4 * (i - 16)) };
-        *byte = HEX[((word >> shift) & 0xf) as usize];
-    }
+    text[..16].copy_from_slice(prefix);
+    text[16..].copy_from_slice(&hex16(n));
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// 16 lowercase hex digits of `n` (`format!` showed in profiles).
+fn hex16(n: u64) -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
 }
 
 /// Replaces `Host` with the upstream's authority (the original goes to `X-Forwarded-Host`).
