@@ -223,9 +223,9 @@ impl Gateway {
         if let Some(identity) = &identity {
             // The access log wants the user id; it is copied on denials only and
             // moved in once the request is let through.
-            let user_header = match HeaderValue::from_str(&identity.user_id) {
-                Ok(v) => v,
-                Err(_) => return Err((Deny::InvalidToken("user id is not usable as a header value"), outcome.with_user(identity))),
+            let user_header = match &identity.user_header {
+                Some(v) => v.clone(),
+                None => return Err((Deny::InvalidToken("user id is not usable as a header value"), outcome.with_user(identity))),
             };
             let lookup = self.entitlements.get(&identity.user_id).await;
             let required: &[String] = matched.features;
@@ -272,8 +272,12 @@ impl Gateway {
             return Err((Deny::PayloadTooLarge, outcome));
         }
 
-        // 6. Rewrite and forward.
-        let uri = self.upstream.uri_for(&normalized, request.uri().query()).map_err(|d| (d, outcome.snapshot()))?;
+        // 6. Rewrite and forward. A path that normalization left as it was
+        // keeps the client's path-and-query buffer (no copy).
+        let uri = match request.uri().path_and_query() {
+            Some(original) if original.path() == normalized => http::Uri::from(original.clone()),
+            _ => self.upstream.uri_for(&normalized, request.uri().query()).map_err(|d| (d, outcome.snapshot()))?,
+        };
         let (mut parts, body) = request.into_parts();
         let original_host = parts.headers.get(HOST).cloned().or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
         let h = &mut parts.headers;

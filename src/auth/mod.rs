@@ -93,6 +93,16 @@ pub struct Identity {
     pub user_id: String,
     /// `exp` claim, unix seconds
     pub expires_at: i64,
+    /// `user_id` as the identity header's value, made once per verified token
+    /// (cached with it); `None` when the id cannot be a header value.
+    pub user_header: Option<http::HeaderValue>,
+}
+
+impl Identity {
+    pub fn new(user_id: String, expires_at: i64) -> Identity {
+        let user_header = http::HeaderValue::from_str(&user_id).ok();
+        Identity { user_id, expires_at, user_header }
+    }
 }
 
 /// Why a request has no usable identity; each maps to one SPEC §4 response.
@@ -536,10 +546,7 @@ fn read_identity(token: &str, user_claim: &str) -> Result<Identity, AuthError> {
         .unwrap_or(Err("missing user claim"))
         .map_err(AuthError::Invalid)?;
     let expires_at = found.exp.ok_or(AuthError::Invalid("missing exp"))?;
-    Ok(Identity {
-        user_id,
-        expires_at,
-    })
+    Ok(Identity::new(user_id, expires_at))
 }
 
 /// Calls `f` with the base64url-decoded `segment`, or returns None when it
@@ -1009,10 +1016,7 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
             hs256(json!({"sub": "alice", "exp": exp, "iat": now(), "extra": {"nested": [1, 2]}}));
         assert_eq!(
             auth.verify(&token).await.map(|i| (*i).clone()),
-            Ok(Identity {
-                user_id: "alice".to_owned(),
-                expires_at: exp
-            })
+            Ok(Identity::new("alice".to_owned(), exp))
         );
     }
 
@@ -1025,7 +1029,7 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
         assert!(auth.verify(&token).await.is_ok());
         assert!(auth.verified.get(&token).is_some(), "a good token is remembered");
         // Pretend the cached entry outlived its token: the cache must not serve it.
-        let stale = Identity { user_id: "alice".into(), expires_at: now() - 1 };
+        let stale = Identity::new("alice".into(), now() - 1);
         auth.verified.insert(token.clone(), Verified { identity: Arc::new(stale), checked_at: now() });
         assert_eq!(auth.verify(&token).await, Err(AuthError::Expired));
         // Bad tokens are never remembered.
@@ -1057,10 +1061,7 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
             let token = hs256(json!({"user_id": value, "sub": "ignored", "exp": exp}));
             assert_eq!(
                 auth.verify(&token).await.map(|i| (*i).clone()),
-                Ok(Identity {
-                    user_id: expected.to_owned(),
-                    expires_at: exp
-                }),
+                Ok(Identity::new(expected.to_owned(), exp)),
                 "{value}"
             );
         }
@@ -1171,10 +1172,7 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
         let token = hs256(json!({"sub": "alice", "exp": exp}));
         assert_eq!(
             auth.verify(&token).await.map(|i| (*i).clone()),
-            Ok(Identity {
-                user_id: "alice".to_owned(),
-                expires_at: exp
-            })
+            Ok(Identity::new("alice".to_owned(), exp))
         );
         let token = hs256(json!({"sub": "alice", "exp": now() - 120}));
         assert_eq!(auth.verify(&token).await, Err(AuthError::Expired));
@@ -1379,10 +1377,7 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
         );
         assert_eq!(
             auth.verify(&token).await.map(|i| (*i).clone()),
-            Ok(Identity {
-                user_id: "alice".to_owned(),
-                expires_at: exp
-            })
+            Ok(Identity::new("alice".to_owned(), exp))
         );
         // An EC key cannot stand in for the RSA one.
         let token = es256(EC1_PRIVATE, None, valid_claims());
