@@ -103,8 +103,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
                 if token.is_empty() || (keep_upgrade && token.eq_ignore_ascii_case("upgrade")) {
                     continue;
                 }
-                if let Some(i) = hop_index_ignoring_case(token) {
-                    present |= 1 << i;
+                // A fixed hop-by-hop name: if present, the scan above found it.
+                if hop_index_ignoring_case(token).is_some() {
                     continue;
                 }
                 if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
