@@ -23,7 +23,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quick_cache::sync::{Cache, EntryAction, EntryResult};
+use quick_cache::sync::{Cache, DefaultLifecycle, EntryAction, EntryResult, PlaceholderGuard};
+use quick_cache::{DefaultHashBuilder, UnitWeighter};
 
 use super::{EntitlementStore, StoreError};
 use crate::entitlement::{AccessRules, AccessSummary, UnixTime};
@@ -67,6 +68,30 @@ struct Slot {
 impl Slot {
     fn is_fresh(&self, now_ms: u64, generation: u32) -> bool {
         now_ms < self.fresh_until_ms && self.generation == generation
+    }
+}
+
+/// The right to fill one user's entry, taken on a miss. Dropped without a
+/// result (the store failed, or the request was cancelled mid-read) it puts
+/// the previous entry back, so last-known state outlives a failed load.
+struct Loading<'a> {
+    guard: Option<PlaceholderGuard<'a, String, Slot, UnitWeighter, DefaultHashBuilder, DefaultLifecycle<String, Slot>>>,
+    previous: Option<Slot>,
+}
+
+impl Loading<'_> {
+    fn finish(mut self, slot: Slot) {
+        if let Some(guard) = self.guard.take() {
+            let _ = guard.insert(slot);
+        }
+    }
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        if let (Some(guard), Some(previous)) = (self.guard.take(), self.previous.take()) {
+            let _ = guard.insert(previous);
+        }
     }
 }
 
@@ -124,13 +149,13 @@ impl EntitlementCache {
                 }
             })
             .await;
-        let (guard, previous) = match entry {
+        let loading = match entry {
             EntryResult::Retained(summary) => {
                 crate::metrics::cache("hit");
                 return Ok(summary);
             }
-            EntryResult::Replaced(guard, previous) => (guard, Some(previous)),
-            EntryResult::Vacant(guard) => (guard, None),
+            EntryResult::Replaced(guard, previous) => Loading { guard: Some(guard), previous: Some(previous) },
+            EntryResult::Vacant(guard) => Loading { guard: Some(guard), previous: None },
             // Neither is produced by `entry_async` with this callback.
             EntryResult::Removed(..) | EntryResult::Timeout => return Err(StoreError::Unavailable("cache entry vanished".into())),
         };
@@ -152,8 +177,7 @@ impl EntitlementCache {
                     fresh_until_ms = fresh_until_ms.min(now_ms + (until.get() - unix).max(0) as u64 * 1000);
                 }
                 let stale_until_ms = inner.stale_ms.map_or(0, |stale| now_ms + stale);
-                let slot = Slot { summary: summary.clone(), fresh_until_ms, stale_until_ms, generation };
-                let _ = guard.insert(slot);
+                loading.finish(Slot { summary: summary.clone(), fresh_until_ms, stale_until_ms, generation });
                 Ok(summary)
             }
             Err(error) => {
@@ -161,12 +185,11 @@ impl EntitlementCache {
                     crate::metrics::store_error();
                     inner.mark_store_down();
                 }
-                let Some(previous) = previous else { return Err(error) };
-                // Put the old state back: it is what the next lookups during
-                // this outage can fall back on. It stays expired, so the first
-                // lookup after the outage reads the store again.
-                let stale = inner.servable_when_stale(&previous).then(|| previous.summary.clone());
-                let _ = guard.insert(previous);
+                // Dropping `loading` puts the old state back: it is what the next
+                // lookups during this outage can fall back on. It stays expired,
+                // so the first lookup after the outage reads the store again.
+                let stale = loading.previous.as_ref().filter(|p| inner.servable_when_stale(p)).map(|p| p.summary.clone());
+                drop(loading);
                 match stale {
                     Some(summary) => {
                         crate::metrics::cache("stale");
@@ -394,6 +417,27 @@ mod tests {
             cache.inner.store_down_until_ms.store(0, Ordering::Relaxed);
             assert_eq!(cache.get("dave").await.unwrap().status(), "active", "reads resume after the outage");
         }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_load_keeps_the_last_known_state() {
+        let (store, cache) = setup_with(Duration::from_millis(1), Some(Duration::from_secs(3600)));
+        put(&store, "frank", active()).await;
+        assert_eq!(cache.get("frank").await.unwrap().status(), "active");
+        tokio::time::sleep(Duration::from_millis(5)).await; // past the 1 ms ttl
+        // A request whose client goes away while its store read is in flight.
+        let loads = store.loads.load(Ordering::SeqCst);
+        let abandoned = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.get("frank").await }
+        });
+        while store.loads.load(Ordering::SeqCst) == loads {
+            tokio::task::yield_now().await;
+        }
+        abandoned.abort();
+        let _ = abandoned.await;
+        store.failing.store(true, Ordering::SeqCst);
+        assert_eq!(cache.get("frank").await.unwrap().status(), "active", "served from last-known state");
     }
 
     #[tokio::test]
