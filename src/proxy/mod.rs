@@ -59,10 +59,6 @@ impl Upstream {
         Ok(Uri::from(path_and_query))
     }
 
-    /// Idle pooled connections (tests).
-    pub fn idle_connections(&self) -> usize {
-        self.pool.idle_count()
-    }
 
     pub fn host_header(&self) -> &HeaderValue {
         &self.host_header

@@ -148,10 +148,6 @@ impl Pool {
         Ok(sender)
     }
 
-    /// Idle connections now (tests).
-    pub fn idle_count(&self) -> usize {
-        self.inner.idle.lock().map(|idle| idle.len()).unwrap_or(0)
-    }
 }
 
 impl Inner {
