@@ -10,7 +10,7 @@
 # ratios. Then measures paygate's RSS: idle, during a 1 GiB streamed upload, and
 # after MEM_USERS distinct users were cached.
 #
-#   bash benches/load.sh            # full run: 3 rounds x 10 s per target (~6 min on 2 cores)
+#   bash benches/load.sh            # full run: 3 rounds x 10 s per target (~7 min on 2 cores)
 #   QUICK=1 bash benches/load.sh    # smoke run: 1 round x 3 s, 100k users for memory
 #
 # Environment (defaults in brackets; QUICK=1 changes the marked ones):
