@@ -221,8 +221,7 @@ impl Gateway {
         // the upstream always sees the status, but only subscription routes deny.
         let mut identity_values: Option<(HeaderValue, HeaderValue, Option<HeaderValue>)> = None;
         if let Some(identity) = &identity {
-            // The access log wants the user id; it is copied on denials only and
-            // moved in once the request is let through.
+            // Made once per verified token (the identity is cached with it).
             let user_header = match &identity.user_header {
                 Some(v) => v.clone(),
                 None => return Err((Deny::InvalidToken("user id is not usable as a header value"), outcome.with_user(identity))),
@@ -233,16 +232,15 @@ impl Gateway {
                 Ok(found) => {
                     // Features only go with a grant; the joined header was made
                     // when the entry was loaded.
-                    let (status, features) = match found.decide(required) {
-                        Decision::Allow { status, .. } => (status, found.features_header().cloned()),
-                        refused if matched.policy == Policy::Subscription => {
+                    let (status, features) = match found.check(required) {
+                        Ok(status) => (status, found.features_header().cloned()),
+                        Err(refused) if matched.policy == Policy::Subscription => {
                             return Err((deny_for(refused), outcome.with_user(identity)));
                         }
                         // Not a subscription route: the user passes, and the
                         // upstream learns the state from the headers.
-                        Decision::CheckoutRequired => ("none", None),
-                        Decision::SubscriptionRequired { status } => (status, None),
-                        Decision::UpgradeRequired { .. } => ("none", None),
+                        Err(Decision::SubscriptionRequired { status }) => (status, None),
+                        Err(_) => ("none", None),
                     };
                     identity_values = Some((user_header, HeaderValue::from_static(status), features));
                 }

@@ -114,16 +114,26 @@ impl AccessSummary {
     /// The decision for a route requiring `required` features; same rules as
     /// [`super::decide`] (features only matter once access is granted).
     pub fn decide<'a>(&'a self, required: &'a [String]) -> Decision<'a> {
+        match self.check(required) {
+            Ok(status) => Decision::Allow { status, features: self.feature_names().iter().map(|f| &**f).collect() },
+            Err(refused) => refused,
+        }
+    }
+
+    /// [`Self::decide`] without listing the granted features: `Ok(status)` when
+    /// the route is allowed, else the refusing decision. The request path uses
+    /// this and sends `features_header`, so an allowed request allocates nothing.
+    pub fn check<'a>(&'a self, required: &'a [String]) -> Result<&'static str, Decision<'a>> {
         match self.state {
             State::Granted { status } => {
                 let have = self.feature_names();
                 match required.iter().find(|f| !have.iter().any(|name| **name == ***f)) {
-                    Some(missing) => Decision::UpgradeRequired { feature: missing },
-                    None => Decision::Allow { status, features: have.iter().map(|f| &**f).collect() },
+                    Some(missing) => Err(Decision::UpgradeRequired { feature: missing }),
+                    None => Ok(status),
                 }
             }
-            State::NeverSubscribed => Decision::CheckoutRequired,
-            State::Lapsed { status } => Decision::SubscriptionRequired { status },
+            State::NeverSubscribed => Err(Decision::CheckoutRequired),
+            State::Lapsed { status } => Err(Decision::SubscriptionRequired { status }),
         }
     }
 
