@@ -19,39 +19,12 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 DURATION=${DURATION:-5s}
-say() { printf '%s\n' "$*" >&2; }
-die() { say "callgrind.sh: $*"; exit 1; }
-
-missing=()
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$NGINX" ] || missing+=(nginx)
-for tool in wrk valgrind curl python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  say "installing ${missing[*]} (apt-get)"
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  # A package install may start nginx on :80; we run our own.
-  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then $SUDO systemctl stop nginx 2>/dev/null || true; fi
-  if [ -s /run/nginx.pid ]; then $SUDO kill "$(cat /run/nginx.pid)" 2>/dev/null || true; fi
-  NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-fi
-if [ -z "${PAYGATE_BIN:-}" ]; then
-  (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
-  PAYGATE_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/paygate
-fi
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/paygate-callgrind.XXXXXX")
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "${KEEP_TMP:-0}" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_http() { local i; for i in $(seq 300); do curl -s -o /dev/null --max-time 1 "$1" && return 0; sleep 0.2; done; die "$1 did not come up"; }
+SCRIPT=callgrind.sh
+# shellcheck source=load/common.sh
+. "$HERE/load/common.sh"
+ensure_tools nginx wrk valgrind curl python3
+ensure_paygate
+make_tmp callgrind
 
 UP_PORT=$(free_port)
 PROXY_PORT=$(free_port)
@@ -116,7 +89,7 @@ else
 fi
 TARGET_PID=$!
 PIDS+=("$TARGET_PID")
-wait_http "http://127.0.0.1:$PROXY_PORT/api/x"
+wait_http "http://127.0.0.1:$PROXY_PORT/api/x" 60
 URL="http://127.0.0.1:$PROXY_PORT/api/data"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$URL")
 [ "$code" = 200 ] || die "expected 200 through the proxy, got $code"

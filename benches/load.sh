@@ -53,69 +53,17 @@ LOADAVG_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 JWT_SECRET="load-bench-jwt-secret-0123456789abcdef"
 WHSEC="whsec_load_bench_secret"
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "load.sh: $*"; exit 1; }
-
-# --- Tools -----------------------------------------------------------------------
-# nginx, wrk and redis-server come from Debian when missing. A package install may
-# start a system service (nginx on :80, redis on :6379): stop it, we run our own.
-missing=()
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$NGINX" ] || missing+=(nginx)
-command -v wrk >/dev/null || missing+=(wrk)
-command -v redis-server >/dev/null || missing+=(redis-server)
-for tool in curl openssl python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  say "installing ${missing[*]} (apt-get)"
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  stop_service() { # NAME PIDFILE: a service this install started
-    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
-      $SUDO systemctl stop "$1" 2>/dev/null || true
-    fi
-    if [ -s "$2" ]; then $SUDO kill "$(cat "$2")" 2>/dev/null || true; fi
-  }
-  case " ${missing[*]} " in *" nginx "*) stop_service nginx /run/nginx.pid ;; esac
-  case " ${missing[*]} " in *" redis-server "*) stop_service redis-server /run/redis/redis-server.pid ;; esac
-  NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-fi
-
-# --- paygate binary ---------------------------------------------------------------
-if [ -z "${PAYGATE_BIN:-}" ]; then
-  say "building paygate (cargo build --release)"
-  (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
-  PAYGATE_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/paygate
-fi
-[ -x "$PAYGATE_BIN" ] || die "no paygate binary at $PAYGATE_BIN"
-
-# --- Temp dir, processes, cleanup ----------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/paygate-load.XXXXXX")
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "${KEEP_TMP:-0}" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+SCRIPT=load.sh
+# shellcheck source=load/common.sh
+. "$LOAD/common.sh"
+ensure_tools nginx wrk redis-server curl openssl python3
+ensure_paygate
+make_tmp load
 
 # A copy, so a concurrent rebuild cannot swap the binary in the middle of the run.
 cp "$PAYGATE_BIN" "$TMP/paygate"
 PAYGATE=$TMP/paygate
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_http() { # URL: until it answers at all (any status), 15 s at most
-  local i
-  for i in $(seq 150); do
-    curl -s -o /dev/null --max-time 1 "$1" && return 0
-    sleep 0.1
-  done
-  die "$1 did not come up"
-}
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
