@@ -28,26 +28,8 @@ make_tmp callgrind
 
 UP_PORT=$(free_port)
 PROXY_PORT=$(free_port)
-nginx_conf() { # DIR SERVER_BLOCK [UPSTREAM_BLOCK]
-  cat <<EOF
-worker_processes 1;
-master_process off;
-daemon off;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $1/body; proxy_temp_path $1/proxy; fastcgi_temp_path $1/fastcgi;
-  uwsgi_temp_path $1/uwsgi; scgi_temp_path $1/scgi;
-  keepalive_requests 10000000;
-  ${3:-}
-  $2
-}
-EOF
-}
 mkdir -p "$TMP/up" "$TMP/ngx"
-nginx_conf "$TMP/up" "server { listen 127.0.0.1:$UP_PORT; default_type application/json;
+nginx_conf "$TMP/up" off "server { listen 127.0.0.1:$UP_PORT; default_type application/json;
     location / { return 200 '{\"ok\":true,\"service\":\"upstream\",\"items\":[1,2,3]}\n'; } }" >"$TMP/up/nginx.conf"
 "$NGINX" -p "$TMP/up" -c "$TMP/up/nginx.conf" &
 PIDS+=($!)
@@ -79,9 +61,9 @@ TOKEN=$("$PAYGATE_BIN" token --config "$TMP/paygate.toml" --user u1 --ttl 1h)
 OUT=$TMP/callgrind.out
 if [ "${NGINX_PROXY:-0}" = 1 ]; then
   what="nginx reverse proxy"
-  nginx_conf "$TMP/ngx" "server { listen 127.0.0.1:$PROXY_PORT; location / { proxy_pass http://app;
-      proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" \
-    "upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; }" >"$TMP/ngx/nginx.conf"
+  nginx_conf "$TMP/ngx" off "upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; }
+    server { listen 127.0.0.1:$PROXY_PORT; location / { proxy_pass http://app;
+      proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" >"$TMP/ngx/nginx.conf"
   valgrind --tool=callgrind --callgrind-out-file="$OUT" "$NGINX" -p "$TMP/ngx" -c "$TMP/ngx/nginx.conf" 2>"$TMP/valgrind.log" &
 else
   what="paygate $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo), HS256 subscription route, cached user"

@@ -101,31 +101,8 @@ redis-cli -p "$REDIS_PORT" ping >/dev/null || die "redis did not start"
 # --- upstream and nginx proxy ------------------------------------------------------------
 UP_PORT=$(free_port)
 NGX_PORT=$(free_port)
-nginx_common() { # DIR: the parts both nginx instances share
-  cat <<EOF
-worker_processes 1;
-daemon off;
-master_process on;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 4096; }
-EOF
-}
-nginx_http_common() { # DIR
-  cat <<EOF
-  access_log off;
-  client_body_temp_path $1/body; proxy_temp_path $1/proxy; fastcgi_temp_path $1/fastcgi;
-  uwsgi_temp_path $1/uwsgi; scgi_temp_path $1/scgi;
-  keepalive_requests 10000000;
-  keepalive_timeout 75s;
-EOF
-}
 mkdir -p "$TMP/up" "$TMP/ngx"
-{
-  nginx_common "$TMP/up"
-  echo "http {"
-  nginx_http_common "$TMP/up"
-  cat <<EOF
+nginx_conf "$TMP/up" on "$(cat <<EOF
   log_format upload '\$status \$request_time';
   server {
     listen 127.0.0.1:$UP_PORT;
@@ -136,14 +113,9 @@ mkdir -p "$TMP/up" "$TMP/ngx"
     location /public/upload { access_log $TMP/up/upload.log upload; return 200 '{"ok":true}\n'; }
     location / { return 200 '{"ok":true,"service":"upstream","items":[1,2,3]}\n'; }
   }
-}
 EOF
-} >"$TMP/up/nginx.conf"
-{
-  nginx_common "$TMP/ngx"
-  echo "http {"
-  nginx_http_common "$TMP/ngx"
-  cat <<EOF
+)" >"$TMP/up/nginx.conf"
+nginx_conf "$TMP/ngx" on "$(cat <<EOF
   upstream app {
     server 127.0.0.1:$UP_PORT;
     keepalive 64;
@@ -157,9 +129,8 @@ EOF
       proxy_set_header Connection "";
     }
   }
-}
 EOF
-} >"$TMP/ngx/nginx.conf"
+)" >"$TMP/ngx/nginx.conf"
 "$NGINX" -p "$TMP/up" -c "$TMP/up/nginx.conf" -e "$TMP/up/error.log" &
 PIDS+=($!)
 "$NGINX" -p "$TMP/ngx" -c "$TMP/ngx/nginx.conf" -e "$TMP/ngx/error.log" &

@@ -73,3 +73,25 @@ wait_http() {
   done
   die "$1 did not come up"
 }
+
+# nginx_conf DIR MASTER HTTP_BODY: an nginx.conf with one worker (MASTER: "on", or
+# "off" to run it under valgrind), logs and temp files under DIR, no access log,
+# unlimited keep-alive; HTTP_BODY goes inside `http { }`.
+nginx_conf() {
+  cat <<EOF
+worker_processes 1;
+master_process $2;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $1/body; proxy_temp_path $1/proxy; fastcgi_temp_path $1/fastcgi;
+  uwsgi_temp_path $1/uwsgi; scgi_temp_path $1/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 75s;
+$3
+}
+EOF
+}
