@@ -52,6 +52,17 @@ pub enum Deny {
     StoreUnavailable,
     #[error("Stripe API unavailable for a webhook")]
     StripeUnavailable,
+    /// The client's framing was broken (bad chunk size, body shorter than its
+    /// `Content-Length`, connection closed mid-body) or a header was refused.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// The request body stalled past `server.body_timeout` or a webhook body
+    /// took longer than `stripe.body_timeout`.
+    #[error("request timeout")]
+    RequestTimeout,
+    /// Too many webhook bodies being read at once (`stripe.max_concurrent`).
+    #[error("overloaded")]
+    Overloaded,
 }
 
 impl Deny {
@@ -59,7 +70,9 @@ impl Deny {
         match self {
             Deny::Unauthenticated | Deny::InvalidToken(_) | Deny::TokenExpired => StatusCode::UNAUTHORIZED,
             Deny::CheckoutRequired | Deny::SubscriptionRequired { .. } | Deny::UpgradeRequired { .. } => StatusCode::PAYMENT_REQUIRED,
-            Deny::BadPath(_) | Deny::BadSignature(_) | Deny::BadPayload(_) => StatusCode::BAD_REQUEST,
+            Deny::BadPath(_) | Deny::BadSignature(_) | Deny::BadPayload(_) | Deny::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Deny::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Deny::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Deny::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Deny::EntitlementUnavailable | Deny::ShuttingDown | Deny::StoreUnavailable | Deny::StripeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Deny::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
@@ -90,6 +103,9 @@ impl Deny {
             Deny::BadPayload(_) => "BAD_PAYLOAD",
             Deny::StoreUnavailable => "STORE_UNAVAILABLE",
             Deny::StripeUnavailable => "STRIPE_UNAVAILABLE",
+            Deny::BadRequest(_) => "BAD_REQUEST",
+            Deny::RequestTimeout => "REQUEST_TIMEOUT",
+            Deny::Overloaded => "OVERLOADED",
         }
     }
 
@@ -106,7 +122,9 @@ impl Deny {
             Deny::UpstreamUnavailable | Deny::UpstreamTimeout => "upstream_error",
             Deny::NotFound | Deny::MethodNotAllowed => "not_found",
             Deny::ShuttingDown => "shutting_down",
-            Deny::BadSignature(_) | Deny::BadPayload(_) | Deny::StoreUnavailable | Deny::StripeUnavailable => "webhook_rejected",
+            Deny::BadSignature(_) | Deny::BadPayload(_) | Deny::StoreUnavailable | Deny::StripeUnavailable | Deny::Overloaded => "webhook_rejected",
+            Deny::BadRequest(_) => "bad_request",
+            Deny::RequestTimeout => "request_timeout",
         }
     }
 
@@ -132,6 +150,9 @@ impl Deny {
             Deny::BadPayload(_) => "The body is not a Stripe event.",
             Deny::StoreUnavailable => "The entitlement store is unavailable; retry later.",
             Deny::StripeUnavailable => "The Stripe API could not be read; retry later.",
+            Deny::BadRequest(_) => "The request is malformed.",
+            Deny::RequestTimeout => "The request body did not arrive in time.",
+            Deny::Overloaded => "Too many requests are being received; retry later.",
         }
     }
 
@@ -156,7 +177,7 @@ impl Deny {
             Deny::InvalidToken(_) | Deny::TokenExpired => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
             }
-            Deny::EntitlementUnavailable | Deny::ShuttingDown | Deny::StoreUnavailable | Deny::StripeUnavailable => {
+            Deny::EntitlementUnavailable | Deny::ShuttingDown | Deny::StoreUnavailable | Deny::StripeUnavailable | Deny::Overloaded => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
@@ -185,6 +206,7 @@ mod tests {
             default: crate::routes::Policy::Subscription,
             checkout_redirect: "/checkout".into(),
             expired_redirect: "/subscription/expired".into(),
+            case_insensitive_paths: false,
         }
     }
 

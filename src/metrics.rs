@@ -35,6 +35,8 @@ pub const DECISIONS: &[&str] = &[
     "webhook",
     "webhook_rejected",
     "shutting_down",
+    "bad_request",
+    "request_timeout",
     // Last: what an unknown label is counted as.
     "other",
 ];

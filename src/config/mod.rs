@@ -55,6 +55,13 @@ pub struct ServerConfig {
     /// Threads serving requests; `None`: one per CPU. `Some(1)` runs everything
     /// on one thread with no cross-thread wake-ups (like one nginx worker).
     pub workers: Option<usize>,
+    /// Idle limit on a request body: a body that sends nothing for this long is
+    /// aborted (408 `REQUEST_TIMEOUT` when no response has started; SPEC §10).
+    pub body_timeout: Duration,
+    /// Open client connections at most; beyond it new ones wait in the backlog.
+    pub max_connections: usize,
+    /// An idle keep-alive connection is closed after this long.
+    pub keepalive_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +112,10 @@ pub struct StripeConfig {
     /// When set, events whose `livemode` differs are ignored.
     pub livemode: Option<bool>,
     pub refetch: bool,
+    /// The whole webhook body must arrive within this (a total limit; 408 after it).
+    pub body_timeout: Duration,
+    /// Webhook bodies read at once at most; more get 503 `OVERLOADED` unread.
+    pub max_concurrent: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +124,9 @@ pub struct AccessConfig {
     pub default: Policy,
     pub checkout_redirect: String,
     pub expired_redirect: String,
+    /// Route prefixes match ignoring ASCII case (SPEC §10), for upstreams that
+    /// route that way (Express, ASP.NET).
+    pub case_insensitive_paths: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -333,8 +347,20 @@ fn compile_server(root: &Table, errors: &mut Errors) -> Option<ServerConfig> {
             Err(_) => errors.push(format!("server.trusted_proxies[{i}]"), format!("{text:?} is not a CIDR like \"10.0.0.0/8\"")),
         }
     }
-    if header_timeout == Some(Duration::ZERO) {
-        errors.push("server.header_timeout", "must be greater than zero");
+    let body_timeout = s.duration("body_timeout", Duration::from_secs(30), errors);
+    let keepalive_timeout = s.duration("keepalive_timeout", Duration::from_secs(60), errors);
+    let max_connections = match s.integer("max_connections", errors) {
+        None => Some(10_000),
+        Some(n) if (1..=10_000_000).contains(&n) => Some(n as usize),
+        Some(_) => {
+            errors.push("server.max_connections", "must be an integer from 1 to 10000000");
+            None
+        }
+    };
+    for (key, value) in [("header_timeout", header_timeout), ("body_timeout", body_timeout), ("keepalive_timeout", keepalive_timeout)] {
+        if value == Some(Duration::ZERO) {
+            errors.push(format!("server.{key}"), "must be greater than zero");
+        }
     }
     s.finish(errors);
     Some(ServerConfig {
@@ -344,6 +370,9 @@ fn compile_server(root: &Table, errors: &mut Errors) -> Option<ServerConfig> {
         trusted_proxies,
         shutdown_grace: shutdown_grace?,
         workers: workers?,
+        body_timeout: body_timeout?,
+        max_connections: max_connections?,
+        keepalive_timeout: keepalive_timeout?,
     })
 }
 
@@ -547,6 +576,18 @@ fn compile_stripe(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<Option
     }
     let livemode = s.bool("livemode", errors);
     let refetch = s.bool("refetch", errors).unwrap_or(false);
+    let body_timeout = s.duration("body_timeout", Duration::from_secs(10), errors);
+    if body_timeout == Some(Duration::ZERO) {
+        errors.push("stripe.body_timeout", "must be greater than zero");
+    }
+    let max_concurrent = match s.integer("max_concurrent", errors) {
+        None => Some(16),
+        Some(n) if (1..=10_000).contains(&n) => Some(n as usize),
+        Some(_) => {
+            errors.push("stripe.max_concurrent", "must be an integer from 1 to 10000");
+            None
+        }
+    };
     if refetch && api_key.is_none() && !s.has("api_key_env") {
         errors.push("stripe.refetch", "needs api_key_env (the Stripe API is read to refetch subscriptions)");
     }
@@ -561,6 +602,8 @@ fn compile_stripe(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<Option
         api_base: api_base.trim_end_matches('/').to_string(),
         livemode,
         refetch,
+        body_timeout: body_timeout?,
+        max_concurrent: max_concurrent?,
     }))
 }
 
@@ -607,12 +650,14 @@ fn compile_access(root: &Table, plans: HashMap<String, Vec<String>>, errors: &mu
     };
     let checkout_redirect = s.string("checkout_redirect", errors).unwrap_or_else(|| "/checkout".into());
     let expired_redirect = s.string("expired_redirect", errors).unwrap_or_else(|| "/subscription/expired".into());
+    let case_insensitive_paths = s.bool("case_insensitive_paths", errors).unwrap_or(false);
     s.finish(errors);
     Some(AccessConfig {
         rules: AccessRules { grant_statuses, past_due_grace: past_due_grace?.as_secs() as i64, plans },
         default: default?,
         checkout_redirect,
         expired_redirect,
+        case_insensitive_paths,
     })
 }
 
