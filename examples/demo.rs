@@ -22,37 +22,60 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The stand-in application: echoes what it received, including the identity
     // headers paygate set, so you can see what your app would get.
-    let app = tokio::net::TcpListener::bind(config.upstream.url.authority().map(|a| a.as_str()).unwrap_or("127.0.0.1:8000")).await?;
+    let app = tokio::net::TcpListener::bind(
+        config
+            .upstream
+            .url
+            .authority()
+            .map(|a| a.as_str())
+            .unwrap_or("127.0.0.1:8000"),
+    )
+    .await?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = app.accept().await else { continue };
+            let Ok((stream, _)) = app.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
                     let mut seen = format!("app saw {} {}\n", req.method(), req.uri());
                     for (name, value) in req.headers() {
                         if name.as_str().starts_with("x-") {
-                            seen.push_str(&format!("  {}: {}\n", name, value.to_str().unwrap_or("?")));
+                            seen.push_str(&format!(
+                                "  {}: {}\n",
+                                name,
+                                value.to_str().unwrap_or("?")
+                            ));
                         }
                     }
                     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(seen))))
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
 
-    let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
+    let listener = paygate::server::bind(config.server.listen)?;
     let addr = listener.local_addr()?;
-    let token = |user: &str| paygate::auth::mint_token(&config.jwt, user, Duration::from_secs(3600)).unwrap_or_default();
+    let token = |user: &str| {
+        paygate::auth::mint_token(&config.jwt, user, Duration::from_secs(3600)).unwrap_or_default()
+    };
     println!("paygate demo listening on http://{addr} (in-memory store, users from config/demo-users.json)\n");
     println!("Try it (tokens valid for 1 hour):");
     println!("  curl -i http://{addr}/health                                   # public");
-    println!("  curl -i http://{addr}/api/banking                              # 401 UNAUTHENTICATED");
+    println!(
+        "  curl -i http://{addr}/api/banking                              # 401 UNAUTHENTICATED"
+    );
     println!("  curl -i -H 'Authorization: Bearer {}' http://{addr}/api/banking   # alice: active -> forwarded", token("alice"));
     println!("  curl -i -H 'Authorization: Bearer {}' http://{addr}/api/banking   # bob: canceled -> 402 SUBSCRIPTION_REQUIRED", token("bob"));
     println!("  curl -i -H 'Authorization: Bearer {}' http://{addr}/api/banking   # carol: never subscribed -> 402 CHECKOUT_REQUIRED", token("carol"));
     println!("  curl -i -H 'Authorization: Bearer {}' http://{addr}/api/reports/export   # dave: trial without 'export' -> 402 UPGRADE_REQUIRED", token("dave"));
-    println!("  curl -s -H 'Authorization: Bearer {}' http://{addr}/_paygate/me   # dave's plan state", token("dave"));
+    println!(
+        "  curl -s -H 'Authorization: Bearer {}' http://{addr}/_paygate/me   # dave's plan state",
+        token("dave")
+    );
     println!("\nCtrl-C to stop.");
 
     let gateway = paygate::gateway::Gateway::build(config).await?;

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use crate::config::{units::parse_duration, Config};
 
 #[derive(Debug, Parser)]
-#[command(name = "paygate", version, about = "A reverse proxy that puts a Stripe subscription paywall in front of an API")]
+#[command(
+    name = "paygate",
+    version,
+    about = "A reverse proxy that puts a Stripe subscription paywall in front of an API"
+)]
 pub struct Cli {
     /// Config file (default: $PAYGATE_CONFIG, else config/paygate.toml). Accepted anywhere on the line.
     #[arg(long, global = true, value_name = "FILE")]
@@ -86,14 +90,21 @@ pub fn main() -> ExitCode {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!("{}: {} problem(s); nothing was started", path.display(), errors.0.len());
+            eprintln!(
+                "{}: {} problem(s); nothing was started",
+                path.display(),
+                errors.0.len()
+            );
             return ExitCode::from(1);
         }
     };
     match cli.command {
         Command::CheckConfig => {
-            println!("{}: OK", path.display());
-            println!("{}", config.summary());
+            out(format_args!(
+                "{}: OK\n{}\n",
+                path.display(),
+                config.summary()
+            ));
             ExitCode::SUCCESS
         }
         Command::Token { user, ttl } => {
@@ -104,7 +115,7 @@ pub fn main() -> ExitCode {
             };
             match crate::auth::mint_token(&config.jwt, &user, ttl) {
                 Ok(token) => {
-                    println!("{token}");
+                    out(format_args!("{token}\n"));
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),
@@ -118,9 +129,26 @@ pub fn main() -> ExitCode {
 
 /// Runs a one-shot async command on a small runtime.
 fn block_on(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime.block_on(command),
         Err(e) => fail(&format!("cannot start the runtime: {e}")),
+    }
+}
+
+/// Writes a command's output to stdout. A closed pipe (the reader went away,
+/// as in `paygate token | head -c0`) ends the process quietly with status 0,
+/// as `rg` and `head` do, instead of `println!`'s panic and backtrace.
+pub(crate) fn out(text: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(text).and_then(|_| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
     }
 }
 
@@ -148,7 +176,7 @@ fn serve(config: Config) -> ExitCode {
     };
     runtime.block_on(async move {
         let listen = config.server.listen;
-        let listener = match tokio::net::TcpListener::bind(listen).await {
+        let listener = match crate::server::bind(listen) {
             Ok(l) => l,
             Err(e) => return fail(&format!("server.listen: cannot bind {listen}: {e}")),
         };
@@ -157,7 +185,7 @@ fn serve(config: Config) -> ExitCode {
             Err(e) => return fail(&e),
         };
         let admin_listener = match gateway.config.admin.clone() {
-            Some(admin) => match tokio::net::TcpListener::bind(admin.listen).await {
+            Some(admin) => match crate::server::bind(admin.listen) {
                 Ok(l) => Some(l),
                 Err(e) => return fail(&format!("admin.listen: cannot bind {}: {e}", admin.listen)),
             },

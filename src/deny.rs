@@ -68,13 +68,23 @@ pub enum Deny {
 impl Deny {
     pub fn status(&self) -> StatusCode {
         match self {
-            Deny::Unauthenticated | Deny::InvalidToken(_) | Deny::TokenExpired => StatusCode::UNAUTHORIZED,
-            Deny::CheckoutRequired | Deny::SubscriptionRequired { .. } | Deny::UpgradeRequired { .. } => StatusCode::PAYMENT_REQUIRED,
-            Deny::BadPath(_) | Deny::BadSignature(_) | Deny::BadPayload(_) | Deny::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Deny::Unauthenticated | Deny::InvalidToken(_) | Deny::TokenExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            Deny::CheckoutRequired
+            | Deny::SubscriptionRequired { .. }
+            | Deny::UpgradeRequired { .. } => StatusCode::PAYMENT_REQUIRED,
+            Deny::BadPath(_)
+            | Deny::BadSignature(_)
+            | Deny::BadPayload(_)
+            | Deny::BadRequest(_) => StatusCode::BAD_REQUEST,
             Deny::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Deny::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Deny::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Deny::EntitlementUnavailable | Deny::ShuttingDown | Deny::StoreUnavailable | Deny::StripeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Deny::EntitlementUnavailable
+            | Deny::ShuttingDown
+            | Deny::StoreUnavailable
+            | Deny::StripeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Deny::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Deny::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Deny::NotFound => StatusCode::NOT_FOUND,
@@ -122,7 +132,11 @@ impl Deny {
             Deny::UpstreamUnavailable | Deny::UpstreamTimeout => "upstream_error",
             Deny::NotFound | Deny::MethodNotAllowed => "not_found",
             Deny::ShuttingDown => "shutting_down",
-            Deny::BadSignature(_) | Deny::BadPayload(_) | Deny::StoreUnavailable | Deny::StripeUnavailable | Deny::Overloaded => "webhook_rejected",
+            Deny::BadSignature(_)
+            | Deny::BadPayload(_)
+            | Deny::StoreUnavailable
+            | Deny::StripeUnavailable
+            | Deny::Overloaded => "webhook_rejected",
             Deny::BadRequest(_) => "bad_request",
             Deny::RequestTimeout => "request_timeout",
         }
@@ -140,7 +154,9 @@ impl Deny {
             Deny::UpgradeRequired { .. } => "Your plan does not include this feature.",
             Deny::BadPath(_) => "The request path is not acceptable.",
             Deny::PayloadTooLarge => "The request body is too large.",
-            Deny::EntitlementUnavailable => "Subscription status is temporarily unavailable. Please retry.",
+            Deny::EntitlementUnavailable => {
+                "Subscription status is temporarily unavailable. Please retry."
+            }
             Deny::UpstreamUnavailable => "The application is unavailable.",
             Deny::UpstreamTimeout => "The application did not answer in time.",
             Deny::NotFound => "Not found.",
@@ -175,9 +191,16 @@ impl Deny {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             Deny::InvalidToken(_) | Deny::TokenExpired => {
-                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
             }
-            Deny::EntitlementUnavailable | Deny::ShuttingDown | Deny::StoreUnavailable | Deny::StripeUnavailable | Deny::Overloaded => {
+            Deny::EntitlementUnavailable
+            | Deny::ShuttingDown
+            | Deny::StoreUnavailable
+            | Deny::StripeUnavailable
+            | Deny::Overloaded => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
@@ -191,7 +214,9 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<F
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -214,7 +239,11 @@ mod tests {
         let r = deny.into_response(&access());
         let (parts, body) = r.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
-        (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap())
+        (
+            parts.status,
+            parts.headers,
+            serde_json::from_slice(&bytes).unwrap(),
+        )
     }
 
     #[tokio::test]
@@ -231,7 +260,10 @@ mod tests {
             json,
             json!({"error": "Active subscription required", "code": "SUBSCRIPTION_REQUIRED", "redirect": "/subscription/expired", "status": "canceled"})
         );
-        let (_, _, json) = body(Deny::UpgradeRequired { feature: "export".into() }).await;
+        let (_, _, json) = body(Deny::UpgradeRequired {
+            feature: "export".into(),
+        })
+        .await;
         assert_eq!(json["code"], "UPGRADE_REQUIRED");
         assert_eq!(json["feature"], "export");
     }
@@ -239,7 +271,10 @@ mod tests {
     #[tokio::test]
     async fn unauthorized_carries_www_authenticate() {
         let (status, headers, json) = body(Deny::Unauthenticated).await;
-        assert_eq!((status.as_u16(), json["code"].as_str()), (401, Some("UNAUTHENTICATED")));
+        assert_eq!(
+            (status.as_u16(), json["code"].as_str()),
+            (401, Some("UNAUTHENTICATED"))
+        );
         assert_eq!(headers[WWW_AUTHENTICATE], "Bearer");
         for deny in [Deny::InvalidToken("bad signature"), Deny::TokenExpired] {
             let (status, headers, _) = body(deny).await;

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
-use http::{Request, Response, StatusCode, Version};
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use crate::apply::Applier;
 use crate::auth::{self, AuthError, Authenticator, Identity};
 use crate::config::{Config, OnStoreError};
 use crate::deny::Deny;
@@ -25,7 +26,6 @@ use crate::entitlement::{Decision, UnixTime};
 use crate::proxy::headers::Peer;
 use crate::proxy::{self, headers, LimitedBody, Upstream, UpstreamBody};
 use crate::routes::{path, Policy};
-use crate::apply::Applier;
 use crate::store::redis::Invalidation;
 use crate::store::{EntitlementCache, EntitlementStore, MemoryStore, RedisStore};
 use crate::webhook::WebhookEndpoint;
@@ -67,34 +67,53 @@ impl Outcome<'_> {
 
     /// The same outcome, for handing back with a denial.
     fn snapshot(&self) -> Self {
-        Outcome { decision: "", user: self.user.clone(), route: self.route }
+        Outcome {
+            decision: "",
+            user: self.user.clone(),
+            route: self.route,
+        }
     }
 }
 
 impl Gateway {
     /// Builds the gateway from a validated config: store, cache, authenticator, upstream pool.
     pub async fn build(config: Config) -> Result<Arc<Gateway>, String> {
-        let store: Arc<dyn EntitlementStore> = match (&config.store.redis_url, &config.store.seed_file) {
-            (Some(url), _) => Arc::new(RedisStore::new(url, &config.store.key_prefix).map_err(|e| format!("store.redis_url: {e}"))?),
-            (None, Some(seed)) => Arc::new(MemoryStore::from_seed_file(seed)?),
-            (None, None) => Arc::new(MemoryStore::new()),
-        };
+        let store: Arc<dyn EntitlementStore> =
+            match (&config.store.redis_url, &config.store.seed_file) {
+                (Some(url), _) => Arc::new(
+                    RedisStore::new(url, &config.store.key_prefix)
+                        .map_err(|e| format!("store.redis_url: {e}"))?,
+                ),
+                (None, Some(seed)) => Arc::new(MemoryStore::from_seed_file(seed)?),
+                (None, None) => Arc::new(MemoryStore::new()),
+            };
         Self::with_store(config, store).await
     }
 
     /// Like [`Gateway::build`] with a given store (tests and benches inject one).
-    pub async fn with_store(config: Config, store: Arc<dyn EntitlementStore>) -> Result<Arc<Gateway>, String> {
+    pub async fn with_store(
+        config: Config,
+        store: Arc<dyn EntitlementStore>,
+    ) -> Result<Arc<Gateway>, String> {
         crate::metrics::init();
         crate::metrics::spawn_upkeep();
         let http = crate::outbound::OutboundClient::new(std::time::Duration::from_secs(10));
         let auth = Arc::new(Authenticator::new(config.jwt.clone(), http).await?);
         auth.spawn_refresher();
-        let stale_for = (config.store.on_store_error == OnStoreError::Stale).then_some(config.store.max_stale);
-        let entitlements = EntitlementCache::new(store.clone(), config.store.cache_ttl, config.store.cache_capacity, stale_for, config.access.rules.clone());
+        let stale_for =
+            (config.store.on_store_error == OnStoreError::Stale).then_some(config.store.max_stale);
+        let entitlements = EntitlementCache::new(
+            store.clone(),
+            config.store.cache_ttl,
+            config.store.cache_capacity,
+            stale_for,
+            config.access.rules.clone(),
+        );
         if let Some(url) = &config.store.redis_url {
             // Other instances announce the users they changed; drop those entries
             // so a webhook anywhere is seen everywhere within a second.
-            let listener = RedisStore::new(url, &config.store.key_prefix).map_err(|e| format!("store.redis_url: {e}"))?;
+            let listener = RedisStore::new(url, &config.store.key_prefix)
+                .map_err(|e| format!("store.redis_url: {e}"))?;
             let cache = entitlements.clone();
             listener.spawn_invalidation_listener(move |change| match change {
                 Invalidation::User(user) => {
@@ -104,9 +123,16 @@ impl Gateway {
                 Invalidation::All => cache.invalidate_all(),
             });
         }
-        let webhook = config.stripe.clone().map(|stripe| WebhookEndpoint::new(stripe, Applier::new(store.clone()), entitlements.clone()));
+        let webhook = config.stripe.clone().map(|stripe| {
+            WebhookEndpoint::new(stripe, Applier::new(store.clone()), entitlements.clone())
+        });
         let upstream = Upstream::new(&config.upstream);
-        let labels = config.routes.routes().iter().map(|r| r.prefix.as_str()).chain(["default", "/_paygate", "webhook"]);
+        let labels = config
+            .routes
+            .routes()
+            .iter()
+            .map(|r| r.prefix.as_str())
+            .chain(["default", "/_paygate", "webhook"]);
         let request_metrics = crate::metrics::RequestMetrics::new(labels);
         Ok(Arc::new(Gateway {
             config: Arc::new(config),
@@ -139,14 +165,29 @@ impl Gateway {
         let (mut response, outcome) = match self.route(request, peer, &request_id).await {
             Ok(forwarded) => forwarded,
             Err((deny, outcome)) => {
-                let decision = if outcome.decision.is_empty() { deny.decision() } else { outcome.decision };
-                (deny.into_response(&self.config.access).map(Either::Right), Outcome { decision, ..outcome })
+                let decision = if outcome.decision.is_empty() {
+                    deny.decision()
+                } else {
+                    outcome.decision
+                };
+                (
+                    deny.into_response(&self.config.access).map(Either::Right),
+                    Outcome {
+                        decision,
+                        ..outcome
+                    },
+                )
             }
         };
-        response.headers_mut().insert(headers::X_REQUEST_ID.clone(), request_id.clone());
+        response
+            .headers_mut()
+            .insert(headers::X_REQUEST_ID.clone(), request_id.clone());
 
-        self.request_metrics.record(outcome.route, outcome.decision, started.elapsed());
-        let Some((method, uri)) = logged else { return response };
+        self.request_metrics
+            .record(outcome.route, outcome.decision, started.elapsed());
+        let Some((method, uri)) = logged else {
+            return response;
+        };
         tracing::info!(
             target: "paygate::access",
             method = %method,
@@ -167,11 +208,17 @@ impl Gateway {
         peer: &Peer,
         request_id: &HeaderValue,
     ) -> Result<(Response<GatewayBody>, Outcome<'_>), (Deny, Outcome<'_>)> {
-        let mut outcome = Outcome { decision: "", user: None, route: "default" };
+        let mut outcome = Outcome {
+            decision: "",
+            user: None,
+            route: "default",
+        };
         let config = &*self.config;
         // Taken first because it needs `&mut request` and the normalized path
         // below borrows the request; dropped unused if the request is denied.
-        let upgrade = headers::is_upgrade_request(request.headers());
+        // Only WebSocket is ever tunnelled (SPEC §10): any other `Upgrade`
+        // loses its headers below and goes on as plain HTTP/1.1.
+        let upgrade = headers::is_websocket_upgrade(request.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
 
         // 1. Path safety: everything below uses the normalized path only.
@@ -200,6 +247,12 @@ impl Gateway {
             }
         }
 
+        // CONNECT would turn the connection into a raw tunnel once the
+        // upstream answered 2xx: nothing an application API needs.
+        if request.method() == Method::CONNECT {
+            return Err((Deny::MethodNotAllowed, outcome));
+        }
+
         // 3. Route policy and token.
         let matched = config.routes.lookup(request.method(), &normalized);
         outcome.route = matched.label();
@@ -212,7 +265,9 @@ impl Gateway {
             (_, Some(token)) => match self.auth.verify(token).await {
                 Ok(identity) => Some(identity),
                 Err(AuthError::Expired) => return Err((Deny::TokenExpired, outcome)),
-                Err(AuthError::Invalid(reason)) => return Err((Deny::InvalidToken(reason), outcome)),
+                Err(AuthError::Invalid(reason)) => {
+                    return Err((Deny::InvalidToken(reason), outcome))
+                }
                 Err(AuthError::Missing) => return Err((Deny::Unauthenticated, outcome)),
             },
         };
@@ -224,7 +279,12 @@ impl Gateway {
             // Made once per verified token (the identity is cached with it).
             let user_header = match &identity.user_header {
                 Some(v) => v.clone(),
-                None => return Err((Deny::InvalidToken("user id is not usable as a header value"), outcome.with_user(identity))),
+                None => {
+                    return Err((
+                        Deny::InvalidToken("user id is not usable as a header value"),
+                        outcome.with_user(identity),
+                    ))
+                }
             };
             let lookup = self.entitlements.get(&identity.user_id).await;
             let required: &[String] = matched.features;
@@ -242,30 +302,46 @@ impl Gateway {
                         Err(Decision::SubscriptionRequired { status }) => (status, None),
                         Err(_) => ("none", None),
                     };
-                    identity_values = Some((user_header, HeaderValue::from_static(status), features));
+                    identity_values =
+                        Some((user_header, HeaderValue::from_static(status), features));
                 }
                 Err(error) => {
                     tracing::warn!(%error, user_id = %identity.user_id, "entitlement lookup failed");
                     if matched.policy == Policy::Subscription {
                         match config.store.on_store_error {
                             OnStoreError::Allow => {
-                                identity_values = Some((user_header, HeaderValue::from_static("unknown"), None));
+                                identity_values =
+                                    Some((user_header, HeaderValue::from_static("unknown"), None));
                             }
                             // `stale` already fell back to last-known state in the cache;
                             // reaching here means there was none young enough.
-                            OnStoreError::Deny | OnStoreError::Stale => return Err((Deny::EntitlementUnavailable, outcome.with_user(identity))),
+                            OnStoreError::Deny | OnStoreError::Stale => {
+                                return Err((
+                                    Deny::EntitlementUnavailable,
+                                    outcome.with_user(identity),
+                                ))
+                            }
                         }
                     } else {
-                        identity_values = Some((user_header, HeaderValue::from_static("unknown"), None));
+                        identity_values =
+                            Some((user_header, HeaderValue::from_static("unknown"), None));
                     }
                 }
             }
         }
         outcome.user = identity;
-        outcome.decision = if matched.policy == Policy::Subscription { "allow" } else { matched.policy.as_str() };
+        outcome.decision = if matched.policy == Policy::Subscription {
+            "allow"
+        } else {
+            matched.policy.as_str()
+        };
 
         // 5. Body limit known up front: refuse before opening an upstream request.
-        let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > config.server.max_body) {
             return Err((Deny::PayloadTooLarge, outcome));
         }
@@ -274,14 +350,35 @@ impl Gateway {
         // keeps the client's path-and-query buffer (no copy).
         let uri = match request.uri().path_and_query() {
             Some(original) if original.path() == normalized => http::Uri::from(original.clone()),
-            _ => self.upstream.uri_for(&normalized, request.uri().query()).map_err(|d| (d, outcome.snapshot()))?,
+            _ => self
+                .upstream
+                .uri_for(&normalized, request.uri().query())
+                .map_err(|d| (d, outcome.snapshot()))?,
         };
         let (mut parts, body) = request.into_parts();
-        let original_host = parts.headers.get(HOST).cloned().or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let original_host = match original_host(&parts) {
+            Ok(host) => host,
+            Err(reason) => {
+                tracing::info!(reason, "request refused: bad Host");
+                return Err((Deny::BadRequest(reason), outcome));
+            }
+        };
+        // hyper sends no body on a GET/HEAD whose length is not known up front;
+        // a chunked one is passed on as chunked instead of silently dropped.
+        let chunked_without_length = parts.headers.contains_key(TRANSFER_ENCODING)
+            && matches!(parts.method, Method::GET | Method::HEAD);
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, upgrade);
+        if chunked_without_length {
+            h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        }
         headers::strip_identity(h, &config.headers);
-        headers::set_forwarded(h, peer, &config.server.trusted_proxies, original_host.as_ref());
+        headers::set_forwarded(
+            h,
+            peer,
+            &config.server.trusted_proxies,
+            original_host.as_ref(),
+        );
         h.insert(headers::X_REQUEST_ID.clone(), request_id.clone());
         headers::set_host(h, self.upstream.host_header());
         if let Some((user, status, features)) = identity_values {
@@ -293,25 +390,58 @@ impl Gateway {
         }
         parts.uri = uri;
         parts.version = Version::HTTP_11;
-        let (body, tripped) = LimitedBody::new(body, config.server.max_body);
+        let (body, watch) =
+            LimitedBody::new(body, config.server.max_body, config.server.body_timeout);
         let upstream_request = Request::from_parts(parts, body);
 
         let sent = Instant::now();
-        let result = self.upstream.send(upstream_request, &tripped).await;
+        let result = self.upstream.send(upstream_request, &watch).await;
         crate::metrics::upstream(sent.elapsed());
         let mut response = match result {
             Ok(response) => response,
             Err(deny) => return Err((deny, outcome)),
         };
-        match client_upgrade {
-            Some(client_side) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                let upstream_side = hyper::upgrade::on(&mut response);
-                proxy::spawn_tunnel(client_side, upstream_side);
-                headers::strip_hop_by_hop(response.headers_mut(), true);
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // A switch is passed on only when the client asked for WebSocket
+            // and the upstream agreed to exactly that; a 101 to anything else
+            // would hand the client a raw pipe past every check.
+            match client_upgrade {
+                Some(client_side) if headers::is_websocket_switch(response.headers()) => {
+                    let upstream_side = hyper::upgrade::on(&mut response);
+                    proxy::spawn_tunnel(client_side, upstream_side);
+                    headers::strip_hop_by_hop(response.headers_mut(), true);
+                }
+                _ => {
+                    tracing::warn!(upgrade = ?response.headers().get(http::header::UPGRADE), "upstream switched protocols without a WebSocket request; refused");
+                    return Err((Deny::UpstreamUnavailable, outcome));
+                }
             }
-            _ => headers::strip_hop_by_hop(response.headers_mut(), false),
+        } else {
+            headers::strip_hop_by_hop(response.headers_mut(), false);
         }
         Ok((response.map(Either::Left), outcome))
+    }
+}
+
+/// The client's host for `X-Forwarded-Host`: the absolute-form target's
+/// authority when there is one (RFC 9112 §3.2.2: it replaces `Host`), else the
+/// one `Host` header. Anything but a single plain `host[:port]` is refused, so
+/// the upstream never builds a URL from userinfo, a list or a path.
+fn original_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, &'static str> {
+    if let Some(authority) = parts.uri.authority() {
+        if !headers::is_valid_authority(authority.as_str().as_bytes()) {
+            return Err("the request target's authority is not a plain host[:port]");
+        }
+        return Ok(HeaderValue::from_str(authority.as_str()).ok());
+    }
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) => Ok(None),
+        (Some(host), None) if headers::is_valid_authority(host.as_bytes()) => {
+            Ok(Some(host.clone()))
+        }
+        (Some(_), None) => Err("the Host header is not a plain host[:port]"),
+        (Some(_), Some(_)) => Err("more than one Host header"),
     }
 }
 
@@ -320,12 +450,17 @@ fn deny_for(decision: Decision<'_>) -> Deny {
     match decision {
         Decision::CheckoutRequired => Deny::CheckoutRequired,
         Decision::SubscriptionRequired { status } => Deny::SubscriptionRequired { status },
-        Decision::UpgradeRequired { feature } => Deny::UpgradeRequired { feature: feature.to_string() },
+        Decision::UpgradeRequired { feature } => Deny::UpgradeRequired {
+            feature: feature.to_string(),
+        },
         Decision::Allow { .. } => unreachable!("allow is not a denial"),
     }
 }
 
 /// Wall-clock seconds; access decisions follow Stripe's clock, not a monotonic one.
 pub fn unix_now() -> UnixTime {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

@@ -1,33 +1,71 @@
-//! Accepting connections: the HTTP/1.1 server loop, slow-client cut-off and
-//! graceful drain. Knows nothing about paywalls; it hands each request to the
-//! [`Gateway`].
+//! Accepting connections: the HTTP/1.1 server loop, the connection limit, the
+//! per-connection head/idle deadlines and graceful drain. Knows nothing about
+//! paywalls; it hands each request to the [`Gateway`].
 //!
 //! Shape borrowed from mini-redis: `run` takes an already-bound listener and a
 //! shutdown future, so tests bind port 0 and trigger shutdown themselves.
 
+mod conn;
+
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
 
 use crate::gateway::Gateway;
 use crate::proxy::headers::Peer;
+use conn::{ClientIo, ConnState, Deadlines, Tracked};
+
+/// Connections the kernel may queue before `accept` (SPEC §10: at least
+/// 1,024). Linux caps it at `net.core.somaxconn` (4,096 on current kernels).
+/// With the default 128, a burst of connections overflows the queue and
+/// clients wait for SYN retransmits (1 s, then 3 s).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with [`LISTEN_BACKLOG`] (tokio's `TcpListener::bind` uses 1,024).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // A restart must not wait for the old process's TIME_WAIT sockets.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Serves until `shutdown` resolves, then stops accepting, marks the gateway as
 /// draining (readiness 503) and waits up to `server.shutdown_grace` for
 /// in-flight requests. Returns `true` when every connection finished in time.
-pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) -> bool {
+pub async fn run(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
     let config = gateway.config.clone();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        // Cuts off clients that trickle their request head (slowloris).
-        .header_read_timeout(config.server.header_timeout)
+        // `ClientIo` enforces header_timeout (from a head's first byte) and
+        // keepalive_timeout (between requests); hyper's own header timer would
+        // also run while a keep-alive connection is idle, cutting every idle
+        // connection at header_timeout whatever keepalive_timeout says.
+        .header_read_timeout(None)
         .keep_alive(true);
+    let deadlines = Deadlines {
+        head: config.server.header_timeout,
+        idle: config.server.keepalive_timeout,
+    };
+    // Beyond `max_connections` the loop stops accepting: new connections wait
+    // in the listen backlog until one closes, instead of each costing memory.
+    let slots = Arc::new(Semaphore::new(config.server.max_connections));
     // Each connection task holds a clone of `alive`; once all are dropped,
     // `all_closed` yields None: that is how the drain knows it is done.
     let (alive, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
@@ -36,6 +74,13 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
     tokio::pin!(shutdown);
 
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -51,12 +96,26 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
         let client = Peer::new(peer);
+        let state = Arc::new(ConnState::default());
+        let io = ClientIo::new(stream, state.clone(), deadlines);
         let service = service_fn(move |request| {
             let gateway = gateway.clone();
             let client = client.clone();
-            async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, &client).await) }
+            // Marks the connection busy until the response body has been
+            // written, so the idle deadline never cuts a response short.
+            let busy = state.begin();
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    gateway
+                        .handle(request, &client)
+                        .await
+                        .map(|body| Tracked::new(body, busy)),
+                )
+            }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let connection = builder
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
         let alive = alive.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -73,6 +132,7 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
             if let Err(error) = result {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
+            drop(slot);
             drop(alive);
         });
     }

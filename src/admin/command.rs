@@ -16,12 +16,16 @@ use crate::entitlement::{AccessRules, UnixTime};
 use crate::gateway::unix_now;
 use crate::store::{EntitlementStore, MemoryStore, RedisStore};
 
-use super::users::{decision_json, override_from_parts, write_override, OverrideChange, UserView, AUDIT_SHOWN};
+use super::users::{
+    decision_json, override_from_parts, write_override, OverrideChange, UserView, AUDIT_SHOWN,
+};
 
 /// Runs one `paygate user` action; exit 0 on success, 1 with a message otherwise.
 pub async fn user_command(config: Config, action: UserAction) -> ExitCode {
     let id = match &action {
-        UserAction::Show { id } | UserAction::Grant { id, .. } | UserAction::Revoke { id } => id.clone(),
+        UserAction::Show { id } | UserAction::Grant { id, .. } | UserAction::Revoke { id } => {
+            id.clone()
+        }
     };
     if id.is_empty() {
         return fail("the user id must not be empty");
@@ -30,7 +34,12 @@ pub async fn user_command(config: Config, action: UserAction) -> ExitCode {
     // Validate before touching the store: a bad request changes nothing.
     let change = match &action {
         UserAction::Show { .. } => None,
-        UserAction::Grant { until, features, reason, .. } => match override_from_parts(until, reason, features, now) {
+        UserAction::Grant {
+            until,
+            features,
+            reason,
+            ..
+        } => match override_from_parts(until, reason, features, now) {
             Ok(grant) => Some(OverrideChange::Grant(grant)),
             Err(e) => return fail(&format!("--{}: {}", e.field, e.message)),
         },
@@ -46,18 +55,22 @@ pub async fn user_command(config: Config, action: UserAction) -> ExitCode {
         match write_override(store.as_ref(), None, &id, change, now).await {
             Ok(written) => {
                 let what = match (change, written.changed) {
-                    (OverrideChange::Grant(grant), _) => format!("granted override to {id} until {}", time_text(grant.until)),
+                    (OverrideChange::Grant(grant), _) => {
+                        format!("granted override to {id} until {}", time_text(grant.until))
+                    }
                     (OverrideChange::Revoke, true) => format!("revoked the override of {id}"),
-                    (OverrideChange::Revoke, false) => format!("{id} had no override; nothing changed"),
+                    (OverrideChange::Revoke, false) => {
+                        format!("{id} had no override; nothing changed")
+                    }
                 };
-                println!("{what}");
+                crate::cli::out(format_args!("{what}\n"));
             }
             Err(e) => return fail(&format!("store: {e}")),
         }
     }
     match UserView::load(store.as_ref(), &id).await {
         Ok(view) => {
-            print!("{}", render(&view, rules, now));
+            crate::cli::out(format_args!("{}", render(&view, rules, now)));
             ExitCode::SUCCESS
         }
         Err(e) => fail(&format!("store: {e}")),
@@ -68,7 +81,10 @@ pub async fn user_command(config: Config, action: UserAction) -> ExitCode {
 /// lives in this process only, so writes to it are announced as lost.
 fn open_store(config: &Config) -> Result<Arc<dyn EntitlementStore>, String> {
     match (&config.store.redis_url, &config.store.seed_file) {
-        (Some(url), _) => Ok(Arc::new(RedisStore::new(url, &config.store.key_prefix).map_err(|e| format!("store.redis_url: {e}"))?)),
+        (Some(url), _) => Ok(Arc::new(
+            RedisStore::new(url, &config.store.key_prefix)
+                .map_err(|e| format!("store.redis_url: {e}"))?,
+        )),
         (None, seed) => {
             eprintln!(
                 "note: no store.redis_url: using an in-memory store{} that lives only in this process; \
@@ -89,7 +105,8 @@ fn render(view: &UserView, rules: &AccessRules, now: UnixTime) -> String {
     let _ = writeln!(out, "user: {}", view.user_id);
     match &view.entitlement {
         Some(ent) => {
-            let pretty = serde_json::to_string_pretty(ent).unwrap_or_else(|e| format!("(unprintable: {e})"));
+            let pretty =
+                serde_json::to_string_pretty(ent).unwrap_or_else(|e| format!("(unprintable: {e})"));
             let _ = writeln!(out, "stored entitlement:\n{pretty}");
         }
         None => {
@@ -98,32 +115,66 @@ fn render(view: &UserView, rules: &AccessRules, now: UnixTime) -> String {
     }
     let decision = decision_json(view.entitlement.as_ref(), rules, now);
     let status = decision["status"].as_str().unwrap_or("unknown");
-    let features: Vec<&str> = decision["features"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
+    let features: Vec<&str> = decision["features"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str())
+        .collect();
     if decision["allowed"] == true {
-        let features = if features.is_empty() { "none".to_string() } else { features.join(", ") };
-        let _ = writeln!(out, "decision now: allowed (status {status}; features: {features})");
+        let features = if features.is_empty() {
+            "none".to_string()
+        } else {
+            features.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "decision now: allowed (status {status}; features: {features})"
+        );
     } else {
         let code = decision["code"].as_str().unwrap_or("DENIED");
         let _ = writeln!(out, "decision now: denied, 402 {code} (status {status})");
     }
-    if let Some(grant) = view.entitlement.as_ref().and_then(|e| e.grant_override.as_ref()) {
+    if let Some(grant) = view
+        .entitlement
+        .as_ref()
+        .and_then(|e| e.grant_override.as_ref())
+    {
         let state = if now < grant.until { "active" } else { "ended" };
-        let features = if grant.features.is_empty() { String::new() } else { format!("; features: {}", grant.features.join(", ")) };
-        let _ = writeln!(out, "override: until {} ({state}); reason: {}{features}", time_text(grant.until), grant.reason);
+        let features = if grant.features.is_empty() {
+            String::new()
+        } else {
+            format!("; features: {}", grant.features.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "override: until {} ({state}); reason: {}{features}",
+            time_text(grant.until),
+            grant.reason
+        );
     }
     if view.audit.is_empty() {
         let _ = writeln!(out, "audit trail: (empty)");
     } else {
         let _ = writeln!(out, "audit trail (newest first, last {AUDIT_SHOWN}):");
         for entry in &view.audit {
-            let _ = writeln!(out, "  {}  {}\n      {}", time_text(entry.at), entry.source, entry.summary);
+            let _ = writeln!(
+                out,
+                "  {}  {}\n      {}",
+                time_text(entry.at),
+                entry.source,
+                entry.summary
+            );
         }
     }
     out
 }
 
 fn time_text(at: UnixTime) -> String {
-    rfc3339(Some(at)).as_str().map(str::to_owned).unwrap_or_else(|| at.to_string())
+    rfc3339(Some(at))
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| at.to_string())
 }
 
 fn fail(message: &str) -> ExitCode {
@@ -143,21 +194,49 @@ mod tests {
         let view = UserView {
             user_id: "gina".into(),
             entitlement: Some(Entitlement {
-                grant_override: Some(Override { until: now + 86_400, reason: "support comp".into(), features: vec!["export".into()] }),
+                grant_override: Some(Override {
+                    until: now + 86_400,
+                    reason: "support comp".into(),
+                    features: vec!["export".into()],
+                }),
                 ..Default::default()
             }),
-            audit: vec![AuditEntry { at: now, source: "admin: support comp".into(), summary: "customers []".into() }],
+            audit: vec![AuditEntry {
+                at: now,
+                source: "admin: support comp".into(),
+                summary: "customers []".into(),
+            }],
         };
         let text = render(&view, &AccessRules::default(), now);
         assert!(text.contains("user: gina"), "{text}");
-        assert!(text.contains("\"reason\": \"support comp\""), "pretty JSON record: {text}");
-        assert!(text.contains("decision now: allowed (status override; features: export)"), "{text}");
+        assert!(
+            text.contains("\"reason\": \"support comp\""),
+            "pretty JSON record: {text}"
+        );
+        assert!(
+            text.contains("decision now: allowed (status override; features: export)"),
+            "{text}"
+        );
         assert!(text.contains("override: until 2023-11-15T22:13:20Z (active); reason: support comp; features: export"), "{text}");
-        assert!(text.contains("  2023-11-14T22:13:20Z  admin: support comp"), "{text}");
+        assert!(
+            text.contains("  2023-11-14T22:13:20Z  admin: support comp"),
+            "{text}"
+        );
 
-        let none = render(&UserView { user_id: "dave".into(), entitlement: None, audit: vec![] }, &AccessRules::default(), now);
+        let none = render(
+            &UserView {
+                user_id: "dave".into(),
+                entitlement: None,
+                audit: vec![],
+            },
+            &AccessRules::default(),
+            now,
+        );
         assert!(none.contains("stored entitlement: none"), "{none}");
-        assert!(none.contains("decision now: denied, 402 CHECKOUT_REQUIRED (status none)"), "{none}");
+        assert!(
+            none.contains("decision now: denied, 402 CHECKOUT_REQUIRED (status none)"),
+            "{none}"
+        );
         assert!(none.contains("audit trail: (empty)"), "{none}");
     }
 }

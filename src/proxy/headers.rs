@@ -7,7 +7,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use ipnet::IpNet;
 
 use crate::config::IdentityHeaders;
@@ -20,7 +22,7 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones proxies still see),
 /// as parsed names so that nothing is parsed per request. The index of each is
 /// what [`hop_index`] returns.
-static HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 10] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -30,6 +32,8 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     UPGRADE,
     HeaderName::from_static("proxy-authorization"),
     HeaderName::from_static("proxy-authenticate"),
+    // Only meaningful with `Upgrade: h2c` (RFC 7540 §3.2), which is never passed on.
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Position of `name` in [`HOP_BY_HOP`]. A `match` on the text compiles to a
@@ -46,6 +50,7 @@ fn hop_index(name: &str) -> Option<usize> {
         "upgrade" => 6,
         "proxy-authorization" => 7,
         "proxy-authenticate" => 8,
+        "http2-settings" => 9,
         _ => return None,
     })
 }
@@ -60,7 +65,9 @@ fn hop_index_ignoring_case(token: &str) -> Option<usize> {
     for (to, from) in lower.iter_mut().zip(bytes) {
         *to = from.to_ascii_lowercase();
     }
-    std::str::from_utf8(&lower[..bytes.len()]).ok().and_then(hop_index)
+    std::str::from_utf8(&lower[..bytes.len()])
+        .ok()
+        .and_then(hop_index)
 }
 
 /// The client's address, with its `X-Forwarded-For` form made once per
@@ -73,7 +80,8 @@ pub struct Peer {
 
 impl Peer {
     pub fn new(addr: SocketAddr) -> Peer {
-        let ip_header = HeaderValue::from_str(&addr.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let ip_header = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Peer { addr, ip_header }
     }
 }
@@ -129,13 +137,84 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// True when the request asks for a protocol switch (WebSocket and friends).
-pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE)
-        && headers
-            .get_all(CONNECTION)
-            .iter()
-            .any(|v| v.to_str().unwrap_or("").split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+/// True when the request asks for a switch to WebSocket, the one protocol
+/// paygate tunnels (SPEC §10): `Connection: upgrade` and an `Upgrade` header
+/// whose only protocol is `websocket` (any case, optionally versioned). Any
+/// other upgrade (`h2c`, `TLS/1.0`, a list) is not one: its headers are
+/// removed with the hop-by-hop ones and the request goes on as plain HTTP/1.1,
+/// because an upstream that switched to HTTP/2 would then take streams for any
+/// path with no check by paygate.
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let mut upgrades = headers.get_all(UPGRADE).iter();
+    let (Some(upgrade), None) = (upgrades.next(), upgrades.next()) else {
+        return false;
+    };
+    let protocol = upgrade.to_str().unwrap_or("").trim();
+    let name = protocol.split_once('/').map_or(protocol, |(name, _)| name);
+    name.eq_ignore_ascii_case("websocket")
+        && headers.get_all(CONNECTION).iter().any(|v| {
+            v.to_str()
+                .unwrap_or("")
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+}
+
+/// True when an upstream's `101` agrees to WebSocket (and nothing else).
+pub fn is_websocket_switch(headers: &HeaderMap) -> bool {
+    headers
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let v = v.trim();
+            v.split_once('/')
+                .map_or(v, |(name, _)| name)
+                .eq_ignore_ascii_case("websocket")
+        })
+}
+
+/// True when `value` is a plain `host[:port]` authority: a DNS name or IPv4
+/// address (letters, digits, `-`, `.`, `_`), or a bracketed IPv6 literal, with
+/// an optional decimal port. No userinfo, no path, no spaces, nothing a
+/// framework could read as another host (`a@b`, `a,b`, `a/b`). The upstream
+/// builds absolute URLs from `X-Forwarded-Host`, so nothing else may reach it.
+pub fn is_valid_authority(value: &[u8]) -> bool {
+    if value.is_empty() || value.len() > 255 + 6 {
+        return false;
+    }
+    let (host, port) = if value[0] == b'[' {
+        let Some(close) = value.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &value[1..close];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        (&value[..=close], &value[close + 1..])
+    } else {
+        let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+        let host = &value[..end];
+        if host.is_empty()
+            || !host
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        {
+            return false;
+        }
+        (host, &value[end..])
+    };
+    !host.is_empty()
+        && match port {
+            [] => true,
+            [b':', digits @ ..] => {
+                !digits.is_empty() && digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit)
+            }
+            _ => false,
+        }
 }
 
 /// Compares a header name with an identity header name the way a framework
@@ -144,17 +223,32 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 fn same_identity_name(name: &str, identity: &str) -> bool {
     name.len() == identity.len()
         && name.bytes().zip(identity.bytes()).all(|(a, b)| {
-            let a = if a == b'_' { b'-' } else { a.to_ascii_lowercase() };
-            let b = if b == b'_' { b'-' } else { b.to_ascii_lowercase() };
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            let b = if b == b'_' {
+                b'-'
+            } else {
+                b.to_ascii_lowercase()
+            };
             a == b
         })
 }
 
 /// Removes every client-sent header that could be mistaken for an identity header.
 pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
-    let targets = [identity.user_id.as_str(), identity.status.as_str(), identity.entitlements.as_str()];
+    let targets = [
+        identity.user_id.as_str(),
+        identity.status.as_str(),
+        identity.entitlements.as_str(),
+    ];
     loop {
-        let found = headers.keys().find(|k| targets.iter().any(|t| same_identity_name(k.as_str(), t))).cloned();
+        let found = headers
+            .keys()
+            .find(|k| targets.iter().any(|t| same_identity_name(k.as_str(), t)))
+            .cloned();
         match found {
             Some(name) => {
                 headers.remove(name);
@@ -167,13 +261,22 @@ pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
 /// Sets `X-Forwarded-For/Proto/Host`. Values the client sent are kept (and the
 /// peer appended) only when the peer is a trusted proxy; anyone else could
 /// otherwise claim any address.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, trusted_proxies: &[IpNet], original_host: Option<&HeaderValue>) {
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: &Peer,
+    trusted_proxies: &[IpNet],
+    original_host: Option<&HeaderValue>,
+) {
     let ip: IpAddr = peer.addr.ip();
     let trusted = trusted_proxies.iter().any(|net| net.contains(&ip));
     // Several X-Forwarded-For lines are one comma-separated list (RFC 9110 §5.3).
     let mut xff = String::new();
     if trusted {
-        for prior in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
+        for prior in headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
             let prior = prior.trim();
             if !prior.is_empty() {
                 xff.push_str(prior);
@@ -184,13 +287,19 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, trusted_proxies: &[Ip
     if xff.is_empty() {
         // The common case: just the peer, already formatted for this connection.
         headers.insert(X_FORWARDED_FOR.clone(), peer.ip_header.clone());
-    } else if let Ok(value) = HeaderValue::from_str(&(xff + peer.ip_header.to_str().unwrap_or(""))) {
+    } else if let Ok(value) = HeaderValue::from_str(&(xff + peer.ip_header.to_str().unwrap_or("")))
+    {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
-    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+    // A trusted proxy's value is kept only when it is one valid authority.
+    let forwarded_host_ok = {
+        let mut values = headers.get_all(&X_FORWARDED_HOST).iter();
+        matches!((values.next(), values.next()), (Some(v), None) if is_valid_authority(v.as_bytes()))
+    };
+    if !(trusted && forwarded_host_ok) {
         match original_host {
             Some(host) => {
                 headers.insert(X_FORWARDED_HOST.clone(), host.clone());
@@ -224,7 +333,12 @@ pub fn new_request_id() -> HeaderValue {
     let prefix = PREFIX.get_or_init(|| {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
         h.write_u32(std::process::id());
         hex16(h.finish())
     });
@@ -288,7 +402,10 @@ mod tests {
         h.insert("proxy-authorization", "Basic x".parse().unwrap());
         h.insert("accept", "*/*".parse().unwrap());
         strip_hop_by_hop(&mut h, false);
-        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["accept"]);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["accept"]
+        );
     }
 
     #[test]
@@ -297,14 +414,24 @@ mod tests {
         h.insert("connection", "Close, KEEP-ALIVE, x-Other".parse().unwrap());
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert("x-other", "1".parse().unwrap());
-        h.insert("close", "not a hop-by-hop header, but named".parse().unwrap());
+        h.insert(
+            "close",
+            "not a hop-by-hop header, but named".parse().unwrap(),
+        );
         h.insert("accept", "*/*".parse().unwrap());
         strip_hop_by_hop(&mut h, false);
         let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         left.sort();
-        assert_eq!(left, vec!["accept"], "a field named like a connection option goes too");
+        assert_eq!(
+            left,
+            vec!["accept"],
+            "a field named like a connection option goes too"
+        );
         assert_eq!(hop_index_ignoring_case("Proxy-Authorization"), Some(7));
-        assert_eq!(hop_index_ignoring_case("a-token-longer-than-twenty-bytes"), None);
+        assert_eq!(
+            hop_index_ignoring_case("a-token-longer-than-twenty-bytes"),
+            None
+        );
     }
 
     #[test]
@@ -312,10 +439,116 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("connection", "Upgrade".parse().unwrap());
         h.insert("upgrade", "websocket".parse().unwrap());
-        assert!(is_upgrade_request(&h));
+        assert!(is_websocket_upgrade(&h));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn only_websocket_is_an_upgrade_and_other_upgrade_headers_go() {
+        let upgrade = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "connection",
+                "keep-alive, Upgrade, HTTP2-Settings".parse().unwrap(),
+            );
+            h.insert("upgrade", value.parse().unwrap());
+            h
+        };
+        assert!(is_websocket_upgrade(&upgrade("websocket")));
+        assert!(is_websocket_upgrade(&upgrade("WebSocket")));
+        assert!(is_websocket_upgrade(&upgrade("websocket/13")));
+        for other in [
+            "h2c",
+            "TLS/1.0",
+            "websocket, h2c",
+            "h2c, websocket",
+            "websockets",
+            "",
+        ] {
+            assert!(!is_websocket_upgrade(&upgrade(other)), "{other:?}");
+        }
+        let mut two = upgrade("websocket");
+        two.append("upgrade", "h2c".parse().unwrap());
+        assert!(
+            !is_websocket_upgrade(&two),
+            "two Upgrade lines are not one protocol"
+        );
+        let mut no_connection = upgrade("websocket");
+        no_connection.remove("connection");
+        assert!(!is_websocket_upgrade(&no_connection));
+
+        let mut h = upgrade("h2c");
+        h.insert(
+            "http2-settings",
+            "AAMAAABkAAQCAAAAAAIAAAAA".parse().unwrap(),
+        );
+        h.insert("accept", "*/*".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["accept"]
+        );
+        assert!(is_websocket_switch(&upgrade("WebSocket")));
+        assert!(!is_websocket_switch(&upgrade("h2c")));
+    }
+
+    #[test]
+    fn only_plain_authorities_are_valid_hosts() {
+        for good in [
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1",
+            "127.0.0.1:1",
+            "[::1]",
+            "[::1]:443",
+            "a_b.internal",
+            "localhost",
+        ] {
+            assert!(is_valid_authority(good.as_bytes()), "{good:?}");
+        }
+        for bad in [
+            "",
+            "user:pw@evil",
+            "user@evil",
+            "evil/x",
+            "a b",
+            "a,b",
+            "example.com:",
+            "example.com:port",
+            "example.com:123456",
+            "[::1",
+            "[]",
+            "[zz]",
+            ":80",
+            "a:1:2",
+            "evil\\x",
+            "evil?x",
+            "evil#x",
+            "[::1]x",
+            "é.com",
+        ] {
+            assert!(!is_valid_authority(bad.as_bytes()), "{bad:?}");
+        }
+        assert!(!is_valid_authority("a".repeat(300).as_bytes()));
+    }
+
+    #[test]
+    fn forwarded_host_from_a_trusted_proxy_is_kept_only_when_valid() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let host = HeaderValue::from_static("gateway.example.com");
+        let peer = Peer::new("10.1.1.1:1234".parse().unwrap());
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-host", "app.example.com".parse().unwrap());
+        set_forwarded(&mut h, &peer, &trusted, Some(&host));
+        assert_eq!(h["x-forwarded-host"], "app.example.com");
+        for bad in ["user:pw@evil", "a.example, b.example"] {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-host", bad.parse().unwrap());
+            set_forwarded(&mut h, &peer, &trusted, Some(&host));
+            assert_eq!(h["x-forwarded-host"], "gateway.example.com", "{bad:?}");
+        }
     }
 
     #[test]
@@ -326,7 +559,12 @@ mod tests {
         h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         h.append("x-forwarded-for", "5.6.7.8".parse().unwrap());
-        set_forwarded(&mut h, &Peer::new("10.1.1.1:1234".parse().unwrap()), &trusted, Some(&host));
+        set_forwarded(
+            &mut h,
+            &Peer::new("10.1.1.1:1234".parse().unwrap()),
+            &trusted,
+            Some(&host),
+        );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 10.1.1.1");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-proto"], "https");
@@ -336,7 +574,12 @@ mod tests {
         h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         h.insert("x-forwarded-host", "evil".parse().unwrap());
-        set_forwarded(&mut h, &Peer::new("192.0.2.7:1234".parse().unwrap()), &trusted, Some(&host));
+        set_forwarded(
+            &mut h,
+            &Peer::new("192.0.2.7:1234".parse().unwrap()),
+            &trusted,
+            Some(&host),
+        );
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "app.example.com");
@@ -352,8 +595,15 @@ mod tests {
         let b = request_id(&HeaderMap::new());
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
-        assert!(a.to_str().unwrap().bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
-        let (a, b) = (u128::from_str_radix(a.to_str().unwrap(), 16).unwrap(), u128::from_str_radix(b.to_str().unwrap(), 16).unwrap());
+        assert!(a
+            .to_str()
+            .unwrap()
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        let (a, b) = (
+            u128::from_str_radix(a.to_str().unwrap(), 16).unwrap(),
+            u128::from_str_radix(b.to_str().unwrap(), 16).unwrap(),
+        );
         assert_eq!(a >> 64, b >> 64, "one process prefix");
         assert_eq!((b as u64).wrapping_sub(a as u64), 1, "then a counter");
     }

@@ -8,18 +8,16 @@ pub mod body;
 pub mod headers;
 pub mod pool;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use http::header::HeaderValue;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
+use http_body::Body;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 
 use crate::config::UpstreamConfig;
 use crate::deny::Deny;
-pub use body::{BodyTooLarge, BoxError, LimitedBody};
+pub use body::{BodyEnd, BodyTooLarge, BodyWatch, BoxError, LimitedBody};
 pub use pool::UpstreamBody;
 
 /// The application behind the gateway and a connection pool to it.
@@ -42,10 +40,19 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let authority = config.url.authority().cloned().expect("config validated an authority");
-        let host_header = HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value");
+        let authority = config
+            .url
+            .authority()
+            .cloned()
+            .expect("config validated an authority");
+        let host_header = HeaderValue::from_str(authority.as_str())
+            .expect("an authority is a valid header value");
         let pool = pool::Pool::new(connector, config.url.clone(), config.pool_idle_timeout);
-        Upstream { pool, host_header, timeout: config.timeout }
+        Upstream {
+            pool,
+            host_header,
+            timeout: config.timeout,
+        }
     }
 
     /// The request target sent upstream (origin-form: the connection already
@@ -59,21 +66,61 @@ impl Upstream {
         Ok(Uri::from(path_and_query))
     }
 
-
     pub fn host_header(&self) -> &HeaderValue {
         &self.host_header
     }
 
-    /// Sends the request and waits (up to `upstream.timeout`) for the response
-    /// head. The body keeps streaming after this returns.
-    pub async fn send(&self, request: Request<LimitedBody>, body_tripped: &AtomicBool) -> Result<Response<UpstreamBody>, Deny> {
-        match tokio::time::timeout(self.timeout, self.pool.send(request)).await {
+    /// Sends the request and waits for the response head: without limit while
+    /// the client is still sending the body (that has its own idle limit,
+    /// `server.body_timeout`), then up to `upstream.timeout` (SPEC §10: a slow
+    /// upload is not an upstream timeout). The response body keeps streaming
+    /// after this returns.
+    pub async fn send(
+        &self,
+        request: Request<LimitedBody>,
+        body: &BodyWatch,
+    ) -> Result<Response<UpstreamBody>, Deny> {
+        let sent = request.body().is_end_stream();
+        let send = self.pool.send(request);
+        tokio::pin!(send);
+        if !sent {
+            tokio::select! {
+                biased;
+                // The upstream may answer before the body is complete (an early 4xx).
+                result = &mut send => return self.outcome(result, body),
+                _ = body.ended() => {}
+            }
+        }
+        match tokio::time::timeout(self.timeout, send).await {
             Err(_elapsed) => Err(Deny::UpstreamTimeout),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => {
-                if body_tripped.load(Ordering::Acquire) {
-                    return Err(Deny::PayloadTooLarge);
-                }
+            Ok(result) => self.outcome(result, body),
+        }
+    }
+
+    /// Maps a finished send to the response or the refusal; a failure caused by
+    /// the client's body is the client's error, not the upstream's.
+    fn outcome(
+        &self,
+        result: Result<Response<UpstreamBody>, pool::SendError>,
+        body: &BodyWatch,
+    ) -> Result<Response<UpstreamBody>, Deny> {
+        let error = match result {
+            Ok(response) => return Ok(response),
+            Err(error) => error,
+        };
+        match body.end() {
+            BodyEnd::TooLarge => Err(Deny::PayloadTooLarge),
+            BodyEnd::ClientError => {
+                tracing::info!(error = %error_chain(&error), "client request body broke off; upstream request aborted");
+                Err(Deny::BadRequest(
+                    "the request body is malformed or incomplete",
+                ))
+            }
+            BodyEnd::Stalled => {
+                tracing::info!("client request body stalled past server.body_timeout; upstream request aborted");
+                Err(Deny::RequestTimeout)
+            }
+            BodyEnd::Open | BodyEnd::Complete => {
                 tracing::warn!(error = %error_chain(&error), connect = error.is_connect(), "upstream request failed");
                 Err(Deny::UpstreamUnavailable)
             }
@@ -83,7 +130,10 @@ impl Upstream {
 
 /// After both sides agreed to switch protocols, copies bytes both ways until
 /// either side closes. Runs as its own task so the 101 can be returned first.
-pub fn spawn_tunnel(client_side: hyper::upgrade::OnUpgrade, upstream_side: hyper::upgrade::OnUpgrade) {
+pub fn spawn_tunnel(
+    client_side: hyper::upgrade::OnUpgrade,
+    upstream_side: hyper::upgrade::OnUpgrade,
+) {
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client_side, upstream_side) {
             Ok(pair) => pair,
@@ -111,6 +161,3 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
-
-/// Shared flag type handed from the body wrapper to the sender.
-pub type Tripped = Arc<AtomicBool>;
