@@ -59,14 +59,31 @@ fn entitlement() -> Entitlement {
 }
 
 fn hot_path(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let config = Config::compile(CONFIG, Path::new("."), &|_| None).unwrap();
-    let auth = runtime.block_on(Authenticator::new(config.jwt.clone(), OutboundClient::new(Duration::from_secs(1)))).unwrap();
+    let auth = runtime
+        .block_on(Authenticator::new(
+            config.jwt.clone(),
+            OutboundClient::new(Duration::from_secs(1)),
+        ))
+        .unwrap();
     let auth = Arc::new(auth);
     let token = mint_token(&config.jwt, "user-42", Duration::from_secs(3600)).unwrap();
     let store = Arc::new(MemoryStore::new());
-    runtime.block_on(store.update("user-42", &|_| Some(entitlement()))).unwrap();
-    let cache = EntitlementCache::new(store, Duration::from_secs(3600), 10_000, None, config.access.rules.clone());
+    runtime
+        .block_on(store.update("user-42", &|_| Some(entitlement())))
+        .unwrap();
+    let cache = EntitlementCache::new(
+        store,
+        Duration::from_secs(3600),
+        10_000,
+        None,
+        config.access.rules.clone(),
+    );
     runtime.block_on(cache.get("user-42")).unwrap();
     let rules = &config.access.rules;
     let now = 1_750_000_000;
@@ -78,17 +95,28 @@ fn hot_path(c: &mut Criterion) {
         })
     });
     c.bench_function("path_normalize_hostile", |b| {
-        b.iter(|| black_box(normalize(black_box("/api/./x/%62anking//a/../reports")).unwrap().len()))
+        b.iter(|| {
+            black_box(
+                normalize(black_box("/api/./x/%62anking//a/../reports"))
+                    .unwrap()
+                    .len(),
+            )
+        })
     });
     c.bench_function("entitlement_cached_lookup", |b| {
-        b.to_async(&runtime).iter(|| async { black_box(cache.get(black_box("user-42")).await.unwrap()) })
+        b.to_async(&runtime)
+            .iter(|| async { black_box(cache.get(black_box("user-42")).await.unwrap()) })
     });
     let ent = entitlement();
     let required = vec!["export".to_string()];
     // From the stored record (what a cache load does, plus the summary it keeps)
     // and from the cached summary (what a request does).
-    c.bench_function("decision", |b| b.iter(|| black_box(decide(Some(black_box(&ent)), rules, &required, now))));
-    c.bench_function("decision_summarize", |b| b.iter(|| black_box(AccessSummary::new(Some(black_box(&ent)), rules, now))));
+    c.bench_function("decision", |b| {
+        b.iter(|| black_box(decide(Some(black_box(&ent)), rules, &required, now)))
+    });
+    c.bench_function("decision_summarize", |b| {
+        b.iter(|| black_box(AccessSummary::new(Some(black_box(&ent)), rules, now)))
+    });
     let summary = AccessSummary::new(Some(&ent), rules, now);
     c.bench_function("decision_cached_summary", |b| {
         b.iter(|| black_box(black_box(&summary).check(&required).is_ok()))
@@ -107,7 +135,9 @@ fn hot_path(c: &mut Criterion) {
 /// A JWT signed with `alg` over `{sub, exp}` using a PEM private key from benches/keys.
 fn mint_asymmetric(alg: jsonwebtoken::Algorithm, private_pem: &[u8]) -> String {
     let key = match alg {
-        jsonwebtoken::Algorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(private_pem).unwrap(),
+        jsonwebtoken::Algorithm::RS256 => {
+            jsonwebtoken::EncodingKey::from_rsa_pem(private_pem).unwrap()
+        }
         _ => jsonwebtoken::EncodingKey::from_ec_pem(private_pem).unwrap(),
     };
     let claims = serde_json::json!({"sub": "user-42", "exp": 4_000_000_000u64});
@@ -117,35 +147,55 @@ fn mint_asymmetric(alg: jsonwebtoken::Algorithm, private_pem: &[u8]) -> String {
 /// Token verification per algorithm, with the verified-token cache (a repeat
 /// token, the common case) and without it (the first request of a token).
 fn token_check(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let config = Config::compile(CONFIG, Path::new("."), &|_| None).unwrap();
     let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/keys");
     let hs = config.jwt.clone();
     let hs_token = mint_token(&hs, "user-42", Duration::from_secs(3600)).unwrap();
     let mut cases = vec![("hs256", hs, hs_token)];
-    for (name, alg, file) in [("rs256", jsonwebtoken::Algorithm::RS256, "rs256"), ("es256", jsonwebtoken::Algorithm::ES256, "es256")] {
+    for (name, alg, file) in [
+        ("rs256", jsonwebtoken::Algorithm::RS256, "rs256"),
+        ("es256", jsonwebtoken::Algorithm::ES256, "es256"),
+    ] {
         let mut settings = config.jwt.clone();
         settings.algorithms = vec![alg];
         settings.secret = None;
-        settings.public_key_pem = Some(std::fs::read(keys.join(format!("{file}.pub.pem"))).unwrap());
-        let token = mint_asymmetric(alg, &std::fs::read(keys.join(format!("{file}.key.pem"))).unwrap());
+        settings.public_key_pem =
+            Some(std::fs::read(keys.join(format!("{file}.pub.pem"))).unwrap());
+        let token = mint_asymmetric(
+            alg,
+            &std::fs::read(keys.join(format!("{file}.key.pem"))).unwrap(),
+        );
         cases.push((name, settings, token));
     }
     for (name, settings, token) in cases {
-        let auth = runtime.block_on(Authenticator::new(settings, OutboundClient::new(Duration::from_secs(1)))).unwrap();
+        let auth = runtime
+            .block_on(Authenticator::new(
+                settings,
+                OutboundClient::new(Duration::from_secs(1)),
+            ))
+            .unwrap();
         runtime.block_on(auth.verify(&token)).unwrap();
         c.bench_function(&format!("jwt_{name}_uncached"), |b| {
-            b.to_async(&runtime).iter(|| async { black_box(auth.verify_uncached(black_box(&token)).await.unwrap()) })
+            b.to_async(&runtime).iter(|| async {
+                black_box(auth.verify_uncached(black_box(&token)).await.unwrap())
+            })
         });
         c.bench_function(&format!("jwt_{name}_cached"), |b| {
-            b.to_async(&runtime).iter(|| async { black_box(auth.verify(black_box(&token)).await.unwrap()) })
+            b.to_async(&runtime)
+                .iter(|| async { black_box(auth.verify(black_box(&token)).await.unwrap()) })
         });
     }
 }
 
 /// Webhook signature check + event parse for a real-size (basil-shape) payload.
 fn webhook(c: &mut Criterion) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stripe/constructed.event.customer.subscription.updated.basil-shape.json");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "tests/fixtures/stripe/constructed.event.customer.subscription.updated.basil-shape.json",
+    );
     let body = std::fs::read(path).unwrap();
     let secrets = vec!["whsec_bench".to_string()];
     let t = 1_700_000_000;
@@ -153,7 +203,14 @@ fn webhook(c: &mut Criterion) {
     let keys = vec!["user_id".to_string()];
     c.bench_function(&format!("webhook_verify_and_parse_{}b", body.len()), |b| {
         b.iter(|| {
-            paygate::webhook::signature::verify(Some(black_box(&header)), black_box(&body), &secrets, 300, t).unwrap();
+            paygate::webhook::signature::verify(
+                Some(black_box(&header)),
+                black_box(&body),
+                &secrets,
+                300,
+                t,
+            )
+            .unwrap();
             black_box(paygate::webhook::event::parse(black_box(&body), &keys).unwrap())
         })
     });

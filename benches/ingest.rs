@@ -29,11 +29,18 @@ impl Drop for Guard {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -44,7 +51,16 @@ fn main() {
     let redis_port = free_port();
     let _redis = Guard(
         Command::new("redis-server")
-            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &redis_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server"),
@@ -83,13 +99,22 @@ level = "warn"
         .spawn()
         .expect("paygate binary");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let _paygate = Guard(child);
     let base = line.trim().rsplit(' ').next().unwrap().to_string();
     let url = format!("{base}/stripe/webhook");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     // Bodies are built and signed before timing starts: we measure paygate, not the driver.
     let bodies: Arc<Vec<(String, String)>> = Arc::new(
         (0..events)
@@ -114,13 +139,16 @@ level = "warn"
         let started = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..concurrency {
-            let (client, next, bodies, url) = (client.clone(), next.clone(), bodies.clone(), url.clone());
+            let (client, next, bodies, url) =
+                (client.clone(), next.clone(), bodies.clone(), url.clone());
             tasks.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut failures = 0usize;
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((body, signature)) = bodies.get(i) else { break };
+                    let Some((body, signature)) = bodies.get(i) else {
+                        break;
+                    };
                     let request = http::Request::post(&url)
                         .header("content-type", "application/json")
                         .header("stripe-signature", signature)
@@ -162,7 +190,11 @@ level = "warn"
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let mut applied = 0;
         for i in 0..events {
-            let raw: Option<String> = redis::cmd("GET").arg(format!("paygate:{{u:user_{i}}}")).query_async(&mut conn).await.unwrap();
+            let raw: Option<String> = redis::cmd("GET")
+                .arg(format!("paygate:{{u:user_{i}}}"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
             if raw.is_some_and(|r| r.contains(&format!("sub_bench_{i}"))) {
                 applied += 1;
             }
@@ -171,11 +203,27 @@ level = "warn"
     });
 
     let mut out = std::io::stdout();
-    let _ = writeln!(out, "webhook ingestion: {events} events, concurrency {concurrency}, redis on loopback");
-    let _ = writeln!(out, "  throughput   {rate:.0} events/s ({:.2} s)", elapsed.as_secs_f64());
-    let _ = writeln!(out, "  ack latency  p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms", ms(pct(0.50)), ms(pct(0.99)), ms(pct(1.0)));
+    let _ = writeln!(
+        out,
+        "webhook ingestion: {events} events, concurrency {concurrency}, redis on loopback"
+    );
+    let _ = writeln!(
+        out,
+        "  throughput   {rate:.0} events/s ({:.2} s)",
+        elapsed.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "  ack latency  p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+        ms(pct(1.0))
+    );
     let _ = writeln!(out, "  failures     {failures}");
-    let _ = writeln!(out, "  applied      {applied}/{events} users found in Redis");
+    let _ = writeln!(
+        out,
+        "  applied      {applied}/{events} users found in Redis"
+    );
     assert_eq!(failures, 0, "every event must be acknowledged");
     assert_eq!(applied, events, "every acknowledged event must be applied");
 }

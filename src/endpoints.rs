@@ -11,7 +11,11 @@ use crate::deny::{json_response, Deny};
 use crate::entitlement::UnixTime;
 use crate::gateway::Gateway;
 
-pub async fn serve<B>(gateway: &Gateway, request: &Request<B>, path: &str) -> Result<Response<Full<Bytes>>, Deny> {
+pub async fn serve<B>(
+    gateway: &Gateway,
+    request: &Request<B>,
+    path: &str,
+) -> Result<Response<Full<Bytes>>, Deny> {
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return Err(Deny::MethodNotAllowed);
     }
@@ -26,26 +30,43 @@ pub async fn serve<B>(gateway: &Gateway, request: &Request<B>, path: &str) -> Re
 /// Ready = config loaded (we are running), not draining, and the store answers.
 pub async fn readiness(gateway: &Gateway) -> Response<Full<Bytes>> {
     if gateway.is_draining() {
-        return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "draining"}));
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "draining"}),
+        );
     }
     let store = gateway.entitlements.store();
     match tokio::time::timeout(std::time::Duration::from_secs(1), store.ping()).await {
-        Ok(Ok(())) => json_response(StatusCode::OK, &json!({"status": "ready", "store": store.kind()})),
-        Ok(Err(e)) => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "store unavailable", "error": e.to_string()})),
-        Err(_) => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "store unavailable", "error": "ping timed out"})),
+        Ok(Ok(())) => json_response(
+            StatusCode::OK,
+            &json!({"status": "ready", "store": store.kind()}),
+        ),
+        Ok(Err(e)) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "store unavailable", "error": e.to_string()}),
+        ),
+        Err(_) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "store unavailable", "error": "ping timed out"}),
+        ),
     }
 }
 
 /// The caller's own plan state, so a front end can show it without asking Stripe.
 async fn me<B>(gateway: &Gateway, request: &Request<B>) -> Result<Response<Full<Bytes>>, Deny> {
     let config = &gateway.config;
-    let token = auth::extract_token(request.headers(), config.jwt.cookie.as_deref()).ok_or(Deny::Unauthenticated)?;
+    let token = auth::extract_token(request.headers(), config.jwt.cookie.as_deref())
+        .ok_or(Deny::Unauthenticated)?;
     let identity = gateway.auth.verify(token).await.map_err(|e| match e {
         AuthError::Expired => Deny::TokenExpired,
         AuthError::Invalid(reason) => Deny::InvalidToken(reason),
         AuthError::Missing => Deny::Unauthenticated,
     })?;
-    let found = gateway.entitlements.get(&identity.user_id).await.map_err(|_| Deny::EntitlementUnavailable)?;
+    let found = gateway
+        .entitlements
+        .get(&identity.user_id)
+        .await
+        .map_err(|_| Deny::EntitlementUnavailable)?;
     let plan = &found.plan;
     let body = json!({
         "user_id": identity.user_id,
@@ -63,7 +84,10 @@ async fn me<B>(gateway: &Gateway, request: &Request<B>) -> Result<Response<Full<
 /// RFC 3339 UTC string, or JSON null.
 pub fn rfc3339(time: Option<UnixTime>) -> Value {
     time.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .map(Value::String)
         .unwrap_or(Value::Null)
 }

@@ -1,8 +1,8 @@
 //! paygate: a reverse proxy that puts a Stripe subscription paywall in front of
 //! an existing application API. See ARCHITECTURE.md for the module map.
 
-pub mod apply;
 pub mod admin;
+pub mod apply;
 pub mod auth;
 pub mod cli;
 pub mod config;

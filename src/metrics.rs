@@ -15,7 +15,10 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Latency buckets from 100 µs to 10 s: the gateway's own cost sits at the low end,
 /// upstream time anywhere.
-const BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
 
 /// Decisions a request can end in (the `decision` label); registered at zero.
 pub const DECISIONS: &[&str] = &[
@@ -45,7 +48,9 @@ pub const DECISIONS: &[&str] = &[
 /// Safe to call repeatedly (tests build many gateways in one process).
 pub fn init() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
-        let builder = PrometheusBuilder::new().set_buckets(BUCKETS).unwrap_or_else(|_| PrometheusBuilder::new());
+        let builder = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_err() {
@@ -57,18 +62,49 @@ pub fn init() -> &'static PrometheusHandle {
 }
 
 fn register() {
-    describe_counter!("paygate_requests_total", "Requests handled, by route and decision.");
-    describe_histogram!("paygate_request_duration_seconds", Unit::Seconds, "Time from request head to response head.");
-    describe_histogram!("paygate_upstream_duration_seconds", Unit::Seconds, "Time the upstream took to answer with a response head.");
-    describe_counter!("paygate_webhook_events_total", "Stripe webhook deliveries, by event type and result.");
-    describe_counter!("paygate_cache_requests_total", "Entitlement cache lookups, by result (hit, miss, stale).");
-    describe_counter!("paygate_store_errors_total", "Entitlement store operations that failed.");
-    describe_counter!("paygate_store_reconnects_total", "Times the invalidation subscription was (re)established.");
+    describe_counter!(
+        "paygate_requests_total",
+        "Requests handled, by route and decision."
+    );
+    describe_histogram!(
+        "paygate_request_duration_seconds",
+        Unit::Seconds,
+        "Time from request head to response head."
+    );
+    describe_histogram!(
+        "paygate_upstream_duration_seconds",
+        Unit::Seconds,
+        "Time the upstream took to answer with a response head."
+    );
+    describe_counter!(
+        "paygate_webhook_events_total",
+        "Stripe webhook deliveries, by event type and result."
+    );
+    describe_counter!(
+        "paygate_cache_requests_total",
+        "Entitlement cache lookups, by result (hit, miss, stale)."
+    );
+    describe_counter!(
+        "paygate_store_errors_total",
+        "Entitlement store operations that failed."
+    );
+    describe_counter!(
+        "paygate_store_reconnects_total",
+        "Times the invalidation subscription was (re)established."
+    );
     describe_counter!("paygate_jwks_refreshes_total", "JWKS fetches, by result.");
     for decision in DECISIONS {
-        counter!("paygate_requests_total", "route" => "default", "decision" => *decision).absolute(0);
+        counter!("paygate_requests_total", "route" => "default", "decision" => *decision)
+            .absolute(0);
     }
-    for result in ["applied", "duplicate", "ignored", "other_mode", "rejected", "failed"] {
+    for result in [
+        "applied",
+        "duplicate",
+        "ignored",
+        "other_mode",
+        "rejected",
+        "failed",
+    ] {
         counter!("paygate_webhook_events_total", "type" => "none", "result" => result).absolute(0);
     }
     for result in ["hit", "miss", "stale"] {
@@ -93,10 +129,12 @@ pub fn spawn_upkeep() {
         return;
     }
     let handle = init();
-    let spawned = std::thread::Builder::new().name("paygate-metrics".into()).spawn(move || loop {
-        std::thread::sleep(Duration::from_secs(1));
-        handle.run_upkeep();
-    });
+    let spawned = std::thread::Builder::new()
+        .name("paygate-metrics".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            handle.run_upkeep();
+        });
     if let Err(error) = spawned {
         tracing::warn!(%error, "could not start the metrics upkeep thread; histograms fold on scrape only");
     }
@@ -136,7 +174,10 @@ impl RouteMetrics {
             })
             .collect();
         let duration = histogram!("paygate_request_duration_seconds", "route" => route.to_string());
-        RouteMetrics { by_decision, duration }
+        RouteMetrics {
+            by_decision,
+            duration,
+        }
     }
 }
 
@@ -148,10 +189,17 @@ impl RequestMetrics {
         let mut routes: Vec<(String, usize, RouteMetrics)> = Vec::new();
         for label in labels {
             if !routes.iter().any(|(l, _, _)| l == label) {
-                routes.push((label.to_string(), label.as_ptr() as usize, RouteMetrics::new(label)));
+                routes.push((
+                    label.to_string(),
+                    label.as_ptr() as usize,
+                    RouteMetrics::new(label),
+                ));
             }
         }
-        RequestMetrics { routes, fallback: RouteMetrics::new("other") }
+        RequestMetrics {
+            routes,
+            fallback: RouteMetrics::new("other"),
+        }
     }
 
     pub fn record(&self, route: &str, decision: &str, elapsed: Duration) {
@@ -175,8 +223,10 @@ impl RequestMetrics {
 
 /// Records one request without a precomputed table (tests, tools).
 pub fn request(route: &str, decision: &'static str, elapsed: Duration) {
-    counter!("paygate_requests_total", "route" => route.to_string(), "decision" => decision).increment(1);
-    histogram!("paygate_request_duration_seconds", "route" => route.to_string()).record(elapsed.as_secs_f64());
+    counter!("paygate_requests_total", "route" => route.to_string(), "decision" => decision)
+        .increment(1);
+    histogram!("paygate_request_duration_seconds", "route" => route.to_string())
+        .record(elapsed.as_secs_f64());
 }
 
 /// Handles resolved once: a `counter!`/`histogram!` call looks the metric up in
@@ -193,18 +243,29 @@ macro_rules! handle {
 }
 
 pub fn upstream(elapsed: Duration) {
-    handle!(Histogram, histogram!("paygate_upstream_duration_seconds")).record(elapsed.as_secs_f64());
+    handle!(Histogram, histogram!("paygate_upstream_duration_seconds"))
+        .record(elapsed.as_secs_f64());
 }
 
 pub fn webhook(event_type: &str, result: &'static str) {
-    counter!("paygate_webhook_events_total", "type" => event_type.to_string(), "result" => result).increment(1);
+    counter!("paygate_webhook_events_total", "type" => event_type.to_string(), "result" => result)
+        .increment(1);
 }
 
 pub fn cache(result: &'static str) {
     let counter = match result {
-        "hit" => handle!(Counter, counter!("paygate_cache_requests_total", "result" => "hit")),
-        "miss" => handle!(Counter, counter!("paygate_cache_requests_total", "result" => "miss")),
-        _ => handle!(Counter, counter!("paygate_cache_requests_total", "result" => "stale")),
+        "hit" => handle!(
+            Counter,
+            counter!("paygate_cache_requests_total", "result" => "hit")
+        ),
+        "miss" => handle!(
+            Counter,
+            counter!("paygate_cache_requests_total", "result" => "miss")
+        ),
+        _ => handle!(
+            Counter,
+            counter!("paygate_cache_requests_total", "result" => "stale")
+        ),
     };
     counter.increment(1);
 }
@@ -218,7 +279,8 @@ pub fn store_reconnect() {
 }
 
 pub fn jwks_refresh(ok: bool) {
-    counter!("paygate_jwks_refreshes_total", "result" => if ok { "ok" } else { "error" }).increment(1);
+    counter!("paygate_jwks_refreshes_total", "result" => if ok { "ok" } else { "error" })
+        .increment(1);
 }
 
 #[cfg(test)]

@@ -83,7 +83,10 @@ impl RetryPolicy {
     /// or `None` when that asks for more than [`Self::max_retry_after`].
     fn delay(&self, next: u32, retry_after: Option<Duration>) -> Option<Duration> {
         let doublings = next.saturating_sub(2).min(16);
-        let backoff = self.first_backoff.saturating_mul(1 << doublings).min(self.max_backoff);
+        let backoff = self
+            .first_backoff
+            .saturating_mul(1 << doublings)
+            .min(self.max_backoff);
         match retry_after {
             Some(asked) if asked > self.max_retry_after => None,
             Some(asked) => Some(backoff.max(asked)),
@@ -97,10 +100,18 @@ impl RetryPolicy {
 pub enum StripeApiError {
     /// Stripe answered a final `4xx` (bad key, missing permission, unknown id…).
     #[error("GET {path}: Stripe answered {status}: {message}")]
-    Rejected { path: String, status: u16, message: String },
+    Rejected {
+        path: String,
+        status: u16,
+        message: String,
+    },
     /// `429`, `5xx` or a network failure, still so after every attempt.
     #[error("GET {path}: Stripe is unavailable after {attempts} attempt(s): {last}")]
-    Unavailable { path: String, attempts: u32, last: String },
+    Unavailable {
+        path: String,
+        attempts: u32,
+        last: String,
+    },
     /// The request could not be made, or the answer is not what the API documents.
     #[error("GET {path}: {detail}")]
     Invalid { path: String, detail: String },
@@ -141,7 +152,11 @@ pub struct StripeApi {
 
 impl fmt::Debug for StripeApi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StripeApi").field("base", &self.base).field("key", &"[redacted]").field("retry", &self.retry).finish()
+        f.debug_struct("StripeApi")
+            .field("base", &self.base)
+            .field("key", &"[redacted]")
+            .field("retry", &self.retry)
+            .finish()
     }
 }
 
@@ -179,7 +194,10 @@ impl StripeApi {
     /// Like [`StripeApi::get_json`], with the time the successful attempt started.
     pub async fn read(&self, path_and_query: &str) -> Result<Read<Value>, StripeApiError> {
         let url = format!("{}{}", self.base, path_and_query);
-        let headers = [("authorization", self.authorization.as_str()), ("stripe-version", STRIPE_VERSION)];
+        let headers = [
+            ("authorization", self.authorization.as_str()),
+            ("stripe-version", STRIPE_VERSION),
+        ];
         let path = path_and_query.to_string();
         let attempts = self.retry.attempts.max(1);
         let mut attempt = 1;
@@ -187,19 +205,29 @@ impl StripeApi {
             let read_at = unix_now();
             let (last, retry_after) = match self.http.get(&url, &headers, MAX_BODY).await {
                 Ok(response) if response.status.is_success() => {
-                    let value = serde_json::from_slice(&response.body).map_err(|e| StripeApiError::Invalid {
-                        path: path.clone(),
-                        detail: format!("the answer is not JSON: {e}"),
+                    let value = serde_json::from_slice(&response.body).map_err(|e| {
+                        StripeApiError::Invalid {
+                            path: path.clone(),
+                            detail: format!("the answer is not JSON: {e}"),
+                        }
                     })?;
                     return Ok(Read { value, read_at });
                 }
                 Ok(response) => {
                     let status = response.status.as_u16();
                     let message = self.redact(&error_message(&response.body));
-                    let should_retry = response.headers.get("stripe-should-retry").and_then(|v| v.to_str().ok());
-                    let retryable = (status == 429 || response.status.is_server_error()) && should_retry != Some("false");
+                    let should_retry = response
+                        .headers
+                        .get("stripe-should-retry")
+                        .and_then(|v| v.to_str().ok());
+                    let retryable = (status == 429 || response.status.is_server_error())
+                        && should_retry != Some("false");
                     if !retryable {
-                        return Err(StripeApiError::Rejected { path, status, message });
+                        return Err(StripeApiError::Rejected {
+                            path,
+                            status,
+                            message,
+                        });
                     }
                     let retry_after = response
                         .headers
@@ -212,12 +240,23 @@ impl StripeApi {
                 Err(OutboundError::Timeout) => ("timed out".to_string(), None),
                 Err(OutboundError::Transport(detail)) => (self.redact(&detail), None),
                 Err(error @ (OutboundError::InvalidUrl(_) | OutboundError::BodyTooLarge)) => {
-                    return Err(StripeApiError::Invalid { path, detail: error.to_string() });
+                    return Err(StripeApiError::Invalid {
+                        path,
+                        detail: error.to_string(),
+                    });
                 }
             };
-            let delay = if attempt < attempts { self.retry.delay(attempt + 1, retry_after) } else { None };
+            let delay = if attempt < attempts {
+                self.retry.delay(attempt + 1, retry_after)
+            } else {
+                None
+            };
             let Some(delay) = delay else {
-                return Err(StripeApiError::Unavailable { path, attempts: attempt, last });
+                return Err(StripeApiError::Unavailable {
+                    path,
+                    attempts: attempt,
+                    last,
+                });
             };
             tracing::warn!(
                 target: "paygate::stripe_api",
@@ -237,7 +276,10 @@ impl StripeApi {
         Pager {
             api: self,
             path: path.to_string(),
-            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             starting_after: None,
             done: false,
             pages: 0,
@@ -247,20 +289,28 @@ impl StripeApi {
     /// `GET /v1/subscriptions/{id}`; `None` when Stripe answers `404` (the
     /// subscription is gone).
     pub async fn get_subscription(&self, id: &str) -> Result<Read<Option<Value>>, StripeApiError> {
-        self.get_optional(&format!("/v1/subscriptions/{}", encode(id))).await
+        self.get_optional(&format!("/v1/subscriptions/{}", encode(id)))
+            .await
     }
 
     /// `GET /v1/customers/{id}` (a deleted customer is `{"deleted": true, …}`);
     /// `None` on `404`.
     pub async fn get_customer(&self, id: &str) -> Result<Read<Option<Value>>, StripeApiError> {
-        self.get_optional(&format!("/v1/customers/{}", encode(id))).await
+        self.get_optional(&format!("/v1/customers/{}", encode(id)))
+            .await
     }
 
     /// Every feature lookup key of the customer's active entitlements, paged from
     /// `GET /v1/entitlements/active_entitlements?customer=…` (first-seen order,
     /// no duplicates). `read_at` is that of the first page.
-    pub async fn active_entitlement_keys(&self, customer: &str) -> Result<Read<Vec<String>>, StripeApiError> {
-        let mut pager = self.list("/v1/entitlements/active_entitlements", &[("customer", customer)]);
+    pub async fn active_entitlement_keys(
+        &self,
+        customer: &str,
+    ) -> Result<Read<Vec<String>>, StripeApiError> {
+        let mut pager = self.list(
+            "/v1/entitlements/active_entitlements",
+            &[("customer", customer)],
+        );
         let mut keys: Vec<String> = Vec::new();
         let mut read_at = None;
         while let Some(page) = pager.next_page().await? {
@@ -271,7 +321,12 @@ impl StripeApi {
                 let key = entry
                     .get("lookup_key")
                     .and_then(Value::as_str)
-                    .or_else(|| entry.get("feature").and_then(|f| f.get("lookup_key")).and_then(Value::as_str))
+                    .or_else(|| {
+                        entry
+                            .get("feature")
+                            .and_then(|f| f.get("lookup_key"))
+                            .and_then(Value::as_str)
+                    })
                     .filter(|k| !k.is_empty());
                 if let Some(key) = key {
                     if !keys.iter().any(|k| k == key) {
@@ -280,14 +335,23 @@ impl StripeApi {
                 }
             }
         }
-        Ok(Read { value: keys, read_at: read_at.unwrap_or_else(unix_now) })
+        Ok(Read {
+            value: keys,
+            read_at: read_at.unwrap_or_else(unix_now),
+        })
     }
 
     async fn get_optional(&self, path: &str) -> Result<Read<Option<Value>>, StripeApiError> {
         let started = unix_now();
         match self.read(path).await {
-            Ok(read) => Ok(Read { value: Some(read.value), read_at: read.read_at }),
-            Err(StripeApiError::Rejected { status: 404, .. }) => Ok(Read { value: None, read_at: started }),
+            Ok(read) => Ok(Read {
+                value: Some(read.value),
+                read_at: read.read_at,
+            }),
+            Err(StripeApiError::Rejected { status: 404, .. }) => Ok(Read {
+                value: None,
+                read_at: started,
+            }),
             Err(e) => Err(e),
         }
     }
@@ -328,28 +392,54 @@ impl Pager<'_> {
         if self.done {
             return Ok(None);
         }
-        let mut query: Vec<String> = self.params.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+        let mut query: Vec<String> = self
+            .params
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
         query.push(format!("limit={PAGE_LIMIT}"));
         if let Some(after) = &self.starting_after {
             query.push(format!("starting_after={}", encode(after)));
         }
         let path = format!("{}?{}", self.path, query.join("&"));
         let read = self.api.read(&path).await?;
-        let invalid = |detail: &str| StripeApiError::Invalid { path: path.clone(), detail: detail.to_string() };
-        let data = read.value.get("data").and_then(Value::as_array).cloned().ok_or_else(|| invalid("the answer is not a list (no data array)"))?;
-        let has_more = read.value.get("has_more").and_then(Value::as_bool).unwrap_or(false);
+        let invalid = |detail: &str| StripeApiError::Invalid {
+            path: path.clone(),
+            detail: detail.to_string(),
+        };
+        let data = read
+            .value
+            .get("data")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or_else(|| invalid("the answer is not a list (no data array)"))?;
+        let has_more = read
+            .value
+            .get("has_more")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         self.pages += 1;
         if has_more {
-            let last = data.last().and_then(|o| o.get("id")).and_then(Value::as_str).filter(|id| !id.is_empty());
+            let last = data
+                .last()
+                .and_then(|o| o.get("id"))
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty());
             match last {
                 // A cursor that does not move would page forever.
-                Some(last) if self.starting_after.as_deref() != Some(last) => self.starting_after = Some(last.to_string()),
+                Some(last) if self.starting_after.as_deref() != Some(last) => {
+                    self.starting_after = Some(last.to_string())
+                }
                 _ => return Err(invalid("has_more is set but the page gives no new cursor")),
             }
         } else {
             self.done = true;
         }
-        Ok(Some(Page { data, read_at: read.read_at, number: self.pages }))
+        Ok(Some(Page {
+            data,
+            read_at: read.read_at,
+            number: self.pages,
+        }))
     }
 }
 
@@ -388,7 +478,12 @@ pub fn key_livemode(key: &str) -> Option<bool> {
 /// Stripe's `error.message`, else a short piece of the body.
 fn error_message(body: &[u8]) -> String {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    if let Some(message) = parsed.as_ref().and_then(|v| v.get("error")).and_then(|e| e.get("message")).and_then(Value::as_str) {
+    if let Some(message) = parsed
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+    {
         return message.to_string();
     }
     let text = String::from_utf8_lossy(body);
@@ -406,7 +501,9 @@ pub fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
             _ => out.push_str(&format!("%{byte:02X}")),
         }
     }
@@ -435,7 +532,9 @@ mod tests {
     type Seen = Arc<Mutex<Vec<(String, String, String, String)>>>;
 
     /// Serves `answer(n, path_and_query)` for the n-th request (0-based).
-    async fn serve(answer: impl Fn(usize, &str) -> Response<Full<Bytes>> + Send + Sync + 'static) -> (SocketAddr, Seen) {
+    async fn serve(
+        answer: impl Fn(usize, &str) -> Response<Full<Bytes>> + Send + Sync + 'static,
+    ) -> (SocketAddr, Seen) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let seen: Seen = Arc::default();
@@ -447,17 +546,34 @@ mod tests {
                 let log = log.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
-                        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                        let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                        let header = |name: &str| {
+                            req.headers()
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string()
+                        };
+                        let target = req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default();
                         let n = {
                             let mut log = log.lock().unwrap();
-                            log.push((req.method().to_string(), target.clone(), header("authorization"), header("stripe-version")));
+                            log.push((
+                                req.method().to_string(),
+                                target.clone(),
+                                header("authorization"),
+                                header("stripe-version"),
+                            ));
                             log.len() - 1
                         };
                         let response = answer(n, &target);
                         async move { Ok::<_, Infallible>(response) }
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -465,12 +581,25 @@ mod tests {
     }
 
     fn json_response(status: u16, body: Value) -> Response<Full<Bytes>> {
-        Response::builder().status(status).body(Full::new(Bytes::from(body.to_string()))).unwrap()
+        Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap()
     }
 
     fn api(addr: SocketAddr) -> StripeApi {
-        let fast = RetryPolicy { attempts: 3, first_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(40), max_retry_after: Duration::from_secs(2) };
-        StripeApi::new(&format!("http://{addr}/"), KEY, OutboundClient::new(Duration::from_secs(5))).with_retry(fast)
+        let fast = RetryPolicy {
+            attempts: 3,
+            first_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(40),
+            max_retry_after: Duration::from_secs(2),
+        };
+        StripeApi::new(
+            &format!("http://{addr}/"),
+            KEY,
+            OutboundClient::new(Duration::from_secs(5)),
+        )
+        .with_retry(fast)
     }
 
     #[test]
@@ -480,9 +609,15 @@ mod tests {
         assert_eq!(p.delay(3, None), Some(Duration::from_millis(500)));
         assert_eq!(p.delay(4, None), Some(Duration::from_secs(1)));
         assert_eq!(p.delay(40, None), Some(Duration::from_secs(8)));
-        assert_eq!(p.delay(2, Some(Duration::from_secs(3))), Some(Duration::from_secs(3)));
+        assert_eq!(
+            p.delay(2, Some(Duration::from_secs(3))),
+            Some(Duration::from_secs(3))
+        );
         assert_eq!(p.delay(2, Some(Duration::from_secs(61))), None);
-        assert_eq!(RetryPolicy::WEBHOOK.delay(2, Some(Duration::from_secs(5))), None);
+        assert_eq!(
+            RetryPolicy::WEBHOOK.delay(2, Some(Duration::from_secs(5))),
+            None
+        );
     }
 
     #[test]
@@ -505,19 +640,30 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_key() {
-        let api = StripeApi::new("http://127.0.0.1:1", KEY, OutboundClient::new(Duration::from_secs(1)));
+        let api = StripeApi::new(
+            "http://127.0.0.1:1",
+            KEY,
+            OutboundClient::new(Duration::from_secs(1)),
+        );
         assert!(!format!("{api:?}").contains(KEY));
     }
 
     #[tokio::test]
     async fn sends_bearer_key_and_pinned_version_and_retries_429_and_5xx() {
         let (addr, seen) = serve(|n, _| match n {
-            0 => Response::builder().status(429).header("retry-after", "0").body(Full::new(Bytes::from_static(b"{}"))).unwrap(),
+            0 => Response::builder()
+                .status(429)
+                .header("retry-after", "0")
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap(),
             1 => json_response(503, json!({"error": {"message": "try later"}})),
             _ => json_response(200, json!({"id": "sub_1"})),
         })
         .await;
-        let read = api(addr).read("/v1/subscriptions/sub_1").await.expect("read");
+        let read = api(addr)
+            .read("/v1/subscriptions/sub_1")
+            .await
+            .expect("read");
         assert_eq!(read.value["id"], "sub_1");
         assert!((read.read_at - unix_now()).abs() <= 2);
         let seen = seen.lock().unwrap().clone();
@@ -532,24 +678,44 @@ mod tests {
 
     #[tokio::test]
     async fn final_4xx_is_not_retried_and_errors_never_carry_the_key() {
-        let (addr, seen) = serve(|_, _| json_response(401, json!({"error": {"message": format!("Invalid API Key provided: {KEY}")}}))).await;
-        let error = api(addr).get_json("/v1/subscriptions?limit=1").await.expect_err("401");
+        let (addr, seen) = serve(|_, _| {
+            json_response(
+                401,
+                json!({"error": {"message": format!("Invalid API Key provided: {KEY}")}}),
+            )
+        })
+        .await;
+        let error = api(addr)
+            .get_json("/v1/subscriptions?limit=1")
+            .await
+            .expect_err("401");
         assert_eq!(error.status(), Some(401));
         assert_eq!(seen.lock().unwrap().len(), 1);
         let text = error.to_string();
         assert!(!text.contains(KEY), "{text}");
-        assert!(text.contains("401") && text.contains("[redacted]"), "{text}");
+        assert!(
+            text.contains("401") && text.contains("[redacted]"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
     async fn gives_up_after_the_last_attempt_and_when_told_not_to_retry() {
-        let (addr, seen) = serve(|_, _| json_response(500, json!({"error": {"message": "boom"}}))).await;
+        let (addr, seen) =
+            serve(|_, _| json_response(500, json!({"error": {"message": "boom"}}))).await;
         let error = api(addr).get_json("/v1/x").await.expect_err("500");
-        assert!(matches!(error, StripeApiError::Unavailable { attempts: 3, .. }), "{error:?}");
+        assert!(
+            matches!(error, StripeApiError::Unavailable { attempts: 3, .. }),
+            "{error:?}"
+        );
         assert_eq!(seen.lock().unwrap().len(), 3);
 
         let (addr, seen) = serve(|_, _| {
-            Response::builder().status(500).header("stripe-should-retry", "false").body(Full::new(Bytes::from_static(b"{}"))).unwrap()
+            Response::builder()
+                .status(500)
+                .header("stripe-should-retry", "false")
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap()
         })
         .await;
         let error = api(addr).get_json("/v1/x").await.expect_err("500");
@@ -557,9 +723,19 @@ mod tests {
         assert_eq!(seen.lock().unwrap().len(), 1);
 
         // A Retry-After beyond the policy's patience ends the retries at once.
-        let (addr, seen) = serve(|_, _| Response::builder().status(429).header("retry-after", "30").body(Full::new(Bytes::new())).unwrap()).await;
+        let (addr, seen) = serve(|_, _| {
+            Response::builder()
+                .status(429)
+                .header("retry-after", "30")
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        })
+        .await;
         let error = api(addr).get_json("/v1/x").await.expect_err("429");
-        assert!(matches!(error, StripeApiError::Unavailable { attempts: 1, .. }), "{error:?}");
+        assert!(
+            matches!(error, StripeApiError::Unavailable { attempts: 1, .. }),
+            "{error:?}"
+        );
         assert_eq!(seen.lock().unwrap().len(), 1);
     }
 
@@ -567,17 +743,30 @@ mod tests {
     async fn pager_follows_has_more_with_the_last_id() {
         let (addr, seen) = serve(|_, target| {
             if target.contains("starting_after=b") {
-                json_response(200, json!({"object": "list", "data": [{"id": "c"}], "has_more": false}))
+                json_response(
+                    200,
+                    json!({"object": "list", "data": [{"id": "c"}], "has_more": false}),
+                )
             } else {
-                json_response(200, json!({"object": "list", "data": [{"id": "a"}, {"id": "b"}], "has_more": true}))
+                json_response(
+                    200,
+                    json!({"object": "list", "data": [{"id": "a"}, {"id": "b"}], "has_more": true}),
+                )
             }
         })
         .await;
         let api = api(addr);
-        let mut pager = api.list("/v1/subscriptions", &[("status", "all"), ("expand[]", "data.customer")]);
+        let mut pager = api.list(
+            "/v1/subscriptions",
+            &[("status", "all"), ("expand[]", "data.customer")],
+        );
         let mut ids = Vec::new();
         while let Some(page) = pager.next_page().await.expect("page") {
-            ids.extend(page.data.iter().map(|o| o["id"].as_str().unwrap().to_string()));
+            ids.extend(
+                page.data
+                    .iter()
+                    .map(|o| o["id"].as_str().unwrap().to_string()),
+            );
         }
         assert_eq!(ids, ["a", "b", "c"]);
         let targets: Vec<String> = seen.lock().unwrap().iter().map(|s| s.1.clone()).collect();
@@ -592,10 +781,14 @@ mod tests {
 
     #[tokio::test]
     async fn pager_refuses_a_cursor_that_does_not_move() {
-        let (addr, _) = serve(|_, _| json_response(200, json!({"data": [], "has_more": true}))).await;
+        let (addr, _) =
+            serve(|_, _| json_response(200, json!({"data": [], "has_more": true}))).await;
         let api = api(addr);
         let mut pager = api.list("/v1/subscriptions", &[]);
-        assert!(matches!(pager.next_page().await, Err(StripeApiError::Invalid { .. })));
+        assert!(matches!(
+            pager.next_page().await,
+            Err(StripeApiError::Invalid { .. })
+        ));
     }
 
     #[tokio::test]
@@ -612,7 +805,10 @@ mod tests {
         })
         .await;
         let api = api(addr);
-        assert_eq!(api.get_subscription("sub_gone").await.expect("read").value, None);
+        assert_eq!(
+            api.get_subscription("sub_gone").await.expect("read").value,
+            None
+        );
         let keys = api.active_entitlement_keys("cus_1").await.expect("keys");
         assert_eq!(keys.value, ["a", "b", "c"]);
     }
@@ -623,7 +819,14 @@ mod tests {
         let sub = json!({"id": "sub_1", "object": "subscription", "status": "past_due", "created": 10,
             "customer": {"id": "cus_1", "object": "customer", "metadata": {"user_id": "u1"}},
             "metadata": {"user_id": "u2"}, "items": {"data": [{"current_period_end": 99, "price": {"id": "price_1", "product": "prod_1"}}]}});
-        let event = object_event("customer.subscription.updated", "sync_sub_1_100", 100, &sub, &keys).expect("parse");
+        let event = object_event(
+            "customer.subscription.updated",
+            "sync_sub_1_100",
+            100,
+            &sub,
+            &keys,
+        )
+        .expect("parse");
         assert_eq!(event.created, 100);
         assert_eq!(event.id, "sync_sub_1_100");
         match event.kind {

@@ -64,7 +64,9 @@ pub async fn run(config: Config, dry_run: bool) -> ExitCode {
     let Some(api_key) = stripe.api_key.clone().filter(|k| !k.is_empty()) else {
         return fail("sync needs stripe.api_key_env (or stripe.api_key): the secret key it reads Stripe with");
     };
-    if let (Some(configured), Some(key_live)) = (stripe.livemode, crate::stripe_api::key_livemode(&api_key)) {
+    if let (Some(configured), Some(key_live)) =
+        (stripe.livemode, crate::stripe_api::key_livemode(&api_key))
+    {
         if configured != key_live {
             let mode = |live: bool| if live { "live" } else { "test" };
             return fail(&format!(
@@ -75,7 +77,8 @@ pub async fn run(config: Config, dry_run: bool) -> ExitCode {
             ));
         }
     }
-    let store: Arc<dyn EntitlementStore> = match (&config.store.redis_url, &config.store.seed_file) {
+    let store: Arc<dyn EntitlementStore> = match (&config.store.redis_url, &config.store.seed_file)
+    {
         (Some(url), _) => match RedisStore::new(url, &config.store.key_prefix) {
             Ok(store) => Arc::new(store),
             Err(e) => return fail(&format!("store.redis_url: {e}")),
@@ -96,13 +99,30 @@ pub async fn run(config: Config, dry_run: bool) -> ExitCode {
         }
     };
     if let Err(e) = store.ping().await {
-        return fail(&format!("the store is unreachable ({e}); nothing was read or written"));
+        return fail(&format!(
+            "the store is unreachable ({e}); nothing was read or written"
+        ));
     }
 
-    let api = StripeApi::new(&stripe.api_base, &api_key, OutboundClient::new(REQUEST_TIMEOUT));
-    let options = SyncOptions { dry_run, user_metadata_keys: stripe.user_metadata_keys.clone() };
+    let api = StripeApi::new(
+        &stripe.api_base,
+        &api_key,
+        OutboundClient::new(REQUEST_TIMEOUT),
+    );
+    let options = SyncOptions {
+        dry_run,
+        user_metadata_keys: stripe.user_metadata_keys.clone(),
+    };
     let mut line = ProgressLine::new(std::io::stderr().is_terminal());
-    eprintln!("sync: reading subscriptions from {}{}", stripe.api_base, if dry_run { " (dry run: nothing will be written)" } else { "" });
+    eprintln!(
+        "sync: reading subscriptions from {}{}",
+        stripe.api_base,
+        if dry_run {
+            " (dry run: nothing will be written)"
+        } else {
+            ""
+        }
+    );
     let result = sync(&api, store, &options, &mut |p| line.update(p)).await;
     line.finish();
     let mut stdout = std::io::stdout();
@@ -115,7 +135,11 @@ pub async fn run(config: Config, dry_run: bool) -> ExitCode {
         Err(failure) => {
             let _ = write!(stdout, "{}", failure.partial);
             let _ = stdout.flush();
-            let what = if dry_run { "nothing was written" } else { "what was written so far stays; it is safe to re-run" };
+            let what = if dry_run {
+                "nothing was written"
+            } else {
+                "what was written so far stays; it is safe to re-run"
+            };
             fail(&format!("sync stopped: {}; {what}", failure.error))
         }
     }
@@ -163,26 +187,83 @@ pub struct Failure {
 /// One change a sync made (or, in a dry run, would make) to a customer's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Link { customer: String, user: String, was: Option<String> },
-    Deleted { customer: String },
-    NewSubscription { subscription: String, customer: String, status: String },
-    Status { subscription: String, status: String, was: String },
-    Details { subscription: String, status: String },
-    Features { customer: String, features: Vec<String>, was: Vec<String> },
-    Trial { customer: String },
+    Link {
+        customer: String,
+        user: String,
+        was: Option<String>,
+    },
+    Deleted {
+        customer: String,
+    },
+    NewSubscription {
+        subscription: String,
+        customer: String,
+        status: String,
+    },
+    Status {
+        subscription: String,
+        status: String,
+        was: String,
+    },
+    Details {
+        subscription: String,
+        status: String,
+    },
+    Features {
+        customer: String,
+        features: Vec<String>,
+        was: Vec<String>,
+    },
+    Trial {
+        customer: String,
+    },
 }
 
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Change::Link { customer, user, was: None } => write!(f, "link {customer} -> user {user}"),
-            Change::Link { customer, user, was: Some(was) } => write!(f, "link {customer} -> user {user} (was user {was})"),
-            Change::Deleted { customer } => write!(f, "mark {customer} deleted (its subscriptions count as canceled)"),
-            Change::NewSubscription { subscription, customer, status } => write!(f, "add {subscription} of {customer}: {status}"),
-            Change::Status { subscription, status, was } => write!(f, "set {subscription} {status} (was {was})"),
-            Change::Details { subscription, status } => write!(f, "update {subscription} ({status}: period, trial or prices changed)"),
-            Change::Features { customer, features, was } => {
-                write!(f, "set features of {customer} to [{}] (was [{}])", features.join(", "), was.join(", "))
+            Change::Link {
+                customer,
+                user,
+                was: None,
+            } => write!(f, "link {customer} -> user {user}"),
+            Change::Link {
+                customer,
+                user,
+                was: Some(was),
+            } => write!(f, "link {customer} -> user {user} (was user {was})"),
+            Change::Deleted { customer } => write!(
+                f,
+                "mark {customer} deleted (its subscriptions count as canceled)"
+            ),
+            Change::NewSubscription {
+                subscription,
+                customer,
+                status,
+            } => write!(f, "add {subscription} of {customer}: {status}"),
+            Change::Status {
+                subscription,
+                status,
+                was,
+            } => write!(f, "set {subscription} {status} (was {was})"),
+            Change::Details {
+                subscription,
+                status,
+            } => write!(
+                f,
+                "update {subscription} ({status}: period, trial or prices changed)"
+            ),
+            Change::Features {
+                customer,
+                features,
+                was,
+            } => {
+                write!(
+                    f,
+                    "set features of {customer} to [{}] (was [{}])",
+                    features.join(", "),
+                    was.join(", ")
+                )
             }
             Change::Trial { customer } => write!(f, "record trial use for {customer}"),
         }
@@ -216,7 +297,12 @@ pub struct Report {
 
 impl Report {
     fn progress(&self) -> Progress {
-        Progress { pages: self.pages, subscriptions: self.subscriptions_read, customers: self.customers_read, changes: self.changes.len() }
+        Progress {
+            pages: self.pages,
+            subscriptions: self.subscriptions_read,
+            customers: self.customers_read,
+            changes: self.changes.len(),
+        }
     }
 
     fn count(&self, pick: impl Fn(&Change) -> bool) -> usize {
@@ -238,12 +324,25 @@ impl fmt::Display for Report {
             "read: {} subscriptions of {} customers in {} pages; features of {} customers",
             self.subscriptions_read, self.customers_read, self.pages, self.features_read
         )?;
-        let subscriptions = self.count(|c| matches!(c, Change::NewSubscription { .. } | Change::Status { .. } | Change::Details { .. }));
+        let subscriptions = self.count(|c| {
+            matches!(
+                c,
+                Change::NewSubscription { .. } | Change::Status { .. } | Change::Details { .. }
+            )
+        });
         let verb = if self.dry_run { "to write" } else { "written" };
         writeln!(f, "users linked: {}", self.users_linked.len())?;
-        writeln!(f, "links {verb}: {}", self.count(|c| matches!(c, Change::Link { .. })))?;
+        writeln!(
+            f,
+            "links {verb}: {}",
+            self.count(|c| matches!(c, Change::Link { .. }))
+        )?;
         writeln!(f, "subscriptions {verb}: {subscriptions}")?;
-        writeln!(f, "features {verb}: {}", self.count(|c| matches!(c, Change::Features { .. })))?;
+        writeln!(
+            f,
+            "features {verb}: {}",
+            self.count(|c| matches!(c, Change::Features { .. }))
+        )?;
         writeln!(f, "customers {verb}: {}", self.customers_written)?;
         writeln!(f, "users changed: {}", self.users_changed.len())?;
         writeln!(f, "changes: {}", self.changes.len())?;
@@ -262,7 +361,11 @@ impl fmt::Display for Report {
             )?;
         }
         if !self.conflicts.is_empty() {
-            writeln!(f, "link conflicts (kept as they are): {}", self.conflicts.len())?;
+            writeln!(
+                f,
+                "link conflicts (kept as they are): {}",
+                self.conflicts.len()
+            )?;
             for conflict in &self.conflicts {
                 writeln!(f, "  {conflict}")?;
             }
@@ -294,11 +397,17 @@ pub async fn sync(
         seen: BTreeMap::new(),
         claimed: HashMap::new(),
         features_enabled: true,
-        report: Report { dry_run: options.dry_run, ..Report::default() },
+        report: Report {
+            dry_run: options.dry_run,
+            ..Report::default()
+        },
     };
     match syncer.run(progress).await {
         Ok(()) => Ok(syncer.report),
-        Err(error) => Err(Failure { error, partial: syncer.report }),
+        Err(error) => Err(Failure {
+            error,
+            partial: syncer.report,
+        }),
     }
 }
 
@@ -334,22 +443,36 @@ struct Syncer<'a> {
 impl Syncer<'_> {
     async fn run(&mut self, progress: &mut dyn FnMut(&Progress)) -> Result<(), SyncError> {
         let api = self.api;
-        let mut pager = api.list("/v1/subscriptions", &[("status", "all"), ("expand[]", "data.customer")]);
+        let mut pager = api.list(
+            "/v1/subscriptions",
+            &[("status", "all"), ("expand[]", "data.customer")],
+        );
         while let Some(page) = pager.next_page().await? {
             self.report.pages = page.number;
             self.page(page).await?;
             progress(&self.report.progress());
         }
-        let mut unlinked: BTreeMap<String, Vec<String>> =
-            self.seen.iter().filter(|(_, seen)| seen.user.is_none()).map(|(c, seen)| (c.clone(), seen.subscriptions.clone())).collect();
+        let mut unlinked: BTreeMap<String, Vec<String>> = self
+            .seen
+            .iter()
+            .filter(|(_, seen)| seen.user.is_none())
+            .map(|(c, seen)| (c.clone(), seen.subscriptions.clone()))
+            .collect();
         for customer in self.store.unlinked_customers().await? {
-            let linked_now = self.seen.get(&customer).is_some_and(|seen| seen.user.is_some());
+            let linked_now = self
+                .seen
+                .get(&customer)
+                .is_some_and(|seen| seen.user.is_some());
             if !linked_now {
                 unlinked.entry(customer).or_default();
             }
         }
         self.report.unlinked = unlinked;
-        self.report.users_linked = self.seen.values().filter_map(|seen| seen.user.clone()).collect();
+        self.report.users_linked = self
+            .seen
+            .values()
+            .filter_map(|seen| seen.user.clone())
+            .collect();
         Ok(())
     }
 
@@ -361,20 +484,33 @@ impl Syncer<'_> {
         let mut batch: BTreeMap<String, Vec<Fact>> = BTreeMap::new();
         for object in &page.data {
             self.report.subscriptions_read += 1;
-            let Some(sub_id) = object.get("id").and_then(Value::as_str).filter(|id| !id.is_empty()) else {
-                self.report.skipped.push(format!("an object without an id on page {}", page.number));
+            let Some(sub_id) = object
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty())
+            else {
+                self.report
+                    .skipped
+                    .push(format!("an object without an id on page {}", page.number));
                 continue;
             };
             // The customer is expanded (`expand[]=data.customer`); read it
             // separately only if Stripe sent just its id.
             let (customer_id, customer) = match object.get("customer") {
                 Some(Value::Object(customer)) => {
-                    let id = customer.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                    let id = customer
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
                     (id, Some((Value::Object(customer.clone()), t)))
                 }
                 Some(Value::String(id)) if !self.seen.contains_key(id) => {
                     let read = self.api.get_customer(id).await?;
-                    (id.clone(), read.value.map(|customer| (customer, read.read_at)))
+                    (
+                        id.clone(),
+                        read.value.map(|customer| (customer, read.read_at)),
+                    )
                 }
                 Some(Value::String(id)) => (id.clone(), None),
                 _ => (String::new(), None),
@@ -388,9 +524,22 @@ impl Syncer<'_> {
                 self.report.customers_read += 1;
                 let mut deleted = false;
                 if let Some((customer, read_at)) = &customer {
-                    deleted = customer.get("deleted").and_then(Value::as_bool).unwrap_or(false);
-                    let event_type = if deleted { "customer.deleted" } else { "customer.updated" };
-                    match object_event(event_type, &format!("sync_{customer_id}_{read_at}"), *read_at, customer, keys) {
+                    deleted = customer
+                        .get("deleted")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    let event_type = if deleted {
+                        "customer.deleted"
+                    } else {
+                        "customer.updated"
+                    };
+                    match object_event(
+                        event_type,
+                        &format!("sync_{customer_id}_{read_at}"),
+                        *read_at,
+                        customer,
+                        keys,
+                    ) {
                         Ok(event) => push_facts(&mut batch, apply::facts(&event)),
                         Err(e) => self.report.skipped.push(format!("{customer_id}: {e}")),
                     }
@@ -399,7 +548,13 @@ impl Syncer<'_> {
                     self.features(&customer_id, &mut batch).await?;
                 }
             }
-            match object_event("customer.subscription.updated", &format!("sync_{sub_id}_{t}"), t, object, keys) {
+            match object_event(
+                "customer.subscription.updated",
+                &format!("sync_{sub_id}_{t}"),
+                t,
+                object,
+                keys,
+            ) {
                 Ok(event) => push_facts(&mut batch, apply::facts(&event)),
                 Err(e) => self.report.skipped.push(format!("{sub_id}: {e}")),
             }
@@ -417,7 +572,11 @@ impl Syncer<'_> {
 
     /// The customer's full list of active entitlements, as the facts of the
     /// summary event a webhook would carry.
-    async fn features(&mut self, customer: &str, batch: &mut BTreeMap<String, Vec<Fact>>) -> Result<(), SyncError> {
+    async fn features(
+        &mut self,
+        customer: &str,
+        batch: &mut BTreeMap<String, Vec<Fact>>,
+    ) -> Result<(), SyncError> {
         let read = match self.api.active_entitlement_keys(customer).await {
             Ok(read) => read,
             // Deleted meanwhile: nothing to read.
@@ -432,23 +591,41 @@ impl Syncer<'_> {
             Err(e) => return Err(e.into()),
         };
         self.report.features_read += 1;
-        let entries: Vec<Value> = read.value.iter().map(|key| json!({ "object": "entitlements.active_entitlement", "lookup_key": key })).collect();
+        let entries: Vec<Value> = read
+            .value
+            .iter()
+            .map(|key| json!({ "object": "entitlements.active_entitlement", "lookup_key": key }))
+            .collect();
         let summary = json!({
             "object": "entitlements.active_entitlement_summary",
             "customer": customer,
             "entitlements": { "object": "list", "data": entries, "has_more": false },
         });
         let id = format!("sync_features_{customer}_{}", read.read_at);
-        match object_event("entitlements.active_entitlement_summary.updated", &id, read.read_at, &summary, &self.options.user_metadata_keys) {
+        match object_event(
+            "entitlements.active_entitlement_summary.updated",
+            &id,
+            read.read_at,
+            &summary,
+            &self.options.user_metadata_keys,
+        ) {
             Ok(event) => push_facts(batch, apply::facts(&event)),
-            Err(e) => self.report.skipped.push(format!("features of {customer}: {e}")),
+            Err(e) => self
+                .report
+                .skipped
+                .push(format!("features of {customer}: {e}")),
         }
         Ok(())
     }
 
     /// Compares the customer's state with and without the facts; writes them
     /// (or, dry, remembers the result) only when something visible changes.
-    async fn customer(&mut self, id: &str, facts: Vec<Fact>, changed_users: &mut Vec<String>) -> Result<(), SyncError> {
+    async fn customer(
+        &mut self,
+        id: &str,
+        facts: Vec<Fact>,
+        changed_users: &mut Vec<String>,
+    ) -> Result<(), SyncError> {
         let stored = match self.overlay.get(id) {
             Some(record) => Some(record.clone()),
             None => self.store.load_customer(id).await?,
@@ -460,12 +637,21 @@ impl Syncer<'_> {
         for fact in &facts {
             after.merge(fact);
         }
-        if let (Some(user), true) = (&after.user, facts.iter().any(|f| matches!(f, Fact::Link { .. }))) {
-            self.claimed.entry(id.to_string()).or_insert_with(|| user.clone());
+        if let (Some(user), true) = (
+            &after.user,
+            facts.iter().any(|f| matches!(f, Fact::Link { .. })),
+        ) {
+            self.claimed
+                .entry(id.to_string())
+                .or_insert_with(|| user.clone());
         }
         let seen = self.seen.entry(id.to_string()).or_default();
         seen.user = after.user.clone();
-        seen.subscriptions = after.visible_subscriptions().iter().map(|s| format!("{} {}", s.id, s.status.as_str())).collect();
+        seen.subscriptions = after
+            .visible_subscriptions()
+            .iter()
+            .map(|s| format!("{} {}", s.id, s.status.as_str()))
+            .collect();
 
         let changes = diff(&before, &after);
         if changes.is_empty() {
@@ -474,11 +660,19 @@ impl Syncer<'_> {
         self.report.customers_written += 1;
         self.report.changes.extend(changes);
         let users: Vec<String> = if self.options.dry_run {
-            let users = after.user.iter().chain(after.previous_users.iter()).cloned().collect();
+            let users = after
+                .user
+                .iter()
+                .chain(after.previous_users.iter())
+                .cloned()
+                .collect();
             self.overlay.insert(id.to_string(), after);
             users
         } else {
-            let facts = facts.into_iter().map(|fact| (id.to_string(), fact)).collect();
+            let facts = facts
+                .into_iter()
+                .map(|fact| (id.to_string(), fact))
+                .collect();
             self.applier.apply_facts(facts, "sync").await?.users
         };
         for user in users {
@@ -501,9 +695,16 @@ fn push_facts(batch: &mut BTreeMap<String, Vec<Fact>>, facts: Vec<(String, Fact)
 /// checkout's client_reference_id or session metadata, or an operator), noting
 /// any disagreement. Metadata-based links are kept: current metadata is the
 /// truth about metadata.
-fn keep_explicit_links(current: &CustomerRecord, facts: Vec<Fact>, conflicts: &mut Vec<String>) -> Vec<Fact> {
+fn keep_explicit_links(
+    current: &CustomerRecord,
+    facts: Vec<Fact>,
+    conflicts: &mut Vec<String>,
+) -> Vec<Fact> {
     let explicit = match &current.link_stamp {
-        Some((_, source, _)) => matches!(source, LinkSource::ClientReferenceId | LinkSource::CheckoutMetadata | LinkSource::Admin),
+        Some((_, source, _)) => matches!(
+            source,
+            LinkSource::ClientReferenceId | LinkSource::CheckoutMetadata | LinkSource::Admin
+        ),
         None => false,
     };
     if !explicit {
@@ -529,7 +730,12 @@ fn keep_explicit_links(current: &CustomerRecord, facts: Vec<Fact>, conflicts: &m
 
 /// Drops metadata links naming another user than the one this sync already
 /// linked the customer to (on an earlier page), noting the disagreement.
-fn keep_first_claim(customer: &str, claimed: Option<&String>, facts: Vec<Fact>, conflicts: &mut Vec<String>) -> Vec<Fact> {
+fn keep_first_claim(
+    customer: &str,
+    claimed: Option<&String>,
+    facts: Vec<Fact>,
+    conflicts: &mut Vec<String>,
+) -> Vec<Fact> {
     let Some(claimed) = claimed else { return facts };
     facts
         .into_iter()
@@ -552,28 +758,53 @@ fn diff(before: &CustomerRecord, after: &CustomerRecord) -> Vec<Change> {
     let mut changes = Vec::new();
     if after.user != before.user {
         if let Some(user) = &after.user {
-            changes.push(Change::Link { customer: customer.clone(), user: user.clone(), was: before.user.clone() });
+            changes.push(Change::Link {
+                customer: customer.clone(),
+                user: user.clone(),
+                was: before.user.clone(),
+            });
         }
     }
     if after.deleted_at.is_some() && before.deleted_at.is_none() {
-        changes.push(Change::Deleted { customer: customer.clone() });
+        changes.push(Change::Deleted {
+            customer: customer.clone(),
+        });
     }
-    let old: HashMap<String, Subscription> = before.visible_subscriptions().into_iter().map(|s| (s.id.clone(), s)).collect();
+    let old: HashMap<String, Subscription> = before
+        .visible_subscriptions()
+        .into_iter()
+        .map(|s| (s.id.clone(), s))
+        .collect();
     for sub in after.visible_subscriptions() {
         let status = sub.status.as_str().to_string();
         match old.get(&sub.id) {
-            None => changes.push(Change::NewSubscription { subscription: sub.id.clone(), customer: customer.clone(), status }),
-            Some(was) if was.status != sub.status => {
-                changes.push(Change::Status { subscription: sub.id.clone(), status, was: was.status.as_str().to_string() })
-            }
-            Some(was) if *was != sub => changes.push(Change::Details { subscription: sub.id.clone(), status }),
+            None => changes.push(Change::NewSubscription {
+                subscription: sub.id.clone(),
+                customer: customer.clone(),
+                status,
+            }),
+            Some(was) if was.status != sub.status => changes.push(Change::Status {
+                subscription: sub.id.clone(),
+                status,
+                was: was.status.as_str().to_string(),
+            }),
+            Some(was) if *was != sub => changes.push(Change::Details {
+                subscription: sub.id.clone(),
+                status,
+            }),
             Some(_) => {}
         }
     }
     if after.features != before.features {
-        changes.push(Change::Features { customer: customer.clone(), features: after.features.clone(), was: before.features.clone() });
+        changes.push(Change::Features {
+            customer: customer.clone(),
+            features: after.features.clone(),
+            was: before.features.clone(),
+        });
     }
-    if (after.has_used_trial, after.first_trial_at) != (before.has_used_trial, before.first_trial_at) {
+    if (after.has_used_trial, after.first_trial_at)
+        != (before.has_used_trial, before.first_trial_at)
+    {
         changes.push(Change::Trial { customer });
     }
     changes
@@ -591,7 +822,13 @@ struct ProgressLine {
 
 impl ProgressLine {
     fn new(terminal: bool) -> Self {
-        ProgressLine { terminal, started: Instant::now(), last_line: None, last: None, frame: 0 }
+        ProgressLine {
+            terminal,
+            started: Instant::now(),
+            last_line: None,
+            last: None,
+            frame: 0,
+        }
     }
 
     fn update(&mut self, p: &Progress) {
@@ -601,11 +838,19 @@ impl ProgressLine {
             // shows activity, not a fraction.
             const WIDTH: usize = 20;
             let position = self.frame % (2 * (WIDTH - 3));
-            let position = if position < WIDTH - 3 { position } else { 2 * (WIDTH - 3) - position };
+            let position = if position < WIDTH - 3 {
+                position
+            } else {
+                2 * (WIDTH - 3) - position
+            };
             self.frame += 1;
             let mut bar = String::new();
             for i in 0..WIDTH {
-                bar.push(if (position..position + 3).contains(&i) { '=' } else { ' ' });
+                bar.push(if (position..position + 3).contains(&i) {
+                    '='
+                } else {
+                    ' '
+                });
             }
             let mut line = String::new();
             let _ = write!(
@@ -619,9 +864,15 @@ impl ProgressLine {
             );
             eprint!("{line}");
             let _ = std::io::stderr().flush();
-        } else if self.last_line.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) {
+        } else if self
+            .last_line
+            .is_none_or(|at| at.elapsed() >= PROGRESS_EVERY)
+        {
             self.last_line = Some(Instant::now());
-            eprintln!("sync: page {}: {} subscriptions, {} customers read, {} changes", p.pages, p.subscriptions, p.customers, p.changes);
+            eprintln!(
+                "sync: page {}: {} subscriptions, {} customers read, {} changes",
+                p.pages, p.subscriptions, p.customers, p.changes
+            );
         }
     }
 
@@ -664,11 +915,23 @@ mod tests {
 
     fn sub_fact(id: &str, status: SubscriptionStatus, created: i64) -> Fact {
         let rank = crate::apply::record::lifecycle_rank(&status);
-        Fact::Subscription { snapshot: snapshot(id, status), stamp: Stamp { created, rank, event_id: format!("e{created}") } }
+        Fact::Subscription {
+            snapshot: snapshot(id, status),
+            stamp: Stamp {
+                created,
+                rank,
+                event_id: format!("e{created}"),
+            },
+        }
     }
 
     fn link(user: &str, created: i64, source: LinkSource) -> Fact {
-        Fact::Link { user: user.into(), created, source, event_id: format!("l{created}") }
+        Fact::Link {
+            user: user.into(),
+            created,
+            source,
+            event_id: format!("l{created}"),
+        }
     }
 
     fn merged(facts: &[Fact]) -> CustomerRecord {
@@ -681,7 +944,10 @@ mod tests {
 
     #[test]
     fn diff_names_every_visible_change_and_nothing_else() {
-        let before = merged(&[link("u1", 1, LinkSource::CustomerMetadata), sub_fact("sub_1", SubscriptionStatus::PastDue, 10)]);
+        let before = merged(&[
+            link("u1", 1, LinkSource::CustomerMetadata),
+            sub_fact("sub_1", SubscriptionStatus::PastDue, 10),
+        ]);
         // The same state read later: a new stamp, nothing visible.
         let mut again = before.clone();
         again.merge(&sub_fact("sub_1", SubscriptionStatus::PastDue, 20));
@@ -692,8 +958,18 @@ mod tests {
         after.merge(&link("u2", 30, LinkSource::CustomerMetadata));
         after.merge(&sub_fact("sub_1", SubscriptionStatus::Active, 30));
         after.merge(&sub_fact("sub_2", SubscriptionStatus::Trialing, 30));
-        after.merge(&Fact::Features { keys: vec!["export".into()], stamp: Stamp { created: 30, rank: 0, event_id: "f".into() } });
-        let lines: Vec<String> = diff(&before, &after).iter().map(ToString::to_string).collect();
+        after.merge(&Fact::Features {
+            keys: vec!["export".into()],
+            stamp: Stamp {
+                created: 30,
+                rank: 0,
+                event_id: "f".into(),
+            },
+        });
+        let lines: Vec<String> = diff(&before, &after)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
             lines,
             [
@@ -707,43 +983,71 @@ mod tests {
 
         let mut deleted = after.clone();
         deleted.merge(&Fact::Deleted { created: 40 });
-        let lines: Vec<String> = diff(&after, &deleted).iter().map(ToString::to_string).collect();
-        assert_eq!(lines[0], "mark cus_1 deleted (its subscriptions count as canceled)");
-        assert!(lines.contains(&"set sub_1 canceled (was active)".to_string()), "{lines:?}");
+        let lines: Vec<String> = diff(&after, &deleted)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            lines[0],
+            "mark cus_1 deleted (its subscriptions count as canceled)"
+        );
+        assert!(
+            lines.contains(&"set sub_1 canceled (was active)".to_string()),
+            "{lines:?}"
+        );
     }
 
     #[test]
     fn metadata_never_moves_an_explicit_link() {
         let checkout = merged(&[link("u1", 1, LinkSource::ClientReferenceId)]);
-        let facts = vec![link("u2", 50, LinkSource::CustomerMetadata), sub_fact("sub_1", SubscriptionStatus::Active, 50)];
+        let facts = vec![
+            link("u2", 50, LinkSource::CustomerMetadata),
+            sub_fact("sub_1", SubscriptionStatus::Active, 50),
+        ];
         let mut conflicts = Vec::new();
         let kept = keep_explicit_links(&checkout, facts.clone(), &mut conflicts);
         assert_eq!(kept.len(), 1);
         assert!(matches!(kept[0], Fact::Subscription { .. }));
         assert_eq!(conflicts.len(), 1);
-        assert!(conflicts[0].contains("u1") && conflicts[0].contains("u2"), "{conflicts:?}");
+        assert!(
+            conflicts[0].contains("u1") && conflicts[0].contains("u2"),
+            "{conflicts:?}"
+        );
 
         // Agreeing metadata is dropped too (the explicit source is kept), silently.
         let mut conflicts = Vec::new();
-        let kept = keep_explicit_links(&checkout, vec![link("u1", 50, LinkSource::SubscriptionMetadata)], &mut conflicts);
+        let kept = keep_explicit_links(
+            &checkout,
+            vec![link("u1", 50, LinkSource::SubscriptionMetadata)],
+            &mut conflicts,
+        );
         assert!(kept.is_empty() && conflicts.is_empty());
 
         // A metadata link is replaced by newer metadata.
         let metadata = merged(&[link("u1", 1, LinkSource::CustomerMetadata)]);
         let mut conflicts = Vec::new();
-        assert_eq!(keep_explicit_links(&metadata, facts.clone(), &mut conflicts), facts);
+        assert_eq!(
+            keep_explicit_links(&metadata, facts.clone(), &mut conflicts),
+            facts
+        );
         assert!(conflicts.is_empty());
     }
 
     #[test]
     fn a_later_page_cannot_move_a_link_this_sync_made() {
         let claimed = "u1".to_string();
-        let facts = vec![link("u2", 60, LinkSource::SubscriptionMetadata), link("u1", 60, LinkSource::CustomerMetadata)];
+        let facts = vec![
+            link("u2", 60, LinkSource::SubscriptionMetadata),
+            link("u1", 60, LinkSource::CustomerMetadata),
+        ];
         let mut conflicts = Vec::new();
         let kept = keep_first_claim("cus_1", Some(&claimed), facts.clone(), &mut conflicts);
         assert_eq!(kept, vec![link("u1", 60, LinkSource::CustomerMetadata)]);
         assert_eq!(conflicts.len(), 1, "{conflicts:?}");
-        assert_eq!(keep_first_claim("cus_1", None, facts.clone(), &mut Vec::new()), facts);
+        assert_eq!(
+            keep_first_claim("cus_1", None, facts.clone(), &mut Vec::new()),
+            facts
+        );
     }
 
     #[test]
@@ -754,17 +1058,34 @@ mod tests {
             subscriptions_read: 3,
             customers_read: 2,
             changes: vec![
-                Change::Link { customer: "cus_1".into(), user: "42".into(), was: None },
-                Change::Status { subscription: "sub_1".into(), status: "active".into(), was: "past_due".into() },
+                Change::Link {
+                    customer: "cus_1".into(),
+                    user: "42".into(),
+                    was: None,
+                },
+                Change::Status {
+                    subscription: "sub_1".into(),
+                    status: "active".into(),
+                    was: "past_due".into(),
+                },
             ],
-            unlinked: BTreeMap::from([("cus_2".to_string(), vec!["sub_2 active".to_string()]), ("cus_3".to_string(), vec![])]),
+            unlinked: BTreeMap::from([
+                ("cus_2".to_string(), vec!["sub_2 active".to_string()]),
+                ("cus_3".to_string(), vec![]),
+            ]),
             ..Report::default()
         };
         let text = report.to_string();
         assert!(text.contains("would link cus_1 -> user 42\n"), "{text}");
-        assert!(text.contains("would set sub_1 active (was past_due)\n"), "{text}");
+        assert!(
+            text.contains("would set sub_1 active (was past_due)\n"),
+            "{text}"
+        );
         assert!(text.contains("dry run: nothing was written\n"), "{text}");
-        assert!(text.contains("links to write: 1\n") && text.contains("subscriptions to write: 1\n"), "{text}");
+        assert!(
+            text.contains("links to write: 1\n") && text.contains("subscriptions to write: 1\n"),
+            "{text}"
+        );
         assert!(text.contains("changes: 2\n"), "{text}");
         assert!(text.contains("customers with no user link: 2\n  cus_2: sub_2 active\n  cus_3 (not seen in this sync)\n"), "{text}");
     }

@@ -10,7 +10,10 @@ use support::raw::get;
 use support::world;
 
 /// Polls the gateway's stderr until a line satisfies `pred`.
-async fn wait_for_line(gw: &support::gateway::Gateway, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+async fn wait_for_line(
+    gw: &support::gateway::Gateway,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         for line in gw.log().lines() {
@@ -20,7 +23,11 @@ async fn wait_for_line(gw: &support::gateway::Gateway, pred: impl Fn(&serde_json
                 }
             }
         }
-        assert!(Instant::now() < deadline, "no matching log line in:\n{}", gw.log());
+        assert!(
+            Instant::now() < deadline,
+            "no matching log line in:\n{}",
+            gw.log()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -29,9 +36,17 @@ async fn wait_for_line(gw: &support::gateway::Gateway, pred: impl Fn(&serde_json
 async fn json_access_log_has_the_fields_and_never_the_token() {
     let (_up, gw) = world(|c| c.set_str("log.format", "json")).await;
     let token = jwt::token("alice");
-    let resp = gw.send(get("/api/banking?x=1").bearer(&token).header("X-Request-Id", "req-log-1")).await;
+    let resp = gw
+        .send(
+            get("/api/banking?x=1")
+                .bearer(&token)
+                .header("X-Request-Id", "req-log-1"),
+        )
+        .await;
     assert_eq!(resp.status, 200);
-    let denied = gw.send(get("/api/banking").bearer(&jwt::token("nobody-subscribed"))).await;
+    let denied = gw
+        .send(get("/api/banking").bearer(&jwt::token("nobody-subscribed")))
+        .await;
     assert_eq!(denied.status, 402);
 
     let line = wait_for_line(&gw, |v| v["request_id"] == "req-log-1").await;
@@ -47,5 +62,8 @@ async fn json_access_log_has_the_fields_and_never_the_token() {
 
     let log = gw.log();
     let signature = token.rsplit('.').next().unwrap();
-    assert!(!log.contains(&token) && !log.contains(signature), "the token leaked into the log:\n{log}");
+    assert!(
+        !log.contains(&token) && !log.contains(signature),
+        "the token leaked into the log:\n{log}"
+    );
 }

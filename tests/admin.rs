@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::jwt::{self, token};
-use support::stripe::{self, banking, is_denied, is_forwarded, until, until_forwarded, VISIBLE_WITHIN, WHSEC};
+use support::stripe::{
+    self, banking, is_denied, is_forwarded, until, until_forwarded, VISIBLE_WITHIN, WHSEC,
+};
 use support::*;
 use tokio::time::{sleep, Instant};
-
 
 /// `admin.token` in every config here (at least 16 bytes, as the config demands).
 const ADMIN_TOKEN: &str = "admin-e2e-token-7d1f3c9a2b4e6f80";
@@ -38,7 +39,9 @@ impl Admin {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> RawResponse {
         let mut req = request(method, path).bearer(ADMIN_TOKEN);
         if let Some(body) = body {
-            req = req.header("Content-Type", "application/json").body(body.to_string());
+            req = req
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
         }
         self.send(req).await
     }
@@ -51,13 +54,17 @@ impl Admin {
     }
 
     async fn grant(&self, id: &str, body: Value) -> RawResponse {
-        self.call("PUT", &format!("/users/{id}/override"), Some(body)).await
+        self.call("PUT", &format!("/users/{id}/override"), Some(body))
+            .await
     }
 
     async fn metrics(&self) -> String {
         let resp = self.send(get("/metrics")).await;
         assert_eq!(resp.status, 200, "/metrics: {:?}", resp.text());
-        assert_eq!(resp.header("content-type"), Some("text/plain; version=0.0.4"));
+        assert_eq!(
+            resp.header("content-type"),
+            Some("text/plain; version=0.0.4")
+        );
         resp.text()
     }
 }
@@ -69,10 +76,16 @@ async fn admin_of(gw: &Gateway) -> Admin {
     loop {
         let log = gw.log();
         if let Some(line) = log.lines().find_map(|l| l.strip_prefix(PREFIX)) {
-            let addr = line.trim().parse().unwrap_or_else(|e| panic!("bad admin address {line:?}: {e}"));
+            let addr = line
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("bad admin address {line:?}: {e}"));
             return Admin { addr };
         }
-        assert!(Instant::now() < deadline, "no `paygate admin listening on` line on stdout; log:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "no `paygate admin listening on` line on stdout; log:\n{log}"
+        );
         // Polling interval for the child's output, not a synchronization.
         sleep(Duration::from_millis(10)).await;
     }
@@ -91,7 +104,10 @@ fn with_admin(config: Config) -> Config {
 async fn two_instances() -> (TestRedis, Upstream, (Gateway, Admin), (Gateway, Admin)) {
     let redis = TestRedis::start().await;
     let up = Upstream::start().await;
-    let config = with_admin(stripe::with_redis_and_stripe(Config::new(&up.url()), &redis.url()));
+    let config = with_admin(stripe::with_redis_and_stripe(
+        Config::new(&up.url()),
+        &redis.url(),
+    ));
     let a = Gateway::start(&config).await;
     let b = Gateway::start(&config).await;
     let (admin_a, admin_b) = (admin_of(&a).await, admin_of(&b).await);
@@ -100,11 +116,21 @@ async fn two_instances() -> (TestRedis, Upstream, (Gateway, Admin), (Gateway, Ad
 
 /// An RFC 3339 time `secs` from now.
 fn in_secs(secs: i64) -> String {
-    paygate::endpoints::rfc3339(Some(jwt::now() + secs)).as_str().unwrap().to_string()
+    paygate::endpoints::rfc3339(Some(jwt::now() + secs))
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn until_checkout_required(gw: &Gateway, user: &str, what: &str) {
-    until(gw, VISIBLE_WITHIN, what, || banking(user), is_denied(402, "CHECKOUT_REQUIRED")).await;
+    until(
+        gw,
+        VISIBLE_WITHIN,
+        what,
+        || banking(user),
+        is_denied(402, "CHECKOUT_REQUIRED"),
+    )
+    .await;
 }
 
 /// Asserts that `user` is denied with `CHECKOUT_REQUIRED` right now.
@@ -117,7 +143,9 @@ async fn assert_checkout_required(gw: &Gateway, user: &str) {
 async fn paygate_cli(config: &std::path::Path, args: &[&str]) -> Output {
     let mut cmd = paygate();
     cmd.args(args).arg("--config").arg(config);
-    tokio::task::spawn_blocking(move || cmd.output().expect("run paygate")).await.unwrap()
+    tokio::task::spawn_blocking(move || cmd.output().expect("run paygate"))
+        .await
+        .unwrap()
 }
 
 fn stdout(output: &Output) -> String {
@@ -146,7 +174,12 @@ async fn admin_paths_need_the_token_and_operational_ones_do_not() {
         let resp = admin.send(get(path)).await;
         assert_eq!(resp.status, 200, "{path} needs no token: {:?}", resp.text());
     }
-    let protected = ["/users/zoe", "/users/zoe/override", "/webhooks/deliveries", "/customers/unlinked"];
+    let protected = [
+        "/users/zoe",
+        "/users/zoe/override",
+        "/webhooks/deliveries",
+        "/customers/unlinked",
+    ];
     for path in protected {
         for req in [
             get(path),
@@ -157,19 +190,31 @@ async fn admin_paths_need_the_token_and_operational_ones_do_not() {
         ] {
             let resp = admin.send(req.clone()).await;
             let body = assert_error(&resp, 401, "UNAUTHENTICATED");
-            assert_eq!(resp.header("www-authenticate"), Some("Bearer"), "{path} {:?}: {body}", req.headers);
+            assert_eq!(
+                resp.header("www-authenticate"),
+                Some("Bearer"),
+                "{path} {:?}: {body}",
+                req.headers
+            );
         }
     }
-    let put = request("PUT", "/users/zoe/override").body(json!({"until": in_secs(3600), "reason": "x"}).to_string());
+    let put = request("PUT", "/users/zoe/override")
+        .body(json!({"until": in_secs(3600), "reason": "x"}).to_string());
     assert_error(&admin.send(put).await, 401, "UNAUTHENTICATED");
-    assert_eq!(admin.user("zoe").await["entitlement"], Value::Null, "the refused PUT wrote nothing");
+    assert_eq!(
+        admin.user("zoe").await["entitlement"],
+        Value::Null,
+        "the refused PUT wrote nothing"
+    );
 
     for path in ["/users/zoe", "/webhooks/deliveries", "/customers/unlinked"] {
         let resp = admin.call("GET", path, None).await;
         assert_eq!(resp.status, 200, "{path} with the token: {:?}", resp.text());
     }
     assert_error(&admin.call("GET", "/nope", None).await, 404, "NOT_FOUND");
-    let resp = admin.call("POST", "/users/zoe/override", Some(json!({}))).await;
+    let resp = admin
+        .call("POST", "/users/zoe/override", Some(json!({})))
+        .await;
     assert_error(&resp, 405, "METHOD_NOT_ALLOWED");
     assert_eq!(resp.header("allow"), Some("PUT, DELETE"));
 }
@@ -178,12 +223,21 @@ async fn admin_paths_need_the_token_and_operational_ones_do_not() {
 async fn without_a_token_configured_user_paths_answer_401() {
     let redis = TestRedis::start().await;
     let up = Upstream::start().await;
-    let config = stripe::with_redis_and_stripe(Config::new(&up.url()), &redis.url()).set_str("admin.listen", "127.0.0.1:0");
+    let config = stripe::with_redis_and_stripe(Config::new(&up.url()), &redis.url())
+        .set_str("admin.listen", "127.0.0.1:0");
     let gw = Gateway::start(&config).await;
     let admin = admin_of(&gw).await;
-    assert_error(&admin.call("GET", "/users/zoe", None).await, 401, "UNAUTHENTICATED");
+    assert_error(
+        &admin.call("GET", "/users/zoe", None).await,
+        401,
+        "UNAUTHENTICATED",
+    );
     assert_eq!(admin.send(get("/metrics")).await.status, 200);
-    assert!(gw.log().contains("admin.token is not set"), "the start-up log says why:\n{}", gw.log());
+    assert!(
+        gw.log().contains("admin.token is not set"),
+        "the start-up log says why:\n{}",
+        gw.log()
+    );
 }
 
 #[tokio::test]
@@ -193,7 +247,12 @@ async fn an_override_on_one_instance_is_seen_on_the_other_within_a_second() {
     assert_checkout_required(&b, "zoe").await;
     assert_checkout_required(&a, "zoe").await;
 
-    let resp = admin_a.grant("zoe", json!({"until": in_secs(3600), "reason": "support comp", "features": ["export"]})).await;
+    let resp = admin_a
+        .grant(
+            "zoe",
+            json!({"until": in_secs(3600), "reason": "support comp", "features": ["export"]}),
+        )
+        .await;
     assert_eq!(resp.status, 200, "{:?}", resp.text());
     let body = resp.json();
     assert_eq!(body["entitlement"]["override"]["reason"], "support comp");
@@ -202,7 +261,14 @@ async fn an_override_on_one_instance_is_seen_on_the_other_within_a_second() {
     until_forwarded(&b, "zoe", "override from A allows zoe on B").await;
     until_forwarded(&a, "zoe", "override allows zoe on A").await;
     let export = || post("/api/reports/export", "{}").bearer(&token("zoe"));
-    until(&b, VISIBLE_WITHIN, "the override's feature on B", export, is_forwarded).await;
+    until(
+        &b,
+        VISIBLE_WITHIN,
+        "the override's feature on B",
+        export,
+        is_forwarded,
+    )
+    .await;
 
     let resp = admin_a.call("DELETE", "/users/zoe/override", None).await;
     assert_eq!(resp.status, 200, "{:?}", resp.text());
@@ -224,16 +290,31 @@ async fn a_bad_override_is_400_and_changes_nothing() {
         (json!({"until": "2030-01-01", "reason": "comp"}), "until"),
         (json!({"until": 1_900_000_000, "reason": "comp"}), "until"),
         (json!({"until": in_secs(-60), "reason": "comp"}), "until"),
-        (json!({"until": good_until, "reason": "comp", "features": "export"}), "features"),
-        (json!({"until": good_until, "reason": "comp", "untill": good_until}), "untill"),
+        (
+            json!({"until": good_until, "reason": "comp", "features": "export"}),
+            "features",
+        ),
+        (
+            json!({"until": good_until, "reason": "comp", "untill": good_until}),
+            "untill",
+        ),
     ];
     for (body, field) in cases {
         let resp = admin.grant("zoe", body.clone()).await;
         let error = assert_error(&resp, 400, "BAD_REQUEST");
         assert_eq!(error["field"], field, "{body}: {error}");
-        assert!(error["error"].as_str().unwrap().contains(field), "the sentence names {field}: {error}");
+        assert!(
+            error["error"].as_str().unwrap().contains(field),
+            "the sentence names {field}: {error}"
+        );
     }
-    let not_json = admin.send(request("PUT", "/users/zoe/override").bearer(ADMIN_TOKEN).body("{\"until\":")).await;
+    let not_json = admin
+        .send(
+            request("PUT", "/users/zoe/override")
+                .bearer(ADMIN_TOKEN)
+                .body("{\"until\":"),
+        )
+        .await;
     assert_error(&not_json, 400, "BAD_REQUEST");
     let huge = json!({"until": good_until, "reason": "x".repeat(70 * 1024)});
     assert_error(&admin.grant("zoe", huge).await, 413, "PAYLOAD_TOO_LARGE");
@@ -248,34 +329,93 @@ async fn a_bad_override_is_400_and_changes_nothing() {
 async fn user_view_shows_entitlement_decision_and_audit_trail() {
     let (_redis, _up, (a, admin), _) = two_instances().await;
     let t0 = jwt::now() - 3600;
-    stripe::apply(&a, &stripe::checkout_completed("evt_adm_checkout", "uma", "cus_uma", "sub_uma", t0)).await;
-    stripe::apply(&a, &stripe::subscription_event("updated", "evt_adm_sub", "sub_uma", "cus_uma", "active", t0 + 1)).await;
+    stripe::apply(
+        &a,
+        &stripe::checkout_completed("evt_adm_checkout", "uma", "cus_uma", "sub_uma", t0),
+    )
+    .await;
+    stripe::apply(
+        &a,
+        &stripe::subscription_event(
+            "updated",
+            "evt_adm_sub",
+            "sub_uma",
+            "cus_uma",
+            "active",
+            t0 + 1,
+        ),
+    )
+    .await;
 
     let shown = admin.user("uma").await;
     assert_eq!(shown["user_id"], "uma");
-    assert_eq!(shown["entitlement"]["customers"], json!(["cus_uma"]), "{shown}");
-    assert_eq!(shown["entitlement"]["subscriptions"][0]["status"], "active", "{shown}");
+    assert_eq!(
+        shown["entitlement"]["customers"],
+        json!(["cus_uma"]),
+        "{shown}"
+    );
+    assert_eq!(
+        shown["entitlement"]["subscriptions"][0]["status"], "active",
+        "{shown}"
+    );
     assert_eq!(shown["decision"]["allowed"], true, "{shown}");
     assert_eq!(shown["decision"]["status"], "active", "{shown}");
-    let sources: Vec<String> = shown["audit"].as_array().unwrap().iter().map(|e| e["source"].as_str().unwrap().to_string()).collect();
-    assert!(sources.iter().any(|s| s.contains("evt_adm_sub")), "the subscription event is in the trail: {sources:?}");
-    assert!(shown["audit"][0]["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{shown}");
+    let sources: Vec<String> = shown["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["source"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        sources.iter().any(|s| s.contains("evt_adm_sub")),
+        "the subscription event is in the trail: {sources:?}"
+    );
+    assert!(
+        shown["audit"][0]["at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{shown}"
+    );
 
-    let resp = admin.grant("uma", json!({"until": in_secs(86_400), "reason": "ticket 42"})).await;
+    let resp = admin
+        .grant(
+            "uma",
+            json!({"until": in_secs(86_400), "reason": "ticket 42"}),
+        )
+        .await;
     assert_eq!(resp.status, 200, "{:?}", resp.text());
     let shown = admin.user("uma").await;
     assert_eq!(shown["audit"][0]["source"], "admin: ticket 42", "{shown}");
-    assert!(shown["audit"][0]["summary"].as_str().unwrap().contains("ticket 42"), "{shown}");
+    assert!(
+        shown["audit"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("ticket 42"),
+        "{shown}"
+    );
     assert_eq!(shown["audit"].as_array().unwrap().len(), sources.len() + 1);
-    assert_eq!(shown["decision"]["status"], "active", "a paying user keeps the subscription's status");
+    assert_eq!(
+        shown["decision"]["status"], "active",
+        "a paying user keeps the subscription's status"
+    );
     assert_eq!(shown["decision"]["override"]["active"], true);
-    assert_eq!(shown["entitlement"]["subscriptions"][0]["id"], "sub_uma", "the override kept the subscriptions");
+    assert_eq!(
+        shown["entitlement"]["subscriptions"][0]["id"], "sub_uma",
+        "the override kept the subscriptions"
+    );
 }
 
 #[tokio::test]
 async fn webhook_deliveries_and_unlinked_customers_are_listed() {
     let (_redis, _up, (a, admin), _) = two_instances().await;
-    let body = paygate::webhook::event::sample_subscription_event("evt_adm_1", "sub_lost", "cus_lost", "active", jwt::now() - 60, None);
+    let body = paygate::webhook::event::sample_subscription_event(
+        "evt_adm_1",
+        "sub_lost",
+        "cus_lost",
+        "active",
+        jwt::now() - 60,
+        None,
+    );
     let deliver = || {
         let signature = paygate::webhook::signature::sign(body.as_bytes(), WHSEC, jwt::now());
         stripe::webhook_request(body.as_bytes(), &signature)
@@ -286,16 +426,29 @@ async fn webhook_deliveries_and_unlinked_customers_are_listed() {
     let resp = admin.call("GET", "/webhooks/deliveries", None).await;
     assert_eq!(resp.status, 200, "{:?}", resp.text());
     let list = resp.json()["deliveries"].clone();
-    let ours: Vec<&Value> = list.as_array().unwrap().iter().filter(|d| d["event_id"] == "evt_adm_1").collect();
+    let ours: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["event_id"] == "evt_adm_1")
+        .collect();
     assert_eq!(ours.len(), 2, "{list}");
     assert_eq!(ours[0]["result"], "duplicate", "newest first: {list}");
     assert_eq!(ours[1]["result"], "applied", "{list}");
     assert_eq!(ours[1]["type"], "customer.subscription.updated");
-    assert!(ours[1]["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{list}");
+    assert!(
+        ours[1]["at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{list}"
+    );
 
-    let one = admin.call("GET", "/webhooks/deliveries?limit=1", None).await.json();
+    let one = admin
+        .call("GET", "/webhooks/deliveries?limit=1", None)
+        .await
+        .json();
     assert_eq!(one["deliveries"].as_array().unwrap().len(), 1, "{one}");
-    let bad = admin.call("GET", "/webhooks/deliveries?limit=lots", None).await;
+    let bad = admin
+        .call("GET", "/webhooks/deliveries?limit=lots", None)
+        .await;
     assert_eq!(assert_error(&bad, 400, "BAD_REQUEST")["field"], "limit");
 
     let unlinked = admin.call("GET", "/customers/unlinked", None).await;
@@ -309,35 +462,97 @@ async fn the_user_cli_changes_what_a_running_instance_decides() {
     let config = a.dir().join("paygate.toml");
     assert_checkout_required(&b, "yan").await;
 
-    let bad = paygate_cli(&config, &["user", "grant", "yan", "--until", "someday", "--reason", "comp"]).await;
-    assert_eq!(bad.status.code(), Some(1), "bad --until exits 1; stderr {:?}", stderr(&bad));
-    assert!(stderr(&bad).contains("--until"), "names the flag: {:?}", stderr(&bad));
-    let no_reason = paygate_cli(&config, &["user", "grant", "yan", "--until", &in_secs(3600)]).await;
+    let bad = paygate_cli(
+        &config,
+        &[
+            "user", "grant", "yan", "--until", "someday", "--reason", "comp",
+        ],
+    )
+    .await;
+    assert_eq!(
+        bad.status.code(),
+        Some(1),
+        "bad --until exits 1; stderr {:?}",
+        stderr(&bad)
+    );
+    assert!(
+        stderr(&bad).contains("--until"),
+        "names the flag: {:?}",
+        stderr(&bad)
+    );
+    let no_reason = paygate_cli(
+        &config,
+        &["user", "grant", "yan", "--until", &in_secs(3600)],
+    )
+    .await;
     assert!(!no_reason.status.success(), "--reason is required");
 
     let until_text = in_secs(3600);
-    let grant = paygate_cli(&config, &["user", "grant", "yan", "--until", &until_text, "--reason", "beta tester", "--features", "export,api"]).await;
-    assert!(grant.status.success(), "grant failed: {:?} {:?}", stdout(&grant), stderr(&grant));
-    assert!(stdout(&grant).contains(&format!("until {until_text}")), "{}", stdout(&grant));
+    let grant = paygate_cli(
+        &config,
+        &[
+            "user",
+            "grant",
+            "yan",
+            "--until",
+            &until_text,
+            "--reason",
+            "beta tester",
+            "--features",
+            "export,api",
+        ],
+    )
+    .await;
+    assert!(
+        grant.status.success(),
+        "grant failed: {:?} {:?}",
+        stdout(&grant),
+        stderr(&grant)
+    );
+    assert!(
+        stdout(&grant).contains(&format!("until {until_text}")),
+        "{}",
+        stdout(&grant)
+    );
     until_forwarded(&b, "yan", "CLI grant allows yan on B").await;
     until_forwarded(&a, "yan", "CLI grant allows yan on A").await;
 
     let show = paygate_cli(&config, &["user", "show", "yan"]).await;
     assert!(show.status.success(), "show failed: {:?}", stderr(&show));
     let text = stdout(&show);
-    assert!(text.contains("\"reason\": \"beta tester\""), "the stored record, pretty: {text}");
-    assert!(text.contains("decision now: allowed (status override; features: export, api)"), "{text}");
-    assert!(text.contains("admin: beta tester"), "the audit trail: {text}");
+    assert!(
+        text.contains("\"reason\": \"beta tester\""),
+        "the stored record, pretty: {text}"
+    );
+    assert!(
+        text.contains("decision now: allowed (status override; features: export, api)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("admin: beta tester"),
+        "the audit trail: {text}"
+    );
 
     let revoke = paygate_cli(&config, &["user", "revoke", "yan"]).await;
-    assert!(revoke.status.success(), "revoke failed: {:?}", stderr(&revoke));
+    assert!(
+        revoke.status.success(),
+        "revoke failed: {:?}",
+        stderr(&revoke)
+    );
     until_checkout_required(&b, "yan", "CLI revoke denies yan on B").await;
     until_checkout_required(&a, "yan", "CLI revoke denies yan on A").await;
 
     let show = stdout(&paygate_cli(&config, &["user", "show", "yan"]).await);
-    assert!(show.contains("decision now: denied, 402 CHECKOUT_REQUIRED"), "{show}");
-    let revoked_at = show.find("admin: override revoked").expect("revoke is audited");
-    let granted_at = show.find("admin: beta tester").expect("grant is still in the trail");
+    assert!(
+        show.contains("decision now: denied, 402 CHECKOUT_REQUIRED"),
+        "{show}"
+    );
+    let revoked_at = show
+        .find("admin: override revoked")
+        .expect("revoke is audited");
+    let granted_at = show
+        .find("admin: beta tester")
+        .expect("grant is still in the trail");
     assert!(revoked_at < granted_at, "newest first: {show}");
 }
 
@@ -349,18 +564,46 @@ async fn the_user_cli_on_the_memory_store_says_changes_are_lost() {
     let show = paygate_cli(&config, &["user", "show", "gina"]).await;
     assert!(show.status.success(), "{:?}", stderr(&show));
     assert!(stderr(&show).contains("lost"), "{:?}", stderr(&show));
-    assert!(stdout(&show).contains("reason: support comp"), "the seeded override: {}", stdout(&show));
-    let grant = paygate_cli(&config, &["user", "grant", "dave", "--until", &in_secs(60), "--reason", "demo"]).await;
+    assert!(
+        stdout(&show).contains("reason: support comp"),
+        "the seeded override: {}",
+        stdout(&show)
+    );
+    let grant = paygate_cli(
+        &config,
+        &[
+            "user",
+            "grant",
+            "dave",
+            "--until",
+            &in_secs(60),
+            "--reason",
+            "demo",
+        ],
+    )
+    .await;
     assert!(grant.status.success(), "{:?}", stderr(&grant));
-    assert!(stdout(&grant).contains("decision now: allowed"), "{}", stdout(&grant));
+    assert!(
+        stdout(&grant).contains("decision now: allowed"),
+        "{}",
+        stdout(&grant)
+    );
 }
 
 #[tokio::test]
 async fn metrics_count_a_payment_required_answer() {
     let (_redis, _up, (a, admin), _) = two_instances().await;
     let text = admin.metrics().await;
-    for name in ["paygate_requests_total", "paygate_webhook_events_total", "paygate_cache_requests_total", "paygate_store_errors_total"] {
-        assert!(text.contains(name), "{name} is exposed from start-up:\n{text}");
+    for name in [
+        "paygate_requests_total",
+        "paygate_webhook_events_total",
+        "paygate_cache_requests_total",
+        "paygate_store_errors_total",
+    ] {
+        assert!(
+            text.contains(name),
+            "{name} is exposed from start-up:\n{text}"
+        );
     }
     let before = requests_with_decision(&text, "checkout_required");
     assert_checkout_required(&a, "nobody").await;

@@ -606,7 +606,12 @@ async fn me_without_token_is_unauthenticated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_worker_thread_serves_concurrent_requests() {
     let (up, gw) = world(|c| c.set("server.workers", "1")).await;
-    let got = forwarded(&gw, &up, get("/api/banking/accounts").bearer(&token("alice"))).await;
+    let got = forwarded(
+        &gw,
+        &up,
+        get("/api/banking/accounts").bearer(&token("alice")),
+    )
+    .await;
     assert_eq!(got.header_all("x-user-id"), ["alice"]);
     assert_error(&banking(&gw, "bob").await, 402, "SUBSCRIPTION_REQUIRED");
     let requests = (0..40).map(|i| {
@@ -615,6 +620,10 @@ async fn one_worker_thread_serves_concurrent_requests() {
     });
     let answers = futures_util::future::join_all(requests).await;
     for (i, answer) in answers.iter().enumerate() {
-        assert_eq!(answer.status, if i % 2 == 0 { 200 } else { 402 }, "request {i}");
+        assert_eq!(
+            answer.status,
+            if i % 2 == 0 { 200 } else { 402 },
+            "request {i}"
+        );
     }
 }

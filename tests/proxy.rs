@@ -323,36 +323,67 @@ async fn upstream_error_responses_pass_through_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_reused() {
     let up = Upstream::with(|r| match r.path() {
-        "/api/banking/empty" => Reply::Custom { status: 204, headers: vec![], body: Default::default() },
-        "/api/banking/missing" => Reply::Custom { status: 404, headers: vec![], body: "no such thing".into() },
+        "/api/banking/empty" => Reply::Custom {
+            status: 204,
+            headers: vec![],
+            body: Default::default(),
+        },
+        "/api/banking/missing" => Reply::Custom {
+            status: 404,
+            headers: vec![],
+            body: "no such thing".into(),
+        },
         _ => Reply::Ok,
     })
     .await;
     let gw = Gateway::start(&Config::new(&up.url())).await;
     let alice = token("alice");
     for i in 0..30 {
-        let target = ["/api/banking/x", "/api/banking/empty", "/api/banking/missing"][i % 3];
+        let target = [
+            "/api/banking/x",
+            "/api/banking/empty",
+            "/api/banking/missing",
+        ][i % 3];
         let resp = gw.send(get(target).bearer(&alice)).await;
         assert!(resp.answered_by_upstream(), "{target}: {resp:?}");
     }
-    assert_eq!(up.connections(), 1, "30 sequential requests, one upstream connection");
+    assert_eq!(
+        up.connections(),
+        1,
+        "30 sequential requests, one upstream connection"
+    );
     let burst = (0..8).map(|_| gw.send(get("/api/banking/x").bearer(&alice)));
     for resp in futures_util::future::join_all(burst).await {
         assert_eq!(resp.status, 200);
     }
     let after_burst = up.connections();
-    assert!(after_burst <= 9, "8 concurrent requests opened {after_burst} connections in all");
+    assert!(
+        after_burst <= 9,
+        "8 concurrent requests opened {after_burst} connections in all"
+    );
     for _ in 0..10 {
-        assert_eq!(gw.send(get("/api/banking/x").bearer(&alice)).await.status, 200);
+        assert_eq!(
+            gw.send(get("/api/banking/x").bearer(&alice)).await.status,
+            200
+        );
     }
-    assert_eq!(up.connections(), after_burst, "pooled connections are reused after a burst");
+    assert_eq!(
+        up.connections(),
+        after_burst,
+        "pooled connections are reused after a burst"
+    );
 }
 
 /// An upstream that closes every connection after its answer: each request
 /// gets a fresh connection and nothing fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_closing_after_each_answer_is_not_an_error() {
-    let up = Upstream::with(|_| Reply::Custom { status: 200, headers: vec![("Connection".into(), "close".into())], body: "bye".into() }).await;
+    let up = Upstream::with(|_| Reply::Custom {
+        status: 200,
+        headers: vec![("Connection".into(), "close".into())],
+        body: "bye".into(),
+    })
+    .await;
     let gw = Gateway::start(&Config::new(&up.url())).await;
     for _ in 0..5 {
         let resp = gw.send(get("/api/banking/x").bearer(&token("alice"))).await;
@@ -365,19 +396,37 @@ async fn upstream_closing_after_each_answer_is_not_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_upstream_connections_expire() {
     let up = Upstream::start().await;
-    let gw = Gateway::start(&Config::new(&up.url()).set_str("upstream.pool_idle_timeout", "200ms")).await;
-    assert_eq!(gw.send(get("/api/banking/x").bearer(&token("alice"))).await.status, 200);
+    let gw = Gateway::start(&Config::new(&up.url()).set_str("upstream.pool_idle_timeout", "200ms"))
+        .await;
+    assert_eq!(
+        gw.send(get("/api/banking/x").bearer(&token("alice")))
+            .await
+            .status,
+        200
+    );
     assert_eq!(up.connections(), 1);
     // The passage of time is what is tested (the reaper runs every 100 ms): wait
     // past the timeout, then ask again, until a new connection shows up. A
     // request that still found the old connection proves nothing yet.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while up.connections() == 1 {
-        assert!(std::time::Instant::now() < deadline, "the idle connection was never closed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle connection was never closed"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-        assert_eq!(gw.send(get("/api/banking/x").bearer(&token("alice"))).await.status, 200);
+        assert_eq!(
+            gw.send(get("/api/banking/x").bearer(&token("alice")))
+                .await
+                .status,
+            200
+        );
     }
-    assert_eq!(up.connections(), 2, "the idle connection was closed, a new one opened");
+    assert_eq!(
+        up.connections(),
+        2,
+        "the idle connection was closed, a new one opened"
+    );
 }
 
 /// Reads response heads until a final (non-1xx) one.

@@ -20,7 +20,6 @@ use support::jwt::{self, token};
 use support::stripe::*;
 use support::*;
 
-
 fn me(user: &str) -> Request {
     get("/_paygate/me").bearer(&token(user))
 }

@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::server::conn::http1;
@@ -114,7 +116,10 @@ pub enum AdminError {
 
 impl AdminError {
     fn bad(field: &str, message: impl Into<String>) -> AdminError {
-        AdminError::BadRequest { field: field.to_string(), message: message.into() }
+        AdminError::BadRequest {
+            field: field.to_string(),
+            message: message.into(),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -218,13 +223,16 @@ pub fn route(path: &str) -> Result<Route, AdminError> {
         "/customers/unlinked" => return Ok(Route::UnlinkedCustomers),
         _ => {}
     }
-    let Some(rest) = path.strip_prefix("/users/") else { return Err(AdminError::NotFound) };
+    let Some(rest) = path.strip_prefix("/users/") else {
+        return Err(AdminError::NotFound);
+    };
     // Split on literal slashes only: an id containing `/` arrives as `%2F`.
     let (raw_id, tail) = match rest.split_once('/') {
         Some((id, tail)) => (id, Some(tail)),
         None => (rest, None),
     };
-    let id = percent_decode(raw_id).ok_or_else(|| AdminError::bad("id", "the user id is not valid percent-encoded UTF-8"))?;
+    let id = percent_decode(raw_id)
+        .ok_or_else(|| AdminError::bad("id", "the user id is not valid percent-encoded UTF-8"))?;
     if id.is_empty() {
         return Err(AdminError::bad("id", "the user id must not be empty"));
     }
@@ -256,12 +264,19 @@ fn percent_decode(text: &str) -> Option<String> {
 
 /// `?limit=N` for the deliveries list: 1..=DELIVERIES_KEPT, default 100.
 fn deliveries_limit(query: Option<&str>) -> Result<usize, AdminError> {
-    let Some(value) = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("limit=")) else {
+    let Some(value) = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("limit="))
+    else {
         return Ok(DEFAULT_DELIVERIES);
     };
     match value.parse::<usize>() {
         Ok(n) if (1..=DELIVERIES_KEPT).contains(&n) => Ok(n),
-        _ => Err(AdminError::bad("limit", format!("must be a whole number from 1 to {DELIVERIES_KEPT}"))),
+        _ => Err(AdminError::bad(
+            "limit",
+            format!("must be a whole number from 1 to {DELIVERIES_KEPT}"),
+        )),
     }
 }
 
@@ -280,9 +295,15 @@ fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
 /// Whether `headers` carry `Authorization: Bearer <token>` matching `expected`
 /// (a digest of the configured token; `None` refuses every caller).
 pub fn authorized(headers: &HeaderMap, expected: Option<&[u8; 32]>) -> bool {
-    let Some(expected) = expected else { return false };
-    let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-    let Some((scheme, token)) = value.trim().split_once(' ') else { return false };
+    let Some(expected) = expected else {
+        return false;
+    };
+    let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some((scheme, token)) = value.trim().split_once(' ') else {
+        return false;
+    };
     if !scheme.eq_ignore_ascii_case("bearer") {
         return false;
     }
@@ -292,8 +313,16 @@ pub fn authorized(headers: &HeaderMap, expected: Option<&[u8; 32]>) -> bool {
 
 impl AdminApi {
     pub fn new(gateway: Arc<Gateway>) -> AdminApi {
-        let token_digest = gateway.config.admin.as_ref().and_then(|a| a.token.as_deref()).map(|t| sha256(t.as_bytes()));
-        AdminApi { gateway, token_digest }
+        let token_digest = gateway
+            .config
+            .admin
+            .as_ref()
+            .and_then(|a| a.token.as_deref())
+            .map(|t| sha256(t.as_bytes()));
+        AdminApi {
+            gateway,
+            token_digest,
+        }
     }
 
     /// Handles one request. Never fails: every error becomes a JSON response.
@@ -328,7 +357,9 @@ impl AdminApi {
         }
         let route = route(path)?;
         if !route.accepts(request.method()) {
-            return Err(AdminError::MethodNotAllowed { allow: route.allow() });
+            return Err(AdminError::MethodNotAllowed {
+                allow: route.allow(),
+            });
         }
         let gateway = &*self.gateway;
         let store = gateway.entitlements.store();
@@ -336,25 +367,42 @@ impl AdminApi {
         match route {
             Route::Metrics => {
                 let mut response = Response::new(Full::new(Bytes::from(crate::metrics::render())));
-                response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
                 Ok(response)
             }
             Route::Healthz => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
             Route::Readyz => Ok(readiness(gateway).await),
             Route::User(id) => {
                 let view = UserView::load(store.as_ref(), &id).await?;
-                Ok(json_response(StatusCode::OK, &view.to_json(rules, unix_now())))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &view.to_json(rules, unix_now()),
+                ))
             }
             Route::Override(id) => {
                 let now = unix_now();
                 let change = if request.method() == Method::PUT {
                     let body = read_body(request).await?;
-                    let grant = users::parse_override_body(&body, now).map_err(|e| AdminError::BadRequest { field: e.field, message: e.message })?;
+                    let grant = users::parse_override_body(&body, now).map_err(|e| {
+                        AdminError::BadRequest {
+                            field: e.field,
+                            message: e.message,
+                        }
+                    })?;
                     OverrideChange::Grant(grant)
                 } else {
                     OverrideChange::Revoke
                 };
-                let written = write_override(store.as_ref(), Some(&gateway.entitlements), &id, &change, now).await?;
+                let written = write_override(
+                    store.as_ref(),
+                    Some(&gateway.entitlements),
+                    &id,
+                    &change,
+                    now,
+                )
+                .await?;
                 match &change {
                     OverrideChange::Grant(grant) => tracing::info!(
                         target: "paygate::admin",
@@ -364,7 +412,9 @@ impl AdminApi {
                         features = ?grant.features,
                         "override granted"
                     ),
-                    OverrideChange::Revoke => tracing::info!(target: "paygate::admin", user_id = %id, changed = written.changed, "override revoked"),
+                    OverrideChange::Revoke => {
+                        tracing::info!(target: "paygate::admin", user_id = %id, changed = written.changed, "override revoked")
+                    }
                 }
                 let view = UserView::load(store.as_ref(), &id).await?;
                 let mut body = view.to_json(rules, now);
@@ -382,7 +432,10 @@ impl AdminApi {
             }
             Route::UnlinkedCustomers => {
                 let customers = store.unlinked_customers().await?;
-                Ok(json_response(StatusCode::OK, &json!({"customers": customers})))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"customers": customers}),
+                ))
             }
         }
     }
@@ -394,13 +447,23 @@ where
     B: http_body::Body<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY as u64) {
         return Err(AdminError::PayloadTooLarge);
     }
     match Limited::new(request.into_body(), MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(AdminError::PayloadTooLarge),
+        Err(error)
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(AdminError::PayloadTooLarge)
+        }
         Err(_) => Err(AdminError::bad("body", "could not be read")),
     }
 }

@@ -18,22 +18,53 @@ fn paths_map_to_routes() {
     assert_eq!(route("/healthz"), Ok(Route::Healthz));
     assert_eq!(route("/readyz"), Ok(Route::Readyz));
     assert_eq!(route("/users/alice"), Ok(Route::User("alice".into())));
-    assert_eq!(route("/users/alice/override"), Ok(Route::Override("alice".into())));
-    assert_eq!(route("/users/a%2Fb%20c%C3%A9/override"), Ok(Route::Override("a/b cé".into())));
+    assert_eq!(
+        route("/users/alice/override"),
+        Ok(Route::Override("alice".into()))
+    );
+    assert_eq!(
+        route("/users/a%2Fb%20c%C3%A9/override"),
+        Ok(Route::Override("a/b cé".into()))
+    );
     assert_eq!(route("/users/42"), Ok(Route::User("42".into())));
     assert_eq!(route("/webhooks/deliveries"), Ok(Route::Deliveries));
     assert_eq!(route("/customers/unlinked"), Ok(Route::UnlinkedCustomers));
-    for missing in ["/", "/users", "/users/alice/", "/users/alice/other", "/users/alice/override/x", "/metrics/", "/nope"] {
+    for missing in [
+        "/",
+        "/users",
+        "/users/alice/",
+        "/users/alice/other",
+        "/users/alice/override/x",
+        "/metrics/",
+        "/nope",
+    ] {
         assert_eq!(route(missing), Err(AdminError::NotFound), "{missing}");
     }
-    for bad in ["/users/", "/users//override", "/users/%zz", "/users/%C3", "/users/%4"] {
-        assert!(matches!(route(bad), Err(AdminError::BadRequest { .. })), "{bad}: {:?}", route(bad));
+    for bad in [
+        "/users/",
+        "/users//override",
+        "/users/%zz",
+        "/users/%C3",
+        "/users/%4",
+    ] {
+        assert!(
+            matches!(route(bad), Err(AdminError::BadRequest { .. })),
+            "{bad}: {:?}",
+            route(bad)
+        );
     }
 }
 
 #[test]
 fn protected_prefixes_are_whole_segments() {
-    for path in ["/users", "/users/x", "/webhooks/deliveries", "/webhooks/x", "/customers/unlinked", "//users/x"] {
+    for path in [
+        "/users",
+        "/users/x",
+        "/webhooks/deliveries",
+        "/webhooks/x",
+        "/customers/unlinked",
+        "//users/x",
+    ] {
         assert!(needs_token(path), "{path}");
     }
     for path in ["/metrics", "/healthz", "/readyz", "/usersx", "/", "/nope"] {
@@ -58,7 +89,10 @@ fn deliveries_limit_defaults_and_bounds() {
     assert_eq!(deliveries_limit(Some("x=1&limit=5")), Ok(5));
     assert_eq!(deliveries_limit(Some("limit=1000")), Ok(1000));
     for bad in ["limit=0", "limit=1001", "limit=abc", "limit=-1", "limit="] {
-        assert!(matches!(deliveries_limit(Some(bad)), Err(AdminError::BadRequest { ref field, .. }) if field == "limit"), "{bad}");
+        assert!(
+            matches!(deliveries_limit(Some(bad)), Err(AdminError::BadRequest { ref field, .. }) if field == "limit"),
+            "{bad}"
+        );
     }
 }
 
@@ -75,7 +109,10 @@ fn the_token_must_match_exactly() {
     let expected = sha256(TOKEN.as_bytes());
     let ok = |value: Option<&str>| authorized(&headers(value), Some(&expected));
     assert!(ok(Some(&format!("Bearer {TOKEN}"))));
-    assert!(ok(Some(&format!("bearer  {TOKEN} "))), "scheme is case-insensitive, spaces trimmed");
+    assert!(
+        ok(Some(&format!("bearer  {TOKEN} "))),
+        "scheme is case-insensitive, spaces trimmed"
+    );
     assert!(!ok(None));
     assert!(!ok(Some("Bearer")));
     assert!(!ok(Some("Bearer ")));
@@ -84,7 +121,10 @@ fn the_token_must_match_exactly() {
     assert!(!ok(Some(&format!("Bearer {}", &TOKEN[..TOKEN.len() - 1]))));
     assert!(!ok(Some(&format!("Bearer {}", TOKEN.to_uppercase()))));
     // No configured token: nobody gets in, whatever they send.
-    assert!(!authorized(&headers(Some(&format!("Bearer {TOKEN}"))), None));
+    assert!(!authorized(
+        &headers(Some(&format!("Bearer {TOKEN}"))),
+        None
+    ));
     assert!(!authorized(&headers(Some("Bearer ")), None));
 }
 
@@ -101,7 +141,9 @@ fn digest_comparison_looks_at_every_byte() {
 }
 
 fn config(admin_token: Option<&str>) -> Config {
-    let token = admin_token.map(|t| format!("token = \"{t}\"\n")).unwrap_or_default();
+    let token = admin_token
+        .map(|t| format!("token = \"{t}\"\n"))
+        .unwrap_or_default();
     let text = format!(
         r#"
 [upstream]
@@ -117,22 +159,37 @@ listen = "127.0.0.1:0"
 
 async fn api(admin_token: Option<&str>) -> (AdminApi, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
-    let gateway = Gateway::with_store(config(admin_token), store.clone()).await.expect("gateway builds");
+    let gateway = Gateway::with_store(config(admin_token), store.clone())
+        .await
+        .expect("gateway builds");
     (AdminApi::new(gateway), store)
 }
 
-async fn call(api: &AdminApi, method: &str, path: &str, token: Option<&str>, body: &str) -> (StatusCode, HeaderMap, Bytes) {
+async fn call(
+    api: &AdminApi,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (StatusCode, HeaderMap, Bytes) {
     let mut builder = Request::builder().method(method).uri(path);
     if let Some(token) = token {
         builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
     }
-    let request = builder.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+    let request = builder
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
     let (parts, body) = api.handle(request).await.into_parts();
-    (parts.status, parts.headers, body.collect().await.unwrap().to_bytes())
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
 }
 
 fn json_of(bytes: &Bytes) -> Value {
-    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 #[tokio::test]
@@ -145,7 +202,14 @@ async fn open_paths_need_no_token_and_protected_ones_do() {
     assert_eq!(call(&api, "GET", "/healthz", None, "").await.0, 200);
     assert_eq!(call(&api, "GET", "/readyz", None, "").await.0, 200);
 
-    for path in ["/users/alice", "/users/%zz", "/users/a/override", "/webhooks/deliveries", "/customers/unlinked", "/users"] {
+    for path in [
+        "/users/alice",
+        "/users/%zz",
+        "/users/a/override",
+        "/webhooks/deliveries",
+        "/customers/unlinked",
+        "/users",
+    ] {
         for token in [None, Some("wrong-token-0123456789")] {
             let (status, headers, body) = call(&api, "GET", path, token, "").await;
             assert_eq!(status, 401, "{path} {token:?}");
@@ -153,10 +217,16 @@ async fn open_paths_need_no_token_and_protected_ones_do() {
             assert_eq!(json_of(&body)["code"], "UNAUTHENTICATED");
         }
     }
-    assert_eq!(call(&api, "GET", "/users/alice", Some(TOKEN), "").await.0, 200);
+    assert_eq!(
+        call(&api, "GET", "/users/alice", Some(TOKEN), "").await.0,
+        200
+    );
     assert_eq!(call(&api, "GET", "/nope", None, "").await.0, 404);
     let (status, headers, body) = call(&api, "POST", "/users/a/override", Some(TOKEN), "").await;
-    assert_eq!((status.as_u16(), &headers[ALLOW]), (405, &HeaderValue::from_static("PUT, DELETE")));
+    assert_eq!(
+        (status.as_u16(), &headers[ALLOW]),
+        (405, &HeaderValue::from_static("PUT, DELETE"))
+    );
     assert_eq!(json_of(&body)["code"], "METHOD_NOT_ALLOWED");
     assert_eq!(call(&api, "GET", "/users/", Some(TOKEN), "").await.0, 400);
 }
@@ -164,14 +234,18 @@ async fn open_paths_need_no_token_and_protected_ones_do() {
 #[tokio::test]
 async fn without_a_configured_token_user_paths_are_locked() {
     let (api, _) = api(None).await;
-    assert_eq!(call(&api, "GET", "/users/alice", Some(TOKEN), "").await.0, 401);
+    assert_eq!(
+        call(&api, "GET", "/users/alice", Some(TOKEN), "").await.0,
+        401
+    );
     assert_eq!(call(&api, "GET", "/metrics", None, "").await.0, 200);
 }
 
 #[tokio::test]
 async fn override_put_get_delete() {
     let (api, store) = api(Some(TOKEN)).await;
-    let body = r#"{"until": "2099-01-01T00:00:00Z", "reason": "support comp", "features": ["export"]}"#;
+    let body =
+        r#"{"until": "2099-01-01T00:00:00Z", "reason": "support comp", "features": ["export"]}"#;
     let (status, _, got) = call(&api, "PUT", "/users/u%201/override", Some(TOKEN), body).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
     let got = json_of(&got);
@@ -181,16 +255,28 @@ async fn override_put_get_delete() {
     assert_eq!(got["decision"]["allowed"], true);
     assert_eq!(got["decision"]["override"]["until"], "2099-01-01T00:00:00Z");
     assert_eq!(got["audit"][0]["source"], "admin: support comp");
-    assert!(store.load("u 1").await.unwrap().unwrap().grant_override.is_some());
+    assert!(store
+        .load("u 1")
+        .await
+        .unwrap()
+        .unwrap()
+        .grant_override
+        .is_some());
 
     let (status, _, shown) = call(&api, "GET", "/users/u%201", Some(TOKEN), "").await;
     assert_eq!(status, 200);
-    assert_eq!(json_of(&shown)["decision"]["features"], serde_json::json!(["export"]));
+    assert_eq!(
+        json_of(&shown)["decision"]["features"],
+        serde_json::json!(["export"])
+    );
 
     let (status, _, got) = call(&api, "DELETE", "/users/u%201/override", Some(TOKEN), "").await;
     assert_eq!(status, 200);
     let got = json_of(&got);
-    assert_eq!((got["entitlement"].clone(), got["decision"]["code"].clone()), (Value::Null, "CHECKOUT_REQUIRED".into()));
+    assert_eq!(
+        (got["entitlement"].clone(), got["decision"]["code"].clone()),
+        (Value::Null, "CHECKOUT_REQUIRED".into())
+    );
     assert_eq!(got["audit"][0]["source"], "admin: override revoked");
 }
 
@@ -200,17 +286,32 @@ async fn bad_overrides_are_400_and_write_nothing() {
     for (body, field) in [
         (r#"{"until": "2099-01-01T00:00:00Z"}"#, "reason"),
         (r#"{"until": "soon", "reason": "comp"}"#, "until"),
-        (r#"{"until": "2001-01-01T00:00:00Z", "reason": "comp"}"#, "until"),
+        (
+            r#"{"until": "2001-01-01T00:00:00Z", "reason": "comp"}"#,
+            "until",
+        ),
         ("{", "body"),
     ] {
         let (status, _, got) = call(&api, "PUT", "/users/u/override", Some(TOKEN), body).await;
         assert_eq!(status, 400, "{body}");
         let got = json_of(&got);
-        assert_eq!((got["code"].as_str(), got["field"].as_str()), (Some("BAD_REQUEST"), Some(field)), "{got}");
+        assert_eq!(
+            (got["code"].as_str(), got["field"].as_str()),
+            (Some("BAD_REQUEST"), Some(field)),
+            "{got}"
+        );
         assert!(got["error"].as_str().unwrap().starts_with(field), "{got}");
     }
-    let huge = format!(r#"{{"until": "2099-01-01T00:00:00Z", "reason": "{}"}}"#, "x".repeat(MAX_BODY));
-    assert_eq!(call(&api, "PUT", "/users/u/override", Some(TOKEN), &huge).await.0, 413);
+    let huge = format!(
+        r#"{{"until": "2099-01-01T00:00:00Z", "reason": "{}"}}"#,
+        "x".repeat(MAX_BODY)
+    );
+    assert_eq!(
+        call(&api, "PUT", "/users/u/override", Some(TOKEN), &huge)
+            .await
+            .0,
+        413
+    );
     assert_eq!(store.load("u").await.unwrap(), None);
     assert!(store.audit("u", 10).await.unwrap().is_empty());
 }
@@ -219,7 +320,12 @@ async fn bad_overrides_are_400_and_write_nothing() {
 async fn deliveries_and_unlinked_customers_are_listed() {
     let (api, store) = api(Some(TOKEN)).await;
     for (i, result) in ["applied", "duplicate"].iter().enumerate() {
-        let delivery = Delivery { event_id: format!("evt_{i}"), event_type: "invoice.paid".into(), result: result.to_string(), at: 1_700_000_000 };
+        let delivery = Delivery {
+            event_id: format!("evt_{i}"),
+            event_type: "invoice.paid".into(),
+            result: result.to_string(),
+            at: 1_700_000_000,
+        };
         store.record_delivery(&delivery).await.unwrap();
     }
     store.set_unlinked("cus_b", true).await.unwrap();
@@ -229,12 +335,23 @@ async fn deliveries_and_unlinked_customers_are_listed() {
     assert_eq!(status, 200);
     let list = json_of(&got)["deliveries"].clone();
     assert_eq!(list.as_array().unwrap().len(), 2);
-    assert_eq!(list[0], serde_json::json!({"event_id": "evt_1", "type": "invoice.paid", "result": "duplicate", "at": "2023-11-14T22:13:20Z"}));
+    assert_eq!(
+        list[0],
+        serde_json::json!({"event_id": "evt_1", "type": "invoice.paid", "result": "duplicate", "at": "2023-11-14T22:13:20Z"})
+    );
     let (_, _, got) = call(&api, "GET", "/webhooks/deliveries?limit=1", Some(TOKEN), "").await;
     assert_eq!(json_of(&got)["deliveries"].as_array().unwrap().len(), 1);
-    assert_eq!(call(&api, "GET", "/webhooks/deliveries?limit=0", Some(TOKEN), "").await.0, 400);
+    assert_eq!(
+        call(&api, "GET", "/webhooks/deliveries?limit=0", Some(TOKEN), "")
+            .await
+            .0,
+        400
+    );
 
     let (status, _, got) = call(&api, "GET", "/customers/unlinked", Some(TOKEN), "").await;
     assert_eq!(status, 200);
-    assert_eq!(json_of(&got), serde_json::json!({"customers": ["cus_a", "cus_b"]}));
+    assert_eq!(
+        json_of(&got),
+        serde_json::json!({"customers": ["cus_a", "cus_b"]})
+    );
 }

@@ -36,27 +36,47 @@ pub struct Invalid {
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> Invalid {
-    Invalid { field: field.to_string(), message: message.into() }
+    Invalid {
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Parses the admin API's `PUT /users/{id}/override` body,
 /// `{"until": RFC3339, "reason": text, "features": [..]?}`, at `now`.
 /// Unknown keys are refused so a typo (`"untill"`) is not silently ignored.
 pub fn parse_override_body(body: &[u8], now: UnixTime) -> Result<Override, Invalid> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| invalid("body", format!("is not JSON ({e})")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| invalid("body", format!("is not JSON ({e})")))?;
     let Value::Object(object) = value else {
-        return Err(invalid("body", "must be a JSON object like {\"until\": \"2030-01-01T00:00:00Z\", \"reason\": \"…\"}"));
+        return Err(invalid(
+            "body",
+            "must be a JSON object like {\"until\": \"2030-01-01T00:00:00Z\", \"reason\": \"…\"}",
+        ));
     };
-    if let Some(unknown) = object.keys().find(|k| !matches!(k.as_str(), "until" | "reason" | "features")) {
-        return Err(invalid(unknown, "is not a known field (until, reason, features)"));
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !matches!(k.as_str(), "until" | "reason" | "features"))
+    {
+        return Err(invalid(
+            unknown,
+            "is not a known field (until, reason, features)",
+        ));
     }
     let until = match object.get("until") {
         None | Some(Value::Null) => return Err(invalid("until", "is required (an RFC 3339 time)")),
         Some(Value::String(text)) => text.as_str(),
-        Some(_) => return Err(invalid("until", "must be an RFC 3339 time string like 2030-01-01T00:00:00Z")),
+        Some(_) => {
+            return Err(invalid(
+                "until",
+                "must be an RFC 3339 time string like 2030-01-01T00:00:00Z",
+            ))
+        }
     };
     let reason = match object.get("reason") {
-        None | Some(Value::Null) => return Err(invalid("reason", "is required (why the access is granted)")),
+        None | Some(Value::Null) => {
+            return Err(invalid("reason", "is required (why the access is granted)"))
+        }
         Some(Value::String(text)) => text.as_str(),
         Some(_) => return Err(invalid("reason", "must be a string")),
     };
@@ -80,39 +100,70 @@ fn features_of(object: &Map<String, Value>) -> Result<Vec<String>, Invalid> {
 
 /// Validates an override from its parts (the CLI's `--until`, `--reason`,
 /// `--features`, or the parsed API body) at `now`.
-pub fn override_from_parts(until: &str, reason: &str, features: &[String], now: UnixTime) -> Result<Override, Invalid> {
+pub fn override_from_parts(
+    until: &str,
+    reason: &str,
+    features: &[String],
+    now: UnixTime,
+) -> Result<Override, Invalid> {
     let until = parse_until(until, now)?;
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(invalid("reason", "must not be empty (why the access is granted)"));
+        return Err(invalid(
+            "reason",
+            "must not be empty (why the access is granted)",
+        ));
     }
     if reason.chars().count() > REASON_MAX_CHARS {
-        return Err(invalid("reason", format!("is longer than {REASON_MAX_CHARS} characters")));
+        return Err(invalid(
+            "reason",
+            format!("is longer than {REASON_MAX_CHARS} characters"),
+        ));
     }
     if reason.chars().any(char::is_control) {
-        return Err(invalid("reason", "must be one line without control characters"));
+        return Err(invalid(
+            "reason",
+            "must be one line without control characters",
+        ));
     }
     let mut kept: Vec<String> = Vec::new();
     for feature in features {
         let feature = feature.trim();
-        if feature.is_empty() || feature.contains(',') || feature.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(invalid("features", format!("{feature:?} is not a feature lookup key")));
+        if feature.is_empty()
+            || feature.contains(',')
+            || feature.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(invalid(
+                "features",
+                format!("{feature:?} is not a feature lookup key"),
+            ));
         }
         if !kept.iter().any(|k| k == feature) {
             kept.push(feature.to_string());
         }
     }
-    Ok(Override { until, reason: reason.to_string(), features: kept })
+    Ok(Override {
+        until,
+        reason: reason.to_string(),
+        features: kept,
+    })
 }
 
 /// An RFC 3339 time that is still ahead of `now` (an override that already
 /// ended grants nothing; `revoke` is how access is taken away).
 pub fn parse_until(text: &str, now: UnixTime) -> Result<UnixTime, Invalid> {
-    let parsed = OffsetDateTime::parse(text.trim(), &Rfc3339)
-        .map_err(|_| invalid("until", format!("{text:?} is not an RFC 3339 time like 2030-01-01T00:00:00Z")))?;
+    let parsed = OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|_| {
+        invalid(
+            "until",
+            format!("{text:?} is not an RFC 3339 time like 2030-01-01T00:00:00Z"),
+        )
+    })?;
     let until = parsed.unix_timestamp();
     if until <= now {
-        return Err(invalid("until", format!("{text:?} is not in the future; use revoke to end an override")));
+        return Err(invalid(
+            "until",
+            format!("{text:?} is not in the future; use revoke to end an override"),
+        ));
     }
     Ok(until)
 }
@@ -169,20 +220,30 @@ pub async fn write_override(
         OverrideChange::Revoke => None,
     };
     if let Some(source) = source {
-        let entry = AuditEntry { at: now, source, summary: summarize(entitlement.as_ref()) };
+        let entry = AuditEntry {
+            at: now,
+            source,
+            summary: summarize(entitlement.as_ref()),
+        };
         store.append_audit(user_id, &entry).await?;
     }
     if let Some(cache) = cache {
         cache.invalidate(user_id).await;
     }
     store.publish_invalidation(&[user_id.to_string()]).await?;
-    Ok(Written { entitlement, changed })
+    Ok(Written {
+        entitlement,
+        changed,
+    })
 }
 
 /// The pure part of [`write_override`]: the next record and whether it differs.
 /// A revoke that leaves an empty record deletes it, so a user who only ever had
 /// a comp grant reads as never seen again.
-fn apply_change(current: Option<Entitlement>, change: &OverrideChange) -> (Option<Entitlement>, bool) {
+fn apply_change(
+    current: Option<Entitlement>,
+    change: &OverrideChange,
+) -> (Option<Entitlement>, bool) {
     match change {
         OverrideChange::Grant(grant) => {
             let mut next = current.clone().unwrap_or_default();
@@ -219,7 +280,11 @@ impl UserView {
     pub async fn load(store: &dyn EntitlementStore, user_id: &str) -> Result<UserView, StoreError> {
         let entitlement = store.load(user_id).await?;
         let audit = store.audit(user_id, AUDIT_SHOWN).await?;
-        Ok(UserView { user_id: user_id.to_string(), entitlement, audit })
+        Ok(UserView {
+            user_id: user_id.to_string(),
+            entitlement,
+            audit,
+        })
     }
 
     /// `{"user_id", "entitlement", "decision", "audit"}`: the admin API's body.
@@ -284,49 +349,143 @@ mod tests {
     #[test]
     fn a_complete_body_parses() {
         let grant = body(r#"{"until": "2030-01-01T00:00:00Z", "reason": " support comp ", "features": ["export", "export", "api"]}"#).unwrap();
-        assert_eq!(grant, Override { until: 1_893_456_000, reason: "support comp".into(), features: vec!["export".into(), "api".into()] });
-        let offset = body(r#"{"until": "2030-01-01T02:00:00+02:00", "reason": "x", "features": null}"#).unwrap();
+        assert_eq!(
+            grant,
+            Override {
+                until: 1_893_456_000,
+                reason: "support comp".into(),
+                features: vec!["export".into(), "api".into()]
+            }
+        );
+        let offset =
+            body(r#"{"until": "2030-01-01T02:00:00+02:00", "reason": "x", "features": null}"#)
+                .unwrap();
         assert_eq!((offset.until, offset.features), (1_893_456_000, vec![]));
     }
 
     #[test]
     fn every_bad_field_is_named() {
-        assert_eq!(field(body(r#"{"until": "2030-01-01T00:00:00Z"}"#)), "reason");
-        assert_eq!(field(body(r#"{"until": "2030-01-01T00:00:00Z", "reason": "   "}"#)), "reason");
-        assert_eq!(field(body(r#"{"until": "2030-01-01T00:00:00Z", "reason": 5}"#)), "reason");
-        assert_eq!(field(body(r#"{"until": "2030-01-01T00:00:00Z", "reason": "a\nb"}"#)), "reason");
+        assert_eq!(
+            field(body(r#"{"until": "2030-01-01T00:00:00Z"}"#)),
+            "reason"
+        );
+        assert_eq!(
+            field(body(
+                r#"{"until": "2030-01-01T00:00:00Z", "reason": "   "}"#
+            )),
+            "reason"
+        );
+        assert_eq!(
+            field(body(r#"{"until": "2030-01-01T00:00:00Z", "reason": 5}"#)),
+            "reason"
+        );
+        assert_eq!(
+            field(body(
+                r#"{"until": "2030-01-01T00:00:00Z", "reason": "a\nb"}"#
+            )),
+            "reason"
+        );
         let long = "x".repeat(REASON_MAX_CHARS + 1);
-        assert_eq!(field(body(&format!(r#"{{"until": "2030-01-01T00:00:00Z", "reason": "{long}"}}"#))), "reason");
+        assert_eq!(
+            field(body(&format!(
+                r#"{{"until": "2030-01-01T00:00:00Z", "reason": "{long}"}}"#
+            ))),
+            "reason"
+        );
         assert_eq!(field(body(r#"{"reason": "comp"}"#)), "until");
-        assert_eq!(field(body(r#"{"until": "2030-01-01", "reason": "comp"}"#)), "until");
-        assert_eq!(field(body(r#"{"until": "tomorrow", "reason": "comp"}"#)), "until");
-        assert_eq!(field(body(r#"{"until": 1893456000, "reason": "comp"}"#)), "until");
-        assert_eq!(field(body(r#"{"until": "2020-01-01T00:00:00Z", "reason": "comp"}"#)), "until", "past");
-        assert_eq!(field(body(r#"{"until": "2023-11-14T22:13:20Z", "reason": "comp"}"#)), "until", "now is not the future");
-        assert_eq!(field(body(r#"{"until": "2030-01-01T00:00:00Z", "reason": "c", "features": "export"}"#)), "features");
-        assert_eq!(field(body(r#"{"until": "2030-01-01T00:00:00Z", "reason": "c", "features": [1]}"#)), "features");
-        assert_eq!(field(body(r#"{"until": "2030-01-01T00:00:00Z", "reason": "c", "features": [""]}"#)), "features");
-        assert_eq!(field(body(r#"{"untill": "2030-01-01T00:00:00Z", "reason": "c"}"#)), "untill");
+        assert_eq!(
+            field(body(r#"{"until": "2030-01-01", "reason": "comp"}"#)),
+            "until"
+        );
+        assert_eq!(
+            field(body(r#"{"until": "tomorrow", "reason": "comp"}"#)),
+            "until"
+        );
+        assert_eq!(
+            field(body(r#"{"until": 1893456000, "reason": "comp"}"#)),
+            "until"
+        );
+        assert_eq!(
+            field(body(
+                r#"{"until": "2020-01-01T00:00:00Z", "reason": "comp"}"#
+            )),
+            "until",
+            "past"
+        );
+        assert_eq!(
+            field(body(
+                r#"{"until": "2023-11-14T22:13:20Z", "reason": "comp"}"#
+            )),
+            "until",
+            "now is not the future"
+        );
+        assert_eq!(
+            field(body(
+                r#"{"until": "2030-01-01T00:00:00Z", "reason": "c", "features": "export"}"#
+            )),
+            "features"
+        );
+        assert_eq!(
+            field(body(
+                r#"{"until": "2030-01-01T00:00:00Z", "reason": "c", "features": [1]}"#
+            )),
+            "features"
+        );
+        assert_eq!(
+            field(body(
+                r#"{"until": "2030-01-01T00:00:00Z", "reason": "c", "features": [""]}"#
+            )),
+            "features"
+        );
+        assert_eq!(
+            field(body(r#"{"untill": "2030-01-01T00:00:00Z", "reason": "c"}"#)),
+            "untill"
+        );
         assert_eq!(field(body("not json")), "body");
         assert_eq!(field(body("[]")), "body");
     }
 
     #[test]
     fn cli_parts_use_the_same_rules() {
-        let grant = override_from_parts("2030-01-01T00:00:00Z", "comp", &["a".into(), "b".into()], NOW).unwrap();
+        let grant = override_from_parts(
+            "2030-01-01T00:00:00Z",
+            "comp",
+            &["a".into(), "b".into()],
+            NOW,
+        )
+        .unwrap();
         assert_eq!(grant.features, vec!["a", "b"]);
-        assert_eq!(override_from_parts("2030-13-01T00:00:00Z", "comp", &[], NOW).unwrap_err().field, "until");
-        assert_eq!(override_from_parts("2030-01-01T00:00:00Z", "", &[], NOW).unwrap_err().field, "reason");
+        assert_eq!(
+            override_from_parts("2030-13-01T00:00:00Z", "comp", &[], NOW)
+                .unwrap_err()
+                .field,
+            "until"
+        );
+        assert_eq!(
+            override_from_parts("2030-01-01T00:00:00Z", "", &[], NOW)
+                .unwrap_err()
+                .field,
+            "reason"
+        );
     }
 
     fn comp(until: UnixTime) -> Override {
-        Override { until, reason: "comp".into(), features: vec!["export".into()] }
+        Override {
+            until,
+            reason: "comp".into(),
+            features: vec!["export".into()],
+        }
     }
 
     fn paying() -> Entitlement {
         Entitlement {
             customers: vec!["cus_1".into()],
-            subscriptions: vec![Subscription::new("sub_1", "cus_1", SubscriptionStatus::Canceled, NOW - 100)],
+            subscriptions: vec![Subscription::new(
+                "sub_1",
+                "cus_1",
+                SubscriptionStatus::Canceled,
+                NOW - 100,
+            )],
             ..Default::default()
         }
     }
@@ -335,12 +494,24 @@ mod tests {
     fn revoke_keeps_subscriptions_and_deletes_an_otherwise_empty_record() {
         let (granted, changed) = apply_change(None, &OverrideChange::Grant(comp(NOW + 10)));
         assert!(changed);
-        assert!(!apply_change(granted.clone(), &OverrideChange::Grant(comp(NOW + 10))).1, "same grant again");
+        assert!(
+            !apply_change(granted.clone(), &OverrideChange::Grant(comp(NOW + 10))).1,
+            "same grant again"
+        );
         assert_eq!(apply_change(granted, &OverrideChange::Revoke), (None, true));
         assert_eq!(apply_change(None, &OverrideChange::Revoke), (None, false));
-        let with_override = Entitlement { grant_override: Some(comp(NOW + 10)), ..paying() };
-        assert_eq!(apply_change(Some(with_override), &OverrideChange::Revoke), (Some(paying()), true));
-        assert_eq!(apply_change(Some(paying()), &OverrideChange::Revoke), (Some(paying()), false));
+        let with_override = Entitlement {
+            grant_override: Some(comp(NOW + 10)),
+            ..paying()
+        };
+        assert_eq!(
+            apply_change(Some(with_override), &OverrideChange::Revoke),
+            (Some(paying()), true)
+        );
+        assert_eq!(
+            apply_change(Some(paying()), &OverrideChange::Revoke),
+            (Some(paying()), false)
+        );
     }
 
     #[tokio::test]
@@ -349,10 +520,21 @@ mod tests {
         store.update("u", &|_| Some(paying())).await.unwrap();
         let rules = AccessRules::default();
 
-        let written = write_override(&store, None, "u", &OverrideChange::Grant(comp(NOW + 60)), NOW).await.unwrap();
+        let written = write_override(
+            &store,
+            None,
+            "u",
+            &OverrideChange::Grant(comp(NOW + 60)),
+            NOW,
+        )
+        .await
+        .unwrap();
         assert!(written.changed);
         let view = UserView::load(&store, "u").await.unwrap();
-        assert_eq!(view.entitlement.as_ref().unwrap().grant_override, Some(comp(NOW + 60)));
+        assert_eq!(
+            view.entitlement.as_ref().unwrap().grant_override,
+            Some(comp(NOW + 60))
+        );
         assert_eq!(view.audit.len(), 1);
         assert_eq!(view.audit[0].source, "admin: comp");
         let json = view.to_json(&rules, NOW);
@@ -364,20 +546,45 @@ mod tests {
         assert_eq!(json["audit"][0]["at"], "2023-11-14T22:13:20Z");
         // After `until` the same record denies with the subscription's status.
         let later = view.to_json(&rules, NOW + 60);
-        assert_eq!((later["decision"]["allowed"].clone(), later["decision"]["code"].clone()), (json!(false), json!("SUBSCRIPTION_REQUIRED")));
+        assert_eq!(
+            (
+                later["decision"]["allowed"].clone(),
+                later["decision"]["code"].clone()
+            ),
+            (json!(false), json!("SUBSCRIPTION_REQUIRED"))
+        );
 
-        let revoked = write_override(&store, None, "u", &OverrideChange::Revoke, NOW + 1).await.unwrap();
-        assert_eq!(revoked, Written { entitlement: Some(paying()), changed: true });
-        let again = write_override(&store, None, "u", &OverrideChange::Revoke, NOW + 2).await.unwrap();
+        let revoked = write_override(&store, None, "u", &OverrideChange::Revoke, NOW + 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            revoked,
+            Written {
+                entitlement: Some(paying()),
+                changed: true
+            }
+        );
+        let again = write_override(&store, None, "u", &OverrideChange::Revoke, NOW + 2)
+            .await
+            .unwrap();
         assert!(!again.changed);
         let view = UserView::load(&store, "u").await.unwrap();
         let sources: Vec<&str> = view.audit.iter().map(|e| e.source.as_str()).collect();
-        assert_eq!(sources, vec!["admin: override revoked", "admin: comp"], "a no-op revoke is not audited");
+        assert_eq!(
+            sources,
+            vec!["admin: override revoked", "admin: comp"],
+            "a no-op revoke is not audited"
+        );
     }
 
     #[test]
     fn a_user_never_seen_needs_checkout() {
-        let json = UserView { user_id: "nobody".into(), entitlement: None, audit: vec![] }.to_json(&AccessRules::default(), NOW);
+        let json = UserView {
+            user_id: "nobody".into(),
+            entitlement: None,
+            audit: vec![],
+        }
+        .to_json(&AccessRules::default(), NOW);
         assert_eq!(
             json,
             json!({"user_id": "nobody", "entitlement": null, "audit": [],

@@ -26,26 +26,53 @@ pub fn facts(event: &Event) -> Vec<(String, Fact)> {
     let id = &event.id;
     let mut out = Vec::new();
     match &event.kind {
-        EventKind::CheckoutCompleted { customer: Some(customer), subscription, user, mode, payment_status, .. } => {
+        EventKind::CheckoutCompleted {
+            customer: Some(customer),
+            subscription,
+            user,
+            mode,
+            payment_status,
+            ..
+        } => {
             if let Some(user) = user {
                 out.push((
                     customer.clone(),
-                    Fact::Link { user: user.clone(), created, source: LinkSource::ClientReferenceId, event_id: id.clone() },
+                    Fact::Link {
+                        user: user.clone(),
+                        created,
+                        source: LinkSource::ClientReferenceId,
+                        event_id: id.clone(),
+                    },
                 ));
             }
             // SPEC §6 / seed 004: a paid checkout lets the user in at once, before
             // the subscription event arrives.
             let paid = matches!(payment_status.as_str(), "paid" | "no_payment_required");
             if let (Some(subscription), true, true) = (subscription, mode == "subscription", paid) {
-                out.push((customer.clone(), Fact::Provisional { subscription_id: subscription.clone(), created }));
+                out.push((
+                    customer.clone(),
+                    Fact::Provisional {
+                        subscription_id: subscription.clone(),
+                        created,
+                    },
+                ));
             }
         }
         EventKind::CheckoutCompleted { customer: None, .. } => {}
-        EventKind::Customer { customer, user, deleted } => {
+        EventKind::Customer {
+            customer,
+            user,
+            deleted,
+        } => {
             if let Some(user) = user {
                 out.push((
                     customer.clone(),
-                    Fact::Link { user: user.clone(), created, source: LinkSource::CustomerMetadata, event_id: id.clone() },
+                    Fact::Link {
+                        user: user.clone(),
+                        created,
+                        source: LinkSource::CustomerMetadata,
+                        event_id: id.clone(),
+                    },
                 ));
             }
             if *deleted {
@@ -57,15 +84,44 @@ pub fn facts(event: &Event) -> Vec<(String, Fact)> {
             if let Some(user) = user {
                 out.push((
                     customer.clone(),
-                    Fact::Link { user: user.clone(), created, source: LinkSource::SubscriptionMetadata, event_id: id.clone() },
+                    Fact::Link {
+                        user: user.clone(),
+                        created,
+                        source: LinkSource::SubscriptionMetadata,
+                        event_id: id.clone(),
+                    },
                 ));
             }
-            let stamp = Stamp { created, rank: lifecycle_rank(&subscription.status), event_id: id.clone() };
-            out.push((customer, Fact::Subscription { snapshot: subscription.clone(), stamp }));
+            let stamp = Stamp {
+                created,
+                rank: lifecycle_rank(&subscription.status),
+                event_id: id.clone(),
+            };
+            out.push((
+                customer,
+                Fact::Subscription {
+                    snapshot: subscription.clone(),
+                    stamp,
+                },
+            ));
         }
-        EventKind::EntitlementSummary { customer, lookup_keys, .. } => {
-            let stamp = Stamp { created, rank: 0, event_id: id.clone() };
-            out.push((customer.clone(), Fact::Features { keys: lookup_keys.clone(), stamp }));
+        EventKind::EntitlementSummary {
+            customer,
+            lookup_keys,
+            ..
+        } => {
+            let stamp = Stamp {
+                created,
+                rank: 0,
+                event_id: id.clone(),
+            };
+            out.push((
+                customer.clone(),
+                Fact::Features {
+                    keys: lookup_keys.clone(),
+                    stamp,
+                },
+            ));
         }
         // Invoices carry no access change by themselves (SPEC §6).
         EventKind::Invoice { .. } | EventKind::Ignored => {}
@@ -105,7 +161,11 @@ impl Applier {
     /// Merges facts into their customer records, then re-projects every user
     /// those customers touch. Safe to call again after a partial failure.
     /// `source` names the writer in users' audit trails.
-    pub async fn apply_facts(&self, facts: Vec<(String, Fact)>, source: &str) -> Result<Applied, StoreError> {
+    pub async fn apply_facts(
+        &self,
+        facts: Vec<(String, Fact)>,
+        source: &str,
+    ) -> Result<Applied, StoreError> {
         let mut by_customer: BTreeMap<String, Vec<Fact>> = BTreeMap::new();
         for (customer, fact) in facts {
             by_customer.entry(customer).or_default().push(fact);
@@ -123,7 +183,9 @@ impl Applier {
                 }
                 Some(record)
             };
-            let Some(record) = self.store.update_customer(&customer, &merge).await? else { continue };
+            let Some(record) = self.store.update_customer(&customer, &merge).await? else {
+                continue;
+            };
             // Keep the operator's list of customers nobody is linked to current.
             // Only touched when it can have changed, to spare a round trip per event.
             if record.user.is_none() {
@@ -143,7 +205,11 @@ impl Applier {
                 let written = self.store.update(user, &project).await?;
                 let changed = *changed.lock().unwrap_or_else(|p| p.into_inner());
                 if changed {
-                    let entry = AuditEntry { at: crate::gateway::unix_now(), source: source.to_string(), summary: summarize(written.as_ref()) };
+                    let entry = AuditEntry {
+                        at: crate::gateway::unix_now(),
+                        source: source.to_string(),
+                        summary: summarize(written.as_ref()),
+                    };
                     self.store.append_audit(user, &entry).await?;
                 }
                 if !users.contains(user) {
@@ -157,9 +223,18 @@ impl Applier {
 
 /// One line describing an entitlement, for audit trails.
 pub fn summarize(ent: Option<&Entitlement>) -> String {
-    let Some(ent) = ent else { return "no record".into() };
-    let subs: Vec<String> = ent.subscriptions.iter().map(|s| format!("{}={}", s.id, s.status.as_str())).collect();
-    let mut parts = vec![format!("customers [{}]", ent.customers.join(", ")), format!("subscriptions [{}]", subs.join(", "))];
+    let Some(ent) = ent else {
+        return "no record".into();
+    };
+    let subs: Vec<String> = ent
+        .subscriptions
+        .iter()
+        .map(|s| format!("{}={}", s.id, s.status.as_str()))
+        .collect();
+    let mut parts = vec![
+        format!("customers [{}]", ent.customers.join(", ")),
+        format!("subscriptions [{}]", subs.join(", ")),
+    ];
     if !ent.features.is_empty() {
         parts.push(format!("features [{}]", ent.features.join(", ")));
     }

@@ -8,8 +8,15 @@ use super::record::CustomerRecord;
 
 /// Returns the user's entitlement after taking `record` into account, or `None`
 /// when nothing changes (the record's revision was already projected here).
-pub fn project(current: Option<&Entitlement>, user: &str, record: &CustomerRecord) -> Option<Entitlement> {
-    if current.and_then(|e| e.customer_revs.get(&record.id)).is_some_and(|held| *held >= record.rev) {
+pub fn project(
+    current: Option<&Entitlement>,
+    user: &str,
+    record: &CustomerRecord,
+) -> Option<Entitlement> {
+    if current
+        .and_then(|e| e.customer_revs.get(&record.id))
+        .is_some_and(|held| *held >= record.rev)
+    {
         return None;
     }
     let mut ent = current.cloned().unwrap_or_default();
@@ -22,12 +29,15 @@ pub fn project(current: Option<&Entitlement>, user: &str, record: &CustomerRecor
         ent.customers.push(record.id.clone());
         ent.customers.sort();
         ent.subscriptions.extend(record.visible_subscriptions());
-        ent.subscriptions.sort_by(|a, b| (&a.customer, &a.id).cmp(&(&b.customer, &b.id)));
+        ent.subscriptions
+            .sort_by(|a, b| (&a.customer, &a.id).cmp(&(&b.customer, &b.id)));
         if !record.features.is_empty() {
-            ent.customer_features.insert(record.id.clone(), record.features.clone());
+            ent.customer_features
+                .insert(record.id.clone(), record.features.clone());
         }
         if record.has_used_trial {
-            ent.customer_trials.insert(record.id.clone(), record.first_trial_at.unwrap_or(0));
+            ent.customer_trials
+                .insert(record.id.clone(), record.first_trial_at.unwrap_or(0));
         }
     }
     // Trial history is kept (never cleared) on the customer record; the user
@@ -49,9 +59,24 @@ mod tests {
 
     fn linked(user: &str, rev: u64) -> CustomerRecord {
         let mut rec = CustomerRecord::new("cus_1");
-        rec.merge(&Fact::Link { user: user.into(), created: 1, source: LinkSource::CustomerMetadata, event_id: "e".into() });
-        rec.merge(&Fact::Provisional { subscription_id: "sub_1".into(), created: 1 });
-        rec.merge(&Fact::Features { keys: vec!["export".into()], stamp: crate::apply::record::Stamp { created: 1, rank: 0, event_id: "f".into() } });
+        rec.merge(&Fact::Link {
+            user: user.into(),
+            created: 1,
+            source: LinkSource::CustomerMetadata,
+            event_id: "e".into(),
+        });
+        rec.merge(&Fact::Provisional {
+            subscription_id: "sub_1".into(),
+            created: 1,
+        });
+        rec.merge(&Fact::Features {
+            keys: vec!["export".into()],
+            stamp: crate::apply::record::Stamp {
+                created: 1,
+                rank: 0,
+                event_id: "f".into(),
+            },
+        });
         rec.rev = rev;
         rec
     }
@@ -71,6 +96,8 @@ mod tests {
         let ent = project(None, "u1", &linked("u1", 1)).unwrap();
         let moved = linked("u2", 2);
         let old = project(Some(&ent), "u1", &moved).unwrap();
-        assert!(old.customers.is_empty() && old.subscriptions.is_empty() && old.features.is_empty());
+        assert!(
+            old.customers.is_empty() && old.subscriptions.is_empty() && old.features.is_empty()
+        );
     }
 }

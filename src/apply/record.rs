@@ -94,7 +94,11 @@ impl HeldSubscription {
             return None;
         }
         let after = self.last_not_past_due.unwrap_or(UnixTime::MIN);
-        self.past_due_seen.iter().copied().filter(|t| *t > after).min()
+        self.past_due_seen
+            .iter()
+            .copied()
+            .filter(|t| *t > after)
+            .min()
     }
 }
 
@@ -125,24 +129,48 @@ pub struct CustomerRecord {
 /// One thing an event (or a sync, or an operator) says about a customer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fact {
-    Link { user: String, created: UnixTime, source: LinkSource, event_id: String },
-    Subscription { snapshot: Subscription, stamp: Stamp },
+    Link {
+        user: String,
+        created: UnixTime,
+        source: LinkSource,
+        event_id: String,
+    },
+    Subscription {
+        snapshot: Subscription,
+        stamp: Stamp,
+    },
     /// A paid checkout's subscription, provisionally active until its own event arrives.
-    Provisional { subscription_id: String, created: UnixTime },
-    Deleted { created: UnixTime },
-    Features { keys: Vec<String>, stamp: Stamp },
+    Provisional {
+        subscription_id: String,
+        created: UnixTime,
+    },
+    Deleted {
+        created: UnixTime,
+    },
+    Features {
+        keys: Vec<String>,
+        stamp: Stamp,
+    },
 }
 
 impl CustomerRecord {
     pub fn new(id: &str) -> Self {
-        CustomerRecord { id: id.to_string(), ..Default::default() }
+        CustomerRecord {
+            id: id.to_string(),
+            ..Default::default()
+        }
     }
 
     /// Merges one fact; returns whether anything changed (the caller bumps `rev`).
     pub fn merge(&mut self, fact: &Fact) -> bool {
         let before = self.clone();
         match fact {
-            Fact::Link { user, created, source, event_id } => {
+            Fact::Link {
+                user,
+                created,
+                source,
+                event_id,
+            } => {
                 let stamp = (*created, *source, event_id.clone());
                 if self.link_stamp.as_ref().is_none_or(|held| stamp > *held) {
                     if let Some(old) = self.user.take() {
@@ -156,8 +184,15 @@ impl CustomerRecord {
                 }
             }
             Fact::Subscription { snapshot, stamp } => self.merge_subscription(snapshot, stamp),
-            Fact::Provisional { subscription_id, created } => {
-                if let Some(held) = self.subscriptions.iter_mut().find(|h| h.snapshot.id == *subscription_id) {
+            Fact::Provisional {
+                subscription_id,
+                created,
+            } => {
+                if let Some(held) = self
+                    .subscriptions
+                    .iter_mut()
+                    .find(|h| h.snapshot.id == *subscription_id)
+                {
                     // Two checkouts for one subscription: keep the earliest, so
                     // the result does not depend on which arrived first.
                     if held.stamp.is_none() {
@@ -165,12 +200,18 @@ impl CustomerRecord {
                     }
                 } else {
                     self.subscriptions.push(HeldSubscription {
-                        snapshot: Subscription::new(subscription_id, &self.id, SubscriptionStatus::Active, *created),
+                        snapshot: Subscription::new(
+                            subscription_id,
+                            &self.id,
+                            SubscriptionStatus::Active,
+                            *created,
+                        ),
                         stamp: None,
                         past_due_seen: Vec::new(),
                         last_not_past_due: None,
                     });
-                    self.subscriptions.sort_by(|a, b| a.snapshot.id.cmp(&b.snapshot.id));
+                    self.subscriptions
+                        .sort_by(|a, b| a.snapshot.id.cmp(&b.snapshot.id));
                 }
             }
             Fact::Deleted { created } => {
@@ -197,7 +238,11 @@ impl CustomerRecord {
             let at = snapshot.trial_start.unwrap_or(stamp.created);
             self.first_trial_at = Some(self.first_trial_at.map_or(at, |held| held.min(at)));
         }
-        let index = match self.subscriptions.iter().position(|h| h.snapshot.id == snapshot.id) {
+        let index = match self
+            .subscriptions
+            .iter()
+            .position(|h| h.snapshot.id == snapshot.id)
+        {
             Some(i) => i,
             None => {
                 self.subscriptions.push(HeldSubscription {
@@ -206,8 +251,12 @@ impl CustomerRecord {
                     past_due_seen: Vec::new(),
                     last_not_past_due: None,
                 });
-                self.subscriptions.sort_by(|a, b| a.snapshot.id.cmp(&b.snapshot.id));
-                self.subscriptions.iter().position(|h| h.snapshot.id == snapshot.id).unwrap_or(0)
+                self.subscriptions
+                    .sort_by(|a, b| a.snapshot.id.cmp(&b.snapshot.id));
+                self.subscriptions
+                    .iter()
+                    .position(|h| h.snapshot.id == snapshot.id)
+                    .unwrap_or(0)
             }
         };
         let held = &mut self.subscriptions[index];
@@ -222,7 +271,10 @@ impl CustomerRecord {
                 }
             }
         } else {
-            held.last_not_past_due = Some(held.last_not_past_due.map_or(stamp.created, |t| t.max(stamp.created)));
+            held.last_not_past_due = Some(
+                held.last_not_past_due
+                    .map_or(stamp.created, |t| t.max(stamp.created)),
+            );
         }
         let newer = match &held.stamp {
             None => true, // provisional: any real event replaces it
@@ -267,7 +319,11 @@ mod tests {
 
     fn sub_fact(status: SubscriptionStatus, created: UnixTime, event: &str) -> Fact {
         Fact::Subscription {
-            stamp: Stamp { created, rank: lifecycle_rank(&status), event_id: event.into() },
+            stamp: Stamp {
+                created,
+                rank: lifecycle_rank(&status),
+                event_id: event.into(),
+            },
             snapshot: snap("sub_1", status),
         }
     }
@@ -287,7 +343,10 @@ mod tests {
     #[test]
     fn same_second_ties_go_to_the_later_lifecycle_state() {
         for order in [[0, 1], [1, 0]] {
-            let facts = [sub_fact(SubscriptionStatus::Incomplete, 100, "evt_z"), sub_fact(SubscriptionStatus::Active, 100, "evt_a")];
+            let facts = [
+                sub_fact(SubscriptionStatus::Incomplete, 100, "evt_z"),
+                sub_fact(SubscriptionStatus::Active, 100, "evt_a"),
+            ];
             let mut rec = CustomerRecord::new("cus_1");
             for i in order {
                 rec.merge(&facts[i]);
@@ -297,7 +356,11 @@ mod tests {
         let mut rec = CustomerRecord::new("cus_1");
         rec.merge(&sub_fact(SubscriptionStatus::Canceled, 100, "evt_a"));
         rec.merge(&sub_fact(SubscriptionStatus::Active, 100, "evt_z"));
-        assert_eq!(status(&rec), SubscriptionStatus::Canceled, "a same-second cancel always ends canceled");
+        assert_eq!(
+            status(&rec),
+            SubscriptionStatus::Canceled,
+            "a same-second cancel always ends canceled"
+        );
     }
 
     #[test]
@@ -310,11 +373,17 @@ mod tests {
     #[test]
     fn provisional_is_replaced_by_any_real_event_but_never_replaces_one() {
         let mut rec = CustomerRecord::new("cus_1");
-        rec.merge(&Fact::Provisional { subscription_id: "sub_1".into(), created: 500 });
+        rec.merge(&Fact::Provisional {
+            subscription_id: "sub_1".into(),
+            created: 500,
+        });
         assert_eq!(status(&rec), SubscriptionStatus::Active);
         rec.merge(&sub_fact(SubscriptionStatus::Incomplete, 100, "evt_old"));
         assert_eq!(status(&rec), SubscriptionStatus::Incomplete);
-        rec.merge(&Fact::Provisional { subscription_id: "sub_1".into(), created: 900 });
+        rec.merge(&Fact::Provisional {
+            subscription_id: "sub_1".into(),
+            created: 900,
+        });
         assert_eq!(status(&rec), SubscriptionStatus::Incomplete);
     }
 
@@ -341,19 +410,38 @@ mod tests {
             for i in order {
                 rec.merge(&facts[i]);
             }
-            assert_eq!(rec.visible_subscriptions()[0].past_due_since, Some(200), "order {order:?}");
+            assert_eq!(
+                rec.visible_subscriptions()[0].past_due_since,
+                Some(200),
+                "order {order:?}"
+            );
         }
     }
 
     #[test]
     fn links_move_and_remember_previous_users() {
         let mut rec = CustomerRecord::new("cus_1");
-        rec.merge(&Fact::Link { user: "u1".into(), created: 100, source: LinkSource::CustomerMetadata, event_id: "e1".into() });
-        rec.merge(&Fact::Link { user: "u2".into(), created: 200, source: LinkSource::CustomerMetadata, event_id: "e2".into() });
+        rec.merge(&Fact::Link {
+            user: "u1".into(),
+            created: 100,
+            source: LinkSource::CustomerMetadata,
+            event_id: "e1".into(),
+        });
+        rec.merge(&Fact::Link {
+            user: "u2".into(),
+            created: 200,
+            source: LinkSource::CustomerMetadata,
+            event_id: "e2".into(),
+        });
         assert_eq!(rec.user.as_deref(), Some("u2"));
         assert_eq!(rec.previous_users, vec!["u1"]);
         // An older link arriving late changes nothing.
-        assert!(!rec.merge(&Fact::Link { user: "u1".into(), created: 150, source: LinkSource::ClientReferenceId, event_id: "e0".into() }));
+        assert!(!rec.merge(&Fact::Link {
+            user: "u1".into(),
+            created: 150,
+            source: LinkSource::ClientReferenceId,
+            event_id: "e0".into()
+        }));
     }
 
     #[test]

@@ -27,12 +27,30 @@ const STATUSES: [SubscriptionStatus; 7] = [
 /// What an event says, before it gets an id and a time.
 #[derive(Debug, Clone)]
 enum Kind {
-    Sub { sub: usize, status: usize, user: Option<usize>, price: usize },
-    CustomerLink { customer: usize, user: usize },
-    CustomerDeleted { customer: usize },
-    Checkout { sub: usize, user: usize },
-    Features { customer: usize, keys: Vec<usize> },
-    Invoice { customer: usize },
+    Sub {
+        sub: usize,
+        status: usize,
+        user: Option<usize>,
+        price: usize,
+    },
+    CustomerLink {
+        customer: usize,
+        user: usize,
+    },
+    CustomerDeleted {
+        customer: usize,
+    },
+    Checkout {
+        sub: usize,
+        user: usize,
+    },
+    Features {
+        customer: usize,
+        keys: Vec<usize>,
+    },
+    Invoice {
+        customer: usize,
+    },
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
@@ -52,7 +70,12 @@ fn event(index: usize, kind: &Kind) -> Event {
     let created = 1_000 + index as i64;
     let id = format!("evt_{index:03}");
     let kind = match kind {
-        Kind::Sub { sub, status, user, price } => {
+        Kind::Sub {
+            sub,
+            status,
+            user,
+            price,
+        } => {
             let (sub_id, customer) = SUBS[*sub];
             let status = STATUSES[*status].clone();
             let trialing = status == SubscriptionStatus::Trialing;
@@ -73,10 +96,16 @@ fn event(index: usize, kind: &Kind) -> Event {
                 user: user.map(|u| USERS[u].to_string()),
             }
         }
-        Kind::CustomerLink { customer, user } => {
-            EventKind::Customer { customer: CUSTOMERS[*customer].into(), user: Some(USERS[*user].into()), deleted: false }
-        }
-        Kind::CustomerDeleted { customer } => EventKind::Customer { customer: CUSTOMERS[*customer].into(), user: None, deleted: true },
+        Kind::CustomerLink { customer, user } => EventKind::Customer {
+            customer: CUSTOMERS[*customer].into(),
+            user: Some(USERS[*user].into()),
+            deleted: false,
+        },
+        Kind::CustomerDeleted { customer } => EventKind::Customer {
+            customer: CUSTOMERS[*customer].into(),
+            user: None,
+            deleted: true,
+        },
         Kind::Checkout { sub, user } => EventKind::CheckoutCompleted {
             session_id: format!("cs_{index}"),
             customer: Some(SUBS[*sub].1.into()),
@@ -90,15 +119,26 @@ fn event(index: usize, kind: &Kind) -> Event {
             lookup_keys: keys.iter().map(|k| format!("feature_{k}")).collect(),
             has_more: false,
         },
-        Kind::Invoice { customer } => EventKind::Invoice { customer: Some(CUSTOMERS[*customer].into()), subscription: None },
+        Kind::Invoice { customer } => EventKind::Invoice {
+            customer: Some(CUSTOMERS[*customer].into()),
+            subscription: None,
+        },
     };
-    Event { id, event_type: "test".into(), created, livemode: false, kind }
+    Event {
+        id,
+        event_type: "test".into(),
+        created,
+        livemode: false,
+        kind,
+    }
 }
 
 /// The state that must converge: every user's entitlement and every customer
 /// record, minus bookkeeping that legitimately depends on order (revision
 /// counters, the list of users a customer was linked to before).
-async fn snapshot(store: &dyn EntitlementStore) -> (Vec<Option<Entitlement>>, Vec<Option<CustomerRecord>>) {
+async fn snapshot(
+    store: &dyn EntitlementStore,
+) -> (Vec<Option<Entitlement>>, Vec<Option<CustomerRecord>>) {
     let mut users = Vec::new();
     for user in USERS {
         let ent = store.load(user).await.unwrap().map(|mut e| {
@@ -139,8 +179,15 @@ fn scenario() -> impl Strategy<Value = (Vec<Kind>, Vec<usize>)> {
     })
 }
 
-fn check_convergence(make_store: &dyn Fn() -> Arc<dyn EntitlementStore>, kinds: &[Kind], order: &[usize]) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+fn check_convergence(
+    make_store: &dyn Fn() -> Arc<dyn EntitlementStore>,
+    kinds: &[Kind],
+    order: &[usize],
+) -> Result<(), TestCaseError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let events: Vec<Event> = kinds.iter().enumerate().map(|(i, k)| event(i, k)).collect();
     let shuffled: Vec<Event> = order.iter().map(|&i| events[i].clone()).collect();
     let (expected, actual) = runtime.block_on(async {
@@ -169,7 +216,10 @@ fn any_permutation_with_duplicates_converges_in_redis() {
     let redis = crate::store::test_redis::TestRedis::start();
     let url = redis.url();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 40, ..ProptestConfig::default() });
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 40,
+        ..ProptestConfig::default()
+    });
     let result = runner.run(&scenario(), |(kinds, order)| {
         check_convergence(
             &|| {
@@ -191,24 +241,66 @@ async fn seed_flow_checkout_then_subscription_then_cancel() {
     let applier = Applier::new(store.clone());
     let rules = crate::entitlement::AccessRules::default();
     let now = 5_000;
-    let decision = |ent: Option<Entitlement>| format!("{:?}", crate::entitlement::decide(ent.as_ref(), &rules, &[], now));
+    let decision = |ent: Option<Entitlement>| {
+        format!(
+            "{:?}",
+            crate::entitlement::decide(ent.as_ref(), &rules, &[], now)
+        )
+    };
 
     // Checkout completes: the user gets in at once (provisional active).
-    applier.apply_event(&event(0, &Kind::Checkout { sub: 0, user: 0 })).await.unwrap();
+    applier
+        .apply_event(&event(0, &Kind::Checkout { sub: 0, user: 0 }))
+        .await
+        .unwrap();
     assert!(decision(store.load("u1").await.unwrap()).starts_with("Allow"));
     // The subscription's own event replaces the provisional record.
-    let applied = applier.apply_event(&event(1, &Kind::Sub { sub: 0, status: 6, user: None, price: 0 })).await.unwrap();
+    let applied = applier
+        .apply_event(&event(
+            1,
+            &Kind::Sub {
+                sub: 0,
+                status: 6,
+                user: None,
+                price: 0,
+            },
+        ))
+        .await
+        .unwrap();
     assert_eq!(applied.users, vec!["u1"]);
-    assert_eq!(decision(store.load("u1").await.unwrap()), "SubscriptionRequired { status: \"canceled\" }");
+    assert_eq!(
+        decision(store.load("u1").await.unwrap()),
+        "SubscriptionRequired { status: \"canceled\" }"
+    );
 }
 
 #[tokio::test]
 async fn subscription_before_link_counts_once_the_link_arrives() {
     let store: Arc<dyn EntitlementStore> = Arc::new(MemoryStore::new());
     let applier = Applier::new(store.clone());
-    let applied = applier.apply_event(&event(0, &Kind::Sub { sub: 2, status: 2, user: None, price: 0 })).await.unwrap();
+    let applied = applier
+        .apply_event(&event(
+            0,
+            &Kind::Sub {
+                sub: 2,
+                status: 2,
+                user: None,
+                price: 0,
+            },
+        ))
+        .await
+        .unwrap();
     assert!(applied.users.is_empty(), "nobody to project to yet");
-    applier.apply_event(&event(1, &Kind::CustomerLink { customer: 1, user: 1 })).await.unwrap();
+    applier
+        .apply_event(&event(
+            1,
+            &Kind::CustomerLink {
+                customer: 1,
+                user: 1,
+            },
+        ))
+        .await
+        .unwrap();
     let ent = store.load("u2").await.unwrap().unwrap();
     assert_eq!(ent.subscriptions.len(), 1);
     assert_eq!(ent.subscriptions[0].status, SubscriptionStatus::Active);
@@ -218,11 +310,46 @@ async fn subscription_before_link_counts_once_the_link_arrives() {
 async fn moving_and_deleting_customers() {
     let store: Arc<dyn EntitlementStore> = Arc::new(MemoryStore::new());
     let applier = Applier::new(store.clone());
-    applier.apply_event(&event(0, &Kind::Sub { sub: 2, status: 2, user: Some(0), price: 0 })).await.unwrap();
-    applier.apply_event(&event(1, &Kind::CustomerLink { customer: 1, user: 1 })).await.unwrap();
-    assert!(store.load("u1").await.unwrap().unwrap().subscriptions.is_empty(), "moved away from u1");
-    assert_eq!(store.load("u2").await.unwrap().unwrap().subscriptions.len(), 1);
-    applier.apply_event(&event(2, &Kind::CustomerDeleted { customer: 1 })).await.unwrap();
+    applier
+        .apply_event(&event(
+            0,
+            &Kind::Sub {
+                sub: 2,
+                status: 2,
+                user: Some(0),
+                price: 0,
+            },
+        ))
+        .await
+        .unwrap();
+    applier
+        .apply_event(&event(
+            1,
+            &Kind::CustomerLink {
+                customer: 1,
+                user: 1,
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .load("u1")
+            .await
+            .unwrap()
+            .unwrap()
+            .subscriptions
+            .is_empty(),
+        "moved away from u1"
+    );
+    assert_eq!(
+        store.load("u2").await.unwrap().unwrap().subscriptions.len(),
+        1
+    );
+    applier
+        .apply_event(&event(2, &Kind::CustomerDeleted { customer: 1 }))
+        .await
+        .unwrap();
     let ent = store.load("u2").await.unwrap().unwrap();
     assert_eq!(ent.subscriptions[0].status, SubscriptionStatus::Canceled);
 }

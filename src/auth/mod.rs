@@ -101,7 +101,11 @@ pub struct Identity {
 impl Identity {
     pub fn new(user_id: String, expires_at: i64) -> Identity {
         let user_header = http::HeaderValue::from_str(&user_id).ok();
-        Identity { user_id, expires_at, user_header }
+        Identity {
+            user_id,
+            expires_at,
+            user_header,
+        }
     }
 }
 
@@ -352,9 +356,17 @@ impl Authenticator {
     pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         // A token seen recently skips the signature check (the hot path's
         // largest cost), but expiry is still checked on every use.
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         if let Some(hit) = self.verified.get(token) {
-            if now > hit.identity.expires_at.saturating_add(self.settings.leeway as i64) {
+            if now
+                > hit
+                    .identity
+                    .expires_at
+                    .saturating_add(self.settings.leeway as i64)
+            {
                 self.verified.remove(token);
                 return Err(AuthError::Expired);
             }
@@ -363,7 +375,13 @@ impl Authenticator {
             }
         }
         let identity = Arc::new(self.verify_uncached(token).await?);
-        self.verified.insert(token.to_string(), Verified { identity: identity.clone(), checked_at: now });
+        self.verified.insert(
+            token.to_string(),
+            Verified {
+                identity: identity.clone(),
+                checked_at: now,
+            },
+        );
         Ok(identity)
     }
 
@@ -1027,10 +1045,19 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
         let auth = authenticator(s).await;
         let token = hs256(json!({"sub": "alice", "exp": now() + 600}));
         assert!(auth.verify(&token).await.is_ok());
-        assert!(auth.verified.get(&token).is_some(), "a good token is remembered");
+        assert!(
+            auth.verified.get(&token).is_some(),
+            "a good token is remembered"
+        );
         // Pretend the cached entry outlived its token: the cache must not serve it.
         let stale = Identity::new("alice".into(), now() - 1);
-        auth.verified.insert(token.clone(), Verified { identity: Arc::new(stale), checked_at: now() });
+        auth.verified.insert(
+            token.clone(),
+            Verified {
+                identity: Arc::new(stale),
+                checked_at: now(),
+            },
+        );
         assert_eq!(auth.verify(&token).await, Err(AuthError::Expired));
         // Bad tokens are never remembered.
         // Change a character well inside the signature (the last one carries

@@ -178,7 +178,10 @@ impl Config {
     /// Reads and compiles `path`, taking secrets from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError { key: path.display().to_string(), message: format!("cannot read config file: {e}") }])
+            ConfigErrors(vec![ConfigError {
+                key: path.display().to_string(),
+                message: format!("cannot read config file: {e}"),
+            }])
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Config::compile(&text, base, &|name| std::env::var(name).ok())
@@ -186,9 +189,16 @@ impl Config {
 
     /// Compiles config text. `base_dir` resolves relative file paths; `env`
     /// looks up `*_env` secrets (injected so tests need not touch the process env).
-    pub fn compile(text: &str, base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    pub fn compile(
+        text: &str,
+        base_dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
         let root: Table = toml::from_str(text).map_err(|e| {
-            ConfigErrors(vec![ConfigError { key: "config".into(), message: format!("not valid TOML: {}", e.message()) }])
+            ConfigErrors(vec![ConfigError {
+                key: "config".into(),
+                message: format!("not valid TOML: {}", e.message()),
+            }])
         })?;
         let mut errors = Errors::default();
         let ctx = Ctx { base_dir, env };
@@ -213,16 +223,39 @@ impl Config {
 
         if let Some(Some(stripe)) = &stripe {
             if stripe.webhook_path.starts_with("/_paygate/") {
-                errors.push("stripe.webhook_path", "must not be under /_paygate/ (reserved for the gateway's own endpoints)");
+                errors.push(
+                    "stripe.webhook_path",
+                    "must not be under /_paygate/ (reserved for the gateway's own endpoints)",
+                );
             }
         }
 
-        match (server, upstream, jwt, store, stripe, access, routes, admin, log, headers) {
-            (Some(server), Some(upstream), Some(jwt), Some(store), Some(stripe), Some(access), Some(routes), Some(admin), Some(log), Some(headers))
-                if errors.0.is_empty() =>
-            {
-                Ok(Config { server, upstream, jwt, store, stripe, access, routes, admin, log, headers })
-            }
+        match (
+            server, upstream, jwt, store, stripe, access, routes, admin, log, headers,
+        ) {
+            (
+                Some(server),
+                Some(upstream),
+                Some(jwt),
+                Some(store),
+                Some(stripe),
+                Some(access),
+                Some(routes),
+                Some(admin),
+                Some(log),
+                Some(headers),
+            ) if errors.0.is_empty() => Ok(Config {
+                server,
+                upstream,
+                jwt,
+                store,
+                stripe,
+                access,
+                routes,
+                admin,
+                log,
+                headers,
+            }),
             _ => {
                 if errors.0.is_empty() {
                     errors.push("config", "invalid configuration");
@@ -243,10 +276,20 @@ impl Config {
             None => "memory (embedded, one instance, not durable)".to_string(),
         };
         let _ = writeln!(out, "store      {store}");
-        let algs: Vec<String> = self.jwt.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        let algs: Vec<String> = self
+            .jwt
+            .algorithms
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect();
         let _ = writeln!(out, "jwt        {}", algs.join(", "));
         if let Some(stripe) = &self.stripe {
-            let _ = writeln!(out, "webhook    POST {} ({} secret(s))", stripe.webhook_path, stripe.webhook_secrets.len());
+            let _ = writeln!(
+                out,
+                "webhook    POST {} ({} secret(s))",
+                stripe.webhook_path,
+                stripe.webhook_secrets.len()
+            );
         }
         if let Some(admin) = &self.admin {
             let _ = writeln!(out, "admin      {}", admin.listen);
@@ -257,10 +300,26 @@ impl Config {
                 Some(m) => m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
                 None => "*".into(),
             };
-            let features = if route.features.is_empty() { String::new() } else { format!(" features={}", route.features.join(",")) };
-            let _ = writeln!(out, "  {:<28} {:<14} methods={}{}", route.prefix, route.policy.as_str(), methods, features);
+            let features = if route.features.is_empty() {
+                String::new()
+            } else {
+                format!(" features={}", route.features.join(","))
+            };
+            let _ = writeln!(
+                out,
+                "  {:<28} {:<14} methods={}{}",
+                route.prefix,
+                route.policy.as_str(),
+                methods,
+                features
+            );
         }
-        let _ = write!(out, "  {:<28} {}", "(default)", self.routes.default_policy().as_str());
+        let _ = write!(
+            out,
+            "  {:<28} {}",
+            "(default)",
+            self.routes.default_policy().as_str()
+        );
         out
     }
 }
@@ -268,12 +327,17 @@ impl Config {
 /// Hides a password in a `redis://user:pass@host` URL for display.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_string(),
     }
 }
 
-const KNOWN_SECTIONS: &[&str] = &["server", "upstream", "jwt", "store", "stripe", "access", "routes", "plans", "admin", "log", "headers"];
+const KNOWN_SECTIONS: &[&str] = &[
+    "server", "upstream", "jwt", "store", "stripe", "access", "routes", "plans", "admin", "log",
+    "headers",
+];
 
 struct Ctx<'a> {
     base_dir: &'a Path,
@@ -292,19 +356,31 @@ impl Ctx<'_> {
 
     /// A secret given either inline (`key`) or through an environment variable
     /// (`key_env`). Both set is an error; a named variable that is unset is an error.
-    fn secret<'a>(&self, section: &mut Section<'a>, key: &'a str, env_key: &'a str, errors: &mut Errors) -> Option<String> {
+    fn secret<'a>(
+        &self,
+        section: &mut Section<'a>,
+        key: &'a str,
+        env_key: &'a str,
+        errors: &mut Errors,
+    ) -> Option<String> {
         let inline = section.string(key, errors);
         let var = section.string(env_key, errors);
         match (inline, var) {
             (Some(_), Some(_)) => {
-                errors.push(section.key(key), format!("set either {key} or {env_key}, not both"));
+                errors.push(
+                    section.key(key),
+                    format!("set either {key} or {env_key}, not both"),
+                );
                 None
             }
             (Some(value), None) => Some(value),
             (None, Some(name)) => match (self.env)(&name) {
                 Some(value) if !value.is_empty() => Some(value),
                 _ => {
-                    errors.push(section.key(env_key), format!("environment variable {name} is not set"));
+                    errors.push(
+                        section.key(env_key),
+                        format!("environment variable {name} is not set"),
+                    );
                     None
                 }
             },
@@ -317,7 +393,10 @@ fn parse_addr(section: &Section, key: &str, text: &str, errors: &mut Errors) -> 
     match text.parse() {
         Ok(addr) => Some(addr),
         Err(_) => {
-            errors.push(section.key(key), format!("{text:?} is not an address like \"127.0.0.1:8080\""));
+            errors.push(
+                section.key(key),
+                format!("{text:?} is not an address like \"127.0.0.1:8080\""),
+            );
             None
         }
     }
@@ -325,7 +404,9 @@ fn parse_addr(section: &Section, key: &str, text: &str, errors: &mut Errors) -> 
 
 fn compile_server(root: &Table, errors: &mut Errors) -> Option<ServerConfig> {
     let mut s = Section::from_root(root, "server", errors);
-    let listen_text = s.string("listen", errors).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen_text = s
+        .string("listen", errors)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
     let listen = parse_addr(&s, "listen", &listen_text, errors);
     let max_body = s.size("max_body", 10 << 20, errors);
     let header_timeout = s.duration("header_timeout", Duration::from_secs(10), errors);
@@ -334,17 +415,29 @@ fn compile_server(root: &Table, errors: &mut Errors) -> Option<ServerConfig> {
         None => Some(None),
         Some(n) if (1..=1024).contains(&n) => Some(Some(n as usize)),
         Some(_) => {
-            errors.push("server.workers", "must be an integer from 1 to 1024 (leave it out for one per CPU)");
+            errors.push(
+                "server.workers",
+                "must be an integer from 1 to 1024 (leave it out for one per CPU)",
+            );
             None
         }
     };
     let mut trusted_proxies = Vec::new();
-    for (i, text) in s.string_list("trusted_proxies", errors).unwrap_or_default().into_iter().enumerate() {
+    for (i, text) in s
+        .string_list("trusted_proxies", errors)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         // A bare address is accepted as a one-host network.
-        let parsed = IpNet::from_str(&text).or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
+        let parsed =
+            IpNet::from_str(&text).or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
         match parsed {
             Ok(net) => trusted_proxies.push(net),
-            Err(_) => errors.push(format!("server.trusted_proxies[{i}]"), format!("{text:?} is not a CIDR like \"10.0.0.0/8\"")),
+            Err(_) => errors.push(
+                format!("server.trusted_proxies[{i}]"),
+                format!("{text:?} is not a CIDR like \"10.0.0.0/8\""),
+            ),
         }
     }
     let body_timeout = s.duration("body_timeout", Duration::from_secs(30), errors);
@@ -353,11 +446,18 @@ fn compile_server(root: &Table, errors: &mut Errors) -> Option<ServerConfig> {
         None => Some(10_000),
         Some(n) if (1..=10_000_000).contains(&n) => Some(n as usize),
         Some(_) => {
-            errors.push("server.max_connections", "must be an integer from 1 to 10000000");
+            errors.push(
+                "server.max_connections",
+                "must be an integer from 1 to 10000000",
+            );
             None
         }
     };
-    for (key, value) in [("header_timeout", header_timeout), ("body_timeout", body_timeout), ("keepalive_timeout", keepalive_timeout)] {
+    for (key, value) in [
+        ("header_timeout", header_timeout),
+        ("body_timeout", body_timeout),
+        ("keepalive_timeout", keepalive_timeout),
+    ] {
         if value == Some(Duration::ZERO) {
             errors.push(format!("server.{key}"), "must be greater than zero");
         }
@@ -389,7 +489,10 @@ fn compile_upstream(root: &Table, errors: &mut Errors) -> Option<UpstreamConfig>
             None
         }
         Some(text) => match text.parse::<http::Uri>() {
-            Ok(uri) if matches!(uri.scheme_str(), Some("http") | Some("https")) && uri.authority().is_some() => {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http") | Some("https"))
+                    && uri.authority().is_some() =>
+            {
                 if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
                     errors.push("upstream.url", format!("{text:?} must not have a path or query (paths are forwarded as requested)"));
                     None
@@ -398,7 +501,10 @@ fn compile_upstream(root: &Table, errors: &mut Errors) -> Option<UpstreamConfig>
                 }
             }
             _ => {
-                errors.push("upstream.url", format!("{text:?} is not a URL like \"http://127.0.0.1:8000\""));
+                errors.push(
+                    "upstream.url",
+                    format!("{text:?} is not a URL like \"http://127.0.0.1:8000\""),
+                );
                 None
             }
         },
@@ -407,14 +513,21 @@ fn compile_upstream(root: &Table, errors: &mut Errors) -> Option<UpstreamConfig>
     let timeout = s.duration("timeout", Duration::from_secs(30), errors);
     let pool_idle_timeout = s.duration("pool_idle_timeout", Duration::from_secs(90), errors);
     s.finish(errors);
-    Some(UpstreamConfig { url: url?, connect_timeout: connect_timeout?, timeout: timeout?, pool_idle_timeout: pool_idle_timeout? })
+    Some(UpstreamConfig {
+        url: url?,
+        connect_timeout: connect_timeout?,
+        timeout: timeout?,
+        pool_idle_timeout: pool_idle_timeout?,
+    })
 }
 
 fn compile_jwt(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<JwtSettings> {
     use jsonwebtoken::Algorithm;
     let mut s = Section::from_root(root, "jwt", errors);
     let mut ok = true;
-    let names = s.string_list("algorithms", errors).unwrap_or_else(|| vec!["HS256".into()]);
+    let names = s
+        .string_list("algorithms", errors)
+        .unwrap_or_else(|| vec!["HS256".into()]);
     let mut algorithms = Vec::new();
     for (i, name) in names.iter().enumerate() {
         match Algorithm::from_str(name) {
@@ -443,7 +556,9 @@ fn compile_jwt(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<JwtSettin
     };
     let jwks_url = s.string("jwks_url", errors);
     if let Some(url) = &jwks_url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) || url.parse::<http::Uri>().is_err() {
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.parse::<http::Uri>().is_err()
+        {
             ok = false;
             errors.push("jwt.jwks_url", format!("{url:?} is not an http(s) URL"));
         }
@@ -451,19 +566,27 @@ fn compile_jwt(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<JwtSettin
     let is_hs = |a: &Algorithm| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
     if algorithms.iter().any(is_hs) && secret.is_none() {
         ok = false;
-        errors.push("jwt.secret_env", "an HS* algorithm is allowed but no secret is configured (secret or secret_env)");
+        errors.push(
+            "jwt.secret_env",
+            "an HS* algorithm is allowed but no secret is configured (secret or secret_env)",
+        );
     }
     if algorithms.iter().any(|a| !is_hs(a)) && public_key_pem.is_none() && jwks_url.is_none() {
         ok = false;
         errors.push("jwt.algorithms", "an asymmetric algorithm is allowed but neither public_key_file nor jwks_url is configured");
     }
     if secret.as_ref().is_some_and(|s| s.len() < 16) {
-        errors.push("jwt.secret", "is shorter than 16 bytes; use a long random secret");
+        errors.push(
+            "jwt.secret",
+            "is shorter than 16 bytes; use a long random secret",
+        );
     }
     let issuer = s.string("issuer", errors);
     let audience = s.string("audience", errors);
     let leeway = s.duration("leeway", Duration::from_secs(30), errors);
-    let user_claim = s.string("user_claim", errors).unwrap_or_else(|| "sub".into());
+    let user_claim = s
+        .string("user_claim", errors)
+        .unwrap_or_else(|| "sub".into());
     if user_claim.is_empty() {
         errors.push("jwt.user_claim", "must not be empty");
     }
@@ -493,11 +616,20 @@ fn compile_store(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<StoreCo
     let mut s = Section::from_root(root, "store", errors);
     let redis_url = s.string("redis_url", errors);
     if let Some(url) = &redis_url {
-        if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://") || url.starts_with("unix://")) {
-            errors.push("store.redis_url", format!("{:?} is not a redis:// URL", redact_url(url)));
+        if !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://")
+            || url.starts_with("unix://"))
+        {
+            errors.push(
+                "store.redis_url",
+                format!("{:?} is not a redis:// URL", redact_url(url)),
+            );
         }
     }
-    let key_prefix = s.string("key_prefix", errors).unwrap_or_else(|| "paygate:".into());
+    let key_prefix = s
+        .string("key_prefix", errors)
+        .unwrap_or_else(|| "paygate:".into());
     let cache_ttl = s.duration("cache_ttl", Duration::from_secs(5), errors);
     let cache_capacity = match s.integer("cache_capacity", errors) {
         None => Some(100_000),
@@ -512,18 +644,27 @@ fn compile_store(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<StoreCo
         Some("deny") => Some(OnStoreError::Deny),
         Some("allow") => Some(OnStoreError::Allow),
         Some(other) => {
-            errors.push("store.on_store_error", format!("{other:?} is not one of \"stale\", \"deny\", \"allow\""));
+            errors.push(
+                "store.on_store_error",
+                format!("{other:?} is not one of \"stale\", \"deny\", \"allow\""),
+            );
             None
         }
     };
     let max_stale = s.duration("max_stale", Duration::from_secs(300), errors);
     let seed_file = s.string("seed_file", errors).map(|f| ctx.resolve(&f));
     if seed_file.is_some() && redis_url.is_some() {
-        errors.push("store.seed_file", "only applies to the in-memory store (remove redis_url or seed_file)");
+        errors.push(
+            "store.seed_file",
+            "only applies to the in-memory store (remove redis_url or seed_file)",
+        );
     }
     if let Some(path) = &seed_file {
         if !path.is_file() {
-            errors.push("store.seed_file", format!("{} does not exist", path.display()));
+            errors.push(
+                "store.seed_file",
+                format!("{} does not exist", path.display()),
+            );
         }
     }
     s.finish(errors);
@@ -544,9 +685,16 @@ fn compile_stripe(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<Option
     if !s.is_present() {
         return Some(None);
     }
-    let webhook_path = s.string("webhook_path", errors).unwrap_or_else(|| "/stripe/webhook".into());
+    let webhook_path = s
+        .string("webhook_path", errors)
+        .unwrap_or_else(|| "/stripe/webhook".into());
     if routes::validate_prefix(&webhook_path).is_err() || webhook_path == "/" {
-        errors.push("stripe.webhook_path", format!("{webhook_path:?} must be an absolute, normalized path like \"/stripe/webhook\""));
+        errors.push(
+            "stripe.webhook_path",
+            format!(
+                "{webhook_path:?} must be an absolute, normalized path like \"/stripe/webhook\""
+            ),
+        );
     }
     let has_secret_key = s.has("webhook_secret") || s.has("webhook_secret_env");
     let secret = if has_secret_key {
@@ -556,13 +704,21 @@ fn compile_stripe(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<Option
         match (ctx.env)("STRIPE_WEBHOOK_SECRET") {
             Some(v) if !v.is_empty() => Some(v),
             _ => {
-                errors.push("stripe.webhook_secret_env", "environment variable STRIPE_WEBHOOK_SECRET is not set");
+                errors.push(
+                    "stripe.webhook_secret_env",
+                    "environment variable STRIPE_WEBHOOK_SECRET is not set",
+                );
                 None
             }
         }
     };
     let webhook_secrets: Vec<String> = secret
-        .map(|v| v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect())
+        .map(|v| {
+            v.split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     let tolerance = s.duration("tolerance", Duration::from_secs(300), errors);
     let max_body = s.size("max_body", 2 << 20, errors);
@@ -570,9 +726,18 @@ fn compile_stripe(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<Option
         .string_list("user_metadata_keys", errors)
         .unwrap_or_else(|| vec!["user_id".into(), "djstripe_subscriber".into()]);
     let api_key = ctx.secret(&mut s, "api_key", "api_key_env", errors);
-    let api_base = s.string("api_base", errors).unwrap_or_else(|| "https://api.stripe.com".into());
-    if api_base.parse::<http::Uri>().map(|u| u.scheme().is_none()).unwrap_or(true) {
-        errors.push("stripe.api_base", format!("{api_base:?} is not an http(s) URL"));
+    let api_base = s
+        .string("api_base", errors)
+        .unwrap_or_else(|| "https://api.stripe.com".into());
+    if api_base
+        .parse::<http::Uri>()
+        .map(|u| u.scheme().is_none())
+        .unwrap_or(true)
+    {
+        errors.push(
+            "stripe.api_base",
+            format!("{api_base:?} is not an http(s) URL"),
+        );
     }
     let livemode = s.bool("livemode", errors);
     let refetch = s.bool("refetch", errors).unwrap_or(false);
@@ -584,12 +749,18 @@ fn compile_stripe(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<Option
         None => Some(16),
         Some(n) if (1..=10_000).contains(&n) => Some(n as usize),
         Some(_) => {
-            errors.push("stripe.max_concurrent", "must be an integer from 1 to 10000");
+            errors.push(
+                "stripe.max_concurrent",
+                "must be an integer from 1 to 10000",
+            );
             None
         }
     };
     if refetch && api_key.is_none() && !s.has("api_key_env") {
-        errors.push("stripe.refetch", "needs api_key_env (the Stripe API is read to refetch subscriptions)");
+        errors.push(
+            "stripe.refetch",
+            "needs api_key_env (the Stripe API is read to refetch subscriptions)",
+        );
     }
     s.finish(errors);
     Some(Some(StripeConfig {
@@ -625,35 +796,58 @@ fn compile_plans(root: &Table, errors: &mut Errors) -> HashMap<String, Vec<Strin
                 }
             }
         }
-        Some(_) => errors.push("plans", "must be a table of [plans.\"price_or_product_id\"]"),
+        Some(_) => errors.push(
+            "plans",
+            "must be a table of [plans.\"price_or_product_id\"]",
+        ),
     }
     plans
 }
 
-fn compile_access(root: &Table, plans: HashMap<String, Vec<String>>, errors: &mut Errors) -> Option<AccessConfig> {
+fn compile_access(
+    root: &Table,
+    plans: HashMap<String, Vec<String>>,
+    errors: &mut Errors,
+) -> Option<AccessConfig> {
     let mut s = Section::from_root(root, "access", errors);
     let mut grant_statuses = Vec::new();
-    let names = s.string_list("grant_statuses", errors).unwrap_or_else(|| vec!["active".into(), "trialing".into()]);
+    let names = s
+        .string_list("grant_statuses", errors)
+        .unwrap_or_else(|| vec!["active".into(), "trialing".into()]);
     for (i, name) in names.iter().enumerate() {
         match SubscriptionStatus::parse(name) {
             Some(status) => grant_statuses.push(status),
-            None => errors.push(format!("access.grant_statuses[{i}]"), format!("{name:?} is not a Stripe subscription status")),
+            None => errors.push(
+                format!("access.grant_statuses[{i}]"),
+                format!("{name:?} is not a Stripe subscription status"),
+            ),
         }
     }
     let past_due_grace = s.duration("past_due_grace", Duration::ZERO, errors);
     let default = match s.string("default", errors).as_deref() {
         None => Some(Policy::Subscription),
         Some(name) => Policy::parse(name).or_else(|| {
-            errors.push("access.default", format!("{name:?} is not one of \"public\", \"authenticated\", \"subscription\""));
+            errors.push(
+                "access.default",
+                format!("{name:?} is not one of \"public\", \"authenticated\", \"subscription\""),
+            );
             None
         }),
     };
-    let checkout_redirect = s.string("checkout_redirect", errors).unwrap_or_else(|| "/checkout".into());
-    let expired_redirect = s.string("expired_redirect", errors).unwrap_or_else(|| "/subscription/expired".into());
+    let checkout_redirect = s
+        .string("checkout_redirect", errors)
+        .unwrap_or_else(|| "/checkout".into());
+    let expired_redirect = s
+        .string("expired_redirect", errors)
+        .unwrap_or_else(|| "/subscription/expired".into());
     let case_insensitive_paths = s.bool("case_insensitive_paths", errors).unwrap_or(false);
     s.finish(errors);
     Some(AccessConfig {
-        rules: AccessRules { grant_statuses, past_due_grace: past_due_grace?.as_secs() as i64, plans },
+        rules: AccessRules {
+            grant_statuses,
+            past_due_grace: past_due_grace?.as_secs() as i64,
+            plans,
+        },
         default: default?,
         checkout_redirect,
         expired_redirect,
@@ -661,7 +855,11 @@ fn compile_access(root: &Table, plans: HashMap<String, Vec<String>>, errors: &mu
     })
 }
 
-fn compile_routes(root: &Table, default: Option<Policy>, errors: &mut Errors) -> Option<RouteTable> {
+fn compile_routes(
+    root: &Table,
+    default: Option<Policy>,
+    errors: &mut Errors,
+) -> Option<RouteTable> {
     let mut routes = Vec::new();
     let entries: &[Value] = match root.get("routes") {
         None => &[],
@@ -690,23 +888,37 @@ fn compile_routes(root: &Table, default: Option<Policy>, errors: &mut Errors) ->
                 ok = false;
             }
             if p == "/_paygate" || p.starts_with("/_paygate/") {
-                errors.push(format!("{path}.prefix"), "/_paygate/ is reserved for the gateway's own endpoints");
+                errors.push(
+                    format!("{path}.prefix"),
+                    "/_paygate/ is reserved for the gateway's own endpoints",
+                );
                 ok = false;
             }
         }
         let policy = match s.string("policy", errors).as_deref() {
             None => {
-                errors.push(format!("{path}.policy"), "is required (\"public\", \"authenticated\" or \"subscription\")");
+                errors.push(
+                    format!("{path}.policy"),
+                    "is required (\"public\", \"authenticated\" or \"subscription\")",
+                );
                 None
             }
             Some(name) => Policy::parse(name).or_else(|| {
-                errors.push(format!("{path}.policy"), format!("{name:?} is not one of \"public\", \"authenticated\", \"subscription\""));
+                errors.push(
+                    format!("{path}.policy"),
+                    format!(
+                        "{name:?} is not one of \"public\", \"authenticated\", \"subscription\""
+                    ),
+                );
                 None
             }),
         };
         let features = s.string_list("features", errors).unwrap_or_default();
         if !features.is_empty() && policy.is_some_and(|p| p != Policy::Subscription) {
-            errors.push(format!("{path}.features"), "only applies to policy = \"subscription\"");
+            errors.push(
+                format!("{path}.features"),
+                "only applies to policy = \"subscription\"",
+            );
             ok = false;
         }
         let methods = match s.string_list("methods", errors) {
@@ -717,13 +929,19 @@ fn compile_routes(root: &Table, default: Option<Policy>, errors: &mut Errors) ->
                     match http::Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
                         Ok(m) if name.chars().all(|c| c.is_ascii_alphabetic()) => methods.push(m),
                         _ => {
-                            errors.push(format!("{path}.methods[{j}]"), format!("{name:?} is not an HTTP method"));
+                            errors.push(
+                                format!("{path}.methods[{j}]"),
+                                format!("{name:?} is not an HTTP method"),
+                            );
                             ok = false;
                         }
                     }
                 }
                 if methods.is_empty() {
-                    errors.push(format!("{path}.methods"), "must list at least one method (omit it for every method)");
+                    errors.push(
+                        format!("{path}.methods"),
+                        "must list at least one method (omit it for every method)",
+                    );
                     ok = false;
                 }
                 Some(methods)
@@ -731,7 +949,12 @@ fn compile_routes(root: &Table, default: Option<Policy>, errors: &mut Errors) ->
         };
         s.finish(errors);
         match (prefix, policy) {
-            (Some(prefix), Some(policy)) => routes.push(Route { prefix, policy, features, methods }),
+            (Some(prefix), Some(policy)) => routes.push(Route {
+                prefix,
+                policy,
+                features,
+                methods,
+            }),
             _ => ok = false,
         }
     }
@@ -746,7 +969,10 @@ fn compile_routes(root: &Table, default: Option<Policy>, errors: &mut Errors) ->
                 _ => false,
             };
             if a.prefix == b.prefix && overlap {
-                errors.push(format!("routes[{j}].prefix"), format!("{:?} duplicates routes[{i}] for the same methods", b.prefix));
+                errors.push(
+                    format!("routes[{j}].prefix"),
+                    format!("{:?} duplicates routes[{i}] for the same methods", b.prefix),
+                );
                 ok = false;
             }
         }
@@ -762,14 +988,22 @@ fn compile_admin(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<Option<
     if !s.is_present() {
         return Some(None);
     }
-    let listen_text = s.string("listen", errors).unwrap_or_else(|| "127.0.0.1:9090".into());
+    let listen_text = s
+        .string("listen", errors)
+        .unwrap_or_else(|| "127.0.0.1:9090".into());
     let listen = parse_addr(&s, "listen", &listen_text, errors);
     let token = ctx.secret(&mut s, "token", "token_env", errors);
     if token.as_ref().is_some_and(|t| t.len() < 16) {
-        errors.push("admin.token", "is shorter than 16 bytes; use a long random token");
+        errors.push(
+            "admin.token",
+            "is shorter than 16 bytes; use a long random token",
+        );
     }
     s.finish(errors);
-    Some(Some(AdminConfig { listen: listen?, token }))
+    Some(Some(AdminConfig {
+        listen: listen?,
+        token,
+    }))
 }
 
 fn compile_log(root: &Table, errors: &mut Errors) -> Option<LogConfig> {
@@ -778,21 +1012,34 @@ fn compile_log(root: &Table, errors: &mut Errors) -> Option<LogConfig> {
         None | Some("text") => Some(LogFormat::Text),
         Some("json") => Some(LogFormat::Json),
         Some(other) => {
-            errors.push("log.format", format!("{other:?} is not one of \"text\", \"json\""));
+            errors.push(
+                "log.format",
+                format!("{other:?} is not one of \"text\", \"json\""),
+            );
             None
         }
     };
     let level = s.string("level", errors).unwrap_or_else(|| "info".into());
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-        errors.push("log.level", format!("{level:?} is not a log filter like \"info\" or \"paygate=debug\""));
+        errors.push(
+            "log.level",
+            format!("{level:?} is not a log filter like \"info\" or \"paygate=debug\""),
+        );
     }
     s.finish(errors);
-    Some(LogConfig { format: format?, level })
+    Some(LogConfig {
+        format: format?,
+        level,
+    })
 }
 
 fn compile_headers(root: &Table, errors: &mut Errors) -> Option<IdentityHeaders> {
     let mut s = Section::from_root(root, "headers", errors);
-    let name = |key: &'static str, default: &str, s: &mut Section, errors: &mut Errors| -> Option<HeaderName> {
+    let name = |key: &'static str,
+                default: &str,
+                s: &mut Section,
+                errors: &mut Errors|
+     -> Option<HeaderName> {
         let text = s.string(key, errors).unwrap_or_else(|| default.into());
         match HeaderName::from_bytes(text.as_bytes()) {
             Ok(h) => Some(h),
@@ -806,7 +1053,11 @@ fn compile_headers(root: &Table, errors: &mut Errors) -> Option<IdentityHeaders>
     let status = name("status", "X-Subscription-Status", &mut s, errors);
     let entitlements = name("entitlements", "X-Entitlements", &mut s, errors);
     s.finish(errors);
-    Some(IdentityHeaders { user_id: user_id?, status: status?, entitlements: entitlements? })
+    Some(IdentityHeaders {
+        user_id: user_id?,
+        status: status?,
+        entitlements: entitlements?,
+    })
 }
 
 #[cfg(test)]

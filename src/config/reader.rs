@@ -32,7 +32,10 @@ pub struct Errors(pub Vec<ConfigError>);
 
 impl Errors {
     pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigError { key: key.into(), message: message.into() });
+        self.0.push(ConfigError {
+            key: key.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -46,7 +49,11 @@ pub struct Section<'a> {
 impl<'a> Section<'a> {
     /// `table` is `None` when the section is absent: every getter then yields its default.
     pub fn new(path: impl Into<String>, table: Option<&'a Table>) -> Self {
-        Section { path: path.into(), table, seen: BTreeSet::new() }
+        Section {
+            path: path.into(),
+            table,
+            seen: BTreeSet::new(),
+        }
     }
 
     /// Opens `[name]` from the root table, reporting a non-table value.
@@ -84,7 +91,10 @@ impl<'a> Section<'a> {
         match self.raw(key)? {
             Value::String(s) => Some(s.clone()),
             other => {
-                errors.push(self.key(key), format!("must be a string, found {}", other.type_str()));
+                errors.push(
+                    self.key(key),
+                    format!("must be a string, found {}", other.type_str()),
+                );
                 None
             }
         }
@@ -94,7 +104,10 @@ impl<'a> Section<'a> {
         match self.raw(key)? {
             Value::Boolean(b) => Some(*b),
             other => {
-                errors.push(self.key(key), format!("must be true or false, found {}", other.type_str()));
+                errors.push(
+                    self.key(key),
+                    format!("must be true or false, found {}", other.type_str()),
+                );
                 None
             }
         }
@@ -104,7 +117,10 @@ impl<'a> Section<'a> {
         match self.raw(key)? {
             Value::Integer(i) => Some(*i),
             other => {
-                errors.push(self.key(key), format!("must be an integer, found {}", other.type_str()));
+                errors.push(
+                    self.key(key),
+                    format!("must be an integer, found {}", other.type_str()),
+                );
                 None
             }
         }
@@ -126,14 +142,22 @@ impl<'a> Section<'a> {
                 Some(out)
             }
             other => {
-                errors.push(self.key(key), format!("must be a list of strings, found {}", other.type_str()));
+                errors.push(
+                    self.key(key),
+                    format!("must be a list of strings, found {}", other.type_str()),
+                );
                 None
             }
         }
     }
 
     /// A duration string; `default` when absent, `None` (and an error) when invalid.
-    pub fn duration(&mut self, key: &'a str, default: Duration, errors: &mut Errors) -> Option<Duration> {
+    pub fn duration(
+        &mut self,
+        key: &'a str,
+        default: Duration,
+        errors: &mut Errors,
+    ) -> Option<Duration> {
         match self.string(key, errors) {
             None if self.has(key) => None,
             None => Some(default),
@@ -160,7 +184,10 @@ impl<'a> Section<'a> {
                 }
             },
             Some(other) => {
-                errors.push(self.key(key), format!("must be a size like \"10MiB\", found {}", other.type_str()));
+                errors.push(
+                    self.key(key),
+                    format!("must be a size like \"10MiB\", found {}", other.type_str()),
+                );
                 None
             }
         }

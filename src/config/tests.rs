@@ -42,7 +42,10 @@ fn minimal_config_gets_spec_defaults() {
     assert_eq!(c.store.cache_capacity, 100_000);
     assert_eq!(c.store.on_store_error, OnStoreError::Stale);
     assert_eq!(c.access.default, Policy::Subscription);
-    assert_eq!(c.access.rules.grant_statuses, vec![SubscriptionStatus::Active, SubscriptionStatus::Trialing]);
+    assert_eq!(
+        c.access.rules.grant_statuses,
+        vec![SubscriptionStatus::Active, SubscriptionStatus::Trialing]
+    );
     assert_eq!(c.access.checkout_redirect, "/checkout");
     assert!(c.stripe.is_none());
     assert!(c.admin.is_none());
@@ -175,7 +178,10 @@ polcy = "subscription"
         "routes[1].polcy",
         "mystery",
     ] {
-        assert!(keys.iter().any(|k| k == expected), "missing error for {expected}: {keys:?}");
+        assert!(
+            keys.iter().any(|k| k == expected),
+            "missing error for {expected}: {keys:?}"
+        );
     }
     assert!(printed.contains("UNSET_SECRET_VAR"), "{printed}");
     assert!(printed.lines().all(|l| l.starts_with("config error: ")));
@@ -207,7 +213,8 @@ fn same_prefix_with_disjoint_methods_is_fine() {
 
 #[test]
 fn asymmetric_algorithm_needs_a_key_and_hs_needs_a_secret() {
-    let text = "[upstream]\nurl = \"http://127.0.0.1:1\"\n[jwt]\nalgorithms = [\"RS256\", \"HS256\"]\n";
+    let text =
+        "[upstream]\nurl = \"http://127.0.0.1:1\"\n[jwt]\nalgorithms = [\"RS256\", \"HS256\"]\n";
     let keys = keys(compile(text).unwrap_err());
     assert!(keys.contains(&"jwt.algorithms".to_string()), "{keys:?}");
     assert!(keys.contains(&"jwt.secret_env".to_string()), "{keys:?}");
@@ -216,7 +223,10 @@ fn asymmetric_algorithm_needs_a_key_and_hs_needs_a_secret() {
 #[test]
 fn stripe_section_needs_its_secret() {
     let text = format!("{MINIMAL}\n[stripe]\nwebhook_secret_env = \"NOPE\"\n");
-    assert_eq!(keys(compile(&text).unwrap_err()), vec!["stripe.webhook_secret_env"]);
+    assert_eq!(
+        keys(compile(&text).unwrap_err()),
+        vec!["stripe.webhook_secret_env"]
+    );
 }
 
 #[test]

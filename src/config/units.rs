@@ -26,7 +26,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("{text:?} has an unknown unit {unit:?} (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit {unit:?} (use ms, s, m, h or d)"
+            ))
+        }
     };
     value
         .checked_mul(millis_per_unit)
@@ -38,7 +42,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// `MB`, `GB` (powers of 1000) or `KiB`, `MiB`, `GiB` (powers of 1024).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let value: u64 = digits
         .parse()
@@ -51,9 +57,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
-        other => return Err(format!("{text:?} has an unknown unit {other:?} (use B, KiB, MiB, GiB, KB, MB or GB)")),
+        other => {
+            return Err(format!(
+                "{text:?} has an unknown unit {other:?} (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ))
+        }
     };
-    value.checked_mul(multiplier).ok_or_else(|| format!("{text:?} is too large"))
+    value
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]
@@ -66,10 +78,22 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        assert_eq!(parse_duration("3d").unwrap(), Duration::from_secs(3 * 86400));
+        assert_eq!(
+            parse_duration("3d").unwrap(),
+            Duration::from_secs(3 * 86400)
+        );
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
-        for bad in ["30", "", "s", "1.5s", "-1s", "10 sec", "5w", "99999999999999999999d"] {
+        for bad in [
+            "30",
+            "",
+            "s",
+            "1.5s",
+            "-1s",
+            "10 sec",
+            "5w",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -79,7 +79,12 @@ pub struct Subscription {
 
 impl Subscription {
     /// A subscription with only the fields every record has; the rest empty.
-    pub fn new(id: &str, customer: &str, status: SubscriptionStatus, created: UnixTime) -> Subscription {
+    pub fn new(
+        id: &str,
+        customer: &str,
+        status: SubscriptionStatus,
+        created: UnixTime,
+    ) -> Subscription {
         Subscription {
             id: id.to_string(),
             customer: customer.to_string(),

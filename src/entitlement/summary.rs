@@ -67,7 +67,11 @@ pub struct PlanDetails {
 
 impl AccessSummary {
     /// Evaluates `ent` at `now` under `rules`. `None`: the store has no record.
-    pub fn new(ent: Option<&Entitlement>, rules: &AccessRules, now: UnixTime) -> Arc<AccessSummary> {
+    pub fn new(
+        ent: Option<&Entitlement>,
+        rules: &AccessRules,
+        now: UnixTime,
+    ) -> Arc<AccessSummary> {
         let Some(ent) = ent else { return never_seen() };
         let (state, features) = match evaluate(Some(ent), rules, now) {
             Access::Granted { status, features } => (State::Granted { status }, features),
@@ -115,7 +119,10 @@ impl AccessSummary {
     /// [`super::decide`] (features only matter once access is granted).
     pub fn decide<'a>(&'a self, required: &'a [String]) -> Decision<'a> {
         match self.check(required) {
-            Ok(status) => Decision::Allow { status, features: self.feature_names().iter().map(|f| &**f).collect() },
+            Ok(status) => Decision::Allow {
+                status,
+                features: self.feature_names().iter().map(|f| &**f).collect(),
+            },
             Err(refused) => refused,
         }
     }
@@ -127,7 +134,10 @@ impl AccessSummary {
         match self.state {
             State::Granted { status } => {
                 let have = self.feature_names();
-                match required.iter().find(|f| !have.iter().any(|name| **name == ***f)) {
+                match required
+                    .iter()
+                    .find(|f| !have.iter().any(|name| **name == ***f))
+                {
                     Some(missing) => Err(Decision::UpgradeRequired { feature: missing }),
                     None => Ok(status),
                 }
@@ -170,10 +180,17 @@ fn valid_until(ent: &Entitlement, rules: &AccessRules, now: UnixTime) -> Option<
             return None;
         }
         // Same start as `in_past_due_grace` (the period end for older records).
-        let end = sub.past_due_since.or(sub.current_period_end)?.saturating_add(rules.past_due_grace);
+        let end = sub
+            .past_due_since
+            .or(sub.current_period_end)?
+            .saturating_add(rules.past_due_grace);
         (now < end).then_some(end)
     });
-    let override_ends = ent.grant_override.as_ref().map(|grant| grant.until).filter(|until| now < *until);
+    let override_ends = ent
+        .grant_override
+        .as_ref()
+        .map(|grant| grant.until)
+        .filter(|until| now < *until);
     grace_ends.chain(override_ends).min()
 }
 
@@ -187,8 +204,13 @@ mod tests {
     const NOW: UnixTime = 1_700_000_000;
 
     fn rules() -> AccessRules {
-        let mut rules = AccessRules { past_due_grace: 3 * 86_400, ..AccessRules::default() };
-        rules.plans.insert("price_pro".into(), vec!["export".into(), "api".into()]);
+        let mut rules = AccessRules {
+            past_due_grace: 3 * 86_400,
+            ..AccessRules::default()
+        };
+        rules
+            .plans
+            .insert("price_pro".into(), vec!["export".into(), "api".into()]);
         rules
     }
 
@@ -210,7 +232,12 @@ mod tests {
             features: features.iter().map(|f| f.to_string()).collect(),
         };
         let ent = |subscriptions: Vec<Subscription>, grant_override: Option<Override>| {
-            Some(Entitlement { subscriptions, grant_override, has_used_trial: true, ..Entitlement::default() })
+            Some(Entitlement {
+                subscriptions,
+                grant_override,
+                has_used_trial: true,
+                ..Entitlement::default()
+            })
         };
         vec![
             None,
@@ -218,17 +245,30 @@ mod tests {
             ent(vec![sub("sub_a", Active, NOW - 10, "price_pro")], None),
             ent(vec![sub("sub_c", Canceled, NOW - 10, "price_pro")], None),
             ent(vec![past_due.clone()], None),
-            ent(vec![old_past_due.clone(), past_due.clone()], Some(grant(NOW + 5_000, &["beta"]))),
+            ent(
+                vec![old_past_due.clone(), past_due.clone()],
+                Some(grant(NOW + 5_000, &["beta"])),
+            ),
             ent(vec![], Some(grant(NOW + 100, &["export"]))),
-            ent(vec![sub("sub_c", Canceled, NOW - 10, "price_pro")], Some(grant(NOW - 1, &[]))),
-            ent(vec![past_due, sub("sub_t", Trialing, NOW - 5, "price_basic")], Some(grant(NOW + 2 * 86_400, &["api"]))),
+            ent(
+                vec![sub("sub_c", Canceled, NOW - 10, "price_pro")],
+                Some(grant(NOW - 1, &[])),
+            ),
+            ent(
+                vec![past_due, sub("sub_t", Trialing, NOW - 5, "price_basic")],
+                Some(grant(NOW + 2 * 86_400, &["api"])),
+            ),
         ]
     }
 
     #[test]
     fn summary_agrees_with_decide_until_valid_until() {
         let rules = rules();
-        let required_sets: [&[String]; 3] = [&[], &["export".to_string()], &["api".to_string(), "beta".to_string()]];
+        let required_sets: [&[String]; 3] = [
+            &[],
+            &["export".to_string()],
+            &["api".to_string(), "beta".to_string()],
+        ];
         for record in records() {
             let summary = AccessSummary::new(record.as_ref(), &rules, NOW);
             let end = summary.valid_until.map_or(NOW + 10 * 86_400, |t| t.get());
@@ -236,14 +276,22 @@ mod tests {
             for t in [NOW, NOW + 1, (NOW + end) / 2, end - 1] {
                 assert!(summary.is_valid_at(t));
                 for required in required_sets {
-                    assert_eq!(summary.decide(required), decide(record.as_ref(), &rules, required, t), "{record:?} at {t}");
+                    assert_eq!(
+                        summary.decide(required),
+                        decide(record.as_ref(), &rules, required, t),
+                        "{record:?} at {t}"
+                    );
                 }
             }
             if let Some(until) = summary.valid_until.map(|t| t.get()) {
                 assert!(!summary.is_valid_at(until));
                 // At the boundary something really changes, so the bound is not loose.
                 let after = AccessSummary::new(record.as_ref(), &rules, until);
-                assert_ne!((after.state, after.feature_names()), (summary.state, summary.feature_names()), "{record:?}");
+                assert_ne!(
+                    (after.state, after.feature_names()),
+                    (summary.state, summary.feature_names()),
+                    "{record:?}"
+                );
             }
         }
     }
@@ -255,12 +303,22 @@ mod tests {
         let summary = AccessSummary::new(records[2].as_ref(), &rules, NOW);
         assert_eq!(summary.status(), "active");
         assert_eq!(summary.features_header().unwrap(), "export,api");
-        assert_eq!(std::mem::size_of::<AccessSummary>(), 72, "a million of these is the sizing case");
+        assert_eq!(
+            std::mem::size_of::<AccessSummary>(),
+            72,
+            "a million of these is the sizing case"
+        );
         let never = AccessSummary::new(None, &rules, NOW);
         assert_eq!(never.status(), "none");
-        assert!(Arc::ptr_eq(&never, &AccessSummary::new(None, &rules, NOW)), "never-seen users share one summary");
+        assert!(
+            Arc::ptr_eq(&never, &AccessSummary::new(None, &rules, NOW)),
+            "never-seen users share one summary"
+        );
         let lapsed = AccessSummary::new(records[3].as_ref(), &rules, NOW);
-        assert_eq!((lapsed.status(), lapsed.features_header().is_none()), ("canceled", true));
+        assert_eq!(
+            (lapsed.status(), lapsed.features_header().is_none()),
+            ("canceled", true)
+        );
         assert_eq!(lapsed.valid_until, None);
         assert!(lapsed.plan.has_used_trial);
         assert_eq!(lapsed.plan.current_period_end, NonZeroI64::new(NOW + 1000));

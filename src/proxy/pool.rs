@@ -86,7 +86,12 @@ impl SendError {
 impl Pool {
     /// Must be called inside a Tokio runtime: it starts the idle reaper.
     pub fn new(connector: Connector, target: Uri, idle_timeout: Duration) -> Pool {
-        let inner = Arc::new(Inner { connector, target, idle: Mutex::new(Vec::new()), idle_timeout });
+        let inner = Arc::new(Inner {
+            connector,
+            target,
+            idle: Mutex::new(Vec::new()),
+            idle_timeout,
+        });
         spawn_reaper(Arc::downgrade(&inner));
         Pool { inner }
     }
@@ -94,7 +99,10 @@ impl Pool {
     /// Sends `request` (origin-form URI, `Host` set) on an idle connection or a
     /// new one, and returns the response head with a body that gives the
     /// connection back to the pool once it has been read to the end.
-    pub async fn send(&self, mut request: Request<LimitedBody>) -> Result<Response<UpstreamBody>, SendError> {
+    pub async fn send(
+        &self,
+        mut request: Request<LimitedBody>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
         let mut retried = false;
         loop {
             let (mut sender, pooled) = match self.checkout() {
@@ -105,7 +113,10 @@ impl Pool {
                 Ok(response) => {
                     // After a protocol switch the connection belongs to the tunnel.
                     let keep = response.status() != http::StatusCode::SWITCHING_PROTOCOLS;
-                    let back = keep.then(|| Return { sender, pool: Arc::downgrade(&self.inner) });
+                    let back = keep.then(|| Return {
+                        sender,
+                        pool: Arc::downgrade(&self.inner),
+                    });
                     return Ok(response.map(|inner| UpstreamBody { inner, back }));
                 }
                 Err(mut error) => match error.take_message() {
@@ -138,8 +149,17 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<SendRequest<LimitedBody>, SendError> {
-        let io = self.inner.connector.clone().oneshot(self.inner.target.clone()).await.map_err(SendError::Connect)?;
-        let (sender, connection) = http1::Builder::new().handshake(io).await.map_err(SendError::Request)?;
+        let io = self
+            .inner
+            .connector
+            .clone()
+            .oneshot(self.inner.target.clone())
+            .await
+            .map_err(SendError::Connect)?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(SendError::Request)?;
         tokio::spawn(async move {
             if let Err(error) = connection.with_upgrades().await {
                 tracing::debug!(%error, "upstream connection ended with an error");
@@ -147,7 +167,6 @@ impl Pool {
         });
         Ok(sender)
     }
-
 }
 
 impl Inner {
@@ -157,7 +176,10 @@ impl Inner {
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(Idle { sender, since: Instant::now() });
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
         }
     }
 }
@@ -165,7 +187,12 @@ impl Inner {
 /// Closes connections idle longer than `pool_idle_timeout`, so a quiet gateway
 /// does not hold sockets the upstream has long forgotten. Stops with the pool.
 fn spawn_reaper(pool: Weak<Inner>) {
-    let Some(period) = pool.upgrade().map(|p| (p.idle_timeout / 2).max(Duration::from_millis(50))) else { return };
+    let Some(period) = pool
+        .upgrade()
+        .map(|p| (p.idle_timeout / 2).max(Duration::from_millis(50)))
+    else {
+        return;
+    };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         tick.tick().await;
@@ -174,7 +201,9 @@ fn spawn_reaper(pool: Weak<Inner>) {
             let Some(pool) = pool.upgrade() else { return };
             let expired: Vec<Idle> = {
                 let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-                let (keep, expired) = idle.drain(..).partition(|i| !i.sender.is_closed() && i.since.elapsed() < pool.idle_timeout);
+                let (keep, expired) = idle
+                    .drain(..)
+                    .partition(|i| !i.sender.is_closed() && i.since.elapsed() < pool.idle_timeout);
                 *idle = keep;
                 expired
             };
@@ -210,7 +239,10 @@ impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => {

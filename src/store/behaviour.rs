@@ -14,7 +14,10 @@ pub(crate) async fn run_all(store: &dyn EntitlementStore) {
     unlinked_customers_are_listed(store).await;
     completing_an_event_marks_and_records_it(store).await;
     store.ping().await.unwrap();
-    store.publish_invalidation(&["u1".to_string()]).await.unwrap();
+    store
+        .publish_invalidation(&["u1".to_string()])
+        .await
+        .unwrap();
 }
 
 async fn unknown_user_is_none(store: &dyn EntitlementStore) {
@@ -25,7 +28,11 @@ async fn unknown_user_is_none(store: &dyn EntitlementStore) {
 async fn update_creates_reads_and_deletes(store: &dyn EntitlementStore) {
     let ent = Entitlement {
         customers: vec!["cus_1".into()],
-        grant_override: Some(Override { until: 2_000_000_000, reason: "comp".into(), features: vec![] }),
+        grant_override: Some(Override {
+            until: 2_000_000_000,
+            reason: "comp".into(),
+            features: vec![],
+        }),
         ..Default::default()
     };
     let written = store.update("u1", &|_| Some(ent.clone())).await.unwrap();
@@ -53,17 +60,28 @@ async fn concurrent_updates_are_not_lost(store: &dyn EntitlementStore) {
         .collect();
     futures_util::future::join_all(futures).await;
     let ent = store.load("u2").await.unwrap().unwrap();
-    assert_eq!(ent.customers.len(), 20, "every concurrent update must survive");
+    assert_eq!(
+        ent.customers.len(),
+        20,
+        "every concurrent update must survive"
+    );
 }
 
 async fn customer_records_round_trip(store: &dyn EntitlementStore) {
     let merge = |cur: Option<CustomerRecord>| {
         let mut rec = cur.unwrap_or_else(|| CustomerRecord::new("cus_rt"));
-        rec.merge(&Fact::Provisional { subscription_id: "sub_1".into(), created: 10 });
+        rec.merge(&Fact::Provisional {
+            subscription_id: "sub_1".into(),
+            created: 10,
+        });
         rec.rev += 1;
         Some(rec)
     };
-    let written = store.update_customer("cus_rt", &merge).await.unwrap().unwrap();
+    let written = store
+        .update_customer("cus_rt", &merge)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(store.load_customer("cus_rt").await.unwrap(), Some(written));
 }
 
@@ -76,13 +94,28 @@ async fn events_are_remembered(store: &dyn EntitlementStore) {
 async fn deliveries_and_audit_are_capped_newest_first(store: &dyn EntitlementStore) {
     use super::{AuditEntry, Delivery, AUDIT_KEPT};
     for i in 0..3 {
-        let d = Delivery { event_id: format!("evt_{i}"), event_type: "t".into(), result: "applied".into(), at: i };
+        let d = Delivery {
+            event_id: format!("evt_{i}"),
+            event_type: "t".into(),
+            result: "applied".into(),
+            at: i,
+        };
         store.record_delivery(&d).await.unwrap();
     }
     let recent = store.recent_deliveries(2).await.unwrap();
-    assert_eq!(recent.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(), vec!["evt_2", "evt_1"]);
+    assert_eq!(
+        recent
+            .iter()
+            .map(|d| d.event_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["evt_2", "evt_1"]
+    );
     for i in 0..(AUDIT_KEPT + 5) {
-        let e = AuditEntry { at: i as i64, source: "admin".into(), summary: format!("change {i}") };
+        let e = AuditEntry {
+            at: i as i64,
+            source: "admin".into(),
+            summary: format!("change {i}"),
+        };
         store.append_audit("u_audit", &e).await.unwrap();
     }
     let trail = store.audit("u_audit", 1000).await.unwrap();
@@ -96,12 +129,23 @@ async fn unlinked_customers_are_listed(store: &dyn EntitlementStore) {
     store.set_unlinked("cus_a", true).await.unwrap();
     store.set_unlinked("cus_c", true).await.unwrap();
     store.set_unlinked("cus_c", false).await.unwrap();
-    assert_eq!(store.unlinked_customers().await.unwrap(), vec!["cus_a", "cus_b"]);
+    assert_eq!(
+        store.unlinked_customers().await.unwrap(),
+        vec!["cus_a", "cus_b"]
+    );
 }
 
 async fn completing_an_event_marks_and_records_it(store: &dyn EntitlementStore) {
-    let d = super::Delivery { event_id: "evt_done".into(), event_type: "t".into(), result: "applied".into(), at: 9 };
-    store.complete_event("evt_done", &["u1".to_string()], &d).await.unwrap();
+    let d = super::Delivery {
+        event_id: "evt_done".into(),
+        event_type: "t".into(),
+        result: "applied".into(),
+        at: 9,
+    };
+    store
+        .complete_event("evt_done", &["u1".to_string()], &d)
+        .await
+        .unwrap();
     assert!(store.event_seen("evt_done").await.unwrap());
     assert_eq!(store.recent_deliveries(1).await.unwrap(), vec![d]);
 }

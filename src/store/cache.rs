@@ -75,7 +75,16 @@ impl Slot {
 /// result (the store failed, or the request was cancelled mid-read) it puts
 /// the previous entry back, so last-known state outlives a failed load.
 struct Loading<'a> {
-    guard: Option<PlaceholderGuard<'a, String, Slot, UnitWeighter, DefaultHashBuilder, DefaultLifecycle<String, Slot>>>,
+    guard: Option<
+        PlaceholderGuard<
+            'a,
+            String,
+            Slot,
+            UnitWeighter,
+            DefaultHashBuilder,
+            DefaultLifecycle<String, Slot>,
+        >,
+    >,
     previous: Option<Slot>,
 }
 
@@ -101,7 +110,13 @@ const STORE_RETRY_AFTER: Duration = Duration::from_millis(500);
 impl EntitlementCache {
     /// `stale_for`: keep last-known state this long for outages (`None`: never
     /// serve stale). `rules` turn stored records into summaries.
-    pub fn new(store: Arc<dyn EntitlementStore>, ttl: Duration, capacity: u64, stale_for: Option<Duration>, rules: AccessRules) -> Self {
+    pub fn new(
+        store: Arc<dyn EntitlementStore>,
+        ttl: Duration,
+        capacity: u64,
+        stale_for: Option<Duration>,
+        rules: AccessRules,
+    ) -> Self {
         // quick_cache treats the capacity as approximate and may keep slightly
         // fewer; at least one entry so a tiny configured cache still works.
         let entries = Cache::new(capacity.max(1) as usize);
@@ -154,16 +169,26 @@ impl EntitlementCache {
                 crate::metrics::cache("hit");
                 return Ok(summary);
             }
-            EntryResult::Replaced(guard, previous) => Loading { guard: Some(guard), previous: Some(previous) },
-            EntryResult::Vacant(guard) => Loading { guard: Some(guard), previous: None },
+            EntryResult::Replaced(guard, previous) => Loading {
+                guard: Some(guard),
+                previous: Some(previous),
+            },
+            EntryResult::Vacant(guard) => Loading {
+                guard: Some(guard),
+                previous: None,
+            },
             // Neither is produced by `entry_async` with this callback.
-            EntryResult::Removed(..) | EntryResult::Timeout => return Err(StoreError::Unavailable("cache entry vanished".into())),
+            EntryResult::Removed(..) | EntryResult::Timeout => {
+                return Err(StoreError::Unavailable("cache entry vanished".into()))
+            }
         };
         crate::metrics::cache("miss");
 
         let down = inner.store_is_down();
         let loaded = if down {
-            Err(StoreError::Unavailable("store failed recently; retrying shortly".into()))
+            Err(StoreError::Unavailable(
+                "store failed recently; retrying shortly".into(),
+            ))
         } else {
             inner.store.load(user_id).await
         };
@@ -174,10 +199,16 @@ impl EntitlementCache {
                 let summary = AccessSummary::new(record.as_ref(), &inner.rules, unix);
                 let mut fresh_until_ms = now_ms + inner.ttl_ms;
                 if let Some(until) = summary.valid_until {
-                    fresh_until_ms = fresh_until_ms.min(now_ms + (until.get() - unix).max(0) as u64 * 1000);
+                    fresh_until_ms =
+                        fresh_until_ms.min(now_ms + (until.get() - unix).max(0) as u64 * 1000);
                 }
                 let stale_until_ms = inner.stale_ms.map_or(0, |stale| now_ms + stale);
-                loading.finish(Slot { summary: summary.clone(), fresh_until_ms, stale_until_ms, generation });
+                loading.finish(Slot {
+                    summary: summary.clone(),
+                    fresh_until_ms,
+                    stale_until_ms,
+                    generation,
+                });
                 Ok(summary)
             }
             Err(error) => {
@@ -188,7 +219,11 @@ impl EntitlementCache {
                 // Dropping `loading` puts the old state back: it is what the next
                 // lookups during this outage can fall back on. It stays expired,
                 // so the first lookup after the outage reads the store again.
-                let stale = loading.previous.as_ref().filter(|p| inner.servable_when_stale(p)).map(|p| p.summary.clone());
+                let stale = loading
+                    .previous
+                    .as_ref()
+                    .filter(|p| inner.servable_when_stale(p))
+                    .map(|p| p.summary.clone());
                 drop(loading);
                 match stale {
                     Some(summary) => {
@@ -247,7 +282,9 @@ impl Inner {
     /// summary has not outlived a grace or override end.
     fn servable_when_stale(&self, slot: &Slot) -> bool {
         let now: UnixTime = crate::gateway::unix_now();
-        self.stale_ms.is_some() && self.now_ms() < slot.stale_until_ms && slot.summary.is_valid_at(now)
+        self.stale_ms.is_some()
+            && self.now_ms() < slot.stale_until_ms
+            && slot.summary.is_valid_at(now)
     }
 }
 
@@ -279,13 +316,21 @@ mod tests {
             }
             self.inner.load(user_id).await
         }
-        async fn update(&self, user_id: &str, update: Update<'_, Entitlement>) -> Result<Option<Entitlement>, StoreError> {
+        async fn update(
+            &self,
+            user_id: &str,
+            update: Update<'_, Entitlement>,
+        ) -> Result<Option<Entitlement>, StoreError> {
             self.inner.update(user_id, update).await
         }
         async fn load_customer(&self, id: &str) -> Result<Option<CustomerRecord>, StoreError> {
             self.inner.load_customer(id).await
         }
-        async fn update_customer(&self, id: &str, update: Update<'_, CustomerRecord>) -> Result<Option<CustomerRecord>, StoreError> {
+        async fn update_customer(
+            &self,
+            id: &str,
+            update: Update<'_, CustomerRecord>,
+        ) -> Result<Option<CustomerRecord>, StoreError> {
             self.inner.update_customer(id, update).await
         }
         async fn event_seen(&self, id: &str) -> Result<bool, StoreError> {
@@ -300,13 +345,24 @@ mod tests {
         async fn record_delivery(&self, d: &crate::store::Delivery) -> Result<(), StoreError> {
             self.inner.record_delivery(d).await
         }
-        async fn recent_deliveries(&self, limit: usize) -> Result<Vec<crate::store::Delivery>, StoreError> {
+        async fn recent_deliveries(
+            &self,
+            limit: usize,
+        ) -> Result<Vec<crate::store::Delivery>, StoreError> {
             self.inner.recent_deliveries(limit).await
         }
-        async fn append_audit(&self, user: &str, e: &crate::store::AuditEntry) -> Result<(), StoreError> {
+        async fn append_audit(
+            &self,
+            user: &str,
+            e: &crate::store::AuditEntry,
+        ) -> Result<(), StoreError> {
             self.inner.append_audit(user, e).await
         }
-        async fn audit(&self, user: &str, limit: usize) -> Result<Vec<crate::store::AuditEntry>, StoreError> {
+        async fn audit(
+            &self,
+            user: &str,
+            limit: usize,
+        ) -> Result<Vec<crate::store::AuditEntry>, StoreError> {
             self.inner.audit(user, limit).await
         }
         async fn set_unlinked(&self, c: &str, u: bool) -> Result<(), StoreError> {
@@ -327,14 +383,30 @@ mod tests {
         setup_with(Duration::from_secs(60), None)
     }
 
-    fn setup_with(ttl: Duration, stale_for: Option<Duration>) -> (Arc<CountingStore>, EntitlementCache) {
-        let store = Arc::new(CountingStore { inner: MemoryStore::new(), loads: AtomicUsize::new(0), failing: Default::default() });
-        let cache = EntitlementCache::new(store.clone(), ttl, 100, stale_for, AccessRules::default());
+    fn setup_with(
+        ttl: Duration,
+        stale_for: Option<Duration>,
+    ) -> (Arc<CountingStore>, EntitlementCache) {
+        let store = Arc::new(CountingStore {
+            inner: MemoryStore::new(),
+            loads: AtomicUsize::new(0),
+            failing: Default::default(),
+        });
+        let cache =
+            EntitlementCache::new(store.clone(), ttl, 100, stale_for, AccessRules::default());
         (store, cache)
     }
 
     fn active() -> Entitlement {
-        Entitlement { subscriptions: vec![Subscription::new("sub_1", "cus_1", SubscriptionStatus::Active, 1)], ..Default::default() }
+        Entitlement {
+            subscriptions: vec![Subscription::new(
+                "sub_1",
+                "cus_1",
+                SubscriptionStatus::Active,
+                1,
+            )],
+            ..Default::default()
+        }
     }
 
     async fn put(store: &CountingStore, user: &str, ent: Entitlement) {
@@ -348,23 +420,46 @@ mod tests {
         for found in futures_util::future::join_all(lookups).await {
             assert_eq!(found.unwrap().status(), "none");
         }
-        assert_eq!(store.loads.load(Ordering::SeqCst), 1, "50 concurrent misses must be one store read");
+        assert_eq!(
+            store.loads.load(Ordering::SeqCst),
+            1,
+            "50 concurrent misses must be one store read"
+        );
         cache.get("alice").await.unwrap();
-        assert_eq!(store.loads.load(Ordering::SeqCst), 1, "a hit must not read the store");
+        assert_eq!(
+            store.loads.load(Ordering::SeqCst),
+            1,
+            "a hit must not read the store"
+        );
     }
 
     #[tokio::test]
     async fn invalidate_forces_a_fresh_read() {
         let (store, cache) = setup();
         assert_eq!(cache.get("bob").await.unwrap().status(), "none");
-        store.update("bob", &|_| Some(Entitlement { has_used_trial: true, ..Default::default() })).await.unwrap();
-        assert!(!cache.get("bob").await.unwrap().plan.has_used_trial, "still cached");
+        store
+            .update("bob", &|_| {
+                Some(Entitlement {
+                    has_used_trial: true,
+                    ..Default::default()
+                })
+            })
+            .await
+            .unwrap();
+        assert!(
+            !cache.get("bob").await.unwrap().plan.has_used_trial,
+            "still cached"
+        );
         cache.invalidate("bob").await;
         assert!(cache.get("bob").await.unwrap().plan.has_used_trial);
         assert_eq!(store.loads.load(Ordering::SeqCst), 2);
         cache.invalidate_all();
         cache.get("bob").await.unwrap();
-        assert_eq!(store.loads.load(Ordering::SeqCst), 3, "invalidate_all makes every entry stale");
+        assert_eq!(
+            store.loads.load(Ordering::SeqCst),
+            3,
+            "invalidate_all makes every entry stale"
+        );
     }
 
     #[tokio::test]
@@ -404,18 +499,30 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await; // past the 1 ms ttl
             store.failing.store(true, Ordering::SeqCst);
             let loads = store.loads.load(Ordering::SeqCst);
-            let during: Vec<_> = futures_util::future::join_all((0..10).map(|_| cache.get("dave"))).await;
-            assert_eq!(store.loads.load(Ordering::SeqCst), loads + 1, "one failed read, then the store is skipped");
+            let during: Vec<_> =
+                futures_util::future::join_all((0..10).map(|_| cache.get("dave"))).await;
+            assert_eq!(
+                store.loads.load(Ordering::SeqCst),
+                loads + 1,
+                "one failed read, then the store is skipped"
+            );
             for found in during {
                 match stale_for {
                     Some(_) => assert_eq!(found.unwrap().status(), "active"),
                     None => assert!(found.is_err()),
                 }
             }
-            assert!(cache.get("nobody").await.is_err(), "no last-known state: the error surfaces");
+            assert!(
+                cache.get("nobody").await.is_err(),
+                "no last-known state: the error surfaces"
+            );
             store.failing.store(false, Ordering::SeqCst);
             cache.inner.store_down_until_ms.store(0, Ordering::Relaxed);
-            assert_eq!(cache.get("dave").await.unwrap().status(), "active", "reads resume after the outage");
+            assert_eq!(
+                cache.get("dave").await.unwrap().status(),
+                "active",
+                "reads resume after the outage"
+            );
         }
     }
 
@@ -425,7 +532,7 @@ mod tests {
         put(&store, "frank", active()).await;
         assert_eq!(cache.get("frank").await.unwrap().status(), "active");
         tokio::time::sleep(Duration::from_millis(5)).await; // past the 1 ms ttl
-        // A request whose client goes away while its store read is in flight.
+                                                            // A request whose client goes away while its store read is in flight.
         let loads = store.loads.load(Ordering::SeqCst);
         let abandoned = tokio::spawn({
             let cache = cache.clone();
@@ -437,7 +544,11 @@ mod tests {
         abandoned.abort();
         let _ = abandoned.await;
         store.failing.store(true, Ordering::SeqCst);
-        assert_eq!(cache.get("frank").await.unwrap().status(), "active", "served from last-known state");
+        assert_eq!(
+            cache.get("frank").await.unwrap().status(),
+            "active",
+            "served from last-known state"
+        );
     }
 
     #[tokio::test]
@@ -446,12 +557,27 @@ mod tests {
         let now = crate::gateway::unix_now();
         // Two seconds ahead: the first read below is sure to come before the end
         // even on a loaded machine (the clock has whole-second resolution).
-        let grant = Override { until: now + 2, reason: "comp".into(), features: vec![] };
-        put(&store, "erin", Entitlement { grant_override: Some(grant), ..Default::default() }).await;
+        let grant = Override {
+            until: now + 2,
+            reason: "comp".into(),
+            features: vec![],
+        };
+        put(
+            &store,
+            "erin",
+            Entitlement {
+                grant_override: Some(grant),
+                ..Default::default()
+            },
+        )
+        .await;
         assert_eq!(cache.get("erin").await.unwrap().status(), "override");
         let deadline = Instant::now() + Duration::from_secs(8);
         while cache.get("erin").await.unwrap().status() == "override" {
-            assert!(Instant::now() < deadline, "the override's end must expire the 60 s entry");
+            assert!(
+                Instant::now() < deadline,
+                "the override's end must expire the 60 s entry"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(cache.get("erin").await.unwrap().status(), "none");

@@ -7,7 +7,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{AuditEntry, Delivery, EntitlementStore, StoreError, Update, AUDIT_KEPT, DELIVERIES_KEPT};
+use super::{
+    AuditEntry, Delivery, EntitlementStore, StoreError, Update, AUDIT_KEPT, DELIVERIES_KEPT,
+};
 use crate::apply::record::CustomerRecord;
 use crate::entitlement::Entitlement;
 
@@ -35,10 +37,16 @@ impl MemoryStore {
 
     /// Loads a JSON object `{ "user id": entitlement, ... }` (the `store.seed_file`).
     pub fn from_seed_file(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let users: HashMap<String, Entitlement> =
-            serde_json::from_str(&text).map_err(|e| format!("{} is not a valid seed file: {e}", path.display()))?;
-        Ok(MemoryStore { data: Mutex::new(Data { users, ..Default::default() }) })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let users: HashMap<String, Entitlement> = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a valid seed file: {e}", path.display()))?;
+        Ok(MemoryStore {
+            data: Mutex::new(Data {
+                users,
+                ..Default::default()
+            }),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -52,7 +60,9 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, Data> {
         // A panic while holding the lock cannot leave a half-written entry (every
         // write is a single insert/remove), so a poisoned lock is safe to reuse.
-        self.data.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.data
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -76,7 +86,11 @@ impl EntitlementStore for MemoryStore {
         Ok(self.lock().users.get(user_id).cloned())
     }
 
-    async fn update(&self, user_id: &str, update: Update<'_, Entitlement>) -> Result<Option<Entitlement>, StoreError> {
+    async fn update(
+        &self,
+        user_id: &str,
+        update: Update<'_, Entitlement>,
+    ) -> Result<Option<Entitlement>, StoreError> {
         Ok(apply(&mut self.lock().users, user_id, update))
     }
 
@@ -126,7 +140,12 @@ impl EntitlementStore for MemoryStore {
     }
 
     async fn audit(&self, user_id: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        Ok(self.lock().audit.get(user_id).map(|t| t.iter().take(limit).cloned().collect()).unwrap_or_default())
+        Ok(self
+            .lock()
+            .audit
+            .get(user_id)
+            .map(|t| t.iter().take(limit).cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn set_unlinked(&self, customer_id: &str, unlinked: bool) -> Result<(), StoreError> {
@@ -165,7 +184,11 @@ mod tests {
     fn seed_file_loads_and_bad_seed_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("users.json");
-        std::fs::write(&good, r#"{"alice":{"subscriptions":[{"id":"sub_1","status":"active"}]}}"#).unwrap();
+        std::fs::write(
+            &good,
+            r#"{"alice":{"subscriptions":[{"id":"sub_1","status":"active"}]}}"#,
+        )
+        .unwrap();
         assert_eq!(MemoryStore::from_seed_file(&good).unwrap().len(), 1);
         let bad = dir.path().join("bad.json");
         std::fs::write(&bad, r#"{"alice": 5}"#).unwrap();

@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::apply::record::CustomerRecord;
 use crate::entitlement::{Entitlement, UnixTime};
 
+pub use self::redis::RedisStore;
 pub use cache::{EntitlementCache, Lookup};
 pub use memory::MemoryStore;
-pub use self::redis::RedisStore;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -67,7 +67,11 @@ pub trait EntitlementStore: Send + Sync + 'static {
     async fn load(&self, user_id: &str) -> Result<Option<Entitlement>, StoreError>;
 
     /// Applies `update` to one user's record atomically and returns the new value.
-    async fn update(&self, user_id: &str, update: Update<'_, Entitlement>) -> Result<Option<Entitlement>, StoreError>;
+    async fn update(
+        &self,
+        user_id: &str,
+        update: Update<'_, Entitlement>,
+    ) -> Result<Option<Entitlement>, StoreError>;
 
     /// The record kept for one Stripe customer.
     async fn load_customer(&self, customer_id: &str) -> Result<Option<CustomerRecord>, StoreError>;
@@ -112,7 +116,12 @@ pub trait EntitlementStore: Send + Sync + 'static {
     /// announces the changed users, remembers the event id and records the
     /// delivery. An error means the announcement may not have gone out, so the
     /// delivery must not be acknowledged.
-    async fn complete_event(&self, event_id: &str, users: &[String], delivery: &Delivery) -> Result<(), StoreError> {
+    async fn complete_event(
+        &self,
+        event_id: &str,
+        users: &[String],
+        delivery: &Delivery,
+    ) -> Result<(), StoreError> {
         self.publish_invalidation(users).await?;
         self.mark_event(event_id).await?;
         self.record_delivery(delivery).await

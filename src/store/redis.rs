@@ -24,7 +24,9 @@ use redis::AsyncCommands;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{AuditEntry, Delivery, EntitlementStore, StoreError, Update, AUDIT_KEPT, DELIVERIES_KEPT};
+use super::{
+    AuditEntry, Delivery, EntitlementStore, StoreError, Update, AUDIT_KEPT, DELIVERIES_KEPT,
+};
 use crate::apply::record::CustomerRecord;
 use crate::entitlement::Entitlement;
 
@@ -64,11 +66,15 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-async fn timed<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
+async fn timed<T>(
+    f: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
     match tokio::time::timeout(OP_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(unavailable(e)),
-        Err(_) => Err(StoreError::Unavailable("redis did not answer in time".into())),
+        Err(_) => Err(StoreError::Unavailable(
+            "redis did not answer in time".into(),
+        )),
     }
 }
 
@@ -76,14 +82,21 @@ impl RedisStore {
     /// Connects lazily: the gateway starts (not ready) even when Redis is down,
     /// and the connection manager reconnects by itself when it comes back.
     pub fn new(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::Unavailable(format!("bad redis_url: {e}")))?;
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad redis_url: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
-        Ok(RedisStore { client, conn, prefix: prefix.to_string(), cas: redis::Script::new(CAS_SCRIPT) })
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        Ok(RedisStore {
+            client,
+            conn,
+            prefix: prefix.to_string(),
+            cas: redis::Script::new(CAS_SCRIPT),
+        })
     }
 
     pub fn user_key(&self, user_id: &str) -> String {
@@ -102,21 +115,38 @@ impl RedisStore {
         format!("{}{{u:{user_id}}}:audit", self.prefix)
     }
 
-    async fn push_capped<T: Serialize>(&self, key: String, value: &T, cap: usize) -> Result<(), StoreError> {
+    async fn push_capped<T: Serialize>(
+        &self,
+        key: String,
+        value: &T,
+        cap: usize,
+    ) -> Result<(), StoreError> {
         let text = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
-        pipe.atomic().lpush(&key, text).ignore().ltrim(&key, 0, cap as isize - 1).ignore();
+        pipe.atomic()
+            .lpush(&key, text)
+            .ignore()
+            .ltrim(&key, 0, cap as isize - 1)
+            .ignore();
         timed(pipe.query_async::<()>(&mut conn)).await
     }
 
-    async fn read_list<T: DeserializeOwned>(&self, key: String, limit: usize) -> Result<Vec<T>, StoreError> {
+    async fn read_list<T: DeserializeOwned>(
+        &self,
+        key: String,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
         let raw: Vec<String> = timed(conn.lrange(&key, 0, limit as isize - 1)).await?;
-        raw.iter().map(|t| serde_json::from_str(t).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))).collect()
+        raw.iter()
+            .map(|t| {
+                serde_json::from_str(t).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))
+            })
+            .collect()
     }
 
     fn channel(&self) -> String {
@@ -126,11 +156,18 @@ impl RedisStore {
     async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
         let mut conn = self.conn.clone();
         let raw: Option<String> = timed(conn.get(key)).await?;
-        raw.map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))).transpose()
+        raw.map(|text| {
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))
+        })
+        .transpose()
     }
 
     /// Optimistic read-compute-swap of one JSON record.
-    async fn update_json<T>(&self, key: &str, update: Update<'_, T>) -> Result<Option<T>, StoreError>
+    async fn update_json<T>(
+        &self,
+        key: &str,
+        update: Update<'_, T>,
+    ) -> Result<Option<T>, StoreError>
     where
         T: Serialize + DeserializeOwned + PartialEq,
     {
@@ -138,17 +175,27 @@ impl RedisStore {
         for _ in 0..CAS_ATTEMPTS {
             let raw: Option<String> = timed(conn.get(key)).await?;
             let current: Option<T> = match &raw {
-                Some(text) => Some(serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?),
+                Some(text) => Some(
+                    serde_json::from_str(text)
+                        .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?,
+                ),
                 None => None,
             };
-            let unchanged_input = current.as_ref().map(|c| serde_json::to_string(c).ok()).unwrap_or_default();
+            let unchanged_input = current
+                .as_ref()
+                .map(|c| serde_json::to_string(c).ok())
+                .unwrap_or_default();
             let next = update(current);
             let next_text = match &next {
-                Some(value) => serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                Some(value) => {
+                    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?
+                }
                 None => String::new(),
             };
             // Nothing to write: skip the round trip (duplicates are common).
-            if raw.is_some() && unchanged_input.as_deref() == Some(next_text.as_str()) || raw.is_none() && next.is_none() {
+            if raw.is_some() && unchanged_input.as_deref() == Some(next_text.as_str())
+                || raw.is_none() && next.is_none()
+            {
                 return Ok(next);
             }
             let expected = raw.unwrap_or_default();
@@ -167,7 +214,10 @@ impl RedisStore {
     /// Listens on the invalidation channel for as long as the process runs,
     /// reconnecting with backoff. After every (re)subscribe it reports
     /// [`Invalidation::All`], because messages sent while disconnected are lost.
-    pub fn spawn_invalidation_listener(&self, on_change: impl Fn(Invalidation) + Send + Sync + 'static) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_invalidation_listener(
+        &self,
+        on_change: impl Fn(Invalidation) + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let client = self.client.clone();
         let channel = self.channel();
         tokio::spawn(async move {
@@ -183,7 +233,9 @@ impl RedisStore {
                             while let Some(message) = messages.next().await {
                                 let payload: String = message.get_payload().unwrap_or_default();
                                 match serde_json::from_str::<Vec<String>>(&payload) {
-                                    Ok(users) => users.into_iter().for_each(|u| on_change(Invalidation::User(u))),
+                                    Ok(users) => users
+                                        .into_iter()
+                                        .for_each(|u| on_change(Invalidation::User(u))),
                                     Err(_) => on_change(Invalidation::All),
                                 }
                             }
@@ -206,7 +258,11 @@ impl EntitlementStore for RedisStore {
         self.get_json(&self.user_key(user_id)).await
     }
 
-    async fn update(&self, user_id: &str, update: Update<'_, Entitlement>) -> Result<Option<Entitlement>, StoreError> {
+    async fn update(
+        &self,
+        user_id: &str,
+        update: Update<'_, Entitlement>,
+    ) -> Result<Option<Entitlement>, StoreError> {
         self.update_json(&self.user_key(user_id), update).await
     }
 
@@ -219,7 +275,8 @@ impl EntitlementStore for RedisStore {
         customer_id: &str,
         update: Update<'_, CustomerRecord>,
     ) -> Result<Option<CustomerRecord>, StoreError> {
-        self.update_json(&self.customer_key(customer_id), update).await
+        self.update_json(&self.customer_key(customer_id), update)
+            .await
     }
 
     async fn event_seen(&self, event_id: &str) -> Result<bool, StoreError> {
@@ -236,21 +293,29 @@ impl EntitlementStore for RedisStore {
         if user_ids.is_empty() {
             return Ok(());
         }
-        let payload = serde_json::to_string(user_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let payload =
+            serde_json::to_string(user_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut conn = self.conn.clone();
         timed(conn.publish::<_, _, ()>(self.channel(), payload)).await
     }
 
     async fn record_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
-        self.push_capped(format!("{}deliveries", self.prefix), delivery, DELIVERIES_KEPT).await
+        self.push_capped(
+            format!("{}deliveries", self.prefix),
+            delivery,
+            DELIVERIES_KEPT,
+        )
+        .await
     }
 
     async fn recent_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-        self.read_list(format!("{}deliveries", self.prefix), limit).await
+        self.read_list(format!("{}deliveries", self.prefix), limit)
+            .await
     }
 
     async fn append_audit(&self, user_id: &str, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.push_capped(self.audit_key(user_id), entry, AUDIT_KEPT).await
+        self.push_capped(self.audit_key(user_id), entry, AUDIT_KEPT)
+            .await
     }
 
     async fn audit(&self, user_id: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
@@ -274,14 +339,21 @@ impl EntitlementStore for RedisStore {
         Ok(ids)
     }
 
-    async fn complete_event(&self, event_id: &str, users: &[String], delivery: &Delivery) -> Result<(), StoreError> {
+    async fn complete_event(
+        &self,
+        event_id: &str,
+        users: &[String],
+        delivery: &Delivery,
+    ) -> Result<(), StoreError> {
         // One pipelined round trip instead of three: on the ingestion path every
         // round trip counts (see benches/ingest.rs).
         let deliveries = format!("{}deliveries", self.prefix);
-        let record = serde_json::to_string(delivery).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let record =
+            serde_json::to_string(delivery).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut pipe = redis::pipe();
         if !users.is_empty() {
-            let payload = serde_json::to_string(users).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let payload =
+                serde_json::to_string(users).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             pipe.publish(self.channel(), payload).ignore();
         }
         pipe.set_ex(self.event_key(event_id), 1, EVENT_TTL_SECS)
@@ -296,7 +368,9 @@ impl EntitlementStore for RedisStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        timed(redis::cmd("PING").query_async::<String>(&mut conn)).await.map(|_| ())
+        timed(redis::cmd("PING").query_async::<String>(&mut conn))
+            .await
+            .map(|_| ())
     }
 
     fn kind(&self) -> &'static str {
@@ -339,8 +413,15 @@ mod tests {
         store.spawn_invalidation_listener(move |change| {
             let _ = tx.send(change);
         });
-        assert_eq!(rx.recv().await, Some(Invalidation::All), "subscribing announces a full invalidation");
-        store.publish_invalidation(&["u1".into(), "u2".into()]).await.unwrap();
+        assert_eq!(
+            rx.recv().await,
+            Some(Invalidation::All),
+            "subscribing announces a full invalidation"
+        );
+        store
+            .publish_invalidation(&["u1".into(), "u2".into()])
+            .await
+            .unwrap();
         assert_eq!(rx.recv().await, Some(Invalidation::User("u1".into())));
         assert_eq!(rx.recv().await, Some(Invalidation::User("u2".into())));
     }

@@ -64,10 +64,24 @@ pub struct WebhookEndpoint {
 impl WebhookEndpoint {
     /// The endpoint for `config`, with a Stripe API client when it has a key.
     pub fn new(config: StripeConfig, applier: Applier, cache: EntitlementCache) -> Self {
-        let stripe_api = config.api_key.as_deref().filter(|key| !key.is_empty()).map(|key| {
-            StripeApi::new(&config.api_base, key, OutboundClient::new(STRIPE_API_TIMEOUT)).with_retry(RetryPolicy::WEBHOOK)
-        });
-        WebhookEndpoint { config, applier, cache, stripe_api }
+        let stripe_api = config
+            .api_key
+            .as_deref()
+            .filter(|key| !key.is_empty())
+            .map(|key| {
+                StripeApi::new(
+                    &config.api_base,
+                    key,
+                    OutboundClient::new(STRIPE_API_TIMEOUT),
+                )
+                .with_retry(RetryPolicy::WEBHOOK)
+            });
+        WebhookEndpoint {
+            config,
+            applier,
+            cache,
+            stripe_api,
+        }
     }
 
     /// Handles one delivery. The body is read whole (the signature covers the
@@ -81,15 +95,29 @@ impl WebhookEndpoint {
             return Err(Deny::MethodNotAllowed);
         }
         let max = self.config.max_body;
-        let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > max) {
             return Err(Deny::PayloadTooLarge);
         }
-        let header = request.headers().get("stripe-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = match Limited::new(request.into_body(), max as usize).collect().await {
+        let header = request
+            .headers()
+            .get("stripe-signature")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = match Limited::new(request.into_body(), max as usize)
+            .collect()
+            .await
+        {
             Ok(collected) => collected.to_bytes(),
             Err(error) => {
-                if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if error
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     return Err(Deny::PayloadTooLarge);
                 }
                 return Err(Deny::BadPayload("the body could not be read".into()));
@@ -97,7 +125,14 @@ impl WebhookEndpoint {
         };
 
         let tolerance = self.config.tolerance.as_secs() as i64;
-        signature::verify(header.as_deref(), &body, &self.config.webhook_secrets, tolerance, unix_now()).map_err(|e| {
+        signature::verify(
+            header.as_deref(),
+            &body,
+            &self.config.webhook_secrets,
+            tolerance,
+            unix_now(),
+        )
+        .map_err(|e| {
             crate::metrics::webhook("unverified", "rejected");
             Deny::BadSignature(e.to_string())
         })?;
@@ -127,7 +162,10 @@ impl WebhookEndpoint {
             users = ?users,
             "webhook delivery"
         );
-        Ok(json_response(StatusCode::OK, &json!({"received": true, "result": outcome.as_str()})))
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"received": true, "result": outcome.as_str()}),
+        ))
     }
 
     /// Keeps the delivery in the capped list the admin API shows.
@@ -144,7 +182,11 @@ impl WebhookEndpoint {
     }
 
     async fn apply(&self, event: &event::Event) -> Result<(Outcome, Vec<String>), Deny> {
-        if self.config.livemode.is_some_and(|live| live != event.livemode) {
+        if self
+            .config
+            .livemode
+            .is_some_and(|live| live != event.livemode)
+        {
             self.record(event, Outcome::OtherMode.as_str()).await;
             return Ok((Outcome::OtherMode, Vec::new()));
         }
@@ -162,11 +204,19 @@ impl WebhookEndpoint {
             return Ok((Outcome::Duplicate, Vec::new()));
         }
         let fresh = self.read_back(event).await?;
-        let applied = self.applier.apply_event(&fresh).await.map_err(unavailable)?;
+        let applied = self
+            .applier
+            .apply_event(&fresh)
+            .await
+            .map_err(unavailable)?;
         for user in &applied.users {
             self.cache.invalidate(user).await;
         }
-        let outcome = if matches!(event.kind, event::EventKind::Invoice { .. }) { Outcome::Ignored } else { Outcome::Applied };
+        let outcome = if matches!(event.kind, event::EventKind::Invoice { .. }) {
+            Outcome::Ignored
+        } else {
+            Outcome::Applied
+        };
         // Other instances must see the change within a second of our 2xx, so a
         // failed publish is a failed delivery (the redelivery re-publishes).
         // The same round trip remembers the event id and records the delivery.
@@ -176,7 +226,10 @@ impl WebhookEndpoint {
             result: outcome.as_str().to_string(),
             at: unix_now(),
         };
-        store.complete_event(&event.id, &applied.users, &delivery).await.map_err(unavailable)?;
+        store
+            .complete_event(&event.id, &applied.users, &delivery)
+            .await
+            .map_err(unavailable)?;
         Ok((outcome, applied.users))
     }
 
@@ -194,13 +247,19 @@ impl WebhookEndpoint {
     /// created after it can. The event id is kept, so stamps and audit trails
     /// still name the delivery. Any API failure answers `503`: Stripe redelivers.
     async fn read_back<'e>(&self, event: &'e event::Event) -> Result<Cow<'e, event::Event>, Deny> {
-        let Some(api) = &self.stripe_api else { return Ok(Cow::Borrowed(event)) };
+        let Some(api) = &self.stripe_api else {
+            return Ok(Cow::Borrowed(event));
+        };
         let failed = |e: StripeApiError| {
             tracing::warn!(error = %e, event_id = %event.id, "Stripe API read failed; answering 503 so Stripe redelivers");
             Deny::StripeUnavailable
         };
-        let reads = (matches!(event.kind, event::EventKind::Subscription { .. }) && self.config.refetch)
-            || matches!(event.kind, event::EventKind::EntitlementSummary { has_more: true, .. });
+        let reads = (matches!(event.kind, event::EventKind::Subscription { .. })
+            && self.config.refetch)
+            || matches!(
+                event.kind,
+                event::EventKind::EntitlementSummary { has_more: true, .. }
+            );
         if reads && api.livemode().is_some_and(|live| live != event.livemode) {
             // A key of the other mode gets 404 for everything: storing that as
             // "canceled" would cancel every subscription.
@@ -213,7 +272,10 @@ impl WebhookEndpoint {
         }
         match &event.kind {
             event::EventKind::Subscription { subscription, .. } if self.config.refetch => {
-                let read = api.get_subscription(&subscription.id).await.map_err(failed)?;
+                let read = api
+                    .get_subscription(&subscription.id)
+                    .await
+                    .map_err(failed)?;
                 match read.value {
                     Some(object) => {
                         let fresh = object_event(&event.event_type, &event.id, read.read_at, &object, &self.config.user_metadata_keys)
@@ -226,18 +288,30 @@ impl WebhookEndpoint {
                     None => {
                         let mut gone = event.clone();
                         gone.created = read.read_at;
-                        if let event::EventKind::Subscription { subscription, .. } = &mut gone.kind {
+                        if let event::EventKind::Subscription { subscription, .. } = &mut gone.kind
+                        {
                             subscription.status = SubscriptionStatus::Canceled;
                         }
                         Ok(Cow::Owned(gone))
                     }
                 }
             }
-            event::EventKind::EntitlementSummary { customer, has_more: true, .. } => {
-                let read = api.active_entitlement_keys(customer).await.map_err(failed)?;
+            event::EventKind::EntitlementSummary {
+                customer,
+                has_more: true,
+                ..
+            } => {
+                let read = api
+                    .active_entitlement_keys(customer)
+                    .await
+                    .map_err(failed)?;
                 let mut full = event.clone();
                 full.created = read.read_at;
-                full.kind = event::EventKind::EntitlementSummary { customer: customer.clone(), lookup_keys: read.value, has_more: false };
+                full.kind = event::EventKind::EntitlementSummary {
+                    customer: customer.clone(),
+                    lookup_keys: read.value,
+                    has_more: false,
+                };
                 Ok(Cow::Owned(full))
             }
             _ => Ok(Cow::Borrowed(event)),

@@ -39,7 +39,11 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 /// Every value of a header in a list of `(name, value)` pairs, by
 /// case-insensitive name (responses and recorded requests share it).
 pub fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
-    headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 pub fn comma_list(value: &str) -> Vec<String> {

@@ -365,6 +365,13 @@ pub async fn until_forwarded(gw: &Gateway, user: &str, what: &str) -> RawRespons
 
 /// The `SUBSCRIPTION_REQUIRED` body for `user`, polled for up to a second.
 pub async fn until_subscription_required(gw: &Gateway, user: &str, what: &str) -> Value {
-    let resp = until(gw, VISIBLE_WITHIN, what, || banking(user), is_denied(402, "SUBSCRIPTION_REQUIRED")).await;
+    let resp = until(
+        gw,
+        VISIBLE_WITHIN,
+        what,
+        || banking(user),
+        is_denied(402, "SUBSCRIPTION_REQUIRED"),
+    )
+    .await;
     super::assert_error(&resp, 402, "SUBSCRIPTION_REQUIRED")
 }

@@ -199,7 +199,9 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                accept_state.connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                accept_state
+                    .connections
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let state = accept_state.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| handle(state.clone(), req));
@@ -218,7 +220,9 @@ impl Upstream {
 
     /// How many TCP connections the upstream has accepted.
     pub fn connections(&self) -> usize {
-        self.state.connections.load(std::sync::atomic::Ordering::SeqCst)
+        self.state
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// `http://127.0.0.1:PORT`, for `upstream.url`.
