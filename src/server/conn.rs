@@ -162,16 +162,16 @@ impl ClientIo {
     /// Called when a read would block: which deadline applies to this wait,
     /// and whether it has passed.
     fn expired(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
-        if self.state.busy.load(Ordering::Relaxed) > 0 {
-            // A request is being served: its body has `server.body_timeout`,
-            // the upstream `upstream.timeout`.
-            return None;
-        }
+        let busy = self.state.busy.load(Ordering::Relaxed) > 0;
         let started = self.catch_up();
-        let wanted = if started == 0 || self.head_started {
-            Armed::Head(started)
-        } else {
+        // While a request is served (its body has `server.body_timeout`, the
+        // upstream `upstream.timeout`) the idle deadline is armed already:
+        // hyper may not read again once the response is written, so the timer
+        // is what wakes this connection to close it if it stays idle.
+        let wanted = if busy || !(started == 0 || self.head_started) {
             Armed::Idle(started)
+        } else {
+            Armed::Head(started)
         };
         if self.armed != wanted {
             let after = if matches!(wanted, Armed::Head(_)) {
@@ -183,6 +183,12 @@ impl ClientIo {
         }
         let timer = self.timer.as_mut()?;
         if timer.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        if busy {
+            // Still serving: the idle time starts over.
+            self.arm(wanted, self.limits.idle);
+            let _ = self.timer.as_mut()?.as_mut().poll(cx);
             return None;
         }
         Some(match wanted {

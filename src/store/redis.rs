@@ -78,7 +78,37 @@ async fn timed<T>(
     }
 }
 
+/// True when a command failed because its pooled connection had died (Redis
+/// restarted, a proxy or NAT dropped an idle socket): the connection manager
+/// reconnects on such an error, so the same command can go again at once on a
+/// fresh connection. A refused connection or a timeout is an outage, not a
+/// stale socket: trying again would only double the wait.
+fn dead_connection(e: &redis::RedisError) -> bool {
+    (e.is_connection_dropped() || e.is_io_error()) && !e.is_connection_refusal() && !e.is_timeout()
+}
+
 impl RedisStore {
+    /// Runs one store command (a command, pipeline or script, each safe to
+    /// repeat) and, if it failed on a dead pooled connection, once more on a
+    /// fresh one before the request or webhook is failed (SPEC §10).
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(OP_TIMEOUT, op(self.conn.clone())).await {
+            Ok(Err(e)) if dead_connection(&e) => {
+                tracing::info!(error = %e, "redis connection was dead; retrying once on a fresh one");
+                timed(op(self.conn.clone())).await
+            }
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(StoreError::Unavailable(
+                "redis did not answer in time".into(),
+            )),
+        }
+    }
+
     /// Connects lazily: the gateway starts (not ready) even when Redis is down,
     /// and the connection manager reconnects by itself when it comes back.
     pub fn new(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
@@ -122,14 +152,15 @@ impl RedisStore {
         cap: usize,
     ) -> Result<(), StoreError> {
         let text = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         pipe.atomic()
             .lpush(&key, text)
             .ignore()
             .ltrim(&key, 0, cap as isize - 1)
             .ignore();
-        timed(pipe.query_async::<()>(&mut conn)).await
+        let pipe = &pipe;
+        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
     }
 
     async fn read_list<T: DeserializeOwned>(
@@ -140,8 +171,10 @@ impl RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.clone();
-        let raw: Vec<String> = timed(conn.lrange(&key, 0, limit as isize - 1)).await?;
+        let key_ref = &key;
+        let raw: Vec<String> = self
+            .run(|mut c| async move { c.lrange(key_ref, 0, limit as isize - 1).await })
+            .await?;
         raw.iter()
             .map(|t| {
                 serde_json::from_str(t).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))
@@ -154,8 +187,7 @@ impl RedisStore {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        let mut conn = self.conn.clone();
-        let raw: Option<String> = timed(conn.get(key)).await?;
+        let raw: Option<String> = self.run(|mut c| async move { c.get(key).await }).await?;
         raw.map(|text| {
             serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))
         })
@@ -171,9 +203,8 @@ impl RedisStore {
     where
         T: Serialize + DeserializeOwned + PartialEq,
     {
-        let mut conn = self.conn.clone();
         for _ in 0..CAS_ATTEMPTS {
-            let raw: Option<String> = timed(conn.get(key)).await?;
+            let raw: Option<String> = self.run(|mut c| async move { c.get(key).await }).await?;
             let current: Option<T> = match &raw {
                 Some(text) => Some(
                     serde_json::from_str(text)
@@ -201,7 +232,10 @@ impl RedisStore {
             let expected = raw.unwrap_or_default();
             let mut invocation = self.cas.key(key);
             invocation.arg(&expected).arg(&next_text);
-            let swapped: i64 = timed(invocation.invoke_async(&mut conn)).await?;
+            let invocation = &invocation;
+            let swapped: i64 = self
+                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+                .await?;
             if swapped == 1 {
                 return Ok(next);
             }
@@ -280,13 +314,14 @@ impl EntitlementStore for RedisStore {
     }
 
     async fn event_seen(&self, event_id: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
-        timed(conn.exists(self.event_key(event_id))).await
+        let key = &self.event_key(event_id);
+        self.run(|mut c| async move { c.exists(key).await }).await
     }
 
     async fn mark_event(&self, event_id: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        timed(conn.set_ex::<_, _, ()>(self.event_key(event_id), 1, EVENT_TTL_SECS)).await
+        let key = &self.event_key(event_id);
+        self.run(|mut c| async move { c.set_ex::<_, _, ()>(key, 1, EVENT_TTL_SECS).await })
+            .await
     }
 
     async fn publish_invalidation(&self, user_ids: &[String]) -> Result<(), StoreError> {
@@ -295,8 +330,9 @@ impl EntitlementStore for RedisStore {
         }
         let payload =
             serde_json::to_string(user_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.conn.clone();
-        timed(conn.publish::<_, _, ()>(self.channel(), payload)).await
+        let (channel, payload) = (&self.channel(), &payload);
+        self.run(|mut c| async move { c.publish::<_, _, ()>(channel, payload).await })
+            .await
     }
 
     async fn record_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
@@ -324,17 +360,21 @@ impl EntitlementStore for RedisStore {
 
     async fn set_unlinked(&self, customer_id: &str, unlinked: bool) -> Result<(), StoreError> {
         let key = format!("{}unlinked", self.prefix);
-        let mut conn = self.conn.clone();
+        let key = &key;
         if unlinked {
-            timed(conn.sadd::<_, _, ()>(key, customer_id)).await
+            self.run(|mut c| async move { c.sadd::<_, _, ()>(key, customer_id).await })
+                .await
         } else {
-            timed(conn.srem::<_, _, ()>(key, customer_id)).await
+            self.run(|mut c| async move { c.srem::<_, _, ()>(key, customer_id).await })
+                .await
         }
     }
 
     async fn unlinked_customers(&self) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn.clone();
-        let mut ids: Vec<String> = timed(conn.smembers(format!("{}unlinked", self.prefix))).await?;
+        let key = &format!("{}unlinked", self.prefix);
+        let mut ids: Vec<String> = self
+            .run(|mut c| async move { c.smembers(key).await })
+            .await?;
         ids.sort();
         Ok(ids)
     }
@@ -362,13 +402,13 @@ impl EntitlementStore for RedisStore {
             .ignore()
             .ltrim(&deliveries, 0, DELIVERIES_KEPT as isize - 1)
             .ignore();
-        let mut conn = self.conn.clone();
-        timed(pipe.query_async::<()>(&mut conn)).await
+        let pipe = &pipe;
+        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        timed(redis::cmd("PING").query_async::<String>(&mut conn))
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
             .await
             .map(|_| ())
     }
