@@ -356,3 +356,34 @@ async fn minted_token_is_accepted_by_the_gateway() {
     let got = forwarded(&gw, &up, get("/api/banking").bearer(&token)).await;
     assert_eq!(got.header_all("x-user-id"), ["alice"]);
 }
+
+/// `paygate token … | head -c0`: the reader is gone before the token is
+/// written. The pipe's read end is closed before the process starts, so the
+/// write fails with EPIPE every time (no race with a real `head`).
+#[test]
+fn writing_to_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config();
+    let path = cfg.write_to(dir.path());
+    for args in [
+        vec!["token", "--user", "alice"],
+        vec!["check-config"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let mut cmd = paygate();
+        cmd.args(&args).args(["--config", path.to_str().unwrap()]);
+        for (k, v) in cfg.envs() {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run paygate");
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.contains("backtrace"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
