@@ -363,13 +363,11 @@ impl Gateway {
                 return Err((Deny::BadRequest(reason), outcome));
             }
         };
+        let h = &mut parts.headers;
+        let was_chunked = headers::strip_hop_by_hop(h, upgrade);
         // hyper sends no body on a GET/HEAD whose length is not known up front;
         // a chunked one is passed on as chunked instead of silently dropped.
-        let chunked_without_length = parts.headers.contains_key(TRANSFER_ENCODING)
-            && matches!(parts.method, Method::GET | Method::HEAD);
-        let h = &mut parts.headers;
-        headers::strip_hop_by_hop(h, upgrade);
-        if chunked_without_length {
+        if was_chunked && matches!(parts.method, Method::GET | Method::HEAD) {
             h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         }
         headers::strip_identity(h, &config.headers);

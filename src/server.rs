@@ -28,6 +28,11 @@ use conn::{ClientIo, ConnState, Deadlines, Tracked};
 /// clients wait for SYN retransmits (1 s, then 3 s).
 pub const LISTEN_BACKLOG: u32 = 4096;
 
+/// The largest request head accepted (hyper's connection read buffer).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The most header lines accepted in a request head (hyper's default).
+pub const MAX_HEADERS: usize = 100;
+
 /// Binds `addr` with [`LISTEN_BACKLOG`] (tokio's `TcpListener::bind` uses 1,024).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -58,6 +63,12 @@ pub async fn run(
         // also run while a keep-alive connection is idle, cutting every idle
         // connection at header_timeout whatever keepalive_timeout says.
         .header_read_timeout(None)
+        // A request head (request line and headers) may take 64 KiB, else
+        // hyper answers 431 (README, "Limits"); without it the head could
+        // grow to hyper's 408 KiB buffer, and 10,000 slow heads hold 4 GB.
+        // The 100-header limit is hyper's default: setting it explicitly
+        // would move the parser's header array to the heap on every request.
+        .max_header_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     let deadlines = Deadlines {
         head: config.server.header_timeout,

@@ -365,10 +365,7 @@ fn writing_to_a_closed_pipe_ends_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config();
     let path = cfg.write_to(dir.path());
-    for args in [
-        vec!["token", "--user", "alice"],
-        vec!["check-config"],
-    ] {
+    for args in [vec!["token", "--user", "alice"], vec!["check-config"]] {
         let (reader, writer) = std::io::pipe().expect("pipe");
         drop(reader);
         let mut cmd = paygate();

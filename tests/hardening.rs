@@ -12,7 +12,7 @@ use support::jwt::token;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, timeout};
 
 // ---- protocol switches ----
 
@@ -455,4 +455,34 @@ async fn the_first_store_command_after_a_redis_restart_succeeds() {
         .send(get("/api/banking").bearer(&token("after-restart")))
         .await;
     assert_error(&resp, 402, "CHECKOUT_REQUIRED");
+}
+
+// ---- the parser's own limits ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_over_the_documented_limits_are_431_and_not_forwarded() {
+    let (up, gw) = world(|c| c).await;
+    // A 70 KiB header value: over the 64 KiB head limit.
+    let resp = gw
+        .send(get("/health").header("X-Big", &"a".repeat(70 * 1024)))
+        .await;
+    assert_eq!(resp.status, 431, "{resp:?}");
+    // 101 header lines: over the 100-header limit.
+    let mut many = get("/health");
+    for i in 0..101 {
+        many = many.header(&format!("X-H{i}"), "1");
+    }
+    let resp = gw.send(many).await;
+    assert_eq!(resp.status, 431, "{resp:?}");
+    // Just under both limits is served.
+    let mut ok = get("/health").header("X-Big", &"a".repeat(60 * 1024));
+    for i in 0..90 {
+        ok = ok.header(&format!("X-H{i}"), "1");
+    }
+    assert_eq!(gw.send(ok).await.status, 200);
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "only the request within the limits was forwarded"
+    );
 }

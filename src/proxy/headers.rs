@@ -90,7 +90,10 @@ impl Peer {
 /// names. When `keep_upgrade` is set (a tunnelled WebSocket/Upgrade request or
 /// its 101 answer) `Upgrade` and `Connection: upgrade` survive, because the next
 /// hop needs them to agree to the protocol switch.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+///
+/// Returns whether a `Transfer-Encoding` header was there (found by the same
+/// scan, so the caller needs no extra lookup).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
     // One pass over the names present (a handful) finds which hop-by-hop ones
     // are there; only those are then removed.
     let mut present = 0u16;
@@ -135,6 +138,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
+    present & (1 << 5) != 0
 }
 
 /// True when the request asks for a switch to WebSocket, the one protocol
@@ -295,11 +299,12 @@ pub fn set_forwarded(
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
     // A trusted proxy's value is kept only when it is one valid authority.
-    let forwarded_host_ok = {
-        let mut values = headers.get_all(&X_FORWARDED_HOST).iter();
-        matches!((values.next(), values.next()), (Some(v), None) if is_valid_authority(v.as_bytes()))
-    };
-    if !(trusted && forwarded_host_ok) {
+    let keep_forwarded_host = trusted
+        && {
+            let mut values = headers.get_all(&X_FORWARDED_HOST).iter();
+            matches!((values.next(), values.next()), (Some(v), None) if is_valid_authority(v.as_bytes()))
+        };
+    if !keep_forwarded_host {
         match original_host {
             Some(host) => {
                 headers.insert(X_FORWARDED_HOST.clone(), host.clone());
