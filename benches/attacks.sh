@@ -20,7 +20,7 @@ ensure_tools nginx curl python3
 ensure_paygate
 make_tmp attacks
 # 4,000 client sockets here and as many in the gateway.
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 UP_PORT=$(free_port)
 PROXY_PORT=$(free_port)
