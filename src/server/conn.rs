@@ -134,10 +134,17 @@ pub struct ClientIo {
     head_started: bool,
     /// The first bytes have been looked at (HTTP/2 preface check).
     sniffed: bool,
+    /// When the connection was accepted: the first head's deadline counts from it.
+    accepted: Instant,
 }
 
 impl ClientIo {
-    pub fn new(stream: TcpStream, state: Arc<ConnState>, limits: Deadlines) -> Self {
+    pub fn new(
+        stream: TcpStream,
+        state: Arc<ConnState>,
+        limits: Deadlines,
+        accepted: Instant,
+    ) -> Self {
         ClientIo {
             stream,
             state,
@@ -147,11 +154,17 @@ impl ClientIo {
             seen: 0,
             head_started: false,
             sniffed: false,
+            accepted,
         }
     }
 
     fn arm(&mut self, armed: Armed, after: Duration) {
-        let deadline = Instant::now() + after;
+        let from = if armed == Armed::Head(0) {
+            self.accepted
+        } else {
+            Instant::now()
+        };
+        let deadline = from + after;
         match &mut self.timer {
             Some(timer) => timer.as_mut().reset(deadline),
             None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
