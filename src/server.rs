@@ -115,8 +115,10 @@ pub async fn run(
             // something: it allocates its 8 KiB read and write buffers at the
             // start, which 4,000 idle connections turned into ~80 MB. A client
             // silent for header_timeout is dropped here, unparsed.
+            let mut first = [0u8; 1];
             let first_bytes = tokio::select! {
-                ready = tokio::time::timeout(deadlines.head, stream.readable()) => matches!(ready, Ok(Ok(()))),
+                // `peek` waits for a byte (or EOF); `readable` may answer at once.
+                ready = tokio::time::timeout(deadlines.head, stream.peek(&mut first)) => matches!(ready, Ok(Ok(1))),
                 _ = stop.wait_for(|stopping| *stopping) => false,
             };
             if !first_bytes {
