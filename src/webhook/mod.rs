@@ -1,8 +1,15 @@
-//! The Stripe webhook endpoint (SPEC §6): verify the signature over the raw
+//! The Stripe webhook endpoint (SPEC §6, §10): verify the signature over the raw
 //! body, parse the event, apply it, and acknowledge with 2xx only once the
 //! effect is in the store and every instance was told. Anything else answers an
 //! error and changes nothing, so Stripe redelivers and nothing acknowledged is lost.
+//!
+//! The endpoint is open to the internet and must hold a body whole before it can
+//! judge it, so it refuses what it can before reading: a declared length over
+//! `stripe.max_body`, a missing or malformed `Stripe-Signature`, a `t` outside the
+//! tolerance, more than `stripe.max_concurrent` bodies already being read. A body
+//! must then arrive whole within `stripe.body_timeout`.
 
+mod body;
 pub mod event;
 pub mod signature;
 
@@ -12,8 +19,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use crate::apply::Applier;
 use crate::config::StripeConfig;
@@ -59,50 +67,103 @@ pub struct WebhookEndpoint {
     /// carries. Only ever called while handling a delivery, never on the
     /// request path.
     pub stripe_api: Option<StripeApi>,
+    /// One permit per webhook body being read (`stripe.max_concurrent`): bounds the
+    /// memory a flood of large, slow deliveries can pin, since every body must be held
+    /// whole before its signature can be checked.
+    reading: Semaphore,
 }
 
 impl WebhookEndpoint {
     /// The endpoint for `config`, with a Stripe API client when it has a key.
     pub fn new(config: StripeConfig, applier: Applier, cache: EntitlementCache) -> Self {
-        let stripe_api = config.api_key.as_deref().filter(|key| !key.is_empty()).map(|key| {
-            StripeApi::new(&config.api_base, key, OutboundClient::new(STRIPE_API_TIMEOUT)).with_retry(RetryPolicy::WEBHOOK)
-        });
-        WebhookEndpoint { config, applier, cache, stripe_api }
+        let stripe_api = config
+            .api_key
+            .as_deref()
+            .filter(|key| !key.is_empty())
+            .map(|key| {
+                StripeApi::new(
+                    &config.api_base,
+                    key,
+                    OutboundClient::new(STRIPE_API_TIMEOUT),
+                )
+                .with_retry(RetryPolicy::WEBHOOK)
+            });
+        let reading = Semaphore::new(config.max_concurrent);
+        WebhookEndpoint {
+            config,
+            applier,
+            cache,
+            stripe_api,
+            reading,
+        }
     }
 
-    /// Handles one delivery. The body is read whole (the signature covers the
-    /// raw bytes) but never beyond `stripe.max_body`.
+    /// Handles one delivery, cheapest refusals first (SPEC §10): everything that can be
+    /// judged from the head is judged before a byte of the body is read, then the body
+    /// is read whole (the signature covers the raw bytes) within `stripe.body_timeout`,
+    /// never past `stripe.max_body`, and only while fewer than `stripe.max_concurrent`
+    /// other bodies are being read.
     pub async fn handle<B>(&self, request: Request<B>) -> Result<Response<Full<Bytes>>, Deny>
     where
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if request.method() != Method::POST {
-            return Err(Deny::MethodNotAllowed);
+            return Err(refuse("method_not_allowed", Deny::MethodNotAllowed));
         }
+        // 1. A declared length over the limit: no point reading any of it.
         let max = self.config.max_body;
-        let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > max) {
-            return Err(Deny::PayloadTooLarge);
+            return Err(refuse("body_too_large", Deny::PayloadTooLarge));
         }
-        let header = request.headers().get("stripe-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = match Limited::new(request.into_body(), max as usize).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) => {
-                if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                    return Err(Deny::PayloadTooLarge);
-                }
-                return Err(Deny::BadPayload("the body could not be read".into()));
+        // 2. The header, and the time it claims, before the body: a request that could
+        // never verify must not get the gateway to hold its body.
+        let tolerance = i64::try_from(self.config.tolerance.as_secs()).unwrap_or(i64::MAX);
+        let header = signature::SignatureHeader::from_request(request.headers())
+            .and_then(|header| header.check_time(tolerance, unix_now()).map(|()| header))
+            .map_err(refuse_signature)?;
+        // 3. A reading slot. Held until the raw body is dropped, so at most
+        // `max_concurrent` bodies are in memory at once whatever their senders do.
+        let Ok(slot) = self.reading.try_acquire() else {
+            crate::metrics::webhook("unread", "rejected");
+            return Err(refuse("overloaded", Deny::Overloaded));
+        };
+        // 4. The body: whole within the deadline (a total limit, so trickling does
+        // not extend it), counted against the limit. On any refusal the blocks read so
+        // far are dropped with the future.
+        let read = body::read(request.into_body(), max);
+        let blocks = match tokio::time::timeout(self.config.body_timeout, read).await {
+            Ok(Ok(blocks)) => blocks,
+            Ok(Err(body::ReadError::TooLarge)) => {
+                return Err(refuse("body_too_large", Deny::PayloadTooLarge))
+            }
+            Ok(Err(body::ReadError::Broken)) => {
+                return Err(refuse(
+                    "body_unreadable",
+                    Deny::BadRequest("the request body could not be read"),
+                ))
+            }
+            Err(_elapsed) => {
+                crate::metrics::webhook("unread", "rejected");
+                return Err(refuse("body_timeout", Deny::RequestTimeout));
             }
         };
-
-        let tolerance = self.config.tolerance.as_secs() as i64;
-        signature::verify(header.as_deref(), &body, &self.config.webhook_secrets, tolerance, unix_now()).map_err(|e| {
-            crate::metrics::webhook("unverified", "rejected");
-            Deny::BadSignature(e.to_string())
-        })?;
-        let event = event::parse(&body, &self.config.user_metadata_keys).map_err(|e| {
+        // 5. The signature, over the pieces as they arrived (no copy).
+        header
+            .verify(blocks.pieces(), &self.config.webhook_secrets)
+            .map_err(refuse_signature)?;
+        // 6. Only a verified body is made contiguous and parsed.
+        let parsed = event::parse(&blocks.contiguous(), &self.config.user_metadata_keys);
+        drop(blocks);
+        drop(slot);
+        let event = parsed.map_err(|e| {
             crate::metrics::webhook("unparsed", "rejected");
+            tracing::info!(target: "paygate::webhook", reason = "bad_payload", error = %e, "webhook refused");
             Deny::BadPayload(e.to_string())
         })?;
 
@@ -127,7 +188,10 @@ impl WebhookEndpoint {
             users = ?users,
             "webhook delivery"
         );
-        Ok(json_response(StatusCode::OK, &json!({"received": true, "result": outcome.as_str()})))
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"received": true, "result": outcome.as_str()}),
+        ))
     }
 
     /// Keeps the delivery in the capped list the admin API shows.
@@ -144,7 +208,11 @@ impl WebhookEndpoint {
     }
 
     async fn apply(&self, event: &event::Event) -> Result<(Outcome, Vec<String>), Deny> {
-        if self.config.livemode.is_some_and(|live| live != event.livemode) {
+        if self
+            .config
+            .livemode
+            .is_some_and(|live| live != event.livemode)
+        {
             self.record(event, Outcome::OtherMode.as_str()).await;
             return Ok((Outcome::OtherMode, Vec::new()));
         }
@@ -162,11 +230,19 @@ impl WebhookEndpoint {
             return Ok((Outcome::Duplicate, Vec::new()));
         }
         let fresh = self.read_back(event).await?;
-        let applied = self.applier.apply_event(&fresh).await.map_err(unavailable)?;
+        let applied = self
+            .applier
+            .apply_event(&fresh)
+            .await
+            .map_err(unavailable)?;
         for user in &applied.users {
             self.cache.invalidate(user).await;
         }
-        let outcome = if matches!(event.kind, event::EventKind::Invoice { .. }) { Outcome::Ignored } else { Outcome::Applied };
+        let outcome = if matches!(event.kind, event::EventKind::Invoice { .. }) {
+            Outcome::Ignored
+        } else {
+            Outcome::Applied
+        };
         // Other instances must see the change within a second of our 2xx, so a
         // failed publish is a failed delivery (the redelivery re-publishes).
         // The same round trip remembers the event id and records the delivery.
@@ -176,7 +252,10 @@ impl WebhookEndpoint {
             result: outcome.as_str().to_string(),
             at: unix_now(),
         };
-        store.complete_event(&event.id, &applied.users, &delivery).await.map_err(unavailable)?;
+        store
+            .complete_event(&event.id, &applied.users, &delivery)
+            .await
+            .map_err(unavailable)?;
         Ok((outcome, applied.users))
     }
 
@@ -194,13 +273,19 @@ impl WebhookEndpoint {
     /// created after it can. The event id is kept, so stamps and audit trails
     /// still name the delivery. Any API failure answers `503`: Stripe redelivers.
     async fn read_back<'e>(&self, event: &'e event::Event) -> Result<Cow<'e, event::Event>, Deny> {
-        let Some(api) = &self.stripe_api else { return Ok(Cow::Borrowed(event)) };
+        let Some(api) = &self.stripe_api else {
+            return Ok(Cow::Borrowed(event));
+        };
         let failed = |e: StripeApiError| {
             tracing::warn!(error = %e, event_id = %event.id, "Stripe API read failed; answering 503 so Stripe redelivers");
             Deny::StripeUnavailable
         };
-        let reads = (matches!(event.kind, event::EventKind::Subscription { .. }) && self.config.refetch)
-            || matches!(event.kind, event::EventKind::EntitlementSummary { has_more: true, .. });
+        let reads = (matches!(event.kind, event::EventKind::Subscription { .. })
+            && self.config.refetch)
+            || matches!(
+                event.kind,
+                event::EventKind::EntitlementSummary { has_more: true, .. }
+            );
         if reads && api.livemode().is_some_and(|live| live != event.livemode) {
             // A key of the other mode gets 404 for everything: storing that as
             // "canceled" would cancel every subscription.
@@ -213,7 +298,10 @@ impl WebhookEndpoint {
         }
         match &event.kind {
             event::EventKind::Subscription { subscription, .. } if self.config.refetch => {
-                let read = api.get_subscription(&subscription.id).await.map_err(failed)?;
+                let read = api
+                    .get_subscription(&subscription.id)
+                    .await
+                    .map_err(failed)?;
                 match read.value {
                     Some(object) => {
                         let fresh = object_event(&event.event_type, &event.id, read.read_at, &object, &self.config.user_metadata_keys)
@@ -226,21 +314,45 @@ impl WebhookEndpoint {
                     None => {
                         let mut gone = event.clone();
                         gone.created = read.read_at;
-                        if let event::EventKind::Subscription { subscription, .. } = &mut gone.kind {
+                        if let event::EventKind::Subscription { subscription, .. } = &mut gone.kind
+                        {
                             subscription.status = SubscriptionStatus::Canceled;
                         }
                         Ok(Cow::Owned(gone))
                     }
                 }
             }
-            event::EventKind::EntitlementSummary { customer, has_more: true, .. } => {
-                let read = api.active_entitlement_keys(customer).await.map_err(failed)?;
+            event::EventKind::EntitlementSummary {
+                customer,
+                has_more: true,
+                ..
+            } => {
+                let read = api
+                    .active_entitlement_keys(customer)
+                    .await
+                    .map_err(failed)?;
                 let mut full = event.clone();
                 full.created = read.read_at;
-                full.kind = event::EventKind::EntitlementSummary { customer: customer.clone(), lookup_keys: read.value, has_more: false };
+                full.kind = event::EventKind::EntitlementSummary {
+                    customer: customer.clone(),
+                    lookup_keys: read.value,
+                    has_more: false,
+                };
                 Ok(Cow::Owned(full))
             }
             _ => Ok(Cow::Borrowed(event)),
         }
     }
+}
+
+/// Logs a refusal with its reason (never the header's value: it is derived from the
+/// secret) and hands the answer back.
+fn refuse(reason: &'static str, deny: Deny) -> Deny {
+    tracing::info!(target: "paygate::webhook", reason, status = deny.status().as_u16(), "webhook refused");
+    deny
+}
+
+fn refuse_signature(error: signature::SignatureError) -> Deny {
+    crate::metrics::webhook("unverified", "rejected");
+    refuse(error.reason(), Deny::BadSignature(error.to_string()))
 }
