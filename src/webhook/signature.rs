@@ -39,6 +39,7 @@
 //! `NoMatch` (the SDKs check the signature first). Nothing leaks to an attacker by the
 //! order: every variant is the same `400 BAD_SIGNATURE` with the same sentence.
 
+use hmac::digest::CtOutput;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -182,10 +183,13 @@ impl SignatureHeader {
                 return false;
             };
             update_signed_text(&mut mac, self.timestamp, payload);
+            // Finalized once per secret, whatever the number of `v1` values: a header
+            // stuffed with thousands of them costs a 32-byte comparison each, not an
+            // HMAC each. `CtOutput` compares in constant time.
+            let expected = mac.finalize();
             self.signatures
                 .iter()
-                // `verify_slice` compares in constant time.
-                .any(|candidate| mac.clone().verify_slice(candidate).is_ok())
+                .any(|candidate| expected == CtOutput::new((*candidate).into()))
         });
         if matched {
             Ok(())
@@ -675,6 +679,37 @@ mod tests {
             Err(SignatureError::TimestampOutOfTolerance)
         );
         assert_eq!(check(T), Err(SignatureError::NoMatch));
+    }
+
+    #[test]
+    fn thousands_of_v1_values_still_find_the_good_one() {
+        // Each candidate is compared with one finalized tag per secret; none is hashed.
+        let good = valid_header().split_once(",v1=").expect("v1").1.to_string();
+        let mut header = format!("t={T}");
+        for i in 0..5000 {
+            header.push_str(&format!(",v1={i:064x}"));
+        }
+        assert_eq!(
+            verify(
+                Some(&header),
+                PAYLOAD,
+                &secrets(&[SECRET, ROLLED]),
+                TOLERANCE,
+                T
+            ),
+            Err(SignatureError::NoMatch)
+        );
+        header.push_str(&format!(",v1={good}"));
+        assert_eq!(
+            verify(
+                Some(&header),
+                PAYLOAD,
+                &secrets(&[ROLLED, SECRET]),
+                TOLERANCE,
+                T
+            ),
+            Ok(T)
+        );
     }
 
     #[test]
