@@ -217,6 +217,47 @@ async fn a_stalled_body_is_408_after_the_body_timeout_and_frees_its_slot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_is_408_however_steadily_it_trickles() {
+    // `stripe.body_timeout` is a total limit: a body that keeps sending a byte at a
+    // time never stalls, and is still cut off.
+    let (_up, gw) = stripe_world(|c| c.set_str("stripe.body_timeout", "1s")).await;
+    let bytes = delivery("evt_trickled", "tia");
+    let request = signed(&bytes).to_bytes();
+    let body_at = request.len() - bytes.len();
+    let (mut reader, mut writer) = gw.connect().await.into_parts().0.into_split();
+    let trickle = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        writer.write_all(&request[..body_at]).await.ok();
+        let mut sent = 0;
+        for byte in &request[body_at..] {
+            if writer.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            sent += 1;
+            // The attacker's pace, not a synchronization.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sent
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, async {
+        use tokio::io::AsyncReadExt;
+        let _ = reader.read_to_end(&mut answer).await;
+    })
+    .await
+    .expect("an answer within the deadline");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("REQUEST_TIMEOUT"), "{answer}");
+    let sent = trickle.await.expect("trickle task");
+    assert!(
+        sent < bytes.len(),
+        "the whole body went through ({sent} bytes)"
+    );
+    logged_refusal(&gw, "body_timeout").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_beyond_max_concurrent_are_503_overloaded_and_not_read() {
     let (_up, gw) = stripe_world(|c| {
         c.set("stripe.max_concurrent", "2")
