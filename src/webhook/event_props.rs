@@ -151,6 +151,8 @@ enum Op {
     Splice(Index),
     /// The event's `type` set to this.
     SetType(String),
+    /// A key the parser reads set (or added) in the object where the walk ends.
+    Set(String, Value),
 }
 
 #[derive(Debug, Clone)]
@@ -229,6 +231,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..RAW_NUMBERS.len()).prop_map(Op::RawNumber),
         1 => prop_oneof![3 => 1usize..20, 1 => 100usize..300].prop_flat_map(|n| (Just(n), any::<bool>())).prop_map(|(n, array)| Op::Nest(n, array)),
         1 => any::<Index>().prop_map(Op::Splice),
+        4 => (proptest::sample::select(KEYS.to_vec()).prop_map(str::to_string), leaf())
+            .prop_map(|(key, value)| Op::Set(key, value)),
         2 => prop_oneof![
             proptest::sample::select(KNOWN_TYPES.to_vec()).prop_map(str::to_string),
             "[a-z._]{0,30}",
@@ -307,6 +311,12 @@ fn apply(root: &mut Value, mutation: &Mutation, splices: &[Value], raws: &mut Ve
         parent = child(parent, at).expect("checked above");
     }
     let at = &mutation.path[mutation.depth.min(mutation.path.len()) - 1];
+    if let Op::Set(key, value) = &mutation.op {
+        if let Value::Object(map) = parent {
+            map.insert(key.clone(), value.clone());
+        }
+        return;
+    }
     if let Op::Delete = mutation.op {
         match parent {
             Value::Object(map) if !map.is_empty() => {
@@ -344,7 +354,7 @@ fn apply(root: &mut Value, mutation: &Mutation, splices: &[Value], raws: &mut Ve
             *target = nested;
         }
         Op::Splice(which) => *target = splices[which.index(splices.len())].clone(),
-        Op::Delete | Op::SetType(_) => {}
+        Op::Delete | Op::SetType(_) | Op::Set(..) => {}
     }
 }
 
