@@ -32,7 +32,7 @@
 //!
 //! Order of checks: the header is parsed first, then the timestamp is checked, then the
 //! signature. The endpoint runs the first two before it reads a single byte of the body
-//! ([`SignatureHeader::from_request`], [`SignatureHeader::check_time`]): a request with
+//! (`SignatureHeader::from_request`, `SignatureHeader::check_time`): a request with
 //! no usable header or a stale `t` is refused at once, so an attacker without the secret
 //! cannot make the gateway hold a body for a delivery that could never verify. The price
 //! is that a forged header with a stale `t` reports `TimestampOutOfTolerance` rather than
