@@ -1,10 +1,21 @@
-//! The Stripe webhook endpoint (SPEC §6): verify the signature over the raw
+//! The Stripe webhook endpoint (SPEC §6, §10): verify the signature over the raw
 //! body, parse the event, apply it, and acknowledge with 2xx only once the
 //! effect is in the store and every instance was told. Anything else answers an
 //! error and changes nothing, so Stripe redelivers and nothing acknowledged is lost.
+//!
+//! The endpoint is open to the internet and must hold a body whole before it can
+//! judge it, so it refuses what it can before reading: a declared length over
+//! `stripe.max_body`, a missing or malformed `Stripe-Signature`, a `t` outside the
+//! tolerance, more than `stripe.max_concurrent` bodies already being read. A body
+//! must then arrive whole within `stripe.body_timeout`.
 
+mod body;
 pub mod event;
+#[cfg(test)]
+mod event_props;
 pub mod signature;
+#[cfg(test)]
+mod signature_props;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -12,8 +23,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use crate::apply::Applier;
 use crate::config::StripeConfig;
@@ -59,6 +71,10 @@ pub struct WebhookEndpoint {
     /// carries. Only ever called while handling a delivery, never on the
     /// request path.
     pub stripe_api: Option<StripeApi>,
+    /// One permit per webhook body being read (`stripe.max_concurrent`): bounds the
+    /// memory a flood of large, slow deliveries can pin, since every body must be held
+    /// whole before its signature can be checked.
+    reading: Semaphore,
 }
 
 impl WebhookEndpoint {
@@ -76,24 +92,30 @@ impl WebhookEndpoint {
                 )
                 .with_retry(RetryPolicy::WEBHOOK)
             });
+        let reading = Semaphore::new(config.max_concurrent);
         WebhookEndpoint {
             config,
             applier,
             cache,
             stripe_api,
+            reading,
         }
     }
 
-    /// Handles one delivery. The body is read whole (the signature covers the
-    /// raw bytes) but never beyond `stripe.max_body`.
+    /// Handles one delivery, cheapest refusals first (SPEC §10): everything that can be
+    /// judged from the head is judged before a byte of the body is read, then the body
+    /// is read whole (the signature covers the raw bytes) within `stripe.body_timeout`,
+    /// never past `stripe.max_body`, and only while fewer than `stripe.max_concurrent`
+    /// other bodies are being read.
     pub async fn handle<B>(&self, request: Request<B>) -> Result<Response<Full<Bytes>>, Deny>
     where
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if request.method() != Method::POST {
-            return Err(Deny::MethodNotAllowed);
+            return Err(refuse("method_not_allowed", Deny::MethodNotAllowed));
         }
+        // 1. A declared length over the limit: no point reading any of it.
         let max = self.config.max_body;
         let declared = request
             .headers()
@@ -101,43 +123,51 @@ impl WebhookEndpoint {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > max) {
-            return Err(Deny::PayloadTooLarge);
+            return Err(refuse("body_too_large", Deny::PayloadTooLarge));
         }
-        let header = request
-            .headers()
-            .get("stripe-signature")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = match Limited::new(request.into_body(), max as usize)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) => {
-                if error
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    return Err(Deny::PayloadTooLarge);
-                }
-                return Err(Deny::BadPayload("the body could not be read".into()));
+        // 2. The header, and the time it claims, before the body: a request that could
+        // never verify must not get the gateway to hold its body.
+        let tolerance = i64::try_from(self.config.tolerance.as_secs()).unwrap_or(i64::MAX);
+        let header = signature::SignatureHeader::from_request(request.headers())
+            .and_then(|header| header.check_time(tolerance, unix_now()).map(|()| header))
+            .map_err(refuse_signature)?;
+        // 3. A reading slot. Held until the raw body is dropped, so at most
+        // `max_concurrent` bodies are in memory at once whatever their senders do.
+        let Ok(slot) = self.reading.try_acquire() else {
+            crate::metrics::webhook("unread", "rejected");
+            return Err(refuse("overloaded", Deny::Overloaded));
+        };
+        // 4. The body: whole within the deadline (a total limit, so trickling does
+        // not extend it), counted against the limit. On any refusal the blocks read so
+        // far are dropped with the future.
+        let read = body::read(request.into_body(), max);
+        let blocks = match tokio::time::timeout(self.config.body_timeout, read).await {
+            Ok(Ok(blocks)) => blocks,
+            Ok(Err(body::ReadError::TooLarge)) => {
+                return Err(refuse("body_too_large", Deny::PayloadTooLarge))
+            }
+            Ok(Err(body::ReadError::Broken)) => {
+                return Err(refuse(
+                    "body_unreadable",
+                    Deny::BadRequest("the request body could not be read"),
+                ))
+            }
+            Err(_elapsed) => {
+                crate::metrics::webhook("unread", "rejected");
+                return Err(refuse("body_timeout", Deny::RequestTimeout));
             }
         };
-
-        let tolerance = self.config.tolerance.as_secs() as i64;
-        signature::verify(
-            header.as_deref(),
-            &body,
-            &self.config.webhook_secrets,
-            tolerance,
-            unix_now(),
-        )
-        .map_err(|e| {
-            crate::metrics::webhook("unverified", "rejected");
-            Deny::BadSignature(e.to_string())
-        })?;
-        let event = event::parse(&body, &self.config.user_metadata_keys).map_err(|e| {
+        // 5. The signature, over the pieces as they arrived (no copy).
+        header
+            .verify(blocks.pieces(), &self.config.webhook_secrets)
+            .map_err(refuse_signature)?;
+        // 6. Only a verified body is made contiguous and parsed.
+        let parsed = event::parse(&blocks.contiguous(), &self.config.user_metadata_keys);
+        drop(blocks);
+        drop(slot);
+        let event = parsed.map_err(|e| {
             crate::metrics::webhook("unparsed", "rejected");
+            tracing::info!(target: "paygate::webhook", reason = "bad_payload", error = %e, "webhook refused");
             Deny::BadPayload(e.to_string())
         })?;
 
@@ -315,6 +345,58 @@ impl WebhookEndpoint {
                 Ok(Cow::Owned(full))
             }
             _ => Ok(Cow::Borrowed(event)),
+        }
+    }
+}
+
+/// Logs a refusal with its reason (never the header's value: it is derived from the
+/// secret) and hands the answer back.
+fn refuse(reason: &'static str, deny: Deny) -> Deny {
+    tracing::info!(target: "paygate::webhook", reason, status = deny.status().as_u16(), "webhook refused");
+    deny
+}
+
+fn refuse_signature(error: signature::SignatureError) -> Deny {
+    crate::metrics::webhook("unverified", "rejected");
+    refuse(error.reason(), Deny::BadSignature(error.to_string()))
+}
+
+/// What the property tests of this module share: the case counts of the fast and long
+/// modes, and a runner that reports the shrunk input of a failure.
+#[cfg(test)]
+mod testing {
+    use proptest::strategy::Strategy;
+    use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
+
+    /// Cases per property in `cargo test`.
+    pub(crate) const FAST_CASES: u32 = 512;
+
+    /// Cases per property in the `#[ignore]`d long mode: `PAYGATE_PROPTEST_CASES`, else
+    /// 100,000.
+    pub(crate) fn long_cases() -> u32 {
+        std::env::var("PAYGATE_PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000)
+    }
+
+    /// Runs `property` on `cases` inputs from `strategy`; a failure panics with the
+    /// shrunk input, and its seed is kept in `proptest-regressions/` to be replayed.
+    pub(crate) fn check<S: Strategy>(
+        cases: u32,
+        strategy: S,
+        property: impl Fn(S::Value) -> Result<(), TestCaseError>,
+    ) {
+        let config = Config {
+            cases,
+            source_file: Some(file!()),
+            failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel(
+                "proptest-regressions",
+            ))),
+            ..Config::default()
+        };
+        if let Err(failure) = TestRunner::new(config).run(&strategy, property) {
+            panic!("{failure}");
         }
     }
 }

@@ -30,13 +30,16 @@
 //! - `|now - t| <= tolerance`: a timestamp too far in the future fails too, where the
 //!   SDKs only reject old ones (SPEC §6).
 //!
-//! Order of checks: the header is parsed first, then the signature is checked, then the
-//! timestamp, as stripe-node and stripe-python do. So `TimestampOutOfTolerance` is only
-//! reported for a signature that is otherwise valid: it then means "a genuine delivery,
-//! but replayed or our clock is off", which is worth telling an operator apart from a
-//! forged or mis-keyed request. Nothing leaks to an attacker by this order: without a
-//! secret they only ever see `NoMatch`.
+//! Order of checks: the header is parsed first, then the timestamp is checked, then the
+//! signature. The endpoint runs the first two before it reads a single byte of the body
+//! (`SignatureHeader::from_request`, `SignatureHeader::check_time`): a request with
+//! no usable header or a stale `t` is refused at once, so an attacker without the secret
+//! cannot make the gateway hold a body for a delivery that could never verify. The price
+//! is that a forged header with a stale `t` reports `TimestampOutOfTolerance` rather than
+//! `NoMatch` (the SDKs check the signature first). Nothing leaks to an attacker by the
+//! order: every variant is the same `400 BAD_SIGNATURE` with the same sentence.
 
+use hmac::digest::CtOutput;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -49,18 +52,32 @@ pub enum SignatureError {
     /// The request carried no `Stripe-Signature` header, or an empty one.
     #[error("missing Stripe-Signature header")]
     MissingHeader,
-    /// The header is not a list of `key=value` pairs with exactly one integer `t=`.
+    /// The header is not a list of `key=value` pairs with exactly one integer `t=` (or
+    /// the request carried the header twice, or with bytes that are not visible ASCII).
     #[error("malformed Stripe-Signature header")]
     MalformedHeader,
     /// The header is well formed but carries no `v1=` signature (e.g. only `v0=`).
     #[error("Stripe-Signature header has no v1 signature")]
     NoV1Signature,
-    /// A `v1` signature matched, but `t` is further from now than the tolerance.
+    /// `t` is further from now than the tolerance (checked before the signature).
     #[error("Stripe-Signature timestamp is outside the tolerance")]
     TimestampOutOfTolerance,
     /// No `v1` signature matches the payload under any configured secret.
     #[error("no v1 signature matches the payload with any configured secret")]
     NoMatch,
+}
+
+impl SignatureError {
+    /// The `reason` logged for a refusal (snake case, stable for log searches).
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            SignatureError::MissingHeader => "no_signature_header",
+            SignatureError::MalformedHeader => "malformed_signature_header",
+            SignatureError::NoV1Signature => "no_v1_signature",
+            SignatureError::TimestampOutOfTolerance => "timestamp_out_of_tolerance",
+            SignatureError::NoMatch => "no_matching_signature",
+        }
+    }
 }
 
 /// Verifies a webhook delivery and returns its signed `t=` timestamp.
@@ -69,6 +86,8 @@ pub enum SignatureError {
 /// received; `secrets`: every configured `whsec_` secret (several during rotation, any
 /// may match); `tolerance_secs`: the largest accepted `|now - t|` (a negative tolerance
 /// accepts nothing); `now`: unix seconds, a parameter so the function stays pure.
+///
+/// The endpoint runs the same three steps, split around reading the body.
 pub fn verify(
     header: Option<&str>,
     payload: &[u8],
@@ -76,63 +95,112 @@ pub fn verify(
     tolerance_secs: i64,
     now: i64,
 ) -> Result<i64, SignatureError> {
-    let header = match header {
-        Some(value) if !value.is_empty() => value,
-        _ => return Err(SignatureError::MissingHeader),
-    };
-    let parsed = parse_header(header)?;
-
-    let matched = secrets.iter().any(|secret| {
-        // An empty key is public knowledge: anyone can sign with it. A stray comma in
-        // the secrets variable must not open the endpoint, so it is never tried.
-        if secret.is_empty() {
-            return false;
-        }
-        // HMAC accepts keys of any length, so this never skips a secret in practice;
-        // skipping instead of panicking keeps the request path panic-free regardless.
-        let Some(mac) = signed_mac(secret, parsed.timestamp, payload) else {
-            return false;
-        };
-        parsed
-            .signatures
-            .iter()
-            // `verify_slice` compares in constant time and rejects a tag of the wrong
-            // length, so a truncated signature cannot match a prefix of ours.
-            .any(|candidate| mac.clone().verify_slice(candidate).is_ok())
-    });
-    if !matched {
-        return Err(SignatureError::NoMatch);
-    }
-
-    // `abs_diff` cannot overflow, unlike `now - t` with an attacker-chosen `t`.
-    let within = u64::try_from(tolerance_secs)
-        .is_ok_and(|tolerance| now.abs_diff(parsed.timestamp) <= tolerance);
-    if !within {
-        return Err(SignatureError::TimestampOutOfTolerance);
-    }
-    Ok(parsed.timestamp)
+    let header = SignatureHeader::parse(header)?;
+    header.check_time(tolerance_secs, now)?;
+    header.verify(&[payload], secrets)?;
+    Ok(header.timestamp)
 }
 
 /// The `Stripe-Signature` header Stripe would send for `payload` signed with `secret` at
 /// `timestamp` (`t=..,v1=..`). For tests, benches and local tooling.
 pub fn sign(payload: &[u8], secret: &str, timestamp: i64) -> String {
-    let mac =
-        signed_mac(secret, timestamp, payload).expect("HMAC-SHA256 accepts keys of any length");
+    let mut mac = keyed_mac(secret).expect("HMAC-SHA256 accepts keys of any length");
+    update_signed_text(&mut mac, timestamp, &[payload]);
     format!(
         "t={timestamp},v1={}",
         hex::encode(mac.finalize().into_bytes())
     )
 }
 
-/// What `verify` needs from the header: the signed timestamp and the decoded `v1` tags.
-struct ParsedHeader {
-    timestamp: i64,
-    /// Decoded `v1` values that were lowercase hex; others can never match and are dropped.
-    signatures: Vec<Vec<u8>>,
+/// A parsed `Stripe-Signature` header: the signed timestamp and the decoded `v1` tags.
+///
+/// Everything in it can be checked before the body arrives except the tags themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SignatureHeader {
+    /// The `t=` value: unix seconds, the time Stripe signed the delivery.
+    pub(crate) timestamp: i64,
+    /// Decoded `v1` values of the right length for HMAC-SHA256. Others can never match
+    /// and are dropped, so a header stuffed with garbage costs no comparisons.
+    signatures: Vec<[u8; 32]>,
 }
 
-/// Parses the header by the strict rules in the module documentation.
-fn parse_header(header: &str) -> Result<ParsedHeader, SignatureError> {
+impl SignatureHeader {
+    /// Parses a header value by the strict rules in the module documentation.
+    pub(crate) fn parse(header: Option<&str>) -> Result<SignatureHeader, SignatureError> {
+        match header {
+            Some(value) if !value.is_empty() => parse_header(value),
+            _ => Err(SignatureError::MissingHeader),
+        }
+    }
+
+    /// The request's `Stripe-Signature` header, parsed. Sent twice, it is malformed:
+    /// which of the two Stripe meant would be a guess, and Stripe sends one. Bytes
+    /// outside visible ASCII make it malformed too (Stripe sends none).
+    pub(crate) fn from_request(
+        headers: &http::HeaderMap,
+    ) -> Result<SignatureHeader, SignatureError> {
+        let mut values = headers.get_all("stripe-signature").iter();
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(SignatureError::MalformedHeader);
+        }
+        match first.map(http::HeaderValue::to_str) {
+            None => Err(SignatureError::MissingHeader),
+            Some(Ok(value)) => SignatureHeader::parse(Some(value)),
+            Some(Err(_)) => Err(SignatureError::MalformedHeader),
+        }
+    }
+
+    /// `|now - t| <= tolerance_secs` (a negative tolerance accepts nothing).
+    pub(crate) fn check_time(&self, tolerance_secs: i64, now: i64) -> Result<(), SignatureError> {
+        // `abs_diff` cannot overflow, unlike `now - t` with an attacker-chosen `t`.
+        let within = u64::try_from(tolerance_secs)
+            .is_ok_and(|tolerance| now.abs_diff(self.timestamp) <= tolerance);
+        if within {
+            Ok(())
+        } else {
+            Err(SignatureError::TimestampOutOfTolerance)
+        }
+    }
+
+    /// Whether a `v1` tag is the HMAC of `"{t}.{payload}"` under one of `secrets`. The
+    /// payload may come in pieces (as the body arrived): the MAC is computed over them
+    /// in order, so the body never has to be copied into one buffer to be verified.
+    pub(crate) fn verify<P: AsRef<[u8]>>(
+        &self,
+        payload: &[P],
+        secrets: &[String],
+    ) -> Result<(), SignatureError> {
+        let matched = secrets.iter().any(|secret| {
+            // An empty key is public knowledge: anyone can sign with it. A stray comma in
+            // the secrets variable must not open the endpoint, so it is never tried.
+            if secret.is_empty() {
+                return false;
+            }
+            // HMAC accepts keys of any length, so this never skips a secret in practice;
+            // skipping instead of panicking keeps the request path panic-free regardless.
+            let Some(mut mac) = keyed_mac(secret) else {
+                return false;
+            };
+            update_signed_text(&mut mac, self.timestamp, payload);
+            // Finalized once per secret, whatever the number of `v1` values: a header
+            // stuffed with thousands of them costs a 32-byte comparison each, not an
+            // HMAC each. `CtOutput` compares in constant time.
+            let expected = mac.finalize();
+            self.signatures
+                .iter()
+                .any(|candidate| expected == CtOutput::new((*candidate).into()))
+        });
+        if matched {
+            Ok(())
+        } else {
+            Err(SignatureError::NoMatch)
+        }
+    }
+}
+
+/// Parses a non-empty header value by the strict rules in the module documentation.
+fn parse_header(header: &str) -> Result<SignatureHeader, SignatureError> {
     let mut timestamp = None;
     let mut saw_v1 = false;
     let mut signatures = Vec::new();
@@ -151,7 +219,7 @@ fn parse_header(header: &str) -> Result<ParsedHeader, SignatureError> {
             }
             "v1" => {
                 saw_v1 = true;
-                if let Some(tag) = decode_lowercase_hex(value) {
+                if let Some(tag) = decode_tag(value) {
                     signatures.push(tag);
                 }
             }
@@ -165,7 +233,7 @@ fn parse_header(header: &str) -> Result<ParsedHeader, SignatureError> {
     if !saw_v1 {
         return Err(SignatureError::NoV1Signature);
     }
-    Ok(ParsedHeader {
+    Ok(SignatureHeader {
         timestamp,
         signatures,
     })
@@ -180,27 +248,31 @@ fn parse_timestamp(value: &str) -> Result<i64, SignatureError> {
     value.parse().map_err(|_| SignatureError::MalformedHeader)
 }
 
-/// Decodes a `v1` value, or `None` when it is not lowercase hex (so it cannot match).
-fn decode_lowercase_hex(value: &str) -> Option<Vec<u8>> {
+/// Decodes a `v1` value, or `None` when it is not 64 lowercase hex digits (so it cannot
+/// match: a tag of another length never equals an HMAC-SHA256, and uppercase hex never
+/// matches in the SDKs that compare hex text).
+fn decode_tag(value: &str) -> Option<[u8; 32]> {
     let lowercase_hex = value
         .bytes()
         .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
-    if !lowercase_hex {
+    if !lowercase_hex || value.len() != 64 {
         return None;
     }
-    hex::decode(value).ok()
+    let mut tag = [0u8; 32];
+    hex::decode_to_slice(value, &mut tag).ok()?;
+    Some(tag)
 }
 
-/// HMAC-SHA256 keyed with the secret's UTF-8 bytes, fed `"{t}.{payload}"`, not finalized.
+/// Feeds `"{t}.{payload}"` to the MAC.
 ///
 /// The timestamp is written back from the parsed integer, as every SDK does, so the
 /// signed text is the canonical decimal form of `t`.
-fn signed_mac(secret: &str, timestamp: i64, payload: &[u8]) -> Option<HmacSha256> {
-    let mut mac = keyed_mac(secret)?;
+fn update_signed_text<P: AsRef<[u8]>>(mac: &mut HmacSha256, timestamp: i64, payload: &[P]) {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
-    mac.update(payload);
-    Some(mac)
+    for piece in payload {
+        mac.update(piece.as_ref());
+    }
 }
 
 /// An HMAC-SHA256 keyed with the secret string's UTF-8 bytes (Stripe does not
@@ -596,19 +668,117 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_signature_outside_the_tolerance_reports_no_match() {
-        // The signature is checked before the time, so a forgery is always `NoMatch`.
+    fn the_time_is_checked_before_the_signature() {
+        // The endpoint refuses a stale `t` before reading the body, so it cannot know
+        // whether the signature would have matched: a forgery outside the tolerance
+        // reports the time, and inside it `NoMatch`.
         let header = sign(PAYLOAD, "whsec_attacker", T);
+        let check = |now| verify(Some(&header), PAYLOAD, &secrets(&[SECRET]), TOLERANCE, now);
+        assert_eq!(
+            check(T + 10_000),
+            Err(SignatureError::TimestampOutOfTolerance)
+        );
+        assert_eq!(check(T), Err(SignatureError::NoMatch));
+    }
+
+    #[test]
+    fn thousands_of_v1_values_still_find_the_good_one() {
+        // Each candidate is compared with one finalized tag per secret; none is hashed.
+        let good = valid_header().split_once(",v1=").expect("v1").1.to_string();
+        let mut header = format!("t={T}");
+        for i in 0..5000 {
+            header.push_str(&format!(",v1={i:064x}"));
+        }
         assert_eq!(
             verify(
                 Some(&header),
                 PAYLOAD,
-                &secrets(&[SECRET]),
+                &secrets(&[SECRET, ROLLED]),
                 TOLERANCE,
-                T + 10_000
+                T
             ),
             Err(SignatureError::NoMatch)
         );
+        header.push_str(&format!(",v1={good}"));
+        assert_eq!(
+            verify(
+                Some(&header),
+                PAYLOAD,
+                &secrets(&[ROLLED, SECRET]),
+                TOLERANCE,
+                T
+            ),
+            Ok(T)
+        );
+    }
+
+    #[test]
+    fn the_pre_read_checks_need_no_body() {
+        let header = SignatureHeader::parse(Some(&valid_header())).expect("parses");
+        assert_eq!(header.timestamp, T);
+        assert_eq!(header.check_time(TOLERANCE, T + TOLERANCE), Ok(()));
+        assert_eq!(
+            header.check_time(TOLERANCE, T - TOLERANCE - 1),
+            Err(SignatureError::TimestampOutOfTolerance)
+        );
+        // The body may then arrive in any pieces.
+        let (a, b) = PAYLOAD.split_at(5);
+        for pieces in [vec![PAYLOAD], vec![a, b], vec![b"".as_slice(), a, b"", b]] {
+            assert_eq!(header.verify(&pieces, &secrets(&[SECRET])), Ok(()));
+        }
+        assert_eq!(
+            header.verify(&[b, a], &secrets(&[SECRET])),
+            Err(SignatureError::NoMatch)
+        );
+    }
+
+    #[test]
+    fn the_request_header_is_taken_once_and_as_visible_ascii() {
+        use http::{HeaderMap, HeaderValue};
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            SignatureHeader::from_request(&headers),
+            Err(SignatureError::MissingHeader)
+        );
+        headers.insert(
+            "stripe-signature",
+            HeaderValue::from_str(&valid_header()).unwrap(),
+        );
+        assert_eq!(
+            SignatureHeader::from_request(&headers).map(|h| h.timestamp),
+            Ok(T)
+        );
+        headers.append(
+            "stripe-signature",
+            HeaderValue::from_str(&valid_header()).unwrap(),
+        );
+        assert_eq!(
+            SignatureHeader::from_request(&headers),
+            Err(SignatureError::MalformedHeader)
+        );
+        let mut headers = HeaderMap::new();
+        let mut bytes = valid_header().into_bytes();
+        bytes.push(0xe9);
+        headers.insert("stripe-signature", HeaderValue::from_bytes(&bytes).unwrap());
+        assert_eq!(
+            SignatureHeader::from_request(&headers),
+            Err(SignatureError::MalformedHeader)
+        );
+    }
+
+    #[test]
+    fn reasons_name_each_refusal() {
+        let all = [
+            SignatureError::MissingHeader,
+            SignatureError::MalformedHeader,
+            SignatureError::NoV1Signature,
+            SignatureError::TimestampOutOfTolerance,
+            SignatureError::NoMatch,
+        ];
+        let reasons: std::collections::HashSet<_> =
+            all.iter().map(SignatureError::reason).collect();
+        assert_eq!(reasons.len(), all.len());
+        assert_eq!(SignatureError::NoMatch.reason(), "no_matching_signature");
     }
 
     #[test]
