@@ -1834,7 +1834,7 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
             format!(".{good}"),
             format!("{signed}.{signature}="),
             format!("{signed}=.{signature}"),
-            format!("{signed}"),
+            signed.to_string(),
             format!("{signed}.{signature}.{signature}"),
             format!(
                 "{signed}.{}",
