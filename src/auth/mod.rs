@@ -163,7 +163,7 @@ impl<'a> Credential<'a> {
 }
 
 /// The reason logged for a request with several `Authorization` headers.
-pub const AMBIGUOUS: &str = "more than one Authorization header";
+pub(crate) const AMBIGUOUS: &str = "more than one Authorization header";
 
 /// Finds the token: `Authorization: Bearer <t>` (see [`bearer_token`]) wins
 /// over the cookie; two or more `Authorization` headers are
@@ -215,7 +215,7 @@ pub fn extract_token<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Creden
 /// cookie): what both listeners use, so that the public and the admin
 /// listener read a header the same way. `None` without a header or with
 /// another scheme; `Ambiguous` with more than one header.
-pub fn authorization_bearer(headers: &HeaderMap) -> Credential<'_> {
+pub(crate) fn authorization_bearer(headers: &HeaderMap) -> Credential<'_> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(first) = values.next() else {
         return Credential::None;
@@ -241,7 +241,7 @@ pub fn authorization_bearer(headers: &HeaderMap) -> Credential<'_> {
 /// only whitespace a header value can hold is SP and HTAB): the token paygate
 /// authorizes is then the one the upstream would read. Both listeners use
 /// this one parser.
-pub fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     const WHITESPACE: [char; 2] = [' ', '\t'];
     let (scheme, token) = value.trim_matches(WHITESPACE).split_once(WHITESPACE)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
@@ -257,13 +257,13 @@ pub fn bearer_token(value: &str) -> Option<&str> {
 /// (so `"alice "` would reach the upstream as `alice`, looked up here as
 /// someone else), a comma would read as a list, and control or non-ASCII
 /// characters are read differently by different parsers.
-pub fn is_valid_user_id(id: &str) -> bool {
+pub(crate) fn is_valid_user_id(id: &str) -> bool {
     (1..=MAX_USER_ID_LEN).contains(&id.len())
         && id.bytes().all(|b| matches!(b, b'!'..=b'~') && b != b',')
 }
 
 /// Longest user id accepted, in bytes (all of them ASCII).
-pub const MAX_USER_ID_LEN: usize = 256;
+pub(crate) const MAX_USER_ID_LEN: usize = 256;
 
 /// Longest token `verify` looks at. Real tokens are well under 2 KiB; the
 /// cap keeps a giant header value from costing a large base64 decode before
