@@ -55,9 +55,12 @@ pub async fn readiness(gateway: &Gateway) -> Response<Full<Bytes>> {
 /// The caller's own plan state, so a front end can show it without asking Stripe.
 async fn me<B>(gateway: &Gateway, request: &Request<B>) -> Result<Response<Full<Bytes>>, Deny> {
     let config = &gateway.config;
-    let token = auth::extract_token(request.headers(), config.jwt.cookie.as_deref())
-        .ok_or(Deny::Unauthenticated)?;
-    let identity = gateway.auth.verify(token).await.map_err(|e| match e {
+    let identity =
+        match auth::extract_token(request.headers(), config.jwt.cookie.as_deref()).required() {
+            Ok(token) => gateway.auth.verify(token).await,
+            Err(error) => Err(error),
+        };
+    let identity = identity.map_err(|e| match e {
         AuthError::Expired => Deny::TokenExpired,
         AuthError::Invalid(reason) => Deny::InvalidToken(reason),
         AuthError::Missing => Deny::Unauthenticated,

@@ -18,7 +18,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::apply::Applier;
-use crate::auth::{self, AuthError, Authenticator, Identity};
+use crate::auth::{self, AuthError, Authenticator, Credential, Identity};
 use crate::config::{Config, OnStoreError};
 use crate::deny::Deny;
 use crate::endpoints;
@@ -256,19 +256,30 @@ impl Gateway {
         // 3. Route policy and token.
         let matched = config.routes.lookup(request.method(), &normalized);
         outcome.route = matched.label();
-        let token = auth::extract_token(request.headers(), config.jwt.cookie.as_deref());
-        let identity: Option<Arc<Identity>> = match (matched.policy, token) {
-            (Policy::Public, None) => None,
+        // Several Authorization headers are an invalid token (each reader
+        // would pick another); on a public route the request goes on as an
+        // anonymous one, without any of them (see step 6).
+        let credential = auth::extract_token(request.headers(), config.jwt.cookie.as_deref());
+        let strip_authorization = credential == Credential::Ambiguous;
+        // Every refusal is logged with its reason, never with the token.
+        let deny_token = |error: AuthError| {
+            tracing::info!(target: "paygate::auth", reason = %error, "token refused");
+            match error {
+                AuthError::Missing => Deny::Unauthenticated,
+                AuthError::Expired => Deny::TokenExpired,
+                AuthError::Invalid(reason) => Deny::InvalidToken(reason),
+            }
+        };
+        let identity: Option<Arc<Identity>> = match (matched.policy, credential) {
+            (Policy::Public, Credential::None | Credential::Ambiguous) => None,
             // A bad token on a public route does not block; it just sets no identity.
-            (Policy::Public, Some(token)) => self.auth.verify(token).await.ok(),
-            (_, None) => return Err((Deny::Unauthenticated, outcome)),
-            (_, Some(token)) => match self.auth.verify(token).await {
-                Ok(identity) => Some(identity),
-                Err(AuthError::Expired) => return Err((Deny::TokenExpired, outcome)),
-                Err(AuthError::Invalid(reason)) => {
-                    return Err((Deny::InvalidToken(reason), outcome))
-                }
-                Err(AuthError::Missing) => return Err((Deny::Unauthenticated, outcome)),
+            (Policy::Public, Credential::Token(token)) => self.auth.verify(token).await.ok(),
+            (_, credential) => match credential.required() {
+                Ok(token) => match self.auth.verify(token).await {
+                    Ok(identity) => Some(identity),
+                    Err(error) => return Err((deny_token(error), outcome)),
+                },
+                Err(error) => return Err((deny_token(error), outcome)),
             },
         };
 
@@ -371,6 +382,9 @@ impl Gateway {
             h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         }
         headers::strip_identity(h, &config.headers);
+        if strip_authorization {
+            h.remove(http::header::AUTHORIZATION);
+        }
         headers::set_forwarded(
             h,
             peer,

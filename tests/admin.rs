@@ -241,6 +241,27 @@ async fn without_a_token_configured_user_paths_answer_401() {
 }
 
 #[tokio::test]
+async fn the_admin_listener_reads_the_bearer_header_like_the_public_one() {
+    // `Bearer<TAB>token` used to be accepted on the public listener and
+    // refused here; both now use one parser. Two Authorization headers are
+    // refused on both.
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&with_admin(Config::new(&up.url()))).await;
+    let admin = admin_of(&gw).await;
+    for value in [
+        format!("Bearer\t{ADMIN_TOKEN}"),
+        format!("bearer \t{ADMIN_TOKEN}\t"),
+    ] {
+        let resp = admin
+            .send(get("/users/alice").header("Authorization", &value))
+            .await;
+        assert_eq!(resp.status, 200, "{value:?}: {:?}", resp.text());
+    }
+    let twice = get("/users/alice").bearer(ADMIN_TOKEN).bearer(ADMIN_TOKEN);
+    assert_error(&admin.send(twice).await, 401, "UNAUTHENTICATED");
+}
+
+#[tokio::test]
 async fn an_override_on_one_instance_is_seen_on_the_other_within_a_second() {
     let (_redis, _up, (a, admin_a), (b, _admin_b)) = two_instances().await;
     // B caches "never subscribed" for a minute.

@@ -492,3 +492,263 @@ async fn configured_identity_header_names_are_set_and_stripped() {
         [("x-app-features", "export")]
     );
 }
+
+// ---- the user id's syntax (a value every upstream parser reads the same way) ----
+
+/// `header` and `claims` (raw JSON, so that any shape can be written) signed
+/// HS256 with the test secret: the signature is good, so only paygate's
+/// reading of the token can refuse it.
+fn sign_raw(header: &str, claims: &str) -> String {
+    let signed = format!(
+        "{}.{}",
+        jwt::b64url(header.as_bytes()),
+        jwt::b64url(claims.as_bytes())
+    );
+    let key = jsonwebtoken::EncodingKey::from_secret(jwt::SECRET.as_bytes());
+    let signature =
+        jsonwebtoken::crypto::sign(signed.as_bytes(), &key, Algorithm::HS256).expect("sign");
+    format!("{signed}.{signature}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_id_with_whitespace_a_comma_or_other_characters_is_an_invalid_token() {
+    // A validly signed `"sub": "alice "` used to be looked up as "alice " and
+    // forwarded as `X-User-Id: alice `, which the upstream reads as `alice`.
+    let (up, gw) = world(|c| c).await;
+    let too_long = "a".repeat(257);
+    for sub in [
+        "alice ",
+        " alice",
+        "alice\t",
+        "al ice",
+        "alice,bob",
+        "alice\u{7f}",
+        "ünïcode",
+        "\u{a0}alice",
+        "",
+        &too_long,
+    ] {
+        let tok = sign(&json!({"sub": sub, "exp": now() + 600}));
+        for path in ["/api/banking", "/api/subscriptions"] {
+            let resp = gw.send(get(path).bearer(&tok)).await;
+            assert_invalid(&resp, "INVALID_TOKEN");
+        }
+    }
+    gw.assert_nothing_forwarded(&up).await;
+
+    // On a public route such a token identifies no one.
+    let tok = sign(&json!({"sub": "alice ", "exp": now() + 600}));
+    let got = forwarded(&gw, &up, get("/health").bearer(&tok)).await;
+    assert_eq!(headers_like(&got, "x-user-id"), []);
+    assert_eq!(headers_like(&got, "x-subscription-status"), []);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_ids_at_the_limits_of_the_syntax_reach_the_upstream_unchanged() {
+    let (up, gw) = world(|c| c).await;
+    let longest = "a".repeat(256);
+    for sub in [
+        "a",
+        "!~#$%&'*+-./:;<=>?@[]^_`{|}",
+        "user@example.com",
+        &longest,
+    ] {
+        let tok = sign(&json!({"sub": sub, "exp": now() + 600}));
+        let got = forwarded(&gw, &up, get("/api/subscriptions").bearer(&tok)).await;
+        assert_eq!(got.header_all("x-user-id"), [sub]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_claim_of_another_json_type_is_an_invalid_token() {
+    let (up, gw) = world(|c| c).await;
+    // Written by hand: JSON libraries would normalize some of these.
+    for sub in [
+        "1.5",
+        "42.0",
+        "1e2",
+        "-0",
+        "true",
+        "null",
+        r#"{"id":"alice"}"#,
+        r#"["alice"]"#,
+        "18446744073709551616",
+        "-9223372036854775809",
+        r#""alice","sub":"bob""#,
+    ] {
+        let tok = sign_raw(
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            &format!(r#"{{"sub":{sub},"exp":{}}}"#, now() + 600),
+        );
+        assert_invalid(&with_bearer(&gw, &tok).await, "INVALID_TOKEN");
+    }
+    gw.assert_nothing_forwarded(&up).await;
+    // An integer within 64 bits is its decimal text.
+    for (sub, id) in [
+        ("42", "42"),
+        ("-7", "-7"),
+        ("18446744073709551615", "18446744073709551615"),
+    ] {
+        let tok = sign_raw(
+            r#"{"alg":"HS256"}"#,
+            &format!(r#"{{"sub":{sub},"exp":{}}}"#, now() + 600),
+        );
+        let got = forwarded(&gw, &up, get("/api/subscriptions").bearer(&tok)).await;
+        assert_eq!(got.header_all("x-user-id"), [id]);
+    }
+}
+
+// ---- the token header ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crit_in_the_header_is_an_invalid_token_whatever_its_value() {
+    // paygate implements no JWS extension, so a token that names any as
+    // critical (or has a `crit` that is null or empty) is refused.
+    let (up, gw) = world(|c| c).await;
+    let claims = claims("alice").to_string();
+    for crit in ["null", "[]", r#"["b64"]"#, r#"["exp"]"#, "{}", r#""b64""#] {
+        let tok = sign_raw(
+            &format!(r#"{{"alg":"HS256","crit":{crit},"b64":true}}"#),
+            &claims,
+        );
+        assert_invalid(&with_bearer(&gw, &tok).await, "INVALID_TOKEN");
+        // Nor does it identify anyone on a public route.
+        let got = forwarded(&gw, &up, get("/health").bearer(&tok)).await;
+        assert_eq!(headers_like(&got, "x-user-id"), []);
+    }
+    // The same token without `crit` is fine.
+    let tok = sign_raw(r#"{"alg":"HS256","b64":true}"#, &claims);
+    let got = forwarded(&gw, &up, get("/api/banking").bearer(&tok)).await;
+    assert_eq!(got.header_all("x-user-id"), ["alice"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_header_members_and_registered_claims_are_an_invalid_token() {
+    let (up, gw) = world(|c| c).await;
+    let exp = now() + 600;
+    let cases = [
+        (
+            r#"{"alg":"HS256","alg":"HS256"}"#.to_string(),
+            format!(r#"{{"sub":"alice","exp":{exp}}}"#),
+        ),
+        (
+            r#"{"alg":"HS256","kid":"a","kid":"b"}"#.to_string(),
+            format!(r#"{{"sub":"alice","exp":{exp}}}"#),
+        ),
+        (
+            r#"{"alg":"HS256"}"#.to_string(),
+            format!(r#"{{"sub":"alice","sub":"carol","exp":{exp}}}"#),
+        ),
+        (
+            r#"{"alg":"HS256"}"#.to_string(),
+            format!(r#"{{"sub":"alice","exp":{exp},"exp":{exp}}}"#),
+        ),
+        (
+            r#"{"alg":"HS256"}"#.to_string(),
+            format!(r#"{{"sub":"alice","exp":{exp},"nbf":0,"nbf":0}}"#),
+        ),
+        // An escaped name is the same name.
+        (
+            r#"{"alg":"HS256"}"#.to_string(),
+            format!(r#"{{"sub":"alice","\u0073ub":"carol","exp":{exp}}}"#),
+        ),
+        // Not an object.
+        (
+            r#"["HS256"]"#.to_string(),
+            format!(r#"{{"sub":"alice","exp":{exp}}}"#),
+        ),
+        (
+            r#"{"alg":"HS256"}"#.to_string(),
+            format!(r#"["alice",{exp}]"#),
+        ),
+    ];
+    for (header, claims) in &cases {
+        let tok = sign_raw(header, claims);
+        assert_invalid(&with_bearer(&gw, &tok).await, "INVALID_TOKEN");
+    }
+    gw.assert_nothing_forwarded(&up).await;
+}
+
+// ---- several Authorization headers ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_authorization_headers_are_an_invalid_token() {
+    // The first used to be authorized and both forwarded: an upstream that
+    // reads the last one acted as carol while paygate had checked alice.
+    let (up, gw) = world(|c| c.set_str("jwt.cookie", "access_token")).await;
+    let (alice, carol) = (token("alice"), token("carol"));
+    let pairs = [
+        (format!("Bearer {alice}"), format!("Bearer {carol}")),
+        (format!("Bearer {alice}"), format!("Bearer {alice}")),
+        (
+            "Basic YWxpY2U6c2VjcmV0".to_string(),
+            format!("Bearer {alice}"),
+        ),
+        (format!("Bearer {alice}"), String::new()),
+    ];
+    for (first, second) in &pairs {
+        for path in ["/api/banking", "/api/subscriptions"] {
+            let req = get(path)
+                .header("Authorization", first)
+                .header("Authorization", second)
+                .header("Cookie", &format!("access_token={alice}"));
+            assert_invalid(&gw.send(req).await, "INVALID_TOKEN");
+        }
+    }
+    gw.assert_nothing_forwarded(&up).await;
+    // One header is still fine.
+    let got = forwarded(&gw, &up, get("/api/banking").bearer(&alice)).await;
+    assert_eq!(got.header_all("x-user-id"), ["alice"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_authorization_headers_on_a_public_route_forward_an_anonymous_request() {
+    // The request is not blocked (SPEC §9), but it goes on without identity
+    // and without either credential: the upstream must not act on one that
+    // paygate did not authorize.
+    let (up, gw) = world(|c| c).await;
+    let req = spoofed(
+        get("/health")
+            .bearer(&token("alice"))
+            .bearer(&token("carol")),
+    );
+    let got = forwarded(&gw, &up, req).await;
+    assert_eq!(got.header_all("authorization"), Vec::<&str>::new());
+    for name in ["x-user-id", "x-subscription-status", "x-entitlements"] {
+        assert_eq!(headers_like(&got, name), [], "{name}");
+    }
+    // One header on a public route is forwarded as sent.
+    let alice = token("alice");
+    let got = forwarded(&gw, &up, get("/health").bearer(&alice)).await;
+    assert_eq!(
+        got.header_all("authorization"),
+        [format!("Bearer {alice}").as_str()]
+    );
+    assert_eq!(got.header_all("x-user-id"), ["alice"]);
+}
+
+// ---- the bearer scheme ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_separates_scheme_and_token_like_a_space() {
+    // Upstream frameworks (Django REST framework, simplejwt) split the header
+    // on any whitespace, so paygate authorizes the token they will read. The
+    // admin listener reads the header with the same parser (tests/admin.rs).
+    let (up, gw) = world(|c| c).await;
+    let alice = token("alice");
+    for value in [
+        format!("Bearer\t{alice}"),
+        format!("Bearer \t {alice}"),
+        format!("bearer\t\t{alice}\t"),
+    ] {
+        let got = forwarded(
+            &gw,
+            &up,
+            get("/api/banking").header("Authorization", &value),
+        )
+        .await;
+        assert_eq!(got.header_all("x-user-id"), ["alice"], "{value:?}");
+    }
+    // No separator at all is another scheme, so no token.
+    assert_unauthenticated(&with_auth(&gw, &format!("Bearer{alice}")).await);
+}

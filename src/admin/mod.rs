@@ -24,9 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{
-    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
-};
+use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::server::conn::http1;
@@ -36,6 +34,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
+use crate::auth::{authorization_bearer, Credential};
 use crate::deny::json_response;
 use crate::endpoints::{readiness, rfc3339};
 use crate::gateway::{unix_now, Gateway};
@@ -293,22 +292,18 @@ fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 /// Whether `headers` carry `Authorization: Bearer <token>` matching `expected`
-/// (a digest of the configured token; `None` refuses every caller).
+/// (a digest of the configured token; `None` refuses every caller). The header
+/// is read by the public listener's parser (`auth::authorization_bearer`), so
+/// both listeners agree on what a bearer header is; more than one
+/// `Authorization` header is refused.
 pub fn authorized(headers: &HeaderMap, expected: Option<&[u8; 32]>) -> bool {
     let Some(expected) = expected else {
         return false;
     };
-    let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Credential::Token(token) = authorization_bearer(headers) else {
         return false;
     };
-    let Some((scheme, token)) = value.trim().split_once(' ') else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return false;
-    }
-    let token = token.trim();
-    !token.is_empty() && digests_equal(&sha256(token.as_bytes()), expected)
+    digests_equal(&sha256(token.as_bytes()), expected)
 }
 
 impl AdminApi {

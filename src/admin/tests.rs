@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use http::header::AUTHORIZATION;
 use http_body_util::BodyExt;
 use serde_json::Value;
 
@@ -120,6 +121,16 @@ fn the_token_must_match_exactly() {
     assert!(!ok(Some(&format!("Bearer {TOKEN}x"))));
     assert!(!ok(Some(&format!("Bearer {}", &TOKEN[..TOKEN.len() - 1]))));
     assert!(!ok(Some(&format!("Bearer {}", TOKEN.to_uppercase()))));
+    // The public listener's parser: a tab separates like a space.
+    assert!(ok(Some(&format!("Bearer\t{TOKEN}"))));
+    assert!(!ok(Some(&format!("Bearer\t{TOKEN}x"))));
+    // Two Authorization headers are refused, even both right.
+    let mut two = headers(Some(&format!("Bearer {TOKEN}")));
+    two.append(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap(),
+    );
+    assert!(!authorized(&two, Some(&expected)));
     // No configured token: nobody gets in, whatever they send.
     assert!(!authorized(
         &headers(Some(&format!("Bearer {TOKEN}"))),

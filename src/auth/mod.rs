@@ -2,20 +2,31 @@
 //!
 //! It does no I/O on the request path except the rate-limited JWKS refresh
 //! when a token names a key paygate does not know (see [`jwks`]). Everything
-//! a verification needs (keys, one `Validation` per allowed algorithm) is
-//! built once in [`Authenticator::new`].
+//! a verification needs (keys per allowed algorithm) is built once in
+//! [`Authenticator::new`].
+//!
+//! What a token must be is decided here, by paygate's own readers of the
+//! header ([`read_header`]) and the claims ([`read_claims`]), whose comments
+//! state the rules; jsonwebtoken only checks signatures. That keeps every
+//! rule in one place, where the property tests (`proptests.rs`) hold it
+//! against a plain model of the same rules.
 //!
 //! Invariants a change must not break:
 //! - The key is chosen by the algorithm family of the token header: HS* only
 //!   ever with the configured secret, asymmetric algorithms only with a
 //!   public key of the matching type. An HS256 token can therefore never be
 //!   checked against public key bytes used as an HMAC secret.
-//! - Only `ExpiredSignature`, reported after the signature was verified,
-//!   becomes [`AuthError::Expired`]; every other failure is
-//!   [`AuthError::Invalid`], so a forged token never learns more than
-//!   "invalid".
+//! - Claims are read only after the signature was verified, and
+//!   [`AuthError::Expired`] is returned only for a token that passed every
+//!   other check; every other failure is [`AuthError::Invalid`], so a forged
+//!   token never learns more than "invalid".
+//! - A user id that is accepted is 1 to 256 visible ASCII characters other
+//!   than `,`, so it reaches the store and the identity header unchanged and
+//!   every HTTP parser reads it the same way.
 
 pub mod jwks;
+#[cfg(test)]
+mod proptests;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -27,11 +38,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::{DecodeSliceError, Engine};
 use http::header::{AUTHORIZATION, COOKIE};
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header};
+use serde::de::{
+    self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 
 use crate::outbound::OutboundClient;
 use jwks::{Jwks, Lookup};
@@ -124,8 +136,38 @@ pub enum AuthError {
     Expired,
 }
 
-/// Finds the token: `Authorization: Bearer <t>` (scheme case-insensitive)
-/// wins over the cookie.
+/// What a request offers as a credential (see [`extract_token`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// No token: no `Authorization: Bearer` header and no token in the
+    /// configured cookie.
+    None,
+    /// The request's one token.
+    Token(&'a str),
+    /// More than one `Authorization` header. Which of them counts would
+    /// depend on who reads the request (some frameworks take the first, some
+    /// the last, some join them), so none does: it is an invalid token.
+    Ambiguous,
+}
+
+impl<'a> Credential<'a> {
+    /// The token, for callers that need one: a missing token is
+    /// [`AuthError::Missing`], an ambiguous one [`AuthError::Invalid`].
+    pub fn required(self) -> Result<&'a str, AuthError> {
+        match self {
+            Credential::Token(token) => Ok(token),
+            Credential::None => Err(AuthError::Missing),
+            Credential::Ambiguous => Err(AuthError::Invalid(AMBIGUOUS)),
+        }
+    }
+}
+
+/// The reason logged for a request with several `Authorization` headers.
+pub(crate) const AMBIGUOUS: &str = "more than one Authorization header";
+
+/// Finds the token: `Authorization: Bearer <t>` (see [`bearer_token`]) wins
+/// over the cookie; two or more `Authorization` headers are
+/// [`Credential::Ambiguous`], whatever they and the cookie hold.
 ///
 /// SPEC §9 says that an `Authorization` header with another scheme "counts
 /// as no token". We read that as: such a header contributes no token, so a
@@ -136,13 +178,17 @@ pub enum AuthError {
 /// token rides in the cookie; refusing those requests would lock users out,
 /// and honouring the cookie gives a caller nothing they could not get by
 /// leaving the header off. A `Bearer` header with an empty token is treated
-/// the same way. Only the first `Authorization` header is looked at, as the
-/// header may not be repeated.
-pub fn extract_token<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Option<&'a str> {
-    if let Some(token) = headers.get(AUTHORIZATION).and_then(bearer_token) {
-        return Some(token);
+/// the same way.
+///
+/// Allocation-free: the common request (one header) costs one header lookup.
+pub fn extract_token<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Credential<'a> {
+    match authorization_bearer(headers) {
+        Credential::None => {}
+        found => return found,
     }
-    let name = cookie?;
+    let Some(name) = cookie else {
+        return Credential::None;
+    };
     // HTTP/2 clients may split cookies over several `Cookie` headers.
     headers
         .get_all(COOKIE)
@@ -162,18 +208,62 @@ pub fn extract_token<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Option
                 .unwrap_or(value);
             (!value.is_empty()).then_some(value)
         })
+        .map_or(Credential::None, Credential::Token)
 }
 
-/// The token of an `Authorization: Bearer <token>` header value, if it is one.
-fn bearer_token(value: &HeaderValue) -> Option<&str> {
-    let value = value.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once([' ', '\t'])?;
+/// The bearer token of the request's `Authorization` header alone (no
+/// cookie): what both listeners use, so that the public and the admin
+/// listener read a header the same way. `None` without a header or with
+/// another scheme; `Ambiguous` with more than one header.
+pub(crate) fn authorization_bearer(headers: &HeaderMap) -> Credential<'_> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(first) = values.next() else {
+        return Credential::None;
+    };
+    if values.next().is_some() {
+        return Credential::Ambiguous;
+    }
+    first
+        .to_str()
+        .ok()
+        .and_then(bearer_token)
+        .map_or(Credential::None, Credential::Token)
+}
+
+/// The token of an `Authorization` header value of the `Bearer` scheme, if
+/// it is one.
+///
+/// RFC 9110 §11.4 writes `credentials = auth-scheme [ 1*SP token68 ]`, the
+/// scheme being case-insensitive. paygate also accepts a horizontal tab
+/// wherever it accepts a space (around the value and between scheme and
+/// token), because that is how the upstream frameworks read the header
+/// (Django REST framework and simplejwt split it on any whitespace, and the
+/// only whitespace a header value can hold is SP and HTAB): the token paygate
+/// authorizes is then the one the upstream would read. Both listeners use
+/// this one parser.
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
+    const WHITESPACE: [char; 2] = [' ', '\t'];
+    let (scheme, token) = value.trim_matches(WHITESPACE).split_once(WHITESPACE)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
-    let token = token.trim();
+    let token = token.trim_start_matches(WHITESPACE);
     (!token.is_empty()).then_some(token)
 }
+
+/// Whether `id` may be a user id: 1 to 256 characters, each visible ASCII
+/// (`!` to `~`) other than `,`. The id is a store key and the value of the
+/// user-id header: whitespace would be trimmed by the upstream's HTTP parser
+/// (so `"alice "` would reach the upstream as `alice`, looked up here as
+/// someone else), a comma would read as a list, and control or non-ASCII
+/// characters are read differently by different parsers.
+pub(crate) fn is_valid_user_id(id: &str) -> bool {
+    (1..=MAX_USER_ID_LEN).contains(&id.len())
+        && id.bytes().all(|b| matches!(b, b'!'..=b'~') && b != b',')
+}
+
+/// Longest user id accepted, in bytes (all of them ASCII).
+pub(crate) const MAX_USER_ID_LEN: usize = 256;
 
 /// Longest token `verify` looks at. Real tokens are well under 2 KiB; the
 /// cap keeps a giant header value from costing a large base64 decode before
@@ -219,21 +309,9 @@ const VERIFIED_CACHE_TTL_SECS: i64 = 60;
 /// What verifying a token of one algorithm needs, prepared once.
 struct AlgorithmEntry {
     alg: Algorithm,
-    /// Lists this algorithm only: jsonwebtoken requires every algorithm of a
-    /// `Validation` to share the key's family, and checks the header against
-    /// the list once more.
-    validation: Validation,
     /// The secret for HS*, the static public key of this family for the
     /// others (None when the keys come from the JWKS only).
     static_key: Option<DecodingKey>,
-}
-
-/// The parts of a token header needed to pick a key.
-struct TokenHeader {
-    alg: Algorithm,
-    /// Kept only for asymmetric algorithms, the only ones that use it, so
-    /// that an HS token's header costs no allocation.
-    kid: Option<String>,
 }
 
 impl Authenticator {
@@ -276,11 +354,7 @@ impl Authenticator {
                 }
                 key
             };
-            algorithms.push(AlgorithmEntry {
-                alg,
-                validation: validation_for(alg, &settings),
-                static_key,
-            });
+            algorithms.push(AlgorithmEntry { alg, static_key });
         }
         if !public_keys.is_empty()
             && algorithms
@@ -351,22 +425,19 @@ impl Authenticator {
     }
 
     /// Verifies `token` and returns who it identifies. Expired (beyond the
-    /// leeway, signature valid) is [`AuthError::Expired`]; anything else
-    /// wrong is [`AuthError::Invalid`].
+    /// leeway, everything else valid) is [`AuthError::Expired`]; anything
+    /// else wrong is [`AuthError::Invalid`].
     pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        self.verify_at(token, unix_now()).await
+    }
+
+    /// [`Authenticator::verify`] with the clock read by the caller (`now`,
+    /// unix seconds), so that tests can pin it.
+    async fn verify_at(&self, token: &str, now: i64) -> Result<Arc<Identity>, AuthError> {
         // A token seen recently skips the signature check (the hot path's
         // largest cost), but expiry is still checked on every use.
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
         if let Some(hit) = self.verified.get(token) {
-            if now
-                > hit
-                    .identity
-                    .expires_at
-                    .saturating_add(self.settings.leeway as i64)
-            {
+            if is_expired(hit.identity.expires_at, now, self.settings.leeway) {
                 self.verified.remove(token);
                 return Err(AuthError::Expired);
             }
@@ -374,7 +445,7 @@ impl Authenticator {
                 return Ok(hit.identity);
             }
         }
-        let identity = Arc::new(self.verify_uncached(token).await?);
+        let identity = Arc::new(self.verify_uncached_at(token, now).await?);
         self.verified.insert(
             token.to_string(),
             Verified {
@@ -387,10 +458,15 @@ impl Authenticator {
 
     /// Verifies without consulting or filling the verified-token cache (benches).
     pub async fn verify_uncached(&self, token: &str) -> Result<Identity, AuthError> {
+        self.verify_uncached_at(token, unix_now()).await
+    }
+
+    async fn verify_uncached_at(&self, token: &str, now: i64) -> Result<Identity, AuthError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::Invalid("token too large"));
         }
-        let header = peek_header(token)?;
+        let parts = TokenParts::split(token)?;
+        let header = read_header(parts.header)?;
         let entry = self
             .algorithms
             .iter()
@@ -407,7 +483,7 @@ impl Authenticator {
                 .static_key
                 .as_ref()
                 .ok_or(AuthError::Invalid("no key for algorithm"))?;
-            return self.decode(token, key, entry);
+            return self.decode(&parts, key, header.alg, now);
         }
         let Some(jwks) = &self.jwks else {
             return Err(AuthError::Invalid("no key for algorithm"));
@@ -416,7 +492,7 @@ impl Authenticator {
         let kid = header.kid.as_deref();
         let (seen_attempts, keys) = jwks.snapshot();
         match keys.find(header.alg, kid) {
-            Lookup::Found(key) => return self.decode(token, key, entry),
+            Lookup::Found(key) => return self.decode(&parts, key, header.alg, now),
             Lookup::WrongAlgorithm => {
                 return Err(AuthError::Invalid("key does not match algorithm"))
             }
@@ -427,7 +503,7 @@ impl Authenticator {
         drop(keys);
         let keys = jwks.refresh_on_miss(seen_attempts).await;
         match keys.find(header.alg, kid) {
-            Lookup::Found(key) => self.decode(token, key, entry),
+            Lookup::Found(key) => self.decode(&parts, key, header.alg, now),
             Lookup::WrongAlgorithm => Err(AuthError::Invalid("key does not match algorithm")),
             Lookup::NotFound => Err(AuthError::Invalid("unknown key id")),
         }
@@ -438,47 +514,36 @@ impl Authenticator {
         &self.settings
     }
 
-    /// Checks signature and registered claims with jsonwebtoken, then reads
-    /// the identity from the (now trusted) payload.
+    /// Checks the signature with jsonwebtoken, then reads and checks the
+    /// (now trusted) claims.
     fn decode(
         &self,
-        token: &str,
+        parts: &TokenParts<'_>,
         key: &DecodingKey,
-        entry: &AlgorithmEntry,
+        alg: Algorithm,
+        now: i64,
     ) -> Result<Identity, AuthError> {
-        // `IgnoredAny` makes jsonwebtoken skip building a claims value: the
-        // one claim paygate needs has a configurable name, which a derived
-        // struct cannot express, and a `serde_json::Map` would allocate
-        // every claim of every request.
-        jsonwebtoken::decode::<IgnoredAny>(token, key, &entry.validation).map_err(map_jwt_error)?;
-        read_identity(token, &self.settings.user_claim)
+        match jsonwebtoken::crypto::verify(parts.signature, parts.signed.as_bytes(), key, alg) {
+            Ok(true) => {}
+            Ok(false) => return Err(AuthError::Invalid("bad signature")),
+            Err(err) => return Err(map_jwt_error(err)),
+        }
+        read_claims(parts.payload, &self.settings, now)
     }
 }
 
-/// The `Validation` for tokens of `alg`, following the [jwt] settings.
-fn validation_for(alg: Algorithm, settings: &JwtSettings) -> Validation {
-    let mut validation = Validation::new(alg);
-    validation.leeway = settings.leeway;
-    validation.validate_exp = true;
-    // jsonwebtoken ignores `nbf` unless asked to.
-    validation.validate_nbf = true;
-    let mut required = vec!["exp"];
-    if let Some(issuer) = &settings.issuer {
-        validation.set_issuer(&[issuer]);
-        // A configured issuer must be asserted, not merely not contradicted.
-        required.push("iss");
-    }
-    match &settings.audience {
-        Some(audience) => {
-            validation.set_audience(&[audience]);
-            required.push("aud");
-        }
-        // Without a configured audience the claim is not checked at all;
-        // jsonwebtoken would otherwise reject every token that carries one.
-        None => validation.validate_aud = false,
-    }
-    validation.set_required_spec_claims(&required);
-    validation
+/// Wall-clock unix seconds, the clock `exp` and `nbf` are meant for.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Whether a token with this `exp` is past it at `now`, allowing `leeway`
+/// seconds of clock skew. The one definition, for fresh and cached tokens.
+fn is_expired(exp: i64, now: i64, leeway: u64) -> bool {
+    exp.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX)) < now
 }
 
 /// The static public keys a PEM yields: tried as RSA, EC and Ed25519, since
@@ -498,72 +563,296 @@ fn parse_public_pem(pem: &[u8]) -> Result<Vec<DecodingKey>, String> {
     Ok(keys)
 }
 
-/// Reads algorithm and key id from the token header without allocating for
-/// HS tokens. jsonwebtoken parses the header again when verifying and
-/// refuses the token unless it names the same algorithm, so the two parses
-/// cannot disagree in a way that matters.
-fn peek_header(token: &str) -> Result<TokenHeader, AuthError> {
-    #[derive(Deserialize)]
-    struct RawHeader<'a> {
-        #[serde(borrow)]
-        alg: Cow<'a, str>,
-        #[serde(borrow, default)]
-        kid: Option<Cow<'a, str>>,
-        /// RFC 7515 §4.1.11: a token listing critical extensions must be
-        /// rejected by a verifier that does not implement them, and paygate
-        /// implements none.
-        #[serde(default)]
-        crit: Option<IgnoredAny>,
-    }
+/// The three parts of a compact JWS (`header.payload.signature`, base64url
+/// without padding), still encoded.
+struct TokenParts<'t> {
+    header: &'t str,
+    payload: &'t str,
+    signature: &'t str,
+    /// `header.payload`: what the signature covers.
+    signed: &'t str,
+}
 
-    let (segment, _) = token
-        .split_once('.')
-        .ok_or(AuthError::Invalid("malformed token"))?;
+impl<'t> TokenParts<'t> {
+    /// Exactly two dots, or the token is malformed. The parts may be empty
+    /// here; an empty one fails to decode or to verify later.
+    fn split(token: &'t str) -> Result<TokenParts<'t>, AuthError> {
+        const MALFORMED: AuthError = AuthError::Invalid("malformed token");
+        let (signed, signature) = token.rsplit_once('.').ok_or(MALFORMED)?;
+        let (header, payload) = signed.split_once('.').ok_or(MALFORMED)?;
+        if payload.contains('.') {
+            return Err(MALFORMED);
+        }
+        Ok(TokenParts {
+            header,
+            payload,
+            signature,
+            signed,
+        })
+    }
+}
+
+/// The parts of a token header that decide how it is verified.
+struct TokenHeader {
+    alg: Algorithm,
+    /// Kept only for asymmetric algorithms, the only ones that use it, so
+    /// that an HS token's header costs no allocation.
+    kid: Option<String>,
+}
+
+/// Reads the token header. The rules:
+/// - base64url without padding, of a JSON object (nothing else: not an
+///   array, and nothing after the object but whitespace);
+/// - `alg` present once, a string; a name other than an allowed algorithm's
+///   (compared exactly: `hs256` and `none` are no algorithm) is refused by
+///   the caller;
+/// - `kid` at most once, a string or null;
+/// - no `crit` at all, whatever its value (null and `[]` included): RFC 7515
+///   §4.1.11 has a verifier refuse a token whose critical extensions it does
+///   not implement, paygate implements none, and a value that does not parse
+///   as a list is no reason to let the token through;
+/// - every other member is ignored, whatever its value.
+///
+/// Duplicate `alg`, `kid` or `crit` make the header malformed: which one
+/// counts would depend on the parser.
+fn read_header(segment: &str) -> Result<TokenHeader, AuthError> {
+    const MALFORMED: AuthError = AuthError::Invalid("malformed token");
     with_b64_decoded(segment, |json| {
-        let raw: RawHeader<'_> =
-            serde_json::from_slice(json).map_err(|_| AuthError::Invalid("malformed token"))?;
-        if raw.crit.is_some() {
+        let mut deserializer = serde_json::Deserializer::from_slice(json);
+        let raw = deserializer
+            .deserialize_map(HeaderVisitor)
+            .and_then(|raw| deserializer.end().map(|()| raw))
+            .map_err(|_| MALFORMED)?;
+        if raw.crit {
             return Err(AuthError::Invalid("unsupported critical header"));
         }
-        // "none" is no algorithm jsonwebtoken knows, so unsigned tokens end
-        // here whatever the allowlist says.
-        let alg = Algorithm::from_str(&raw.alg)
-            .map_err(|_| AuthError::Invalid("algorithm not allowed"))?;
+        let alg = raw
+            .alg
+            .ok_or(MALFORMED)?
+            .ok_or(AuthError::Invalid("algorithm not allowed"))?;
         let kid = match alg.family() {
             AlgorithmFamily::Hmac => None,
             _ => raw.kid.map(Cow::into_owned),
         };
         Ok(TokenHeader { alg, kid })
     })
-    .unwrap_or(Err(AuthError::Invalid("malformed token")))
+    .unwrap_or(Err(MALFORMED))
 }
 
-/// Reads user id and expiry from the payload of a token whose signature and
-/// registered claims were already verified.
-fn read_identity(token: &str, user_claim: &str) -> Result<Identity, AuthError> {
-    let payload = token
-        .split('.')
-        .nth(1)
-        .ok_or(AuthError::Invalid("malformed token"))?;
-    let found = with_b64_decoded(payload, |json| {
+/// A header as read, before its rules are applied.
+struct RawHeader<'de> {
+    /// `None`: absent; `Some(None)`: a name that is no algorithm.
+    alg: Option<Option<Algorithm>>,
+    kid: Option<Cow<'de, str>>,
+    kid_seen: bool,
+    crit: bool,
+}
+
+struct HeaderVisitor;
+
+impl<'de> Visitor<'de> for HeaderVisitor {
+    type Value = RawHeader<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object (a JWT header)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader<'de>, A::Error> {
+        let mut raw = RawHeader {
+            alg: None,
+            kid: None,
+            kid_seen: false,
+            crit: false,
+        };
+        while let Some(name) = map.next_key_seed(NameIs(&["alg", "kid", "crit"]))? {
+            match name {
+                Some(0) if raw.alg.is_some() => return Err(de::Error::duplicate_field("alg")),
+                Some(0) => raw.alg = Some(map.next_value_seed(AlgorithmName)?),
+                Some(1) if raw.kid_seen => return Err(de::Error::duplicate_field("kid")),
+                Some(1) => {
+                    raw.kid_seen = true;
+                    raw.kid = map.next_value_seed(KeyId)?;
+                }
+                Some(2) if raw.crit => return Err(de::Error::duplicate_field("crit")),
+                Some(2) => {
+                    raw.crit = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(raw)
+    }
+}
+
+/// Reads a member name and says which of a few names it is (its index),
+/// without allocating it. Escaped names are compared once unescaped, as every
+/// JSON parser reads them.
+struct NameIs<'n>(&'n [&'n str]);
+
+impl<'de> DeserializeSeed<'de> for NameIs<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NameIs<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|known| *known == name))
+    }
+}
+
+/// `alg`: a string; `None` when it names no algorithm jsonwebtoken knows
+/// (`none` among them, so unsigned tokens end there whatever the allowlist).
+struct AlgorithmName;
+
+impl<'de> DeserializeSeed<'de> for AlgorithmName {
+    type Value = Option<Algorithm>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AlgorithmName {
+    type Value = Option<Algorithm>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an algorithm name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Option<Algorithm>, E> {
+        Ok(Algorithm::from_str(name).ok())
+    }
+}
+
+/// `kid`: a string (borrowed from the decoded header when it has no escapes)
+/// or null.
+struct KeyId;
+
+impl<'de> DeserializeSeed<'de> for KeyId {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyId {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key id string or null")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, kid: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(kid)))
+    }
+
+    fn visit_str<E: de::Error>(self, kid: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(kid.to_owned())))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// Reads and checks the claims of a token whose signature was verified. The
+/// rules (`now` and the [jwt] settings decide the checks):
+/// - base64url without padding, of a JSON object (not an array, nothing after
+///   it but whitespace);
+/// - the user claim, each registered claim (`iss`, `sub`, `aud`, `exp`,
+///   `nbf`, `iat`, `jti`) at most once: RFC 7519 §4 lets a reader refuse
+///   duplicates, and which value counts would depend on the parser;
+/// - the user claim present, a string that [`is_valid_user_id`], or an
+///   integer (JSON number without fraction or exponent, within 64 bits),
+///   which becomes its decimal text;
+/// - `exp` present and a NumericDate: a JSON number, not negative, a fraction
+///   rounded to the nearest second, anything beyond `i64::MAX` read as
+///   `i64::MAX`. The token is expired when `exp + leeway < now`;
+/// - `nbf`, when present, a NumericDate too, and `nbf <= now + leeway`;
+/// - with `jwt.issuer`: `iss` present, a string equal to it;
+/// - with `jwt.audience`: `aud` present, a string equal to it or an array of
+///   strings one of which is;
+/// - every other claim (and `iss`, `aud` when not configured, and `iat`) is
+///   ignored, whatever its value.
+///
+/// [`AuthError::Expired`] only for a token that passes every other rule.
+fn read_claims(segment: &str, settings: &JwtSettings, now: i64) -> Result<Identity, AuthError> {
+    let seed = ClaimsSeed {
+        user_claim: &settings.user_claim,
+        issuer: settings.issuer.as_deref(),
+        audience: settings.audience.as_deref(),
+    };
+    let found = with_b64_decoded(segment, |json| {
         let mut deserializer = serde_json::Deserializer::from_slice(json);
-        let found = ClaimsSeed { user_claim }.deserialize(&mut deserializer)?;
+        let found = seed.deserialize(&mut deserializer)?;
         deserializer.end()?;
         Ok::<_, serde_json::Error>(found)
     })
     .ok_or(AuthError::Invalid("malformed token"))?
     .map_err(|_| AuthError::Invalid("malformed claims"))?;
 
-    if found.duplicate_user {
-        // Two values for the user claim: which one counts would depend on
-        // the parser, so neither does.
-        return Err(AuthError::Invalid("duplicate user claim"));
+    if found.duplicate {
+        return Err(AuthError::Invalid("duplicate claim"));
     }
     let user_id = found
         .user
-        .unwrap_or(Err("missing user claim"))
+        .ok_or(AuthError::Invalid("missing user claim"))?
+        .into_user_id()
         .map_err(AuthError::Invalid)?;
-    let expires_at = found.exp.ok_or(AuthError::Invalid("missing exp"))?;
+    let expires_at = found
+        .exp
+        .ok_or(AuthError::Invalid("missing exp"))?
+        .numeric_date()
+        .ok_or(AuthError::Invalid("malformed exp"))?;
+    let leeway = i64::try_from(settings.leeway).unwrap_or(i64::MAX);
+    if let Some(nbf) = found.nbf {
+        let nbf = nbf
+            .numeric_date()
+            .ok_or(AuthError::Invalid("malformed nbf"))?;
+        if nbf > now.saturating_add(leeway) {
+            return Err(AuthError::Invalid("token not yet valid"));
+        }
+    }
+    if settings.issuer.is_some() {
+        match found.iss {
+            None => return Err(AuthError::Invalid("missing iss")),
+            Some(ClaimValue::Str { matches: true, .. }) => {}
+            Some(_) => return Err(AuthError::Invalid("wrong issuer")),
+        }
+    }
+    if settings.audience.is_some() {
+        match found.aud {
+            None => return Err(AuthError::Invalid("missing aud")),
+            Some(ClaimValue::Str { matches: true, .. } | ClaimValue::Strings { matches: true }) => {
+            }
+            Some(_) => return Err(AuthError::Invalid("wrong audience")),
+        }
+    }
+    if is_expired(expires_at, now, settings.leeway) {
+        return Err(AuthError::Expired);
+    }
     Ok(Identity::new(user_id, expires_at))
 }
 
@@ -584,22 +873,11 @@ fn with_b64_decoded<R>(segment: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     }
 }
 
-/// Maps jsonwebtoken's verdict to ours: expired is the only distinct case.
+/// Maps a failure of jsonwebtoken's signature check to our reason.
 fn map_jwt_error(err: jsonwebtoken::errors::Error) -> AuthError {
     let reason = match err.kind() {
-        ErrorKind::ExpiredSignature => return AuthError::Expired,
         ErrorKind::InvalidSignature => "bad signature",
         ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => "algorithm not allowed",
-        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
-            "exp" => "missing exp",
-            "iss" => "missing iss",
-            "aud" => "missing aud",
-            _ => "missing required claim",
-        },
-        ErrorKind::InvalidClaimFormat(_) => "malformed claim",
-        ErrorKind::ImmatureSignature => "token not yet valid",
-        ErrorKind::InvalidIssuer => "wrong issuer",
-        ErrorKind::InvalidAudience => "wrong audience",
         ErrorKind::InvalidRsaKey(_)
         | ErrorKind::InvalidEcdsaKey
         | ErrorKind::InvalidEddsaKey
@@ -609,10 +887,8 @@ fn map_jwt_error(err: jsonwebtoken::errors::Error) -> AuthError {
             tracing::warn!(error = %err, "JWT verification key is unusable");
             "unusable verification key"
         }
-        ErrorKind::InvalidToken
-        | ErrorKind::Base64(_)
-        | ErrorKind::Json(_)
-        | ErrorKind::Utf8(_) => "malformed token",
+        // The signature part is not base64url.
+        ErrorKind::Base64(_) => "malformed token",
         _ => "invalid token",
     };
     AuthError::Invalid(reason)
@@ -638,8 +914,10 @@ pub fn mint_token(
         .as_deref()
         .filter(|secret| !secret.is_empty())
         .ok_or("no jwt secret is configured: paygate can only mint tokens with a shared secret")?;
-    if user.is_empty() {
-        return Err("the user id is empty".to_owned());
+    if !is_valid_user_id(user) {
+        return Err(format!(
+            "the user id must be 1 to {MAX_USER_ID_LEN} visible ASCII characters other than ','"
+        ));
     }
     if ["exp", "iat", "nbf", "iss", "aud"].contains(&settings.user_claim.as_str()) {
         return Err(format!(
@@ -670,18 +948,36 @@ pub fn mint_token(
     .map_err(|e| format!("signing the token failed: {e}"))
 }
 
-/// Deserializes a claims object, keeping only the user claim and `exp` and
+/// Reads a claims object, keeping only what [`read_claims`] checks and
 /// skipping every other value without building it.
 struct ClaimsSeed<'c> {
     user_claim: &'c str,
+    /// The configured `iss` and `aud`, compared while reading so that the
+    /// claims' strings need not be kept.
+    issuer: Option<&'c str>,
+    audience: Option<&'c str>,
 }
+
+/// The registered claims of RFC 7519 §4.1, each of which may appear once. A
+/// claim's bit in [`ClaimsFound::seen`] is `1 << index`; the user claim has
+/// the bit after them.
+const REGISTERED: [&str; 7] = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
+const ISS: u8 = 1 << 0;
+const AUD: u8 = 1 << 2;
+const EXP: u8 = 1 << 3;
+const NBF: u8 = 1 << 4;
+const USER: u8 = 1 << 7;
 
 #[derive(Default)]
 struct ClaimsFound {
-    /// The user id, or why the claim's value cannot be one.
-    user: Option<Result<String, &'static str>>,
-    duplicate_user: bool,
-    exp: Option<i64>,
+    user: Option<ClaimValue>,
+    exp: Option<ClaimValue>,
+    nbf: Option<ClaimValue>,
+    iss: Option<ClaimValue>,
+    aud: Option<ClaimValue>,
+    /// The claims seen so far, as bits (see [`REGISTERED`]).
+    seen: u8,
+    duplicate: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
@@ -704,112 +1000,156 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClaimsFound, A::Error> {
         let mut found = ClaimsFound::default();
-        while let Some(name) = map.next_key_seed(ClaimName {
+        while let Some(roles) = map.next_key_seed(ClaimName {
             user_claim: self.user_claim,
         })? {
-            if !name.is_user && !name.is_exp {
+            found.duplicate |= found.seen & roles != 0;
+            found.seen |= roles;
+            if roles & (USER | EXP | NBF | ISS | AUD) == 0 {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
-            let value: ClaimValue = map.next_value()?;
-            if name.is_exp {
-                found.exp = value.as_unix_seconds();
+            // A name has at most one of ISS and AUD, so at most one expected
+            // value applies.
+            let expected = match roles {
+                r if r & ISS != 0 => self.issuer,
+                r if r & AUD != 0 => self.audience,
+                _ => None,
+            };
+            let value = map.next_value_seed(ClaimValueSeed {
+                keep_string: roles & USER != 0,
+                expected,
+                element: false,
+            })?;
+            // The user claim may share its name with a registered claim
+            // (`sub`, most often), so one value may fill several roles.
+            for (role, slot) in [
+                (EXP, &mut found.exp),
+                (NBF, &mut found.nbf),
+                (ISS, &mut found.iss),
+                (AUD, &mut found.aud),
+            ] {
+                if roles & role != 0 {
+                    *slot = Some(value.clone());
+                }
             }
-            if name.is_user {
-                found.duplicate_user |= found.user.is_some();
-                found.user = Some(value.into_user_id());
+            if roles & USER != 0 {
+                found.user = Some(value);
             }
         }
         Ok(found)
     }
 }
 
-/// Classifies a claim name without allocating it.
+/// Classifies a claim name without allocating it: its bits (see
+/// [`REGISTERED`]), 0 for a claim paygate ignores.
 struct ClaimName<'c> {
     user_claim: &'c str,
 }
 
-struct ClaimNameIs {
-    is_user: bool,
-    is_exp: bool,
-}
-
 impl<'de> DeserializeSeed<'de> for ClaimName<'_> {
-    type Value = ClaimNameIs;
+    type Value = u8;
 
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<ClaimNameIs, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<u8, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
 
 impl<'de> Visitor<'de> for ClaimName<'_> {
-    type Value = ClaimNameIs;
+    type Value = u8;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a claim name")
     }
 
-    fn visit_str<E: de::Error>(self, name: &str) -> Result<ClaimNameIs, E> {
-        Ok(ClaimNameIs {
-            is_user: name == self.user_claim,
-            is_exp: name == "exp",
-        })
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<u8, E> {
+        let registered = REGISTERED
+            .iter()
+            .position(|known| *known == name)
+            .map_or(0, |i| 1 << i);
+        let user = if name == self.user_claim { USER } else { 0 };
+        Ok(registered | user)
     }
 }
 
-/// The value of the user claim or of `exp`, whatever its JSON type.
+/// The value of a claim paygate reads, whatever its JSON type.
+#[derive(Clone, Debug)]
 enum ClaimValue {
-    Str(String),
+    Str {
+        /// The string, kept only for the user claim.
+        text: Option<String>,
+        /// Whether it equals the configured value (`iss`, `aud`).
+        matches: bool,
+    },
     Signed(i64),
     Unsigned(u64),
     Float(f64),
-    /// null, a boolean, an array or an object.
+    /// An array of strings only; `matches` when one of them equals the
+    /// configured value.
+    Strings {
+        matches: bool,
+    },
+    /// null, a boolean, an object, or an array with something other than a
+    /// string in it.
     Other,
 }
 
 impl ClaimValue {
     fn into_user_id(self) -> Result<String, &'static str> {
         match self {
-            ClaimValue::Str(s) if s.is_empty() => Err("empty user claim"),
-            // The id travels on in a request header and into store keys,
-            // where control characters could split or forge lines.
-            ClaimValue::Str(s) if s.chars().any(|c| c.is_ascii_control()) => {
-                Err("user claim contains control characters")
+            ClaimValue::Str { text: Some(id), .. } if is_valid_user_id(&id) => Ok(id),
+            ClaimValue::Str { .. } => {
+                Err("user claim is not 1 to 256 visible ASCII characters other than ','")
             }
-            ClaimValue::Str(s) => Ok(s),
             ClaimValue::Signed(n) => Ok(n.to_string()),
             ClaimValue::Unsigned(n) => Ok(n.to_string()),
-            ClaimValue::Float(_) | ClaimValue::Other => {
+            ClaimValue::Float(_) | ClaimValue::Strings { .. } | ClaimValue::Other => {
                 Err("user claim is not a string or integer")
             }
         }
     }
 
-    /// `exp` as unix seconds. jsonwebtoken has already checked it is a
-    /// non-negative number (it rounds fractional ones, and so do we).
-    fn as_unix_seconds(&self) -> Option<i64> {
+    /// The value as a NumericDate (RFC 7519 §2) in unix seconds: a number,
+    /// not negative; a fraction is rounded to the nearest second (as
+    /// jsonwebtoken and PyJWT do) and a value beyond `i64::MAX` is read as
+    /// `i64::MAX` (`as` saturates). `-0` counts as 0.
+    fn numeric_date(&self) -> Option<i64> {
         match *self {
-            ClaimValue::Signed(n) => Some(n),
+            ClaimValue::Signed(n) if n >= 0 => Some(n),
             ClaimValue::Unsigned(n) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
-            // `as` saturates, which is the right answer for an absurd expiry.
-            ClaimValue::Float(f) if f.is_finite() => Some(f.round() as i64),
+            ClaimValue::Float(f) if f >= 0.0 => Some(f.round() as i64),
             _ => None,
         }
     }
 }
 
-impl<'de> Deserialize<'de> for ClaimValue {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ClaimValueVisitor)
+/// Reads one claim value: keeps the string only when asked to, and compares
+/// strings (alone or in an array) with `expected`.
+///
+/// It never descends more than one array deep: what an element of an array
+/// holds beyond that is skipped, which the JSON parser does without
+/// recursion. However a token nests its claims, reading them takes a few
+/// stack frames, not one per level.
+#[derive(Clone, Copy)]
+struct ClaimValueSeed<'e> {
+    keep_string: bool,
+    expected: Option<&'e str>,
+    /// Reading an element of an array: an array or object here is skipped.
+    element: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for ClaimValueSeed<'_> {
+    type Value = ClaimValue;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<ClaimValue, D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-struct ClaimValueVisitor;
-
-impl<'de> Visitor<'de> for ClaimValueVisitor {
+impl<'de> Visitor<'de> for ClaimValueSeed<'_> {
     type Value = ClaimValue;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -817,11 +1157,17 @@ impl<'de> Visitor<'de> for ClaimValueVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<ClaimValue, E> {
-        Ok(ClaimValue::Str(v.to_owned()))
+        Ok(ClaimValue::Str {
+            matches: self.expected == Some(v),
+            text: self.keep_string.then(|| v.to_owned()),
+        })
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<ClaimValue, E> {
-        Ok(ClaimValue::Str(v))
+        Ok(ClaimValue::Str {
+            matches: self.expected == Some(v.as_str()),
+            text: self.keep_string.then_some(v),
+        })
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<ClaimValue, E> {
@@ -845,8 +1191,27 @@ impl<'de> Visitor<'de> for ClaimValueVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ClaimValue, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(ClaimValue::Other)
+        if self.element {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(ClaimValue::Other);
+        }
+        let element = ClaimValueSeed {
+            keep_string: false,
+            element: true,
+            ..self
+        };
+        let (mut all_strings, mut matches) = (true, false);
+        while let Some(value) = seq.next_element_seed(element)? {
+            match value {
+                ClaimValue::Str { matches: m, .. } => matches |= m,
+                _ => all_strings = false,
+            }
+        }
+        Ok(if all_strings {
+            ClaimValue::Strings { matches }
+        } else {
+            ClaimValue::Other
+        })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClaimValue, A::Error> {
@@ -859,6 +1224,7 @@ impl<'de> Visitor<'de> for ClaimValueVisitor {
 mod tests {
     use super::jwks::test_server::JwksServer;
     use super::*;
+    use http::HeaderValue;
     use serde_json::{json, Value};
     use tokio::task::JoinSet;
 
@@ -1083,7 +1449,9 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
             (json!("42"), "42"),
             (json!(-7), "-7"),
             (json!(u64::MAX), "18446744073709551615"),
-            (json!("user_ünïcode"), "user_ünïcode"),
+            (json!(i64::MIN), "-9223372036854775808"),
+            (json!("user@example.com"), "user@example.com"),
+            (json!("a".repeat(256)), &*"a".repeat(256)),
         ] {
             let token = hs256(json!({"user_id": value, "sub": "ignored", "exp": exp}));
             assert_eq!(
@@ -1114,7 +1482,17 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
             json!(null),
             json!({"id": 1}),
             json!([1]),
+            json!(["alice"]),
             json!("a\nb"),
+            // What an HTTP parser would trim, or read as a list.
+            json!("alice "),
+            json!(" alice"),
+            json!("alice\t"),
+            json!("alice,bob"),
+            json!("user_ünïcode"),
+            json!("a".repeat(257)),
+            // Integers beyond 64 bits are floats to JSON parsers.
+            json!(1e20),
         ] {
             let token = hs256(json!({"user_id": value, "exp": exp}));
             assert!(
@@ -1131,7 +1509,7 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
         let token = resign_hs256(&token);
         assert_eq!(
             auth.verify(&token).await,
-            Err(AuthError::Invalid("duplicate user claim"))
+            Err(AuthError::Invalid("duplicate claim"))
         );
     }
 
@@ -1158,12 +1536,20 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
             auth.verify(&token).await,
             Err(AuthError::Invalid("missing exp"))
         );
-        // jsonwebtoken counts an `exp` that is not a number as missing.
-        let token = hs256(json!({"sub": "alice", "exp": "tomorrow"}));
-        assert_eq!(
-            auth.verify(&token).await,
-            Err(AuthError::Invalid("missing exp"))
-        );
+        for exp in [
+            json!("tomorrow"),
+            json!(null),
+            json!(-1),
+            json!(-0.6),
+            json!([1]),
+        ] {
+            let token = hs256(json!({"sub": "alice", "exp": exp}));
+            assert_eq!(
+                auth.verify(&token).await,
+                Err(AuthError::Invalid("malformed exp")),
+                "{exp}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -1356,6 +1742,221 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
             auth.verify(&resign_hs256(&token)).await,
             Err(AuthError::Invalid("unsupported critical header"))
         );
+    }
+
+    /// Signs a hand-written header and claims with the test secret (HS256
+    /// signature whatever the header says).
+    fn signed_raw(header: &str, claims: &str) -> String {
+        resign_hs256(&raw_token(header, claims, ""))
+    }
+
+    #[tokio::test]
+    async fn crit_is_refused_in_every_shape() {
+        let auth = authenticator(settings(&[Algorithm::HS256])).await;
+        let claims = valid_claims().to_string();
+        for crit in [
+            "null",
+            "[]",
+            r#"["b64"]"#,
+            r#"["exp"]"#,
+            "{}",
+            r#""b64""#,
+            "0",
+            "false",
+        ] {
+            let header = format!(r#"{{"alg":"HS256","crit":{crit}}}"#);
+            assert_eq!(
+                auth.verify(&signed_raw(&header, &claims)).await,
+                Err(AuthError::Invalid("unsupported critical header")),
+                "{crit}"
+            );
+        }
+        // An escaped name is the same name.
+        let header = r#"{"alg":"HS256","\u0063rit":null}"#;
+        assert_eq!(
+            auth.verify(&signed_raw(header, &claims)).await,
+            Err(AuthError::Invalid("unsupported critical header"))
+        );
+    }
+
+    #[tokio::test]
+    async fn header_rules() {
+        let auth = authenticator(settings(&[Algorithm::HS256])).await;
+        let claims = valid_claims().to_string();
+        for good in [
+            r#"{"alg":"HS256"}"#,
+            r#" {"typ":"JWT", "alg":"HS256"} "#,
+            r#"{"alg":"HS256","kid":null}"#,
+            r#"{"alg":"HS256","kid":"k1","typ":7,"x":[{"y":null}],"x":1}"#,
+            r#"{"\u0061lg":"HS\u0032\u0035\u0036"}"#,
+        ] {
+            assert!(
+                auth.verify(&signed_raw(good, &claims)).await.is_ok(),
+                "{good}"
+            );
+        }
+        for bad in [
+            r#"["HS256"]"#,
+            r#""HS256""#,
+            r#"{}"#,
+            r#"{"alg":null}"#,
+            r#"{"alg":["HS256"]}"#,
+            r#"{"alg":"HS256","alg":"HS256"}"#,
+            r#"{"alg":"HS256","kid":"a","kid":"a"}"#,
+            r#"{"alg":"HS256","kid":1}"#,
+            r#"{"alg":"HS256"}x"#,
+            r#"{"alg":"HS256""#,
+        ] {
+            assert_eq!(
+                auth.verify(&signed_raw(bad, &claims)).await,
+                Err(AuthError::Invalid("malformed token")),
+                "{bad}"
+            );
+        }
+        for unknown in ["hs256", "HS256 ", "none", ""] {
+            let header = format!(r#"{{"alg":"{unknown}"}}"#);
+            assert_eq!(
+                auth.verify(&signed_raw(&header, &claims)).await,
+                Err(AuthError::Invalid("algorithm not allowed")),
+                "{unknown}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn token_structure_rules() {
+        let auth = authenticator(settings(&[Algorithm::HS256])).await;
+        let good = hs256(valid_claims());
+        assert!(auth.verify(&good).await.is_ok());
+        let (signed, signature) = good.rsplit_once('.').unwrap();
+        for bad in [
+            format!("{good}."),
+            format!(".{good}"),
+            format!("{signed}.{signature}="),
+            format!("{signed}=.{signature}"),
+            signed.to_string(),
+            format!("{signed}.{signature}.{signature}"),
+            format!(
+                "{signed}.{}",
+                signature.replace(|c: char| c.is_ascii_digit(), "+")
+            ),
+            format!("{signed}."),
+            good.replacen('.', "..", 1),
+        ] {
+            assert!(
+                matches!(auth.verify(&bad).await, Err(AuthError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_rules() {
+        let exp = now() + 600;
+        let auth = authenticator(JwtSettings {
+            leeway: 30,
+            ..settings(&[Algorithm::HS256])
+        })
+        .await;
+        let header = r#"{"alg":"HS256"}"#;
+        let check = |claims: String| {
+            let auth = &auth;
+            async move { auth.verify(&signed_raw(header, &claims)).await }
+        };
+        // Duplicates of a registered claim, whichever it is.
+        for name in ["exp", "iat", "nbf", "iss", "aud", "jti", "sub"] {
+            let claims = format!(r#"{{"sub":"alice","exp":{exp},"{name}":1,"{name}":1}}"#);
+            assert_eq!(
+                check(claims.clone()).await,
+                Err(AuthError::Invalid("duplicate claim")),
+                "{claims}"
+            );
+        }
+        // Other duplicates do not matter.
+        assert!(
+            check(format!(r#"{{"sub":"alice","exp":{exp},"x":1,"x":[]}}"#))
+                .await
+                .is_ok()
+        );
+        // Not an object.
+        assert_eq!(
+            check(format!(r#"["alice",{exp}]"#)).await,
+            Err(AuthError::Invalid("malformed claims"))
+        );
+        // A fractional exp is rounded; a huge one never expires.
+        let fractional = check(format!(r#"{{"sub":"alice","exp":{exp}.5}}"#)).await;
+        assert_eq!(fractional.map(|i| i.expires_at), Ok(exp + 1));
+        let huge = check(r#"{"sub":"alice","exp":1e300}"#.to_owned()).await;
+        assert_eq!(huge.map(|i| i.expires_at), Ok(i64::MAX));
+        // nbf must be a number too.
+        for nbf in [r#""0""#, "null", "-1", "true"] {
+            assert_eq!(
+                check(format!(r#"{{"sub":"alice","exp":{exp},"nbf":{nbf}}}"#)).await,
+                Err(AuthError::Invalid("malformed nbf")),
+                "{nbf}"
+            );
+        }
+        // Expired is reported only for an otherwise valid token.
+        let past = now() - 3600;
+        assert_eq!(
+            check(format!(r#"{{"sub":"alice","exp":{past}}}"#)).await,
+            Err(AuthError::Expired)
+        );
+        for other in [
+            format!(r#"{{"sub":"alice ","exp":{past}}}"#),
+            format!(r#"{{"sub":"alice","exp":{past},"nbf":"x"}}"#),
+            format!(r#"{{"exp":{past}}}"#),
+        ] {
+            assert!(
+                matches!(check(other.clone()).await, Err(AuthError::Invalid(_))),
+                "{other}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn configured_issuer_must_be_a_string_and_audience_a_string_or_strings() {
+        let auth = authenticator(JwtSettings {
+            issuer: Some("https://id.example/".to_owned()),
+            audience: Some("api".to_owned()),
+            ..settings(&[Algorithm::HS256])
+        })
+        .await;
+        let exp = now() + 600;
+        let with = |iss: Value, aud: Value| {
+            hs256(json!({"sub": "alice", "exp": exp, "iss": iss, "aud": aud}))
+        };
+        assert!(auth
+            .verify(&with(json!("https://id.example/"), json!("api")))
+            .await
+            .is_ok());
+        assert!(auth
+            .verify(&with(json!("https://id.example/"), json!(["web", "api"])))
+            .await
+            .is_ok());
+        for (iss, aud, reason) in [
+            (json!(["https://id.example/"]), json!("api"), "wrong issuer"),
+            (json!(null), json!("api"), "wrong issuer"),
+            (json!("https://id.example"), json!("api"), "wrong issuer"),
+            (
+                json!("https://id.example/"),
+                json!(["api", 1]),
+                "wrong audience",
+            ),
+            (json!("https://id.example/"), json!([]), "wrong audience"),
+            (
+                json!("https://id.example/"),
+                json!({"api": true}),
+                "wrong audience",
+            ),
+            (json!("https://id.example/"), json!("API"), "wrong audience"),
+        ] {
+            assert_eq!(
+                auth.verify(&with(iss.clone(), aud.clone())).await,
+                Err(AuthError::Invalid(reason)),
+                "{iss} {aud}"
+            );
+        }
     }
 
     // ---- asymmetric static keys ----------------------------------------
@@ -1713,6 +2314,15 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
 
     // ---- extract_token ---------------------------------------------------
 
+    /// The token `extract_token` finds; panics on an ambiguous credential.
+    fn token_in<'a>(map: &'a HeaderMap, cookie: Option<&str>) -> Option<&'a str> {
+        match extract_token(map, cookie) {
+            Credential::Token(token) => Some(token),
+            Credential::None => None,
+            Credential::Ambiguous => panic!("ambiguous credential"),
+        }
+    }
+
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
@@ -1724,27 +2334,21 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
     #[test]
     fn token_from_the_authorization_header() {
         let map = headers(&[("authorization", "Bearer abc.def.ghi")]);
-        assert_eq!(extract_token(&map, None), Some("abc.def.ghi"));
+        assert_eq!(token_in(&map, None), Some("abc.def.ghi"));
         let map = headers(&[("authorization", "bearer   abc.def.ghi  ")]);
-        assert_eq!(
-            extract_token(&map, Some("access_token")),
-            Some("abc.def.ghi")
-        );
+        assert_eq!(token_in(&map, Some("access_token")), Some("abc.def.ghi"));
         let map = headers(&[("authorization", "BEARER abc")]);
-        assert_eq!(extract_token(&map, None), Some("abc"));
-        assert_eq!(extract_token(&HeaderMap::new(), None), None);
+        assert_eq!(token_in(&map, None), Some("abc"));
+        assert_eq!(token_in(&HeaderMap::new(), None), None);
     }
 
     #[test]
     fn token_from_the_cookie() {
         let map = headers(&[("cookie", "access_token=abc.def.ghi")]);
-        assert_eq!(
-            extract_token(&map, Some("access_token")),
-            Some("abc.def.ghi")
-        );
+        assert_eq!(token_in(&map, Some("access_token")), Some("abc.def.ghi"));
         // The cookie is only read when configured.
-        assert_eq!(extract_token(&map, None), None);
-        assert_eq!(extract_token(&map, Some("other")), None);
+        assert_eq!(token_in(&map, None), None);
+        assert_eq!(token_in(&map, Some("other")), None);
     }
 
     #[test]
@@ -1753,15 +2357,15 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
             "cookie",
             "theme=dark; session=xyz;access_token=\"tok\"; a=b",
         )]);
-        assert_eq!(extract_token(&map, Some("access_token")), Some("tok"));
+        assert_eq!(token_in(&map, Some("access_token")), Some("tok"));
         // Split over several Cookie headers, and a name that only ends the same.
         let map = headers(&[
             ("cookie", "my_access_token=no; theme=dark"),
             ("cookie", "access_token=yes"),
         ]);
-        assert_eq!(extract_token(&map, Some("access_token")), Some("yes"));
+        assert_eq!(token_in(&map, Some("access_token")), Some("yes"));
         let map = headers(&[("cookie", "access_token=; theme=dark")]);
-        assert_eq!(extract_token(&map, Some("access_token")), None);
+        assert_eq!(token_in(&map, Some("access_token")), None);
     }
 
     #[test]
@@ -1770,10 +2374,7 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
             ("authorization", "Bearer from-header"),
             ("cookie", "access_token=from-cookie"),
         ]);
-        assert_eq!(
-            extract_token(&map, Some("access_token")),
-            Some("from-header")
-        );
+        assert_eq!(token_in(&map, Some("access_token")), Some("from-header"));
     }
 
     #[test]
@@ -1787,14 +2388,91 @@ MCowBQYDK2VwAyEASU45WxP9f4gDsytCFYdlijCNdV/gJZpdoeyITByUeXM=
             "abc.def.ghi",
         ] {
             let map = headers(&[("authorization", value)]);
-            assert_eq!(extract_token(&map, Some("access_token")), None, "{value}");
+            assert_eq!(token_in(&map, Some("access_token")), None, "{value}");
         }
         // ... so a token in the cookie is still used (see extract_token).
         let map = headers(&[
             ("authorization", "Basic dXNlcjpwYXNz"),
             ("cookie", "access_token=tok"),
         ]);
-        assert_eq!(extract_token(&map, Some("access_token")), Some("tok"));
+        assert_eq!(token_in(&map, Some("access_token")), Some("tok"));
+    }
+
+    #[test]
+    fn several_authorization_headers_are_ambiguous_whatever_they_hold() {
+        for pair in [
+            ["Bearer a.b.c", "Bearer a.b.c"],
+            ["Bearer a.b.c", "Bearer d.e.f"],
+            ["Basic dXNlcjpwYXNz", "Bearer a.b.c"],
+            ["Bearer a.b.c", ""],
+        ] {
+            let map = headers(&[
+                ("authorization", pair[0]),
+                ("authorization", pair[1]),
+                ("cookie", "access_token=tok"),
+            ]);
+            assert_eq!(
+                extract_token(&map, Some("access_token")),
+                Credential::Ambiguous,
+                "{pair:?}"
+            );
+            assert_eq!(authorization_bearer(&map), Credential::Ambiguous);
+            assert_eq!(
+                extract_token(&map, None).required(),
+                Err(AuthError::Invalid(AMBIGUOUS))
+            );
+        }
+        let map = headers(&[("authorization", "Bearer a.b.c")]);
+        assert_eq!(extract_token(&map, None).required(), Ok("a.b.c"));
+        assert_eq!(
+            extract_token(&HeaderMap::new(), None).required(),
+            Err(AuthError::Missing)
+        );
+    }
+
+    #[test]
+    fn bearer_scheme_and_token_are_separated_by_spaces_or_tabs() {
+        for (value, expected) in [
+            ("Bearer abc", Some("abc")),
+            ("bEaReR abc", Some("abc")),
+            ("Bearer\tabc", Some("abc")),
+            ("Bearer \t  abc \t", Some("abc")),
+            ("\t Bearer abc", Some("abc")),
+            ("Bearer", None),
+            ("Bearer \t ", None),
+            ("Bearerabc", None),
+            ("Bearer-abc", None),
+            ("Basic\tabc", None),
+            ("", None),
+            // Not a token paygate accepts, but a bearer one: verify refuses it.
+            ("Bearer a b", Some("a b")),
+        ] {
+            assert_eq!(bearer_token(value), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn user_id_syntax() {
+        let longest = "x".repeat(MAX_USER_ID_LEN);
+        for good in ["alice", "42", "-7", "a!~b", "user@example.com", &longest] {
+            assert!(is_valid_user_id(good), "{good:?}");
+        }
+        let too_long = "x".repeat(MAX_USER_ID_LEN + 1);
+        for bad in [
+            "",
+            "alice ",
+            " alice",
+            "al ice",
+            "alice,bob",
+            "a\tb",
+            "a\nb",
+            "a\u{7f}",
+            "ünïcode",
+            "\u{a0}alice",
+            &too_long,
+        ] {
+            assert!(!is_valid_user_id(bad), "{bad:?}");
+        }
     }
 
     // ---- mint_token --------------------------------------------------------
