@@ -155,12 +155,11 @@ impl<'a> Requirements<'a> {
 }
 
 /// The headers through which frameworks let a client name another method than
-/// the request line's (Symfony, ASP.NET, Rack, Express's `method-override`, …),
-/// lowercase as `http` stores header names.
-pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
+/// the request line's (Symfony, ASP.NET, Rack, Express's `method-override`, …).
+pub const METHOD_OVERRIDE_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
 ];
 
 /// Why [`RouteTable::requirements`] refused a request: answered `400 BAD_REQUEST`.
@@ -233,7 +232,7 @@ impl RouteTable {
     /// `method`, else the default policy. This is one reading of the request;
     /// the gateway asks [`RouteTable::requirements`] for all of them.
     pub fn lookup(&self, method: &Method, path: &str) -> Matched<'_> {
-        self.matched(self.select(method.as_str(), path).stripped)
+        self.matched(self.select(method, path).stripped)
     }
 
     /// Every route the request must pass (see [`Requirements`]): its own
@@ -244,48 +243,67 @@ impl RouteTable {
     /// An override value that is not a comma-separated list of method tokens is
     /// refused ([`BAD_METHOD_OVERRIDE`]) rather than guessed at: frameworks
     /// differ on what they make of it. Empty list elements are skipped.
+    #[inline]
     pub fn requirements<'a>(
         &'a self,
         method: &Method,
         headers: &HeaderMap,
         path: &str,
     ) -> Result<Requirements<'a>, &'static str> {
-        let own = self.select(method.as_str(), path);
+        let own = self.select(method, path);
         let mut requirements = Requirements {
             primary: self.matched(own.stripped),
             others: Vec::new(),
         };
-        if let Some(literal) = own.literal {
+        // The rare readings are looked at out of line, so the common path is
+        // one scan of the routes and one pass over the header names.
+        if own.literal.is_some() || headers.keys().any(is_method_override) {
+            self.add_other_readings(&mut requirements, own.literal, headers, path)?;
+        }
+        Ok(requirements)
+    }
+
+    /// The readings besides the request's own: its literal path's route, and
+    /// every method named by an override header (both path readings each).
+    #[cold]
+    #[inline(never)]
+    fn add_other_readings<'a>(
+        &'a self,
+        requirements: &mut Requirements<'a>,
+        literal: Option<Option<&'a Route>>,
+        headers: &HeaderMap,
+        path: &str,
+    ) -> Result<(), &'static str> {
+        if let Some(literal) = literal {
             requirements.add(self.matched(literal));
         }
-        // One pass over the header names; values are read only when one is there.
-        if headers.keys().any(is_method_override) {
-            for name in METHOD_OVERRIDE_HEADERS {
-                for value in headers.get_all(name) {
-                    let value = value.to_str().map_err(|_| BAD_METHOD_OVERRIDE)?;
-                    for named in value.split(',').map(|m| m.trim_matches([' ', '\t'])) {
-                        if named.is_empty() {
-                            continue;
-                        }
-                        if !is_token(named) {
-                            return Err(BAD_METHOD_OVERRIDE);
-                        }
-                        let selection = self.select(named, path);
-                        requirements.add(self.matched(selection.stripped));
-                        if let Some(literal) = selection.literal {
-                            requirements.add(self.matched(literal));
-                        }
+        for name in &METHOD_OVERRIDE_HEADERS {
+            for value in headers.get_all(name) {
+                let value = value.to_str().map_err(|_| BAD_METHOD_OVERRIDE)?;
+                for named in value.split(',').map(|m| m.trim_matches([' ', '\t'])) {
+                    if named.is_empty() {
+                        continue;
+                    }
+                    // `http` accepts exactly the RFC 9110 tokens as methods.
+                    let Ok(named) = Method::from_bytes(named.as_bytes()) else {
+                        return Err(BAD_METHOD_OVERRIDE);
+                    };
+                    let selection = self.select(&named, path);
+                    requirements.add(self.matched(selection.stripped));
+                    if let Some(literal) = selection.literal {
+                        requirements.add(self.matched(literal));
                     }
                 }
             }
         }
-        Ok(requirements)
+        Ok(())
     }
 
     /// True when `path` (normalized) is `prefix` or under it, read the way routes
     /// are: without `;parameters`, ignoring case if configured. For the
     /// gateway's own `/_paygate` paths, which must not be forwarded in any
     /// spelling the application could read as them.
+    #[inline]
     pub fn is_under(&self, path: &str, prefix: &str) -> bool {
         cover(prefix.as_bytes(), path.as_bytes(), self.ignore_case) != Cover::No
     }
@@ -324,7 +342,8 @@ impl RouteTable {
     /// prefix has no `;`, so every route that covers the literal path also
     /// covers the stripped one; the literal reading is therefore the first
     /// route at or after the stripped one that covers the path as written.
-    fn select(&self, method: &str, path: &str) -> Selection<'_> {
+    #[inline]
+    fn select(&self, method: &Method, path: &str) -> Selection<'_> {
         let mut stripped = None;
         for route in &self.routes {
             let cover = cover(route.prefix.as_bytes(), path.as_bytes(), self.ignore_case);
@@ -355,30 +374,40 @@ impl RouteTable {
     }
 }
 
+/// Compared as `HeaderName`s: a standard header (most of a request's) differs
+/// from these custom ones by its representation alone, without reading text.
 fn is_method_override(name: &HeaderName) -> bool {
-    METHOD_OVERRIDE_HEADERS.contains(&name.as_str())
+    METHOD_OVERRIDE_HEADERS.iter().any(|known| known == name)
 }
 
 /// RFC 9110 `token`: what a method name is made of.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 /// Whether `route` applies to a request with `method`: ASCII case is ignored
 /// (frameworks such as Django and hypercorn upper-case the method), and a route
 /// that lists `GET` also applies to `HEAD`, which servers answer with the GET
 /// handler.
-fn method_applies(route: &Route, method: &str) -> bool {
+#[inline]
+fn method_applies(route: &Route, method: &Method) -> bool {
     match &route.methods {
-        Some(methods) => methods.iter().any(|listed| {
-            let listed = listed.as_str();
-            listed.eq_ignore_ascii_case(method)
-                || (listed.eq_ignore_ascii_case("GET") && method.eq_ignore_ascii_case("HEAD"))
-        }),
+        Some(methods) => listed_apply(methods, method),
         None => true,
     }
+}
+
+/// Out of line: most routes list no methods, and the comparison is not worth
+/// setting up for them.
+#[inline(never)]
+fn listed_apply(methods: &[Method], method: &Method) -> bool {
+    methods
+        .iter()
+        .any(|listed| listed == method || listed_covers(listed, method))
+}
+
+/// The comparison behind [`method_applies`] once the methods are not equal:
+/// `post` is `POST` (an extension method to `http`), and `GET` covers `HEAD`.
+fn listed_covers(listed: &Method, method: &Method) -> bool {
+    let (listed, method) = (listed.as_str(), method.as_str());
+    listed.eq_ignore_ascii_case(method)
+        || (listed.eq_ignore_ascii_case("GET") && method.eq_ignore_ascii_case("HEAD"))
 }
 
 /// How a prefix covers a path.
@@ -395,34 +424,88 @@ enum Cover {
 /// `/api/banking` covers `/api/banking`, `/api/banking/x` and, without
 /// parameters, `/api/banking;x` and `/api;x/banking`; never `/api/bankingfoo`.
 ///
-/// The common case is one byte comparison up to the first difference; the
-/// segment-wise reading runs only when a `;` or `%3B` is where the bytes part:
-/// before that point path and prefix agree byte for byte, so the path has no
-/// parameters there, and a normalized path has no empty segments (`//`), so
-/// nothing else can make the readings differ.
+/// This runs for every route on every request, so the common case is one
+/// comparison up to the first differing byte, eight bytes at a time, and a look
+/// at that byte. Before it, path and prefix agree byte for byte, so the path
+/// has no parameters there (a prefix has none) and, being normalized, no empty
+/// segment. Only a byte that could start parameters (`;`, `%`), be the same
+/// letter in another case (case-insensitive paths, escape hex digits), or sit
+/// inside an escape (which could be `%3B`) can make another reading cover the
+/// path, and sends it to [`cover_slowly`].
+#[inline(always)]
 fn cover(prefix: &[u8], path: &[u8], ignore_case: bool) -> Cover {
-    let mut i = 0;
-    while i < prefix.len() {
-        match path.get(i) {
-            Some(&byte) if byte == prefix[i] || same_letter(prefix, i, byte, ignore_case) => i += 1,
-            _ => break,
-        }
+    // No reading makes a path longer (parameters only ever go, and case or
+    // escape spelling keeps the length), so a shorter path is never covered.
+    if path.len() < prefix.len() {
+        return Cover::No;
     }
-    let rest = &path[i..];
+    let i = common_len(prefix, path);
+    let next = path.get(i).copied();
     if i == prefix.len() {
         // A prefix ending in `/` (only the root, once validated) ends on a
         // segment boundary; otherwise the path must not go on with the name.
-        return match rest {
-            _ if prefix.ends_with(b"/") => Cover::Both,
-            [] | [b'/', ..] => Cover::Both,
-            _ if starts_parameters(rest) => Cover::Stripped,
-            _ => Cover::No,
+        return match next {
+            None | Some(b'/') => Cover::Both,
+            Some(_) if prefix.ends_with(b"/") => Cover::Both,
+            Some(b';' | b'%') => cover_slowly(prefix, path, ignore_case),
+            Some(_) => Cover::No,
         };
     }
-    if starts_parameters(rest) && segments_cover(prefix, path, ignore_case) {
-        return Cover::Stripped;
+    let (Some(byte), Some(&want)) = (next, prefix.get(i)) else {
+        return Cover::No;
+    };
+    // An escape's `%` just before `i` was the prefix's too; the path's escape
+    // may still be `%3B`.
+    let in_escape = |back: usize| i >= back && path[i - back] == b'%';
+    if byte == b';' || byte == b'%' || byte | 0x20 == want | 0x20 || in_escape(1) || in_escape(2) {
+        return cover_slowly(prefix, path, ignore_case);
     }
     Cover::No
+}
+
+/// [`cover`] for the paths that need more than one comparison: the path as
+/// written, with bytes that differ but count as equal (letters when case is
+/// ignored, escape hex digits always); failing that, the segment-wise reading
+/// without parameters.
+#[cold]
+#[inline(never)]
+fn cover_slowly(prefix: &[u8], path: &[u8], ignore_case: bool) -> Cover {
+    let mut i = common_len(prefix, path);
+    while i < prefix.len()
+        && path
+            .get(i)
+            .is_some_and(|&byte| same_letter(prefix, i, byte, ignore_case))
+    {
+        i += 1;
+        i += common_len(&prefix[i..], &path[i..]);
+    }
+    let literal =
+        i == prefix.len() && (prefix.ends_with(b"/") || matches!(path.get(i), None | Some(b'/')));
+    if literal {
+        Cover::Both
+    } else if segments_cover(prefix, path, ignore_case) {
+        Cover::Stripped
+    } else {
+        Cover::No
+    }
+}
+
+/// How many leading bytes `a` and `b` share, compared a word at a time.
+#[inline(always)]
+fn common_len(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while let (Some(&x), Some(&y)) = (a[i..].first_chunk::<8>(), b[i..].first_chunk::<8>()) {
+        let diff = u64::from_le_bytes(x) ^ u64::from_le_bytes(y);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 /// True when two bytes at `prefix[i]` and in the path count as equal although
@@ -1023,6 +1106,25 @@ mod tests {
         ] {
             assert_eq!(label(&table, &Method::GET, path), "default", "{path}");
         }
+    }
+
+    #[test]
+    fn an_encoded_semicolon_where_a_prefix_has_an_escape_still_starts_parameters() {
+        // Found by the property test: path and prefix share the `%`, then part
+        // inside the escape; the `%3b` segment has no name and is skipped.
+        let table = RouteTable::new(
+            vec![route("/%E2%82%AC/x", Policy::Subscription)],
+            Policy::Public,
+        );
+        for path in [
+            "/%3b/%E2%82%AC/x",
+            "/%3B/%e2%82%ac/x/",
+            "/%E2%82%AC%3b/x",
+            "/%E2%82%AC/%3Bq/x",
+        ] {
+            assert_eq!(label(&table, &Method::GET, path), "/%E2%82%AC/x", "{path}");
+        }
+        assert_eq!(label(&table, &Method::GET, "/%3F/%E2%82%AC/x"), "default");
     }
 
     #[test]
