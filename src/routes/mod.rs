@@ -107,7 +107,7 @@ impl<'a> Matched<'a> {
 /// written when it has `;parameters`, and each method a method-override header
 /// names (with both path readings).
 #[derive(Debug, Clone)]
-pub struct Requirements<'a> {
+pub(crate) struct Requirements<'a> {
     /// The request's own method and its path without parameters: the route
     /// that names the request in logs and metrics.
     primary: Matched<'a>,
@@ -118,11 +118,13 @@ pub struct Requirements<'a> {
 
 impl<'a> Requirements<'a> {
     /// The route of the request's own reading.
+    #[cfg(test)]
     pub fn primary(&self) -> &Matched<'a> {
         &self.primary
     }
 
     /// The other readings' routes (empty for an ordinary request).
+    #[cfg(test)]
     pub fn others(&self) -> &[Matched<'a>] {
         &self.others
     }
@@ -156,14 +158,14 @@ impl<'a> Requirements<'a> {
 
 /// The headers through which frameworks let a client name another method than
 /// the request line's (Symfony, ASP.NET, Rack, Express's `method-override`, …).
-pub const METHOD_OVERRIDE_HEADERS: [HeaderName; 3] = [
+pub(crate) const METHOD_OVERRIDE_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("x-http-method-override"),
     HeaderName::from_static("x-http-method"),
     HeaderName::from_static("x-method-override"),
 ];
 
 /// Why [`RouteTable::requirements`] refused a request: answered `400 BAD_REQUEST`.
-pub const BAD_METHOD_OVERRIDE: &str =
+pub(crate) const BAD_METHOD_OVERRIDE: &str =
     "a method-override header is not a comma-separated list of HTTP methods";
 
 /// The routes of the config, ordered for matching, plus the default policy.
@@ -244,7 +246,7 @@ impl RouteTable {
     /// refused ([`BAD_METHOD_OVERRIDE`]) rather than guessed at: frameworks
     /// differ on what they make of it. Empty list elements are skipped.
     #[inline]
-    pub fn requirements<'a>(
+    pub(crate) fn requirements<'a>(
         &'a self,
         method: &Method,
         headers: &HeaderMap,
@@ -304,14 +306,14 @@ impl RouteTable {
     /// gateway's own `/_paygate` paths, which must not be forwarded in any
     /// spelling the application could read as them.
     #[inline]
-    pub fn is_under(&self, path: &str, prefix: &str) -> bool {
+    pub(crate) fn is_under(&self, path: &str, prefix: &str) -> bool {
         cover(prefix.as_bytes(), path.as_bytes(), self.ignore_case) != Cover::No
     }
 
     /// True when `path` (normalized) names `target` itself, read the way routes
     /// are (parameters, empty segments and a trailing slash do not count). For
     /// the webhook path.
-    pub fn is_at(&self, path: &str, target: &str) -> bool {
+    pub(crate) fn is_at(&self, path: &str, target: &str) -> bool {
         if cover(target.as_bytes(), path.as_bytes(), self.ignore_case) == Cover::No {
             return false;
         }
