@@ -227,8 +227,11 @@ impl Gateway {
             Err(e) => return Err((Deny::BadPath(e.to_string()), outcome)),
         };
 
-        // 2. The gateway's own endpoints and the webhook are never forwarded.
-        if normalized == "/_paygate" || normalized.starts_with("/_paygate/") {
+        // 2. The gateway's own endpoints and the webhook are never forwarded, in
+        // any spelling the application could read as them: compared the way
+        // routes are (without `;parameters`, case as configured). Only the
+        // exact paths are served; other spellings get the gateway's 404.
+        if config.routes.is_under(&normalized, "/_paygate") {
             outcome.decision = "own";
             outcome.route = "/_paygate";
             return match endpoints::serve(self, &request, &normalized).await {
@@ -245,6 +248,14 @@ impl Gateway {
                     Err(deny) => Err((deny, outcome)),
                 };
             }
+            if config
+                .routes
+                .is_at(&normalized, &webhook.config.webhook_path)
+            {
+                outcome.route = "webhook";
+                tracing::info!(path = %normalized, "refused: another spelling of the webhook path");
+                return Err((Deny::NotFound, outcome));
+            }
         }
 
         // CONNECT would turn the connection into a raw tunnel once the
@@ -253,9 +264,23 @@ impl Gateway {
             return Err((Deny::MethodNotAllowed, outcome));
         }
 
-        // 3. Route policy and token.
-        let matched = config.routes.lookup(request.method(), &normalized);
+        // 3. Route policy and token. Every reading the application could act on
+        // must pass: the path with and without `;parameters`, and each method a
+        // method-override header names. An ordinary request has one reading and
+        // costs no allocation.
+        let matched =
+            match config
+                .routes
+                .requirements(request.method(), request.headers(), &normalized)
+            {
+                Ok(matched) => matched,
+                Err(reason) => {
+                    tracing::info!(reason, "refused: bad request");
+                    return Err((Deny::BadRequest(reason), outcome));
+                }
+            };
         outcome.route = matched.label();
+        let policy = matched.policy();
         // Several Authorization headers are an invalid token (each reader
         // would pick another); on a public route the request goes on as an
         // anonymous one, without any of them (see step 6).
@@ -270,7 +295,7 @@ impl Gateway {
                 AuthError::Invalid(reason) => Deny::InvalidToken(reason),
             }
         };
-        let identity: Option<Arc<Identity>> = match (matched.policy, credential) {
+        let identity: Option<Arc<Identity>> = match (policy, credential) {
             (Policy::Public, Credential::None | Credential::Ambiguous) => None,
             // A bad token on a public route does not block; it just sets no identity.
             (Policy::Public, Credential::Token(token)) => self.auth.verify(token).await.ok(),
@@ -298,14 +323,17 @@ impl Gateway {
                 }
             };
             let lookup = self.entitlements.get(&identity.user_id).await;
-            let required: &[String] = matched.features;
             match lookup {
                 Ok(found) => {
                     // Features only go with a grant; the joined header was made
-                    // when the entry was loaded.
-                    let (status, features) = match found.check(required) {
+                    // when the entry was loaded. Each reading's features must be
+                    // granted: the first refusal stands.
+                    let verdict = matched
+                        .features()
+                        .try_fold("none", |_, required| found.check(required));
+                    let (status, features) = match verdict {
                         Ok(status) => (status, found.features_header().cloned()),
-                        Err(refused) if matched.policy == Policy::Subscription => {
+                        Err(refused) if policy == Policy::Subscription => {
                             return Err((deny_for(refused), outcome.with_user(identity)));
                         }
                         // Not a subscription route: the user passes, and the
@@ -318,7 +346,7 @@ impl Gateway {
                 }
                 Err(error) => {
                     tracing::warn!(%error, user_id = %identity.user_id, "entitlement lookup failed");
-                    if matched.policy == Policy::Subscription {
+                    if policy == Policy::Subscription {
                         match config.store.on_store_error {
                             OnStoreError::Allow => {
                                 identity_values =
@@ -341,10 +369,10 @@ impl Gateway {
             }
         }
         outcome.user = identity;
-        outcome.decision = if matched.policy == Policy::Subscription {
+        outcome.decision = if policy == Policy::Subscription {
             "allow"
         } else {
-            matched.policy.as_str()
+            policy.as_str()
         };
 
         // 5. Body limit known up front: refuse before opening an upstream request.

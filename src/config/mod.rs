@@ -216,7 +216,13 @@ impl Config {
         let stripe = compile_stripe(&root, &ctx, &mut errors);
         let plans = compile_plans(&root, &mut errors);
         let access = compile_access(&root, plans, &mut errors);
-        let routes = compile_routes(&root, access.as_ref().map(|a| a.default), &mut errors);
+        let routes = compile_routes(
+            &root,
+            access
+                .as_ref()
+                .map(|a| (a.default, a.case_insensitive_paths)),
+            &mut errors,
+        );
         let admin = compile_admin(&root, &ctx, &mut errors);
         let log = compile_log(&root, &mut errors);
         let headers = compile_headers(&root, &mut errors);
@@ -855,11 +861,14 @@ fn compile_access(
     })
 }
 
+/// `access` is `access.default` and `access.case_insensitive_paths` (`None` when
+/// that section had errors).
 fn compile_routes(
     root: &Table,
-    default: Option<Policy>,
+    access: Option<(Policy, bool)>,
     errors: &mut Errors,
 ) -> Option<RouteTable> {
+    let ignore_case = access.is_some_and(|(_, ignore_case)| ignore_case);
     let mut routes = Vec::new();
     let entries: &[Value] = match root.get("routes") {
         None => &[],
@@ -887,7 +896,8 @@ fn compile_routes(
                 errors.push(format!("{path}.prefix"), reason);
                 ok = false;
             }
-            if p == "/_paygate" || p.starts_with("/_paygate/") {
+            let reserved = |p: &str| p == "/_paygate" || p.starts_with("/_paygate/");
+            if reserved(p) || (ignore_case && reserved(&p.to_ascii_lowercase())) {
                 errors.push(
                     format!("{path}.prefix"),
                     "/_paygate/ is reserved for the gateway's own endpoints",
@@ -959,16 +969,22 @@ fn compile_routes(
         }
     }
     // Two routes with the same prefix and overlapping methods would make the
-    // winner depend on file order: refuse.
+    // winner depend on file order: refuse. A `GET` route also applies to `HEAD`,
+    // and with case-insensitive paths `/API` and `/api` are one prefix.
+    let same_method = |m: &http::Method, n: &http::Method| {
+        m == n || matches!((m.as_str(), n.as_str()), ("GET", "HEAD") | ("HEAD", "GET"))
+    };
     for i in 0..routes.len() {
         for j in (i + 1)..routes.len() {
             let (a, b) = (&routes[i], &routes[j]);
             let overlap = match (&a.methods, &b.methods) {
                 (None, None) => true,
-                (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
+                (Some(x), Some(y)) => x.iter().any(|m| y.iter().any(|n| same_method(m, n))),
                 _ => false,
             };
-            if a.prefix == b.prefix && overlap {
+            let same_prefix =
+                a.prefix == b.prefix || (ignore_case && a.prefix.eq_ignore_ascii_case(&b.prefix));
+            if same_prefix && overlap {
                 errors.push(
                     format!("routes[{j}].prefix"),
                     format!("{:?} duplicates routes[{i}] for the same methods", b.prefix),
@@ -980,7 +996,7 @@ fn compile_routes(
     if !ok {
         return None;
     }
-    Some(RouteTable::new(routes, default?))
+    Some(RouteTable::new(routes, access?.0).with_case_insensitive_paths(ignore_case))
 }
 
 fn compile_admin(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<Option<AdminConfig>> {

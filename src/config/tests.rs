@@ -212,6 +212,29 @@ fn same_prefix_with_disjoint_methods_is_fine() {
 }
 
 #[test]
+fn route_matching_rules_are_compiled() {
+    // A prefix cannot name `;parameters`, which matching ignores.
+    let text = format!("{MINIMAL}\n[[routes]]\nprefix = \"/a;x\"\npolicy = \"public\"\n[[routes]]\nprefix = \"/b%3B\"\npolicy = \"public\"\n");
+    assert_eq!(
+        keys(compile(&text).unwrap_err()),
+        vec!["routes[0].prefix", "routes[1].prefix"]
+    );
+    // A GET route also applies to HEAD, so a HEAD route on the same prefix is ambiguous.
+    let text = format!("{MINIMAL}\n[[routes]]\nprefix = \"/a\"\npolicy = \"public\"\nmethods = [\"GET\"]\n[[routes]]\nprefix = \"/a\"\npolicy = \"subscription\"\nmethods = [\"head\"]\n");
+    assert_eq!(keys(compile(&text).unwrap_err()), vec!["routes[1].prefix"]);
+    // With case-insensitive paths `/API` and `/api` are one prefix, and `/_PayGate` is reserved.
+    let routes = "[[routes]]\nprefix = \"/api\"\npolicy = \"public\"\n[[routes]]\nprefix = \"/API\"\npolicy = \"subscription\"\n[[routes]]\nprefix = \"/_PayGate\"\npolicy = \"public\"\n";
+    let config = compile(&format!("{MINIMAL}\n{routes}")).unwrap();
+    assert!(!config.routes.case_insensitive_paths());
+    let text = format!("{MINIMAL}\n[access]\ncase_insensitive_paths = true\n{routes}");
+    let mut refused = keys(compile(&text).unwrap_err());
+    refused.sort();
+    assert_eq!(refused, vec!["routes[1].prefix", "routes[2].prefix"]);
+    let text = format!("{MINIMAL}\n[access]\ncase_insensitive_paths = true\n");
+    assert!(compile(&text).unwrap().routes.case_insensitive_paths());
+}
+
+#[test]
 fn asymmetric_algorithm_needs_a_key_and_hs_needs_a_secret() {
     let text =
         "[upstream]\nurl = \"http://127.0.0.1:1\"\n[jwt]\nalgorithms = [\"RS256\", \"HS256\"]\n";
