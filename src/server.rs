@@ -137,12 +137,13 @@ pub async fn run(
                 // written, so the idle deadline never cuts a response short.
                 let busy = state.begin();
                 async move {
-                    Ok::<_, std::convert::Infallible>(
-                        gateway
-                            .handle(request, &client)
-                            .await
-                            .map(|body| Tracked::new(body, busy)),
-                    )
+                    let response = gateway.handle(request, &client).await;
+                    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                        // A WebSocket tunnel has its own life; the HTTP
+                        // deadlines stop with the switch.
+                        busy.switched();
+                    }
+                    Ok::<_, std::convert::Infallible>(response.map(|body| Tracked::new(body, busy)))
                 }
             });
             let connection = builder

@@ -486,3 +486,43 @@ async fn heads_over_the_documented_limits_are_431_and_not_forwarded() {
         "only the request within the limits was forwarded"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_tunnel_outlives_the_http_deadlines() {
+    let raw = RawUpstream::start().await;
+    let cfg = Config::new(&raw.url())
+        .set_str("server.keepalive_timeout", "1s")
+        .set_str("server.header_timeout", "1s");
+    let gw = Gateway::start(&cfg).await;
+    // The application: switches to WebSocket, then echoes every byte.
+    tokio::spawn(async move {
+        let mut s = raw.accept().await;
+        let _ = read_request_head(&mut s).await;
+        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut conn = gw.connect().await;
+    let req = get("/api/banking/ws")
+        .bearer(&token("alice"))
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("Sec-WebSocket-Version", "13");
+    conn.write(&req.to_bytes()).await.unwrap();
+    assert_eq!(conn.read_head().await.status, 101);
+    let (mut stream, _) = conn.into_parts();
+    // Quiet for longer than both HTTP deadlines: a tunnel is not an idle
+    // keep-alive connection.
+    sleep(Duration::from_millis(2500)).await;
+    stream.write_all(b"still here").await.unwrap();
+    let mut echo = [0u8; 10];
+    timeout(DEADLINE, stream.read_exact(&mut echo)).await.expect("echo").expect("the tunnel is open");
+    assert_eq!(&echo, b"still here");
+}

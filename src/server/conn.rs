@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -40,6 +40,9 @@ pub struct Deadlines {
 pub struct ConnState {
     /// Requests whose response has not been completely written yet.
     busy: AtomicUsize,
+    /// The connection was switched to WebSocket: from then on it is a tunnel
+    /// (on another task) and the HTTP deadlines no longer apply.
+    tunnel: AtomicBool,
     /// Requests started so far: a new value means a new wait began.
     started: AtomicU64,
 }
@@ -55,6 +58,13 @@ impl ConnState {
 
 /// Held by a response body until hyper has written it (or dropped it).
 pub struct Busy(Arc<ConnState>);
+
+impl Busy {
+    /// The response is a `101`: the socket now belongs to the tunnel.
+    pub fn switched(&self) {
+        self.0.tunnel.store(true, Ordering::Relaxed);
+    }
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {
@@ -134,6 +144,8 @@ pub struct ClientIo {
     head_started: bool,
     /// The first bytes have been looked at (HTTP/2 preface check).
     sniffed: bool,
+    /// The timer was polled since it was last armed (its waker is registered).
+    registered: bool,
     /// When the connection was accepted: the first head's deadline counts from it.
     accepted: Instant,
 }
@@ -154,6 +166,7 @@ impl ClientIo {
             seen: 0,
             head_started: false,
             sniffed: false,
+            registered: false,
             accepted,
         }
     }
@@ -170,11 +183,15 @@ impl ClientIo {
             None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
         self.armed = armed;
+        self.registered = false;
     }
 
     /// Called when a read would block: which deadline applies to this wait,
     /// and whether it has passed.
     fn expired(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
+        if self.state.tunnel.load(Ordering::Relaxed) {
+            return None;
+        }
         let busy = self.state.busy.load(Ordering::Relaxed) > 0;
         let started = self.catch_up();
         // While a request is served (its body has `server.body_timeout`, the
@@ -195,13 +212,21 @@ impl ClientIo {
             self.arm(wanted, after);
         }
         let timer = self.timer.as_mut()?;
-        if timer.as_mut().poll(cx).is_pending() {
+        if self.registered {
+            // Polled since it was armed, by this same task (a tunnel, the only
+            // other reader, never gets here), so it wakes us when it fires;
+            // reading its state is cheaper than polling it again.
+            if !timer.is_elapsed() {
+                return None;
+            }
+        } else if timer.as_mut().poll(cx).is_pending() {
+            self.registered = true;
             return None;
         }
         if busy {
             // Still serving: the idle time starts over.
             self.arm(wanted, self.limits.idle);
-            let _ = self.timer.as_mut()?.as_mut().poll(cx);
+            self.registered = self.timer.as_mut()?.as_mut().poll(cx).is_pending();
             return None;
         }
         Some(match wanted {
