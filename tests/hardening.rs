@@ -197,6 +197,22 @@ async fn connect_is_refused_and_not_forwarded() {
 
 // ---- client framing ----
 
+/// Whatever reached the upstream for `/api/banking/upload` was aborted: the
+/// upstream never saw a complete request body.
+async fn assert_uploads_aborted(gw: &Gateway, up: &Upstream) {
+    gw.barrier(up).await;
+    for got in up
+        .requests()
+        .iter()
+        .filter(|r| r.target == "/api/banking/upload")
+    {
+        assert!(
+            !got.body_complete,
+            "the upstream got a complete body: {got:?}"
+        );
+    }
+}
+
 fn chunked_head(target: &str) -> String {
     format!(
         "POST {target} HTTP/1.1\r\nHost: paygate.test\r\nAuthorization: Bearer {}\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -218,17 +234,7 @@ async fn bad_chunk_sizes_are_400_bad_request_not_502() {
         assert_error(&resp, 400, "BAD_REQUEST");
     }
     // Whatever reached the upstream was aborted, never a complete request.
-    gw.barrier(&up).await;
-    for got in up
-        .requests()
-        .iter()
-        .filter(|r| r.target == "/api/banking/upload")
-    {
-        assert!(
-            !got.body_complete,
-            "the upstream got a complete body: {got:?}"
-        );
-    }
+    assert_uploads_aborted(&gw, &up).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,17 +256,7 @@ async fn a_body_cut_short_by_a_half_close_is_400() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     assert!(text.contains("\"BAD_REQUEST\""), "{text}");
-    gw.barrier(&up).await;
-    for got in up
-        .requests()
-        .iter()
-        .filter(|r| r.target == "/api/banking/upload")
-    {
-        assert!(
-            !got.body_complete,
-            "the upstream got a complete body: {got:?}"
-        );
-    }
+    assert_uploads_aborted(&gw, &up).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,14 +310,7 @@ async fn a_stalled_body_is_408_request_timeout() {
     conn.write(head.as_bytes()).await.unwrap();
     let resp = conn.read_response().await;
     assert_error(&resp, 408, "REQUEST_TIMEOUT");
-    gw.barrier(&up).await;
-    for got in up
-        .requests()
-        .iter()
-        .filter(|r| r.target == "/api/banking/upload")
-    {
-        assert!(!got.body_complete, "{got:?}");
-    }
+    assert_uploads_aborted(&gw, &up).await;
     assert!(
         gw.log().contains("body_timeout"),
         "the refusal is logged with its reason"
@@ -523,6 +512,9 @@ async fn a_websocket_tunnel_outlives_the_http_deadlines() {
     sleep(Duration::from_millis(2500)).await;
     stream.write_all(b"still here").await.unwrap();
     let mut echo = [0u8; 10];
-    timeout(DEADLINE, stream.read_exact(&mut echo)).await.expect("echo").expect("the tunnel is open");
+    timeout(DEADLINE, stream.read_exact(&mut echo))
+        .await
+        .expect("echo")
+        .expect("the tunnel is open");
     assert_eq!(&echo, b"still here");
 }

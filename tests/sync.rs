@@ -24,7 +24,7 @@ use support::stripe::*;
 use support::stripe_api::{StripeApi, API_KEY, STRIPE_VERSION};
 use support::*;
 
-/// SPEC §8: a change is visible on every instance within one second.
+// SPEC §8: a change is visible on every instance within one second.
 
 /// What one `paygate sync` printed and how it ended.
 struct SyncRun {

@@ -75,18 +75,19 @@ impl Slot {
 /// result (the store failed, or the request was cancelled mid-read) it puts
 /// the previous entry back, so last-known state outlives a failed load.
 struct Loading<'a> {
-    guard: Option<
-        PlaceholderGuard<
-            'a,
-            String,
-            Slot,
-            UnitWeighter,
-            DefaultHashBuilder,
-            DefaultLifecycle<String, Slot>,
-        >,
-    >,
+    guard: Option<SlotGuard<'a>>,
     previous: Option<Slot>,
 }
+
+/// quick_cache's placeholder for one user's entry while it is being loaded.
+type SlotGuard<'a> = PlaceholderGuard<
+    'a,
+    String,
+    Slot,
+    UnitWeighter,
+    DefaultHashBuilder,
+    DefaultLifecycle<String, Slot>,
+>;
 
 impl Loading<'_> {
     fn finish(mut self, slot: Slot) {
