@@ -51,9 +51,10 @@ pub fn lifecycle_rank(status: &SubscriptionStatus) -> u8 {
     }
 }
 
-/// Where a customer → user link came from; a tie-breaker after `created`
-/// (SPEC §6 precedence: checkout's client_reference_id, then metadata on the
-/// session, the subscription, the customer).
+/// Where a customer → user link came from, in increasing precedence (SPEC §6:
+/// an operator link, then checkout's client_reference_id, then metadata on the
+/// session, the subscription, the customer). Precedence decides before
+/// `created`: a newer link from a lower source never moves a customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkSource {
@@ -81,6 +82,12 @@ pub struct HeldSubscription {
     /// Greatest `created` of an event showing another status.
     #[serde(default)]
     pub last_not_past_due: Option<UnixTime>,
+    /// The lifecycle rank of that event, so that a same-second `past_due`
+    /// snapshot is ordered against it by stamp (SPEC §9: `active` then
+    /// `past_due` in one second starts an episode; `past_due` then `canceled`
+    /// does not). 0 in records written before it existed.
+    #[serde(default)]
+    pub last_not_past_due_rank: u8,
 }
 
 /// How many `past_due` sightings are kept; older ones cannot matter once a
@@ -93,11 +100,17 @@ impl HeldSubscription {
         if self.snapshot.status != SubscriptionStatus::PastDue {
             return None;
         }
-        let after = self.last_not_past_due.unwrap_or(UnixTime::MIN);
+        let past_due = lifecycle_rank(&SubscriptionStatus::PastDue);
+        // In stamp order (created, then lifecycle rank): a past_due sighting
+        // and a snapshot of another status never share a rank, so the event id
+        // is never needed to order them.
+        let after = self
+            .last_not_past_due
+            .map(|t| (t, self.last_not_past_due_rank));
         self.past_due_seen
             .iter()
             .copied()
-            .filter(|t| *t > after)
+            .filter(|t| after.is_none_or(|after| (*t, past_due) > after))
             .min()
     }
 }
@@ -153,6 +166,13 @@ pub enum Fact {
     },
 }
 
+/// How two links compare (SPEC §6): precedence of the source first, then the
+/// greatest `created`, then the greater event id. Stored as
+/// `(created, source, event id)`; only the order changed.
+fn link_order(stamp: &(UnixTime, LinkSource, String)) -> (LinkSource, UnixTime, &str) {
+    (stamp.1, stamp.0, stamp.2.as_str())
+}
+
 impl CustomerRecord {
     pub fn new(id: &str) -> Self {
         CustomerRecord {
@@ -172,7 +192,11 @@ impl CustomerRecord {
                 event_id,
             } => {
                 let stamp = (*created, *source, event_id.clone());
-                if self.link_stamp.as_ref().is_none_or(|held| stamp > *held) {
+                if self
+                    .link_stamp
+                    .as_ref()
+                    .is_none_or(|held| link_order(&stamp) > link_order(held))
+                {
                     if let Some(old) = self.user.take() {
                         if old != *user && !self.previous_users.contains(&old) {
                             self.previous_users.push(old);
@@ -209,6 +233,7 @@ impl CustomerRecord {
                         stamp: None,
                         past_due_seen: Vec::new(),
                         last_not_past_due: None,
+                        last_not_past_due_rank: 0,
                     });
                     self.subscriptions
                         .sort_by(|a, b| a.snapshot.id.cmp(&b.snapshot.id));
@@ -250,6 +275,7 @@ impl CustomerRecord {
                     stamp: Some(stamp.clone()),
                     past_due_seen: Vec::new(),
                     last_not_past_due: None,
+                    last_not_past_due_rank: 0,
                 });
                 self.subscriptions
                     .sort_by(|a, b| a.snapshot.id.cmp(&b.snapshot.id));
@@ -271,10 +297,14 @@ impl CustomerRecord {
                 }
             }
         } else {
-            held.last_not_past_due = Some(
-                held.last_not_past_due
-                    .map_or(stamp.created, |t| t.max(stamp.created)),
-            );
+            let seen = (stamp.created, stamp.rank);
+            if held
+                .last_not_past_due
+                .is_none_or(|t| seen > (t, held.last_not_past_due_rank))
+            {
+                held.last_not_past_due = Some(stamp.created);
+                held.last_not_past_due_rank = stamp.rank;
+            }
         }
         let newer = match &held.stamp {
             None => true, // provisional: any real event replaces it
@@ -435,13 +465,115 @@ mod tests {
         });
         assert_eq!(rec.user.as_deref(), Some("u2"));
         assert_eq!(rec.previous_users, vec!["u1"]);
-        // An older link arriving late changes nothing.
+        // An older link of the same source arriving late changes nothing.
         assert!(!rec.merge(&Fact::Link {
+            user: "u1".into(),
+            created: 150,
+            source: LinkSource::CustomerMetadata,
+            event_id: "e9".into()
+        }));
+        // A checkout's link outranks metadata, however old it is.
+        assert!(rec.merge(&Fact::Link {
             user: "u1".into(),
             created: 150,
             source: LinkSource::ClientReferenceId,
             event_id: "e0".into()
         }));
+        assert_eq!(rec.user.as_deref(), Some("u1"));
+        assert_eq!(rec.previous_users, vec!["u2"]);
+    }
+
+    /// Issue 10, repro 1: a paid checkout links U5; customer metadata naming
+    /// U2 fifty minutes later must not move the customer, in either order.
+    #[test]
+    fn a_newer_lower_precedence_link_never_moves_a_customer() {
+        let link = |user: &str, created, source, event: &str| Fact::Link {
+            user: user.into(),
+            created,
+            source,
+            event_id: event.into(),
+        };
+        let sources_below = |source| {
+            [
+                LinkSource::CheckoutMetadata,
+                LinkSource::SubscriptionMetadata,
+                LinkSource::CustomerMetadata,
+            ]
+            .into_iter()
+            .filter(move |s| *s < source)
+        };
+        for high in [
+            LinkSource::Admin,
+            LinkSource::ClientReferenceId,
+            LinkSource::CheckoutMetadata,
+            LinkSource::SubscriptionMetadata,
+        ] {
+            for low in sources_below(high) {
+                let facts = [
+                    link("U5", 1_000, high, "evt_a"),
+                    link("U2", 1_000 + 3_000, low, "evt_b"),
+                ];
+                for order in [[0, 1], [1, 0]] {
+                    let mut rec = CustomerRecord::new("cus_1");
+                    for i in order {
+                        rec.merge(&facts[i]);
+                    }
+                    assert_eq!(
+                        rec.user.as_deref(),
+                        Some("U5"),
+                        "{high:?} over {low:?}, order {order:?}"
+                    );
+                }
+            }
+        }
+        // Equal precedence: the newest created, then the greater event id.
+        let mut rec = CustomerRecord::new("cus_1");
+        rec.merge(&link("U2", 2_000, LinkSource::CustomerMetadata, "evt_a"));
+        rec.merge(&link("U1", 1_000, LinkSource::CustomerMetadata, "evt_z"));
+        assert_eq!(rec.user.as_deref(), Some("U2"));
+        rec.merge(&link("U3", 2_000, LinkSource::CustomerMetadata, "evt_b"));
+        assert_eq!(rec.user.as_deref(), Some("U3"));
+    }
+
+    /// Issue 10, repro 2: `active` and `past_due` in the same second, in
+    /// either order, start the past_due episode at that second; a later
+    /// past_due sighting does not restart it; a same-second `canceled` ends it.
+    #[test]
+    fn a_same_second_active_then_past_due_starts_the_episode_then() {
+        let t = 10_000;
+        for order in [[0, 1], [1, 0]] {
+            let facts = [
+                sub_fact(SubscriptionStatus::Active, t, "evt_created"),
+                sub_fact(SubscriptionStatus::PastDue, t, "evt_updated"),
+            ];
+            let mut rec = CustomerRecord::new("cus_1");
+            for i in order {
+                rec.merge(&facts[i]);
+            }
+            assert_eq!(status(&rec), SubscriptionStatus::PastDue);
+            assert_eq!(
+                rec.visible_subscriptions()[0].past_due_since,
+                Some(t),
+                "order {order:?}"
+            );
+            rec.merge(&sub_fact(
+                SubscriptionStatus::PastDue,
+                t + 86_400,
+                "evt_again",
+            ));
+            assert_eq!(
+                rec.visible_subscriptions()[0].past_due_since,
+                Some(t),
+                "a later sighting does not restart"
+            );
+            rec.merge(&sub_fact(
+                SubscriptionStatus::Canceled,
+                t + 86_400,
+                "evt_cancel",
+            ));
+            assert_eq!(status(&rec), SubscriptionStatus::Canceled);
+            assert_eq!(rec.visible_subscriptions()[0].past_due_since, None);
+        }
     }
 
     #[test]

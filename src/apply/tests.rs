@@ -310,28 +310,29 @@ async fn subscription_before_link_counts_once_the_link_arrives() {
 async fn moving_and_deleting_customers() {
     let store: Arc<dyn EntitlementStore> = Arc::new(MemoryStore::new());
     let applier = Applier::new(store.clone());
-    applier
-        .apply_event(&event(
-            0,
-            &Kind::Sub {
-                sub: 2,
-                status: 2,
-                user: Some(0),
-                price: 0,
-            },
-        ))
-        .await
-        .unwrap();
-    applier
-        .apply_event(&event(
-            1,
-            &Kind::CustomerLink {
-                customer: 1,
-                user: 1,
-            },
-        ))
-        .await
-        .unwrap();
+    // Customer metadata moves a customer that customer metadata linked (a
+    // higher source, such as subscription metadata, would hold it: SPEC §6).
+    for (i, kind) in [
+        Kind::Sub {
+            sub: 2,
+            status: 2,
+            user: None,
+            price: 0,
+        },
+        Kind::CustomerLink {
+            customer: 1,
+            user: 0,
+        },
+        Kind::CustomerLink {
+            customer: 1,
+            user: 1,
+        },
+    ]
+    .iter()
+    .enumerate()
+    {
+        applier.apply_event(&event(i, kind)).await.unwrap();
+    }
     assert!(
         store
             .load("u1")
@@ -347,7 +348,7 @@ async fn moving_and_deleting_customers() {
         1
     );
     applier
-        .apply_event(&event(2, &Kind::CustomerDeleted { customer: 1 }))
+        .apply_event(&event(3, &Kind::CustomerDeleted { customer: 1 }))
         .await
         .unwrap();
     let ent = store.load("u2").await.unwrap().unwrap();
