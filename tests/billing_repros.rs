@@ -117,3 +117,82 @@ async fn a_same_second_past_due_counts_the_grace_from_that_second() {
         }
     }
 }
+
+/// `checkout.session.async_payment_*` for the session of `checkout`.
+fn async_payment(checkout: &Value, outcome: &str, event_id: &str, created: i64) -> Value {
+    let mut event = checkout.clone();
+    event["id"] = json!(event_id);
+    event["created"] = json!(created);
+    event["type"] = json!(format!("checkout.session.async_payment_{outcome}"));
+    event["data"]["object"]["payment_status"] = json!(if outcome == "succeeded" {
+        "paid"
+    } else {
+        "unpaid"
+    });
+    event
+}
+
+/// SPEC §6, delayed payment methods: a session completed while its payment is
+/// pending grants nothing; `async_payment_succeeded` counts like a paid
+/// checkout; `async_payment_failed` ends the provisional access in either
+/// delivery order, but never a subscription its own events describe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_payments_grant_on_success_and_end_provisional_access_on_failure() {
+    let t = jwt::now() - 3600;
+    let mut pending = checkout_completed("evt_pending", "sepa_user", "cus_sepa", "sub_sepa", t);
+    pending["data"]["object"]["payment_status"] = json!("unpaid");
+    let paid = checkout_completed("evt_paid", "sepa_user", "cus_sepa", "sub_sepa", t);
+
+    // Pending, then succeeded: access.
+    let (_redis, _up, gw) = redis_world(|c| c).await;
+    apply(&gw, &pending).await;
+    assert_error(
+        &gw.send(banking("sepa_user")).await,
+        402,
+        "CHECKOUT_REQUIRED",
+    );
+    apply(
+        &gw,
+        &async_payment(&pending, "succeeded", "evt_ok", t + 600),
+    )
+    .await;
+    until_forwarded(
+        &gw,
+        "sepa_user",
+        "async_payment_succeeded grants like a paid checkout",
+    )
+    .await;
+
+    // A provisional grant, then the payment failed, in both orders: no access.
+    let failed = async_payment(&pending, "failed", "evt_failed", t + 600);
+    for (name, events) in [
+        ("paid, then failed", [&paid, &failed]),
+        ("failed, then paid", [&failed, &paid]),
+    ] {
+        let (_redis, _up, gw) = redis_world(|c| c).await;
+        for event in events {
+            apply(&gw, event).await;
+        }
+        let resp = gw.send(banking("sepa_user")).await;
+        assert_eq!(resp.status, 402, "{name}: {resp:?}");
+        assert_error(&resp, 402, "CHECKOUT_REQUIRED");
+    }
+
+    // Once the subscription's own event arrived, a failed payment changes nothing.
+    let (_redis, _up, gw) = redis_world(|c| c).await;
+    apply(&gw, &paid).await;
+    apply(
+        &gw,
+        &subscription_event(
+            "created",
+            "evt_sub",
+            "sub_sepa",
+            "cus_sepa",
+            "active",
+            t + 5,
+        ),
+    )
+    .await;
+    apply(&gw, &failed).await;
+    until_forwarded(&gw, "sepa_user", "the subscription event decides").await;
+}

@@ -59,6 +59,16 @@ pub fn facts(event: &Event) -> Vec<(String, Fact)> {
             }
         }
         EventKind::CheckoutCompleted { customer: None, .. } => {}
+        EventKind::CheckoutPaymentFailed {
+            customer: Some(customer),
+            subscription: Some(subscription),
+        } => out.push((
+            customer.clone(),
+            Fact::PaymentFailed {
+                subscription_id: subscription.clone(),
+            },
+        )),
+        EventKind::CheckoutPaymentFailed { .. } => {}
         EventKind::Customer {
             customer,
             user,

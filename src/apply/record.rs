@@ -137,6 +137,10 @@ pub struct CustomerRecord {
     pub features_stamp: Option<Stamp>,
     pub has_used_trial: bool,
     pub first_trial_at: Option<UnixTime>,
+    /// Subscriptions whose checkout's delayed payment failed: a completed
+    /// checkout for them arriving late must not make them provisional again,
+    /// so the result does not depend on delivery order.
+    pub failed_checkouts: Vec<String>,
 }
 
 /// One thing an event (or a sync, or an operator) says about a customer.
@@ -156,6 +160,11 @@ pub enum Fact {
     Provisional {
         subscription_id: String,
         created: UnixTime,
+    },
+    /// A checkout's delayed payment failed: its provisional record goes, and
+    /// a provisional record for that subscription is never made again.
+    PaymentFailed {
+        subscription_id: String,
     },
     Deleted {
         created: UnixTime,
@@ -208,6 +217,22 @@ impl CustomerRecord {
                 }
             }
             Fact::Subscription { snapshot, stamp } => self.merge_subscription(snapshot, stamp),
+            Fact::PaymentFailed { subscription_id } => {
+                if !self.failed_checkouts.contains(subscription_id) {
+                    self.failed_checkouts.push(subscription_id.clone());
+                    self.failed_checkouts.sort();
+                }
+                // Only the provisional record goes: once a subscription event
+                // arrived, it says what the subscription is (SPEC §6).
+                self.subscriptions
+                    .retain(|h| h.stamp.is_some() || h.snapshot.id != *subscription_id);
+            }
+            Fact::Provisional {
+                subscription_id,
+                created,
+            } if self.failed_checkouts.contains(subscription_id) => {
+                let _ = created;
+            }
             Fact::Provisional {
                 subscription_id,
                 created,
@@ -325,7 +350,15 @@ impl CustomerRecord {
             .iter()
             .map(|held| {
                 let mut sub = held.snapshot.clone();
-                sub.past_due_since = held.past_due_since();
+                // Every past_due subscription this version projects carries its
+                // start, so the decision never falls back to the period end. A
+                // record kept from before sightings were recorded counts from
+                // the held past_due event itself (README, "Upgrading").
+                sub.past_due_since = held.past_due_since().or_else(|| {
+                    (held.snapshot.status == SubscriptionStatus::PastDue)
+                        .then(|| held.stamp.as_ref().map(|stamp| stamp.created))
+                        .flatten()
+                });
                 if self.deleted_at.is_some() {
                     sub.status = SubscriptionStatus::Canceled;
                     sub.past_due_since = None;
@@ -533,6 +566,36 @@ mod tests {
         assert_eq!(rec.user.as_deref(), Some("U2"));
         rec.merge(&link("U3", 2_000, LinkSource::CustomerMetadata, "evt_b"));
         assert_eq!(rec.user.as_deref(), Some("U3"));
+    }
+
+    /// SPEC §6: a failed delayed payment removes the checkout's provisional
+    /// record, in either delivery order, but never a real subscription.
+    #[test]
+    fn a_failed_delayed_payment_ends_only_the_provisional_record() {
+        let provisional = Fact::Provisional {
+            subscription_id: "sub_1".into(),
+            created: 100,
+        };
+        let failed = Fact::PaymentFailed {
+            subscription_id: "sub_1".into(),
+        };
+        for order in [[&provisional, &failed], [&failed, &provisional]] {
+            let mut rec = CustomerRecord::new("cus_1");
+            for fact in order {
+                rec.merge(fact);
+            }
+            assert!(rec.visible_subscriptions().is_empty(), "{order:?}");
+            assert!(!rec.merge(&provisional), "a late duplicate changes nothing");
+        }
+        let mut rec = CustomerRecord::new("cus_1");
+        rec.merge(&provisional);
+        rec.merge(&sub_fact(SubscriptionStatus::Active, 120, "evt_sub"));
+        rec.merge(&failed);
+        assert_eq!(
+            status(&rec),
+            SubscriptionStatus::Active,
+            "the subscription event decides"
+        );
     }
 
     /// Issue 10, repro 2: `active` and `past_due` in the same second, in

@@ -205,9 +205,10 @@ fn grants(rules: &AccessRules, sub: &Subscription, now: UnixTime) -> bool {
 }
 
 /// The grace runs from the first event that showed the subscription `past_due`.
-/// Records written before `past_due_since` existed fall back to the period end,
-/// the moment the unpaid invoice was due, which is the closest thing Stripe gives.
-/// With neither there is no start to count from, so no grace.
+/// Every record this version writes carries that start (`apply/record.rs`); only
+/// an entitlement written by an earlier version and not re-projected since can
+/// lack it, and it falls back to the period end, the moment the unpaid invoice
+/// was due. With neither there is no start to count from, so no grace.
 fn in_past_due_grace(rules: &AccessRules, sub: &Subscription, now: UnixTime) -> bool {
     if sub.status != SubscriptionStatus::PastDue || rules.past_due_grace <= 0 {
         return false;

@@ -62,6 +62,15 @@ pub enum EventKind {
         /// `paid`, `unpaid` or `no_payment_required`; empty when absent.
         payment_status: String,
     },
+    /// `checkout.session.async_payment_failed`: a delayed payment method (SEPA,
+    /// ACH, …) failed after the session completed; the provisional access the
+    /// session gave ends, unless a subscription event for it has arrived.
+    CheckoutPaymentFailed {
+        /// `cus_...`
+        customer: Option<String>,
+        /// `sub_...`
+        subscription: Option<String>,
+    },
     /// `customer.created` / `customer.updated` (`deleted` false) / `customer.deleted`
     /// (`deleted` true).
     Customer {
@@ -149,8 +158,16 @@ pub fn parse(body: &[u8], user_metadata_keys: &[String]) -> Result<Event, EventE
         .ok_or_else(|| not_an_event("missing data.object"))?;
 
     let kind = match event_type.as_str() {
-        "checkout.session.completed" => checkout_completed(object, user_metadata_keys)
-            .map_err(|field| missing_field(&event_type, field))?,
+        // A delayed payment that succeeded counts like a paid completed
+        // session (SPEC §6); the session object says `payment_status: paid`.
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+            checkout_completed(object, user_metadata_keys)
+                .map_err(|field| missing_field(&event_type, field))?
+        }
+        "checkout.session.async_payment_failed" => EventKind::CheckoutPaymentFailed {
+            customer: id_of(object.get("customer")),
+            subscription: id_of(object.get("subscription")),
+        },
         "customer.created" | "customer.updated" | "customer.deleted" => EventKind::Customer {
             customer: text(object.get("id")).ok_or_else(|| missing_field(&event_type, "id"))?,
             user: metadata_user(object, user_metadata_keys),

@@ -449,7 +449,10 @@ fn model(bytes: &[u8]) -> Expected {
         return Expected::NotAnEvent;
     };
     let (usable, family) = match event_type.as_str() {
-        "checkout.session.completed" => (text(object.get("id")).is_some(), "checkout"),
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+            (text(object.get("id")).is_some(), "checkout")
+        }
+        "checkout.session.async_payment_failed" => (true, "checkout_failed"),
         "customer.created" | "customer.updated" | "customer.deleted" => {
             (text(object.get("id")).is_some(), "customer")
         }
@@ -495,6 +498,7 @@ fn model(bytes: &[u8]) -> Expected {
 fn family(kind: &EventKind) -> &'static str {
     match kind {
         EventKind::CheckoutCompleted { .. } => "checkout",
+        EventKind::CheckoutPaymentFailed { .. } => "checkout_failed",
         EventKind::Customer { .. } => "customer",
         EventKind::Subscription { .. } => "subscription",
         EventKind::Invoice { .. } => "invoice",
