@@ -30,6 +30,7 @@ pub fn facts(event: &Event) -> Vec<(String, Fact)> {
             customer: Some(customer),
             subscription,
             user,
+            by_reference,
             mode,
             payment_status,
             ..
@@ -40,7 +41,11 @@ pub fn facts(event: &Event) -> Vec<(String, Fact)> {
                     Fact::Link {
                         user: user.clone(),
                         created,
-                        source: LinkSource::ClientReferenceId,
+                        source: if *by_reference {
+                            LinkSource::ClientReferenceId
+                        } else {
+                            LinkSource::CheckoutMetadata
+                        },
                         event_id: id.clone(),
                     },
                 ));

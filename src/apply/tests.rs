@@ -111,6 +111,7 @@ fn event(index: usize, kind: &Kind) -> Event {
             customer: Some(SUBS[*sub].1.into()),
             subscription: Some(SUBS[*sub].0.into()),
             user: Some(USERS[*user].into()),
+            by_reference: true,
             mode: "subscription".into(),
             payment_status: "paid".into(),
         },
@@ -353,4 +354,34 @@ async fn moving_and_deleting_customers() {
         .unwrap();
     let ent = store.load("u2").await.unwrap().unwrap();
     assert_eq!(ent.subscriptions[0].status, SubscriptionStatus::Canceled);
+}
+
+/// SPEC §6: a checkout's `client_reference_id` outranks the user named in
+/// another session's metadata, however much newer that session is.
+#[test]
+fn client_reference_id_outranks_session_metadata() {
+    let checkout = |index: usize, user: &str, by_reference: bool| {
+        let mut e = event(index, &Kind::Checkout { sub: 0, user: 0 });
+        if let EventKind::CheckoutCompleted {
+            user: u,
+            by_reference: b,
+            ..
+        } = &mut e.kind
+        {
+            *u = Some(user.into());
+            *b = by_reference;
+        }
+        e
+    };
+    let by_reference = checkout(1, "u_ref", true);
+    let by_metadata = checkout(9, "u_meta", false);
+    for order in [[&by_reference, &by_metadata], [&by_metadata, &by_reference]] {
+        let mut record = CustomerRecord::new(SUBS[0].1);
+        for e in order {
+            for (_, fact) in facts(e) {
+                record.merge(&fact);
+            }
+        }
+        assert_eq!(record.user.as_deref(), Some("u_ref"));
+    }
 }

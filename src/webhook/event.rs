@@ -57,6 +57,9 @@ pub enum EventKind {
         /// `client_reference_id`, else the first `user_metadata_keys` entry in the
         /// session's metadata.
         user: Option<String>,
+        /// `user` came from `client_reference_id` (else from session metadata,
+        /// one step lower in SPEC §6's link precedence).
+        by_reference: bool,
         /// `subscription`, `payment` or `setup`; empty when absent.
         mode: String,
         /// `paid`, `unpaid` or `no_payment_required`; empty when absent.
@@ -255,14 +258,17 @@ fn checkout_completed(
     session: &Map<String, Value>,
     user_metadata_keys: &[String],
 ) -> Result<EventKind, &'static str> {
+    let reference = metadata_value(session.get("client_reference_id"));
     Ok(EventKind::CheckoutCompleted {
         session_id: text(session.get("id")).ok_or("id")?,
         customer: id_of(session.get("customer")),
         subscription: id_of(session.get("subscription")),
         // The explicit reference the application passed to Checkout beats metadata,
         // which may have been copied around (SPEC §6, linking precedence).
-        user: metadata_value(session.get("client_reference_id"))
+        user: reference
+            .clone()
             .or_else(|| metadata_user(session, user_metadata_keys)),
+        by_reference: reference.is_some(),
         // Absent reads as empty, which never matches `subscription`/`paid`, so a
         // strange session is recorded for linking but never grants access.
         mode: text(session.get("mode")).unwrap_or_default(),
@@ -770,6 +776,7 @@ mod tests {
                 customer: Some("cus_OV8zF7RMsBo1K1".to_string()),
                 subscription: Some("sub_1NiEd5CwEGCgBV8c3ON1VNaz".to_string()),
                 user: Some("cllnlqdff0d103i8tvi0yrx5b".to_string()),
+                by_reference: true,
                 mode: "subscription".to_string(),
                 payment_status: "paid".to_string(),
             }
@@ -789,6 +796,7 @@ mod tests {
                 customer: Some("cus_IhGfebO16cMIGN".to_string()),
                 subscription: None,
                 user: None,
+                by_reference: false,
                 mode: "payment".to_string(),
                 payment_status: "paid".to_string(),
             }
@@ -1162,6 +1170,7 @@ mod tests {
                 customer: Some("cus_1".to_string()),
                 subscription: Some("sub_1".to_string()),
                 user: Some("ref_7".to_string()),
+                by_reference: true,
                 mode: "subscription".to_string(),
                 payment_status: "no_payment_required".to_string(),
             }
