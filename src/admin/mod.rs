@@ -16,10 +16,11 @@
 //! `Authorization: Bearer <admin.token>`, compared in constant time; without a
 //! configured token those paths answer 401 to everyone. This module must not
 //! be reachable from the public listener, and must not decide access itself:
-//! decisions come from `crate::entitlement`, writes go through `users.rs`.
+//! decisions come from `crate::entitlement`, writes go through `users.rs` and
+//! `customers.rs`.
 
 mod command;
-pub mod customers;
+mod customers;
 pub mod users;
 
 use std::sync::Arc;
