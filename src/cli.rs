@@ -50,6 +50,26 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Link a Stripe customer to a user (an operator link outranks every Stripe source).
+    Customer {
+        #[command(subcommand)]
+        action: CustomerAction,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CustomerAction {
+    /// Move a customer and its subscriptions to a user; audited on both users.
+    Link {
+        /// The Stripe customer id, e.g. cus_123.
+        id: String,
+        /// The user id the customer belongs to.
+        #[arg(long)]
+        user: String,
+        /// Why (kept in the audit trail of both users).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -124,6 +144,7 @@ pub fn main() -> ExitCode {
         Command::Serve => serve(config),
         Command::Sync { dry_run } => block_on(crate::sync::run(config, dry_run)),
         Command::User { action } => block_on(crate::admin::user_command(config, action)),
+        Command::Customer { action } => block_on(crate::admin::customer_command(config, action)),
     }
 }
 

@@ -631,3 +631,240 @@ async fn metrics_count_a_payment_required_answer() {
     let after = requests_with_decision(&admin.metrics().await, "checkout_required");
     assert_eq!(after, before + 1.0, "one 402 CHECKOUT_REQUIRED counted");
 }
+
+/// `PUT /customers/{id}/link` with the admin token.
+async fn link(admin: &Admin, customer: &str, body: Value) -> RawResponse {
+    admin
+        .call("PUT", &format!("/customers/{customer}/link"), Some(body))
+        .await
+}
+
+/// Support fixes a checkout made under the wrong account: a paid checkout
+/// linked `cus_op` to U5; an operator links it to U7 through the admin API of
+/// instance A. U7 gets access and U5 loses it on B within a second, both users
+/// carry the change in their audit trail, and neither customer metadata
+/// naming U2 nor a later checkout for U5 (the Stripe sources an attacker or a
+/// confused app can produce) moves the customer back.
+#[tokio::test]
+async fn an_operator_link_moves_a_customer_and_no_stripe_source_moves_it_back() {
+    let (_redis, _up, (a, admin_a), (b, _)) = two_instances().await;
+    let t = jwt::now() - 3600;
+    stripe::apply(
+        &a,
+        &stripe::checkout_completed("evt_op_checkout", "U5", "cus_op", "sub_op", t),
+    )
+    .await;
+    until_forwarded(&b, "U5", "the checkout lets U5 in on B").await;
+    // B caches both decisions for a minute.
+    assert_checkout_required(&b, "U7").await;
+
+    let resp = link(
+        &admin_a,
+        "cus_op",
+        json!({"user": "U7", "reason": "checkout made under the wrong account (ticket 42)"}),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{:?}", resp.text());
+    let body = resp.json();
+    assert_eq!(
+        (
+            body["customer"].clone(),
+            body["user"].clone(),
+            body["previous_user"].clone(),
+            body["linked"].clone()
+        ),
+        (json!("cus_op"), json!("U7"), json!("U5"), json!(true)),
+        "{body}"
+    );
+    until_forwarded(&b, "U7", "the operator link lets U7 in on B").await;
+    until_checkout_required(&b, "U5", "the operator link takes U5's access on B").await;
+    until_forwarded(&a, "U7", "the operator link lets U7 in on A").await;
+
+    let expected =
+        "admin link: cus_op from U5 to U7: checkout made under the wrong account (ticket 42)";
+    for user in ["U7", "U5"] {
+        let view = admin_a.user(user).await;
+        assert_eq!(view["audit"][0]["source"], expected, "{user}: {view}");
+    }
+    let u7 = admin_a.user("U7").await;
+    assert_eq!(u7["links"][0]["customer"], "cus_op", "{u7}");
+    assert_eq!(u7["links"][0]["source"], "admin", "{u7}");
+    assert!(
+        u7["links"][0]["event_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("op_")),
+        "{u7}"
+    );
+    assert_eq!(admin_a.user("U5").await["links"], json!([]));
+
+    // Later Stripe links of every kind the customer can get: metadata naming
+    // U2, then a new checkout naming U5, both newer than the operator link.
+    let later = jwt::now() + 5;
+    stripe::apply(
+        &a,
+        &stripe::customer_updated("evt_op_metadata", "cus_op", Some("U2"), later),
+    )
+    .await;
+    stripe::apply(
+        &a,
+        &stripe::checkout_completed("evt_op_checkout_2", "U5", "cus_op", "sub_op", later + 1),
+    )
+    .await;
+    // A invalidated its own cache before acknowledging, so it decides with
+    // the stored state now.
+    assert!(
+        is_forwarded(&a.send(banking("U7")).await),
+        "U7 keeps cus_op"
+    );
+    assert_checkout_required(&a, "U5").await;
+    assert_checkout_required(&a, "U2").await;
+    assert_eq!(admin_a.user("U7").await["links"][0]["source"], "admin");
+}
+
+/// `paygate customer link` writes through the same path as the API: a
+/// gateway running on the same Redis sees the move within a second of the
+/// command's exit; bad flags and an unknown customer exit 1 and write nothing.
+#[tokio::test]
+async fn the_customer_cli_links_and_a_running_instance_sees_it() {
+    let (_redis, _up, (a, _), (b, admin_b)) = two_instances().await;
+    let config = a.dir().join("paygate.toml");
+    let t = jwt::now() - 3600;
+    stripe::apply(
+        &a,
+        &stripe::checkout_completed("evt_cli_checkout", "U5", "cus_cli", "sub_cli", t),
+    )
+    .await;
+    until_forwarded(&b, "U5", "the checkout lets U5 in on B").await;
+    assert_checkout_required(&b, "U7").await;
+
+    for (args, flag) in [
+        (
+            vec![
+                "customer", "link", "cus_cli", "--user", "U 7", "--reason", "x",
+            ],
+            "--user",
+        ),
+        (
+            vec![
+                "customer", "link", "cus_cli", "--user", "U7", "--reason", " ",
+            ],
+            "--reason",
+        ),
+        (
+            vec![
+                "customer",
+                "link",
+                "cus_nobody",
+                "--user",
+                "U7",
+                "--reason",
+                "x",
+            ],
+            "cus_nobody",
+        ),
+    ] {
+        let out = paygate_cli(&config, &args).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {:?}", stderr(&out));
+        assert!(stderr(&out).contains(flag), "{args:?}: {:?}", stderr(&out));
+    }
+    let missing = paygate_cli(&config, &["customer", "link", "cus_cli", "--user", "U7"]).await;
+    assert!(!missing.status.success(), "--reason is required");
+    assert!(is_forwarded(&b.send(banking("U5")).await), "nothing moved");
+
+    let out = paygate_cli(
+        &config,
+        &[
+            "customer",
+            "link",
+            "cus_cli",
+            "--user",
+            "U7",
+            "--reason",
+            "paid from a colleague's login",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "link failed: {:?} {:?}",
+        stdout(&out),
+        stderr(&out)
+    );
+    until_forwarded(&b, "U7", "the CLI link lets U7 in on B").await;
+    until_checkout_required(&b, "U5", "the CLI link takes U5's access on B").await;
+    let text = stdout(&out);
+    assert!(text.contains("linked cus_cli to U7 (was U5)"), "{text}");
+    assert!(text.contains("cus_cli  by admin at"), "{text}");
+    assert!(
+        text.contains("admin link: cus_cli from U5 to U7: paid from a colleague's login"),
+        "{text}"
+    );
+    let show = stdout(&paygate_cli(&config, &["user", "show", "U5"]).await);
+    assert!(
+        show.contains("admin link: cus_cli from U5 to U7"),
+        "audited on the old user too: {show}"
+    );
+    assert_eq!(admin_b.user("U7").await["links"][0]["source"], "admin");
+}
+
+/// Bad link requests are refused with the key named and change nothing;
+/// without the admin token the path is 401 like every `/customers` path.
+#[tokio::test]
+async fn a_bad_link_is_400_and_changes_nothing() {
+    let (_redis, _up, (a, admin), _) = two_instances().await;
+    stripe::apply(
+        &a,
+        &stripe::checkout_completed(
+            "evt_bad_checkout",
+            "U5",
+            "cus_bad",
+            "sub_bad",
+            jwt::now() - 60,
+        ),
+    )
+    .await;
+    until_forwarded(&a, "U5", "the checkout lets U5 in").await;
+
+    for (body, field) in [
+        (json!({"user": "U7"}), "reason"),
+        (json!({"user": "U7", "reason": ""}), "reason"),
+        (json!({"user": "U7", "reason": "two\nlines"}), "reason"),
+        (json!({"reason": "x"}), "user"),
+        (json!({"user": "", "reason": "x"}), "user"),
+        (json!({"user": "U 7", "reason": "x"}), "user"),
+        (json!({"user": "U7,U8", "reason": "x"}), "user"),
+        (json!({"user": "x".repeat(257), "reason": "x"}), "user"),
+        (json!({"user": 7, "reason": "x"}), "user"),
+        (json!({"user": "U7", "reason": "x", "force": true}), "force"),
+        (json!(["U7"]), "body"),
+    ] {
+        let resp = link(&admin, "cus_bad", body.clone()).await;
+        let error = assert_error(&resp, 400, "BAD_REQUEST");
+        assert_eq!(error["field"], field, "{body}: {error}");
+    }
+    let resp = link(&admin, "cus_unknown", json!({"user": "U7", "reason": "x"})).await;
+    assert_error(&resp, 404, "NOT_FOUND");
+    let resp = admin.call("GET", "/customers/cus_bad/link", None).await;
+    assert_eq!(resp.status, 405);
+    assert_eq!(resp.header("allow"), Some("PUT"));
+
+    let body = json!({"user": "U7", "reason": "x"}).to_string();
+    for req in [
+        request("PUT", "/customers/cus_bad/link").body(body.clone()),
+        request("PUT", "/customers/cus_bad/link")
+            .bearer("wrong-token-but-long-enough")
+            .body(body.clone()),
+        request("PUT", "/customers/cus_bad/link")
+            .bearer(&token("U7"))
+            .body(body.clone()),
+    ] {
+        let resp = admin.send(req).await;
+        assert_error(&resp, 401, "UNAUTHENTICATED");
+    }
+    assert!(is_forwarded(&a.send(banking("U5")).await), "nothing moved");
+    assert_checkout_required(&a, "U7").await;
+    assert_eq!(
+        admin.user("U5").await["links"][0]["source"],
+        "client_reference_id"
+    );
+}

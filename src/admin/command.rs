@@ -1,21 +1,23 @@
-//! `paygate user show|grant|revoke`: the admin API's user operations from a
-//! shell, against the store the config names (SPEC §1).
+//! `paygate user show|grant|revoke` and `paygate customer link`: the admin
+//! API's operations from a shell, against the store the config names (SPEC §1).
 //!
-//! Writes go through `users::write_override`, exactly as `PUT/DELETE
-//! /users/{id}/override` do, so running gateways on the same Redis see a grant
-//! within a second. Output is for humans; errors go to stderr with exit 1.
+//! Writes go through `users::write_override` and `customers::write_link`,
+//! exactly as `PUT/DELETE /users/{id}/override` and `PUT /customers/{id}/link`
+//! do, so running gateways on the same Redis see a change within a second. Output is for humans; errors go to stderr with exit 1.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::cli::UserAction;
+use crate::apply::Applier;
+use crate::cli::{CustomerAction, UserAction};
 use crate::config::Config;
 use crate::endpoints::rfc3339;
 use crate::entitlement::{AccessRules, UnixTime};
 use crate::gateway::unix_now;
 use crate::store::{EntitlementStore, MemoryStore, RedisStore};
 
+use super::customers::{link_from_parts, valid_customer_id, write_link};
 use super::users::{
     decision_json, override_from_parts, write_override, OverrideChange, UserView, AUDIT_SHOWN,
 };
@@ -71,6 +73,43 @@ pub async fn user_command(config: Config, action: UserAction) -> ExitCode {
     match UserView::load(store.as_ref(), &id).await {
         Ok(view) => {
             crate::cli::out(format_args!("{}", render(&view, rules, now)));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("store: {e}")),
+    }
+}
+
+/// Runs one `paygate customer` action; exit 0 on success, 1 with a message otherwise.
+pub async fn customer_command(config: Config, action: CustomerAction) -> ExitCode {
+    let CustomerAction::Link { id, user, reason } = action;
+    if !valid_customer_id(&id) {
+        return fail("the customer id must be 1 to 256 visible ASCII characters other than ','");
+    }
+    // Validate before touching the store: a bad request changes nothing.
+    let link = match link_from_parts(&user, &reason) {
+        Ok(link) => link,
+        Err(e) => return fail(&format!("--{}: {}", e.field, e.message)),
+    };
+    let store = match open_store(&config) {
+        Ok(store) => store,
+        Err(e) => return fail(&e),
+    };
+    let now = unix_now();
+    match write_link(&Applier::new(store.clone()), None, &id, &link, now).await {
+        Ok(Some(linked)) => {
+            let from = linked.previous.as_deref().unwrap_or("(nobody)");
+            crate::cli::out(format_args!("linked {id} to {} (was {from})\n", link.user));
+        }
+        Ok(None) => {
+            return fail(&format!(
+                "no customer {id} is stored (no event has named it); nothing was written"
+            ))
+        }
+        Err(e) => return fail(&format!("store: {e}")),
+    }
+    match UserView::load(store.as_ref(), &link.user).await {
+        Ok(view) => {
+            crate::cli::out(format_args!("{}", render(&view, &config.access.rules, now)));
             ExitCode::SUCCESS
         }
         Err(e) => fail(&format!("store: {e}")),
@@ -153,6 +192,21 @@ fn render(view: &UserView, rules: &AccessRules, now: UnixTime) -> String {
             grant.reason
         );
     }
+    if view.links.is_empty() {
+        let _ = writeln!(out, "customers linked: none");
+    } else {
+        let _ = writeln!(out, "customers linked:");
+        for link in &view.links {
+            let source = link
+                .source
+                .and_then(|s| serde_json::to_value(s).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "unknown".to_string());
+            let at = link.linked_at.map(time_text).unwrap_or_default();
+            let event = link.event_id.as_deref().unwrap_or("");
+            let _ = writeln!(out, "  {}  by {source} at {at} ({event})", link.customer);
+        }
+    }
     if view.audit.is_empty() {
         let _ = writeln!(out, "audit trail: (empty)");
     } else {
@@ -206,6 +260,12 @@ mod tests {
                 source: "admin: support comp".into(),
                 summary: "customers []".into(),
             }],
+            links: vec![crate::admin::users::CustomerLink {
+                customer: "cus_1".into(),
+                source: Some(crate::apply::record::LinkSource::Admin),
+                linked_at: Some(now),
+                event_id: Some("op_1".into()),
+            }],
         };
         let text = render(&view, &AccessRules::default(), now);
         assert!(text.contains("user: gina"), "{text}");
@@ -219,6 +279,10 @@ mod tests {
         );
         assert!(text.contains("override: until 2023-11-15T22:13:20Z (active); reason: support comp; features: export"), "{text}");
         assert!(
+            text.contains("  cus_1  by admin at 2023-11-14T22:13:20Z (op_1)"),
+            "{text}"
+        );
+        assert!(
             text.contains("  2023-11-14T22:13:20Z  admin: support comp"),
             "{text}"
         );
@@ -228,6 +292,7 @@ mod tests {
                 user_id: "dave".into(),
                 entitlement: None,
                 audit: vec![],
+                links: vec![],
             },
             &AccessRules::default(),
             now,

@@ -1,5 +1,5 @@
 //! The admin listener (SPEC §8) on its own address (`admin.listen`), and
-//! `paygate user` (in `command.rs`).
+//! `paygate user` and `paygate customer` (in `command.rs`).
 //!
 //! | route | token | does |
 //! | --- | --- | --- |
@@ -10,14 +10,17 @@
 //! | `DELETE /users/{id}/override` | yes | ends it |
 //! | `GET /webhooks/deliveries?limit=N` | yes | what Stripe sent, newest first |
 //! | `GET /customers/unlinked` | yes | customers with events but no user |
+//! | `PUT /customers/{id}/link` | yes | operator link: `{"user", "reason"}` (in `customers.rs`) |
 //!
 //! Everything under `/users`, `/webhooks` and `/customers` needs
 //! `Authorization: Bearer <admin.token>`, compared in constant time; without a
 //! configured token those paths answer 401 to everyone. This module must not
 //! be reachable from the public listener, and must not decide access itself:
-//! decisions come from `crate::entitlement`, writes go through `users.rs`.
+//! decisions come from `crate::entitlement`, writes go through `users.rs` and
+//! `customers.rs`.
 
 mod command;
+mod customers;
 pub mod users;
 
 use std::sync::Arc;
@@ -34,13 +37,14 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
+use crate::apply::Applier;
 use crate::auth::{authorization_bearer, Credential};
 use crate::deny::json_response;
 use crate::endpoints::{readiness, rfc3339};
 use crate::gateway::{unix_now, Gateway};
 use crate::store::{StoreError, DELIVERIES_KEPT};
 
-pub use command::user_command;
+pub use command::{customer_command, user_command};
 use users::{write_override, OverrideChange, UserView};
 
 /// Largest `PUT /users/{id}/override` body; a real one is a few hundred bytes.
@@ -184,6 +188,7 @@ pub enum Route {
     Override(String),
     Deliveries,
     UnlinkedCustomers,
+    CustomerLink(String),
 }
 
 impl Route {
@@ -191,6 +196,7 @@ impl Route {
     fn allow(&self) -> &'static str {
         match self {
             Route::Override(_) => "PUT, DELETE",
+            Route::CustomerLink(_) => "PUT",
             _ => "GET, HEAD",
         }
     }
@@ -198,6 +204,7 @@ impl Route {
     fn accepts(&self, method: &Method) -> bool {
         match self {
             Route::Override(_) => matches!(*method, Method::PUT | Method::DELETE),
+            Route::CustomerLink(_) => *method == Method::PUT,
             _ => matches!(*method, Method::GET | Method::HEAD),
         }
     }
@@ -221,6 +228,21 @@ pub fn route(path: &str) -> Result<Route, AdminError> {
         "/webhooks/deliveries" => return Ok(Route::Deliveries),
         "/customers/unlinked" => return Ok(Route::UnlinkedCustomers),
         _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/customers/") {
+        let Some(raw_id) = rest.strip_suffix("/link") else {
+            return Err(AdminError::NotFound);
+        };
+        let id = percent_decode(raw_id).ok_or_else(|| {
+            AdminError::bad("id", "the customer id is not valid percent-encoded UTF-8")
+        })?;
+        if !customers::valid_customer_id(&id) {
+            return Err(AdminError::bad(
+                "id",
+                "the customer id must be 1 to 256 visible ASCII characters other than ','",
+            ));
+        }
+        return Ok(Route::CustomerLink(id));
     }
     let Some(rest) = path.strip_prefix("/users/") else {
         return Err(AdminError::NotFound);
@@ -424,6 +446,41 @@ impl AdminApi {
                     .map(|d| json!({"event_id": d.event_id, "type": d.event_type, "result": d.result, "at": rfc3339(Some(d.at))}))
                     .collect();
                 Ok(json_response(StatusCode::OK, &json!({"deliveries": list})))
+            }
+            Route::CustomerLink(customer) => {
+                let body = read_body(request).await?;
+                let link = customers::parse_link_body(&body).map_err(|e| {
+                    tracing::info!(target: "paygate::admin", customer = %customer, field = %e.field, reason = %e.message, "operator link refused");
+                    AdminError::BadRequest {
+                        field: e.field,
+                        message: e.message,
+                    }
+                })?;
+                let applier = Applier::new(store.clone());
+                let Some(linked) = customers::write_link(
+                    &applier,
+                    Some(&gateway.entitlements),
+                    &customer,
+                    &link,
+                    unix_now(),
+                )
+                .await?
+                else {
+                    tracing::info!(target: "paygate::admin", customer = %customer, "operator link refused: no record for the customer");
+                    return Err(AdminError::NotFound);
+                };
+                tracing::info!(
+                    target: "paygate::admin",
+                    customer = %customer,
+                    user_id = %link.user,
+                    previous_user = ?linked.previous,
+                    reason = %link.reason,
+                    "customer linked by an operator"
+                );
+                Ok(json_response(
+                    StatusCode::OK,
+                    &customers::linked_json(&customer, &link, &linked),
+                ))
             }
             Route::UnlinkedCustomers => {
                 let customers = store.unlinked_customers().await?;

@@ -30,7 +30,28 @@ fn paths_map_to_routes() {
     assert_eq!(route("/users/42"), Ok(Route::User("42".into())));
     assert_eq!(route("/webhooks/deliveries"), Ok(Route::Deliveries));
     assert_eq!(route("/customers/unlinked"), Ok(Route::UnlinkedCustomers));
+    assert_eq!(
+        route("/customers/cus_1/link"),
+        Ok(Route::CustomerLink("cus_1".into()))
+    );
+    assert_eq!(
+        route("/customers/cus%5F1/link"),
+        Ok(Route::CustomerLink("cus_1".into()))
+    );
+    for bad in [
+        "/customers//link",
+        "/customers/a%20b/link",
+        "/customers/a%2/link",
+    ] {
+        assert!(
+            matches!(route(bad), Err(AdminError::BadRequest { .. })),
+            "{bad}"
+        );
+    }
     for missing in [
+        "/customers/cus_1",
+        "/customers/cus_1/link/x",
+        "/customers/",
         "/",
         "/users",
         "/users/alice/",

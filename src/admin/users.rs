@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::apply::record::LinkSource;
 use crate::apply::summarize;
 use crate::endpoints::rfc3339;
 use crate::entitlement::{evaluate, Access, AccessRules, Entitlement, Override, UnixTime};
@@ -273,6 +274,31 @@ pub struct UserView {
     pub entitlement: Option<Entitlement>,
     /// Newest first, at most [`AUDIT_SHOWN`].
     pub audit: Vec<AuditEntry>,
+    /// The customers linked to the user and how each link was made (an
+    /// operator link's reason is in the audit trail).
+    pub links: Vec<CustomerLink>,
+}
+
+/// How one customer came to be linked to a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerLink {
+    pub customer: String,
+    /// `None` when the customer record holds no link stamp (or is missing).
+    pub source: Option<LinkSource>,
+    /// `created` of the event (or the time of the operator link) that made it.
+    pub linked_at: Option<UnixTime>,
+    pub event_id: Option<String>,
+}
+
+impl CustomerLink {
+    fn to_json(&self) -> Value {
+        json!({
+            "customer": self.customer,
+            "source": self.source,
+            "linked_at": self.linked_at.map_or(Value::Null, |t| rfc3339(Some(t))),
+            "event_id": self.event_id,
+        })
+    }
 }
 
 impl UserView {
@@ -280,19 +306,34 @@ impl UserView {
     pub async fn load(store: &dyn EntitlementStore, user_id: &str) -> Result<UserView, StoreError> {
         let entitlement = store.load(user_id).await?;
         let audit = store.audit(user_id, AUDIT_SHOWN).await?;
+        let mut links = Vec::new();
+        for customer in entitlement.iter().flat_map(|e| e.customers.iter()) {
+            let stamp = store
+                .load_customer(customer)
+                .await?
+                .and_then(|record| record.link_stamp);
+            links.push(CustomerLink {
+                customer: customer.clone(),
+                source: stamp.as_ref().map(|s| s.1),
+                linked_at: stamp.as_ref().map(|s| s.0),
+                event_id: stamp.map(|s| s.2),
+            });
+        }
         Ok(UserView {
             user_id: user_id.to_string(),
             entitlement,
             audit,
+            links,
         })
     }
 
-    /// `{"user_id", "entitlement", "decision", "audit"}`: the admin API's body.
+    /// `{"user_id", "entitlement", "decision", "links", "audit"}`: the admin API's body.
     pub fn to_json(&self, rules: &AccessRules, now: UnixTime) -> Value {
         json!({
             "user_id": self.user_id,
             "entitlement": self.entitlement,
             "decision": decision_json(self.entitlement.as_ref(), rules, now),
+            "links": self.links.iter().map(CustomerLink::to_json).collect::<Vec<_>>(),
             "audit": self.audit.iter().map(audit_json).collect::<Vec<_>>(),
         })
     }
@@ -583,11 +624,12 @@ mod tests {
             user_id: "nobody".into(),
             entitlement: None,
             audit: vec![],
+            links: vec![],
         }
         .to_json(&AccessRules::default(), NOW);
         assert_eq!(
             json,
-            json!({"user_id": "nobody", "entitlement": null, "audit": [],
+            json!({"user_id": "nobody", "entitlement": null, "audit": [], "links": [],
                    "decision": {"allowed": false, "status": "none", "features": [], "code": "CHECKOUT_REQUIRED", "override": null}})
         );
     }

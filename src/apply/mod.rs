@@ -12,9 +12,9 @@ pub mod project;
 pub mod record;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use crate::entitlement::Entitlement;
+use crate::entitlement::{Entitlement, UnixTime};
 use crate::store::{AuditEntry, EntitlementStore, StoreError};
 use crate::webhook::event::{Event, EventKind};
 
@@ -152,6 +152,18 @@ pub struct Applied {
     pub users: Vec<String>,
 }
 
+/// What [`Applier::link_customer`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linked {
+    /// The user the customer was linked to before (`None`: nobody).
+    pub previous: Option<String>,
+    /// Whether the customer is now linked to the user asked for (false only
+    /// when a newer operator link already held it).
+    pub linked: bool,
+    /// Users re-projected (caches must drop them).
+    pub users: Vec<String>,
+}
+
 /// Writes facts through a store.
 #[derive(Clone)]
 pub struct Applier {
@@ -208,31 +220,91 @@ impl Applier {
             } else if facts.iter().any(|f| matches!(f, Fact::Link { .. })) {
                 self.store.set_unlinked(&customer, false).await?;
             }
-            for user in record.user.iter().chain(record.previous_users.iter()) {
-                // The store may run the closure more than once; the last run's
-                // verdict is the one that was written.
-                let changed = std::sync::Mutex::new(false);
-                let project = |current: Option<Entitlement>| {
-                    let next = project::project(current.as_ref(), user, &record);
-                    *changed.lock().unwrap_or_else(|p| p.into_inner()) = next.is_some();
-                    next.or(current)
-                };
-                let written = self.store.update(user, &project).await?;
-                let changed = *changed.lock().unwrap_or_else(|p| p.into_inner());
-                if changed {
-                    let entry = AuditEntry {
-                        at: crate::gateway::unix_now(),
-                        source: source.to_string(),
-                        summary: summarize(written.as_ref()),
-                    };
-                    self.store.append_audit(user, &entry).await?;
-                }
-                if !users.contains(user) {
-                    users.push(user.clone());
-                }
-            }
+            self.project_record(&record, source, &mut users).await?;
         }
         Ok(Applied { users })
+    }
+
+    /// An operator link (SPEC §8): links `customer` to `user` with the highest
+    /// precedence, stamped `now` with the caller's unique `event_id` (a later
+    /// operator link outranks an earlier one), then re-projects the new user
+    /// and every user the customer was linked to before, exactly as an event
+    /// does. `source` names the change in those users' audit trails.
+    /// Returns `Ok(None)` when no record exists for `customer` (nothing is
+    /// written: a mistyped id must not create one).
+    pub async fn link_customer(
+        &self,
+        customer: &str,
+        user: &str,
+        now: UnixTime,
+        event_id: &str,
+        source: &(dyn Fn(Option<&str>) -> String + Sync),
+    ) -> Result<Option<Linked>, StoreError> {
+        let fact = Fact::Link {
+            user: user.to_string(),
+            created: now,
+            source: LinkSource::Admin,
+            event_id: event_id.to_string(),
+        };
+        // The store may run the closure more than once; the last run saw the
+        // record that was replaced.
+        let previous: Mutex<Option<String>> = Mutex::new(None);
+        let merge = |current: Option<CustomerRecord>| {
+            let mut record = current?;
+            *previous.lock().unwrap_or_else(|p| p.into_inner()) = record.user.clone();
+            if record.merge(&fact) {
+                record.rev += 1;
+            }
+            Some(record)
+        };
+        let Some(record) = self.store.update_customer(customer, &merge).await? else {
+            return Ok(None);
+        };
+        let previous = previous.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.store.set_unlinked(customer, false).await?;
+        let mut users = Vec::new();
+        self.project_record(&record, &source(previous.as_deref()), &mut users)
+            .await?;
+        Ok(Some(Linked {
+            previous,
+            linked: record.user.as_deref() == Some(user),
+            users,
+        }))
+    }
+
+    /// Projects one customer record into the user it is linked to and every
+    /// user it was linked to before, auditing each user whose record changed,
+    /// and adds them to `users` (the ones caches must drop).
+    async fn project_record(
+        &self,
+        record: &CustomerRecord,
+        source: &str,
+        users: &mut Vec<String>,
+    ) -> Result<(), StoreError> {
+        for user in record.user.iter().chain(record.previous_users.iter()) {
+            // The store may run the closure more than once; the last run's
+            // verdict is the one that was written.
+            let changed = Mutex::new(false);
+            let project = |current: Option<Entitlement>| {
+                let next = project::project(current.as_ref(), user, record);
+                *changed.lock().unwrap_or_else(|p| p.into_inner()) = next.is_some();
+                next.or(current)
+            };
+            let written = self.store.update(user, &project).await?;
+            let changed = *changed.lock().unwrap_or_else(|p| p.into_inner());
+            if changed {
+                let entry = AuditEntry {
+                    at: crate::gateway::unix_now(),
+                    source: source.to_string(),
+                    summary: summarize(written.as_ref()),
+                };
+                self.store.append_audit(user, &entry).await?;
+            }
+            if !users.contains(user) {
+                users.push(user.clone());
+            }
+        }
+        Ok(())
     }
 }
 
