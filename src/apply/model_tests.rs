@@ -18,6 +18,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 
+use super::record::{Fact, LinkSource};
 use super::Applier;
 use crate::admin::users::{write_override, OverrideChange};
 use crate::entitlement::{AccessRules, AccessSummary, Decision, Override};
@@ -88,12 +89,14 @@ enum Ev {
 }
 
 /// A history: events with their `created` offset from `T0`, operator
-/// overrides (user, until offset, feature), and a delivery order over both
-/// (indices `>= events.len()` are overrides), with duplicate deliveries.
+/// overrides (user, until offset, feature), operator links (customer, user,
+/// `created` offset), and a delivery order over all three (events first, then
+/// overrides, then operator links, by index), with duplicate deliveries.
 #[derive(Clone)]
 struct History {
     events: Vec<(i64, Ev)>,
     overrides: Vec<(usize, i64, Option<usize>)>,
+    operator_links: Vec<(usize, usize, i64)>,
     order: Vec<usize>,
 }
 
@@ -165,18 +168,43 @@ impl fmt::Debug for History {
                 feature.map(|k| format!("f{k}"))
             )?;
         }
+        for (j, (c, u, t)) in self.operator_links.iter().enumerate() {
+            writeln!(
+                f,
+                "  link#{j} t=T0+{t} operator links {} to {}",
+                CUSTOMERS[*c], USERS[*u]
+            )?;
+        }
         let order: Vec<String> = self
             .order
             .iter()
-            .map(|&i| {
-                if i < self.events.len() {
-                    event_id(i)
-                } else {
-                    format!("override#{}", i - self.events.len())
-                }
+            .map(|&i| match self.item(i) {
+                Item::Event(i) => event_id(i),
+                Item::Override(j) => format!("override#{j}"),
+                Item::OperatorLink(j) => format!("link#{j}"),
             })
             .collect();
         write!(f, "  delivered: {}", order.join(" "))
+    }
+}
+
+/// One delivery of a history.
+enum Item {
+    Event(usize),
+    Override(usize),
+    OperatorLink(usize),
+}
+
+impl History {
+    fn item(&self, i: usize) -> Item {
+        let (n, o) = (self.events.len(), self.overrides.len());
+        if i < n {
+            Item::Event(i)
+        } else if i < n + o {
+            Item::Override(i - n)
+        } else {
+            Item::OperatorLink(i - n - o)
+        }
     }
 }
 
@@ -211,15 +239,19 @@ fn history(max_events: usize) -> impl Strategy<Value = History> {
         ),
         0..2,
     );
-    (events, overrides).prop_flat_map(|(events, overrides)| {
-        let n = events.len() + overrides.len();
-        let dups = prop::collection::vec(0..events.len(), 0..4);
-        (Just(events), Just(overrides), dups).prop_flat_map(move |(events, overrides, dups)| {
+    let operator_links =
+        prop::collection::vec((0..CUSTOMERS.len(), 0..USERS.len(), 0..SPREAD), 0..2);
+    (events, overrides, operator_links).prop_flat_map(|(events, overrides, operator_links)| {
+        let n = events.len() + overrides.len() + operator_links.len();
+        let dups = prop::collection::vec(0..n, 0..4);
+        let parts = (Just(events), Just(overrides), Just(operator_links), dups);
+        parts.prop_flat_map(move |(events, overrides, operator_links, dups)| {
             let mut order: Vec<usize> = (0..n).collect();
             order.extend(dups);
             Just(order).prop_shuffle().prop_map(move |order| History {
                 events: events.clone(),
                 overrides: overrides.clone(),
+                operator_links: operator_links.clone(),
                 order,
             })
         })
@@ -332,9 +364,10 @@ fn rank(status: &str) -> u8 {
     }
 }
 
-/// Link sources, higher wins (SPEC §6; an operator link is not generated here).
+/// Link sources, higher wins (SPEC §6, §8).
 fn link_precedence(source: &str) -> u8 {
     match source {
+        "operator" => 5,
         "client_reference_id" => 4,
         "session_metadata" if SESSION_METADATA_RANKED_AS_CLIENT_REFERENCE => 4,
         "session_metadata" => 3,
@@ -414,6 +447,10 @@ fn model(h: &History) -> BTreeMap<(&'static str, i64), Expected> {
             } => offer(SUBS[*sub].1, *u, "subscription_metadata", *t, id),
             _ => {}
         }
+    }
+
+    for (j, (c, u, t)) in h.operator_links.iter().enumerate() {
+        offer(*c, *u, "operator", T0 + t, &format!("operator_{j}"));
     }
 
     let deleted: BTreeSet<usize> = events
@@ -553,8 +590,10 @@ fn model(h: &History) -> BTreeMap<(&'static str, i64), Expected> {
         let last_override = h
             .order
             .iter()
-            .filter(|&&i| i >= h.events.len())
-            .map(|&i| h.overrides[i - h.events.len()])
+            .filter_map(|&i| match h.item(i) {
+                Item::Override(j) => Some(h.overrides[j]),
+                _ => None,
+            })
             .filter(|(ou, _, _)| *ou == u)
             .last();
         for now in NOWS {
@@ -620,21 +659,38 @@ async fn run_real(
     let applier = Applier::new(store.clone());
     let keys = vec!["user_id".to_string(), "djstripe_subscriber".to_string()];
     for &i in &h.order {
-        if i < h.events.len() {
-            let (t, ev) = &h.events[i];
-            let event = crate::webhook::event::parse(&body(i, T0 + t, ev), &keys)
-                .expect("generated bodies parse");
-            applier.apply_event(&event).await.unwrap();
-        } else {
-            let (u, until, feature) = h.overrides[i - h.events.len()];
-            let grant = Override {
-                until: T0 + until,
-                reason: "model".into(),
-                features: feature.map(|f| format!("f{f}")).into_iter().collect(),
-            };
-            write_override(&*store, None, USERS[u], &OverrideChange::Grant(grant), T0)
-                .await
-                .unwrap();
+        match h.item(i) {
+            Item::Event(i) => {
+                let (t, ev) = &h.events[i];
+                let event = crate::webhook::event::parse(&body(i, T0 + t, ev), &keys)
+                    .expect("generated bodies parse");
+                applier.apply_event(&event).await.unwrap();
+            }
+            Item::OperatorLink(j) => {
+                // What the admin API will write (SPEC §8); its stamp is the operator's clock.
+                let (c, u, t) = h.operator_links[j];
+                let fact = Fact::Link {
+                    user: USERS[u].into(),
+                    created: T0 + t,
+                    source: LinkSource::Admin,
+                    event_id: format!("operator_{j}"),
+                };
+                applier
+                    .apply_facts(vec![(CUSTOMERS[c].to_string(), fact)], "operator")
+                    .await
+                    .unwrap();
+            }
+            Item::Override(j) => {
+                let (u, until, feature) = h.overrides[j];
+                let grant = Override {
+                    until: T0 + until,
+                    reason: "model".into(),
+                    features: feature.map(|f| format!("f{f}")).into_iter().collect(),
+                };
+                write_override(&*store, None, USERS[u], &OverrideChange::Grant(grant), T0)
+                    .await
+                    .unwrap();
+            }
         }
     }
     let rules = rules();
