@@ -594,8 +594,7 @@ fn model(h: &History) -> BTreeMap<(&'static str, i64), Expected> {
                 Item::Override(j) => Some(h.overrides[j]),
                 _ => None,
             })
-            .filter(|(ou, _, _)| *ou == u)
-            .last();
+            .rfind(|(ou, _, _)| *ou == u);
         for now in NOWS {
             let grants = |s: &ModelSub| {
                 matches!(s.status, "active" | "trialing")
