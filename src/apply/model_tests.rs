@@ -9,6 +9,39 @@
 //!
 //! The model works on the whole history at once ("what does the set of events
 //! say?"), never incrementally, so it cannot share a merge bug with the product.
+//!
+//! Long mode: `cargo test --release --lib -- --ignored apply::model_tests`
+//! (`PAYGATE_PROPTEST_CASES`, default 20,000; the bare filter `model` also
+//! runs the webhook parser's and signature's long modes).
+//!
+//! Readings of the SPEC this model settles:
+//! - a checkout session links through `client_reference_id`, else its
+//!   metadata; SPEC §6 ranks the metadata lower, the product ranks both as
+//!   `client_reference_id` (see `SESSION_METADATA_RANKED_AS_CLIENT_REFERENCE`);
+//! - an operator link outranks every Stripe source; between operator links
+//!   the newest (operator clock), then the greater id;
+//! - an unpaid checkout still links, but records no subscription;
+//! - a provisional subscription is dated (for "latest") by the earliest paid
+//!   checkout naming it, has no period end or trial, and is replaced by any
+//!   subscription event, even an older one;
+//! - a deleted customer's subscriptions are `canceled` for good, even those
+//!   whose events are newer than the deletion, and never in past_due grace; its
+//!   link and its features stay (features count if another subscription grants);
+//! - trial history belongs to the customer: the user sees that of the
+//!   customers linked to them now (a customer that moves takes it along);
+//!   `first_trial_at` is the earliest `trial_start` (else event `created`) of
+//!   any `trialing` snapshot, even one older than the held state;
+//! - the grace ends exclusively (`now < since + grace`);
+//! - features: per customer the newest summary by (`created`, event id), no
+//!   lifecycle rank; the union over the user's customers, shown only when
+//!   access is granted, plus the active override's features;
+//! - an override is no subscription record: expired and alone it gives
+//!   `CHECKOUT_REQUIRED` / `none`; the last override written is the one held;
+//! - a denial names the latest subscription (subscription `created`, then id)
+//!   whatever its status; `/me`'s plan fields come from the latest granting
+//!   subscription, else the latest;
+//! - forged duplicates (one event id, two bodies) are not generated: the
+//!   webhook endpoint drops a seen id, so the first delivered wins by design.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
