@@ -332,4 +332,6 @@ pub fn summarize(ent: Option<&Entitlement>) -> String {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
