@@ -16,8 +16,8 @@
 //!
 //! Readings of the SPEC this model settles:
 //! - a checkout session links through `client_reference_id`, else its
-//!   metadata; SPEC §6 ranks the metadata lower, the product ranks both as
-//!   `client_reference_id` (see `SESSION_METADATA_RANKED_AS_CLIENT_REFERENCE`);
+//!   metadata, which ranks one step lower (SPEC §6; this model found the
+//!   product ranking both alike, since fixed);
 //! - an operator link outranks every Stripe source; between operator links
 //!   the newest (operator clock), then the greater id;
 //! - an unpaid checkout still links, but records no subscription;
@@ -84,12 +84,6 @@ const GRACE: i64 = 4;
 /// Decisions are compared at these instants: inside, around and long after the
 /// window (grace running, ended, overrides expired).
 const NOWS: [i64; 3] = [T0 + 6, T0 + SPREAD + 1, T0 + 40];
-
-/// The product reads a checkout session's user as `client_reference_id`, else
-/// the session's metadata, and ranks both as `client_reference_id` (one field
-/// in `EventKind::CheckoutCompleted`). SPEC §6 ranks session metadata below
-/// `client_reference_id`. When the product is fixed, set this to `false`.
-const SESSION_METADATA_RANKED_AS_CLIENT_REFERENCE: bool = true;
 
 /// One webhook event of a history, before it gets an id and a time.
 #[derive(Debug, Clone)]
@@ -402,7 +396,6 @@ fn link_precedence(source: &str) -> u8 {
     match source {
         "operator" => 5,
         "client_reference_id" => 4,
-        "session_metadata" if SESSION_METADATA_RANKED_AS_CLIENT_REFERENCE => 4,
         "session_metadata" => 3,
         "subscription_metadata" => 2,
         _ => 1, // customer metadata
