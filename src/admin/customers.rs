@@ -19,7 +19,7 @@ use crate::auth::is_valid_user_id;
 use crate::entitlement::UnixTime;
 use crate::store::{EntitlementCache, StoreError};
 
-use super::users::{Invalid, REASON_MAX_CHARS};
+use super::users::Invalid;
 
 /// A validated operator link request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,25 +72,7 @@ pub fn link_from_parts(user: &str, reason: &str) -> Result<LinkRequest, Invalid>
             "must be 1 to 256 visible ASCII characters other than ','",
         ));
     }
-    let reason = reason.trim();
-    if reason.is_empty() {
-        return Err(invalid(
-            "reason",
-            "must not be empty (why the customer is moved)",
-        ));
-    }
-    if reason.chars().count() > REASON_MAX_CHARS {
-        return Err(invalid(
-            "reason",
-            format!("is longer than {REASON_MAX_CHARS} characters"),
-        ));
-    }
-    if reason.chars().any(char::is_control) {
-        return Err(invalid(
-            "reason",
-            "must be one line without control characters",
-        ));
-    }
+    let reason = super::users::checked_reason(reason, "why the customer is moved")?;
     Ok(LinkRequest {
         user: user.to_string(),
         reason: reason.to_string(),

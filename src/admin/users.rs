@@ -108,25 +108,7 @@ pub fn override_from_parts(
     now: UnixTime,
 ) -> Result<Override, Invalid> {
     let until = parse_until(until, now)?;
-    let reason = reason.trim();
-    if reason.is_empty() {
-        return Err(invalid(
-            "reason",
-            "must not be empty (why the access is granted)",
-        ));
-    }
-    if reason.chars().count() > REASON_MAX_CHARS {
-        return Err(invalid(
-            "reason",
-            format!("is longer than {REASON_MAX_CHARS} characters"),
-        ));
-    }
-    if reason.chars().any(char::is_control) {
-        return Err(invalid(
-            "reason",
-            "must be one line without control characters",
-        ));
-    }
+    let reason = checked_reason(reason, "why the access is granted")?;
     let mut kept: Vec<String> = Vec::new();
     for feature in features {
         let feature = feature.trim();
@@ -369,6 +351,28 @@ pub fn decision_json(ent: Option<&Entitlement>, rules: &AccessRules, now: UnixTi
 /// One audit entry with its time as RFC 3339.
 pub fn audit_json(entry: &AuditEntry) -> Value {
     json!({"at": rfc3339(Some(entry.at)), "source": entry.source, "summary": entry.summary})
+}
+
+/// The audited reason of an operator action, trimmed: one line, not empty, at
+/// most `REASON_MAX_CHARS` characters. `why` says what it should explain.
+pub(crate) fn checked_reason<'a>(reason: &'a str, why: &str) -> Result<&'a str, Invalid> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(invalid("reason", format!("must not be empty ({why})")));
+    }
+    if reason.chars().count() > REASON_MAX_CHARS {
+        return Err(invalid(
+            "reason",
+            format!("is longer than {REASON_MAX_CHARS} characters"),
+        ));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err(invalid(
+            "reason",
+            "must be one line without control characters",
+        ));
+    }
+    Ok(reason)
 }
 
 #[cfg(test)]
