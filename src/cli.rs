@@ -1,4 +1,4 @@
-//! The command line (SPEC §1): parses arguments and runs a subcommand. The only
+//! The command line: parses arguments and runs a subcommand. The only
 //! place that prints for humans and chooses exit codes.
 
 use std::io::Write;

@@ -1,4 +1,4 @@
-//! Every answer the gateway gives in place of the upstream (SPEC §4), as one
+//! Every answer the gateway gives in place of the upstream, as one
 //! enum turned into an HTTP response in exactly one place.
 //!
 //! Nothing here decides *whether* to deny; callers decide and hand over a
@@ -92,7 +92,7 @@ impl Deny {
         }
     }
 
-    /// The machine-readable `code` clients switch on (SPEC §4).
+    /// The machine-readable `code` clients switch on.
     pub fn code(&self) -> &'static str {
         match self {
             Deny::Unauthenticated => "UNAUTHENTICATED",
@@ -143,7 +143,7 @@ impl Deny {
     }
 
     /// The sentence in the `error` field. The 402 sentences are the ones the
-    /// seed middleware used, so existing front ends keep working.
+    /// subscription middleware paygate replaces used, so existing front ends keep working.
     fn sentence(&self) -> &'static str {
         match self {
             Deny::Unauthenticated => "Authentication required.",

@@ -1,4 +1,4 @@
-//! The gateway's own endpoints under `/_paygate/` (SPEC §8): health, readiness
+//! The gateway's own endpoints under `/_paygate/`: health, readiness
 //! and `/me`. Served by the gateway itself, never forwarded.
 
 use bytes::Bytes;

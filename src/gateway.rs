@@ -216,7 +216,7 @@ impl Gateway {
         let config = &*self.config;
         // Taken first because it needs `&mut request` and the normalized path
         // below borrows the request; dropped unused if the request is denied.
-        // Only WebSocket is ever tunnelled (SPEC §10): any other `Upgrade`
+        // Only WebSocket is ever tunnelled: any other `Upgrade`
         // loses its headers below and goes on as plain HTTP/1.1.
         let upgrade = headers::is_websocket_upgrade(request.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
@@ -485,7 +485,7 @@ fn original_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, &'
     }
 }
 
-/// Maps a denying decision to its response (SPEC §4).
+/// Maps a denying decision to its response.
 fn deny_for(decision: Decision<'_>) -> Deny {
     match decision {
         Decision::CheckoutRequired => Deny::CheckoutRequired,

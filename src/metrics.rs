@@ -1,5 +1,5 @@
 //! Prometheus metrics: one place that names every metric, registers them at
-//! start-up (so counters read zero before anything happened, SPEC §9) and
+//! start-up (so counters read zero before anything happened) and
 //! renders the text exposition for the admin listener's `/metrics`.
 //!
 //! Callers use the small functions below rather than the `metrics` macros, so

@@ -22,7 +22,7 @@ use crate::gateway::Gateway;
 use crate::proxy::headers::Peer;
 use conn::{ClientIo, ConnState, Deadlines, Tracked};
 
-/// Connections the kernel may queue before `accept` (SPEC §10: at least
+/// Connections the kernel may queue before `accept` (at least
 /// 1,024). Linux caps it at `net.core.somaxconn` (4,096 on current kernels).
 /// With the default 128, a burst of connections overflows the queue and
 /// clients wait for SYN retransmits (1 s, then 3 s).

@@ -1,13 +1,13 @@
-//! A read-only client for the Stripe API, used by `paygate sync` (SPEC §7) and by
-//! the webhook endpoint's `stripe.refetch` and entitlement paging (SPEC §6); and the
+//! A read-only client for the Stripe API, used by `paygate sync` and by
+//! the webhook endpoint's `stripe.refetch` and entitlement paging; and the
 //! one place that turns an object read from the API into the same [`Event`] a
 //! webhook carries, so API reads and webhooks go through one parser and one
 //! apply path.
 //!
 //! This module must not change anything at Stripe. It can only send `GET`: there
 //! is no method parameter anywhere, and [`OutboundClient`] itself only knows
-//! `get`. (The seed `000_…` is the story of a sync command that created customers
-//! as a side effect; that cannot be written with this client.)
+//! `get`. (A sync command that creates customers as a side effect
+//! duplicates them for every user; that cannot be written with this client.)
 //!
 //! The secret key goes into the `Authorization` header and nowhere else: it is
 //! not in [`StripeApi`]'s `Debug`, in errors, or in log lines, and any echo of it
@@ -133,7 +133,7 @@ pub struct Read<T> {
     pub value: T,
     /// Unix time at which the (successful) request for it started: a lower
     /// bound of the moment the state was observed, so anything Stripe records
-    /// at or after it is at least as new. Stamps use it (SPEC §7).
+    /// at or after it is at least as new. Stamps use it.
     pub read_at: UnixTime,
 }
 

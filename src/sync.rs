@@ -1,4 +1,4 @@
-//! `paygate sync` (SPEC §7): a read-only backfill from the Stripe API into the
+//! `paygate sync`: a read-only backfill from the Stripe API into the
 //! store, through the same parser and apply path as webhooks.
 //!
 //! It pages `GET /v1/subscriptions?status=all&limit=100&expand[]=data.customer`,

@@ -1,5 +1,5 @@
 //! `paygate user show|grant|revoke` and `paygate customer link`: the admin
-//! API's operations from a shell, against the store the config names (SPEC §1).
+//! API's operations from a shell, against the store the config names.
 //!
 //! Writes go through `users::write_override` and `customers::write_link`,
 //! exactly as `PUT/DELETE /users/{id}/override` and `PUT /customers/{id}/link`

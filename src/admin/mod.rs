@@ -1,4 +1,4 @@
-//! The admin listener (SPEC §8) on its own address (`admin.listen`), and
+//! The admin listener on its own address (`admin.listen`), and
 //! `paygate user` and `paygate customer` (in `command.rs`).
 //!
 //! | route | token | does |

@@ -322,7 +322,7 @@ impl UserView {
 }
 
 /// The decision a record gives at `now` on a plain subscription route:
-/// `allowed`, `status` (as in `X-Subscription-Status`), `features`, the SPEC §4
+/// `allowed`, `status` (as in `X-Subscription-Status`), `features`, the
 /// `code` a denied request gets, and the override with whether it still grants.
 pub fn decision_json(ent: Option<&Entitlement>, rules: &AccessRules, now: UnixTime) -> Value {
     let access = evaluate(ent, rules, now);

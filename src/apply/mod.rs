@@ -50,7 +50,7 @@ pub fn facts(event: &Event) -> Vec<(String, Fact)> {
                     },
                 ));
             }
-            // SPEC §6 / seed 004: a paid checkout lets the user in at once, before
+            // A paid checkout lets the user in at once, before
             // the subscription event arrives.
             let paid = matches!(payment_status.as_str(), "paid" | "no_payment_required");
             if let (Some(subscription), true, true) = (subscription, mode == "subscription", paid) {
@@ -138,7 +138,7 @@ pub fn facts(event: &Event) -> Vec<(String, Fact)> {
                 },
             ));
         }
-        // Invoices carry no access change by themselves (SPEC §6).
+        // Invoices carry no access change by themselves.
         EventKind::Invoice { .. } | EventKind::Ignored => {}
     }
     out.retain(|(customer, _)| !customer.is_empty());
@@ -225,7 +225,7 @@ impl Applier {
         Ok(Applied { users })
     }
 
-    /// An operator link (SPEC §8): links `customer` to `user` with the highest
+    /// An operator link: links `customer` to `user` with the highest
     /// precedence, stamped `now` with the caller's unique `event_id` (a later
     /// operator link outranks an earlier one), then re-projects the new user
     /// and every user the customer was linked to before, exactly as an event

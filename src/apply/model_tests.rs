@@ -1,5 +1,6 @@
-//! A reference model of billing state (issue 10): a deliberately plain reading
-//! of SPEC §6/§9, written against its own types, that shares nothing with
+//! A reference model of billing state: a deliberately plain reading
+//! of the linking, ordering and decision rules (README, "Stripe webhooks and
+//! the Redis store" and "The response contract"), written against its own types, that shares nothing with
 //! `apply/record.rs`, `apply/project.rs` or `entitlement/`. Random histories of
 //! webhook events (as JSON bodies, through the real `event::parse`) are
 //! delivered in random orders, with duplicates and operator overrides, through
@@ -14,9 +15,9 @@
 //! (`PAYGATE_PROPTEST_CASES`, default 20,000; the bare filter `model` also
 //! runs the webhook parser's and signature's long modes).
 //!
-//! Readings of the SPEC this model settles:
+//! Readings of the rules this model settles:
 //! - a checkout session links through `client_reference_id`, else its
-//!   metadata, which ranks one step lower (SPEC §6; this model found the
+//!   metadata, which ranks one step lower (this model found the
 //!   product ranking both alike, since fixed);
 //! - an operator link outranks every Stripe source; between operator links
 //!   the newest (operator clock), then the greater id;
@@ -378,7 +379,7 @@ fn body(i: usize, created: i64, ev: &Ev) -> Vec<u8> {
 
 // ---------------------------------------------------------------- the model
 
-/// SPEC §6 lifecycle rank.
+/// Lifecycle rank.
 fn rank(status: &str) -> u8 {
     match status {
         "incomplete" => 1,
@@ -391,7 +392,7 @@ fn rank(status: &str) -> u8 {
     }
 }
 
-/// Link sources, higher wins (SPEC §6, §8).
+/// Link sources, higher wins.
 fn link_precedence(source: &str) -> u8 {
     match source {
         "operator" => 5,
@@ -661,7 +662,7 @@ fn model(h: &History) -> BTreeMap<(&'static str, i64), Expected> {
     out
 }
 
-/// SPEC §9: latest = greatest subscription `created`, then id.
+/// latest = greatest subscription `created`, then id.
 fn latest<'a>(subs: impl Iterator<Item = &'a ModelSub>) -> Option<&'a ModelSub> {
     subs.max_by(|a, b| (a.created, a.id).cmp(&(b.created, b.id)))
 }
@@ -692,7 +693,7 @@ async fn run_real(
                 applier.apply_event(&event).await.unwrap();
             }
             Item::OperatorLink(j) => {
-                // What the admin API will write (SPEC §8); its stamp is the operator's clock.
+                // What the admin API will write; its stamp is the operator's clock.
                 let (c, u, t) = h.operator_links[j];
                 let fact = Fact::Link {
                     user: USERS[u].into(),

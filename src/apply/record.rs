@@ -5,7 +5,7 @@
 //! commutative and idempotent: each piece of state carries a [`Stamp`] and the
 //! greater stamp wins, sets only grow, "first seen" values take the minimum. So
 //! any permutation of a set of events, with duplicates, ends in the same record
-//! as in-order delivery (SPEC §6). Nothing here does I/O.
+//! as in-order delivery. Nothing here does I/O.
 
 use std::cmp::Ordering;
 
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entitlement::{Subscription, SubscriptionStatus, UnixTime};
 
-/// Orders two versions of one Stripe object (SPEC §6): the event's `created`
+/// Orders two versions of one Stripe object: the event's `created`
 /// first, then the lifecycle rank (same-second ties: the later lifecycle state
 /// wins, so a same-second cancel always ends canceled), then the event id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +35,7 @@ impl PartialOrd for Stamp {
     }
 }
 
-/// SPEC §6 lifecycle rank: `incomplete` < `trialing` < `active` < `past_due` <
+/// Lifecycle rank: `incomplete` < `trialing` < `active` < `past_due` <
 /// `paused` < `unpaid` < `canceled` = `incomplete_expired`.
 pub fn lifecycle_rank(status: &SubscriptionStatus) -> u8 {
     match status {
@@ -51,8 +51,8 @@ pub fn lifecycle_rank(status: &SubscriptionStatus) -> u8 {
     }
 }
 
-/// Where a customer → user link came from, in increasing precedence (SPEC §6:
-/// an operator link, then checkout's client_reference_id, then metadata on the
+/// Where a customer → user link came from, in increasing precedence
+/// (an operator link, then checkout's client_reference_id, then metadata on the
 /// session, the subscription, the customer). Precedence decides before
 /// `created`: a newer link from a lower source never moves a customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -83,7 +83,7 @@ pub struct HeldSubscription {
     #[serde(default)]
     pub last_not_past_due: Option<UnixTime>,
     /// The lifecycle rank of that event, so that a same-second `past_due`
-    /// snapshot is ordered against it by stamp (SPEC §9: `active` then
+    /// snapshot is ordered against it by stamp (`active` then
     /// `past_due` in one second starts an episode; `past_due` then `canceled`
     /// does not). 0 in records written before it existed.
     #[serde(default)]
@@ -175,7 +175,7 @@ pub enum Fact {
     },
 }
 
-/// How two links compare (SPEC §6): precedence of the source first, then the
+/// How two links compare: precedence of the source first, then the
 /// greatest `created`, then the greater event id. Stored as
 /// `(created, source, event id)`; only the order changed.
 fn link_order(stamp: &(UnixTime, LinkSource, String)) -> (LinkSource, UnixTime, &str) {
@@ -223,7 +223,7 @@ impl CustomerRecord {
                     self.failed_checkouts.sort();
                 }
                 // Only the provisional record goes: once a subscription event
-                // arrived, it says what the subscription is (SPEC §6).
+                // arrived, it says what the subscription is.
                 self.subscriptions
                     .retain(|h| h.stamp.is_some() || h.snapshot.id != *subscription_id);
             }
@@ -282,7 +282,7 @@ impl CustomerRecord {
 
     fn merge_subscription(&mut self, snapshot: &Subscription, stamp: &Stamp) {
         // Trial tracking looks at every event, even one older than the held
-        // state: "once any event shows trialing" (SPEC §6).
+        // state: "once any event shows trialing".
         if snapshot.status == SubscriptionStatus::Trialing {
             self.has_used_trial = true;
             let at = snapshot.trial_start.unwrap_or(stamp.created);
@@ -568,7 +568,7 @@ mod tests {
         assert_eq!(rec.user.as_deref(), Some("U3"));
     }
 
-    /// SPEC §6: a failed delayed payment removes the checkout's provisional
+    /// A failed delayed payment removes the checkout's provisional
     /// record, in either delivery order, but never a real subscription.
     #[test]
     fn a_failed_delayed_payment_ends_only_the_provisional_record() {

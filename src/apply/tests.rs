@@ -1,4 +1,4 @@
-//! Order-independence of applying events (SPEC §6): any permutation of a set of
+//! Order-independence of applying events: any permutation of a set of
 //! events, with duplicates, ends in the same state as in-order delivery. Run
 //! against the memory store and a real Redis.
 
@@ -65,7 +65,7 @@ fn kind() -> impl Strategy<Value = Kind> {
     ]
 }
 
-/// Distinct `created` per event: index + 1 (SPEC §6's property assumes it).
+/// Distinct `created` per event: index + 1 (the order-independence property assumes it).
 fn event(index: usize, kind: &Kind) -> Event {
     let created = 1_000 + index as i64;
     let id = format!("evt_{index:03}");
@@ -312,7 +312,7 @@ async fn moving_and_deleting_customers() {
     let store: Arc<dyn EntitlementStore> = Arc::new(MemoryStore::new());
     let applier = Applier::new(store.clone());
     // Customer metadata moves a customer that customer metadata linked (a
-    // higher source, such as subscription metadata, would hold it: SPEC §6).
+    // higher source, such as subscription metadata, would hold it).
     for (i, kind) in [
         Kind::Sub {
             sub: 2,
@@ -356,7 +356,7 @@ async fn moving_and_deleting_customers() {
     assert_eq!(ent.subscriptions[0].status, SubscriptionStatus::Canceled);
 }
 
-/// SPEC §6: a checkout's `client_reference_id` outranks the user named in
+/// A checkout's `client_reference_id` outranks the user named in
 /// another session's metadata, however much newer that session is.
 #[test]
 fn client_reference_id_outranks_session_metadata() {

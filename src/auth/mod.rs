@@ -121,7 +121,7 @@ impl Identity {
     }
 }
 
-/// Why a request has no usable identity; each maps to one SPEC §4 response.
+/// Why a request has no usable identity; each maps to one refusal (README, "The response contract").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No token in the request (`UNAUTHENTICATED`).
@@ -169,7 +169,7 @@ pub(crate) const AMBIGUOUS: &str = "more than one Authorization header";
 /// over the cookie; two or more `Authorization` headers are
 /// [`Credential::Ambiguous`], whatever they and the cookie hold.
 ///
-/// SPEC §9 says that an `Authorization` header with another scheme "counts
+/// The contract says that an `Authorization` header with another scheme "counts
 /// as no token". We read that as: such a header contributes no token, so a
 /// token in the configured cookie is still used, and only without one is
 /// the result `None` (answered `UNAUTHENTICATED`). Browsers send

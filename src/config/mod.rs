@@ -56,7 +56,7 @@ pub struct ServerConfig {
     /// on one thread with no cross-thread wake-ups (like one nginx worker).
     pub workers: Option<usize>,
     /// Idle limit on a request body: a body that sends nothing for this long is
-    /// aborted (408 `REQUEST_TIMEOUT` when no response has started; SPEC §10).
+    /// aborted (408 `REQUEST_TIMEOUT` when no response has started).
     pub body_timeout: Duration,
     /// Open client connections at most; beyond it new ones wait in the backlog.
     pub max_connections: usize,
@@ -124,7 +124,7 @@ pub struct AccessConfig {
     pub default: Policy,
     pub checkout_redirect: String,
     pub expired_redirect: String,
-    /// Route prefixes match ignoring ASCII case (SPEC §10), for upstreams that
+    /// Route prefixes match ignoring ASCII case, for upstreams that
     /// route that way (Express, ASP.NET).
     pub case_insensitive_paths: bool,
 }
@@ -148,7 +148,7 @@ pub struct LogConfig {
     pub level: String,
 }
 
-/// Names of the identity headers set for the upstream (SPEC §5).
+/// Names of the identity headers set for the upstream.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
     pub user_id: HeaderName,

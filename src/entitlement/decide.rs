@@ -1,7 +1,7 @@
 //! decide.rs: turns a user's stored entitlement, the `[access]` rules and the clock
 //! into an access decision. Pure: no I/O, no clock reads (`now` is a parameter).
 //!
-//! SPEC §9 "Access is decided by status" is the contract implemented here. Period
+//! "Access is decided by status" is the contract implemented here. Period
 //! dates never grant by themselves: a subscription grants because of its status,
 //! and the only time-based rules are the `past_due` grace and the override's end.
 
@@ -22,7 +22,7 @@ pub struct AccessRules {
 }
 
 impl Default for AccessRules {
-    /// The defaults of SPEC §2: only paying and trialing subscriptions grant.
+    /// The defaults: only paying and trialing subscriptions grant.
     fn default() -> Self {
         Self {
             grant_statuses: vec![SubscriptionStatus::Active, SubscriptionStatus::Trialing],
@@ -71,9 +71,9 @@ pub enum Decision<'a> {
         status: &'static str,
         features: Vec<&'a str>,
     },
-    /// SPEC §4 `CHECKOUT_REQUIRED`: the user never had a subscription.
+    /// `CHECKOUT_REQUIRED`: the user never had a subscription.
     CheckoutRequired,
-    /// SPEC §4 `SUBSCRIPTION_REQUIRED`: the user had one, none grants now.
+    /// `SUBSCRIPTION_REQUIRED`: the user had one, none grants now.
     SubscriptionRequired { status: &'static str },
     /// Granted, but `feature` (the first missing one in the route's order) is not
     /// in the user's features.
@@ -168,7 +168,7 @@ pub fn decide<'a>(
 }
 
 /// The subscription a user's plan state is shown from (`/_paygate/me`): the
-/// latest granting one, else the latest one, in SPEC §9's order.
+/// latest granting one, else the latest one, in the order of [`is_later`].
 pub fn current_subscription<'a>(
     ent: &'a Entitlement,
     rules: &AccessRules,
@@ -228,7 +228,7 @@ fn active_override(ent: &Entitlement, now: UnixTime) -> Option<&Override> {
         .filter(|grant| now < grant.until)
 }
 
-/// Whether `sub` comes after `current` in SPEC §9's order: greater `created`, then
+/// Whether `sub` comes after `current` in the contract's order: greater `created`, then
 /// greater id. The id breaks same-second ties so the result never depends on the
 /// order the store happens to keep subscriptions in.
 fn is_later(sub: &Subscription, current: Option<&Subscription>) -> bool {
@@ -413,7 +413,7 @@ mod tests {
     #[test]
     fn canceled_requires_a_subscription() {
         // A deleted customer's subscriptions are stored as canceled, so this is
-        // also the deleted-customer case of SPEC §6.
+        // also the deleted-customer case.
         let e = ent(vec![sub("sub_1", Canceled, 1)]);
         let rules = AccessRules::default();
         assert_eq!(
@@ -617,7 +617,7 @@ mod tests {
 
     #[test]
     fn period_dates_do_not_grant_by_themselves() {
-        // SPEC §9: access is decided by status, so a canceled subscription whose
+        // access is decided by status, so a canceled subscription whose
         // paid period has not ended yet still denies.
         let mut s = sub("sub_1", Canceled, 1);
         s.current_period_end = Some(NOW + 86_400);

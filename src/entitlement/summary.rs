@@ -55,7 +55,7 @@ pub enum State {
     Lapsed { status: &'static str },
 }
 
-/// The current subscription's dates and the trial history (SPEC `/_paygate/me`).
+/// The current subscription's dates and the trial history (`/_paygate/me`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanDetails {
     pub trial_end: Option<NonZeroI64>,

@@ -6,7 +6,7 @@
 //! breaks, or nothing arrives for `server.body_timeout`, the body yields an
 //! error, which makes hyper abort the upstream request; the [`BodyWatch`] says
 //! which it was so the gateway answers 413, 400 or 408 when no response has
-//! started yet (SPEC §9 "Limits", §10 "Client framing errors", "Timeouts").
+//! started yet.
 //! The watch also wakes the sender when the body has been sent completely:
 //! `upstream.timeout` only counts from then, so a slow upload is not an
 //! upstream timeout.

@@ -142,7 +142,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
 }
 
 /// True when the request asks for a switch to WebSocket, the one protocol
-/// paygate tunnels (SPEC §10): `Connection: upgrade` and an `Upgrade` header
+/// paygate tunnels: `Connection: upgrade` and an `Upgrade` header
 /// whose only protocol is `websocket` (any case, optionally versioned). Any
 /// other upgrade (`h2c`, `TLS/1.0`, a list) is not one: its headers are
 /// removed with the hop-by-hop ones and the request goes on as plain HTTP/1.1,

@@ -72,7 +72,7 @@ impl Upstream {
 
     /// Sends the request and waits for the response head: without limit while
     /// the client is still sending the body (that has its own idle limit,
-    /// `server.body_timeout`), then up to `upstream.timeout` (SPEC §10: a slow
+    /// `server.body_timeout`), then up to `upstream.timeout` (a slow
     /// upload is not an upstream timeout). The response body keeps streaming
     /// after this returns.
     pub async fn send(

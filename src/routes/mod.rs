@@ -2,8 +2,8 @@
 //!
 //! Matching is only sound on paths that went through [`path::normalize`]: the
 //! gateway normalizes once, matches the result and forwards that same string.
-//! Matching then reads the path the way the application's framework may read it
-//! (SPEC §3, §10): segment by segment, each without its `;parameters` (Servlet
+//! Matching then reads the path the way the application's framework may read it:
+//! segment by segment, each without its `;parameters` (Servlet
 //! containers drop them), case-insensitively when `access.case_insensitive_paths`
 //! is set, and with the hex digits of escapes compared ignoring case (`%c3` and
 //! `%C3` are the same octet to every decoder). Methods compare ignoring case, and
@@ -22,7 +22,7 @@ mod proptests;
 use http::header::{HeaderMap, HeaderName};
 use http::Method;
 
-/// What a request needs before it is forwarded (SPEC §3). Ordered from the
+/// What a request needs before it is forwarded. Ordered from the
 /// weakest to the strictest, so that the strictest of several readings is `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Policy {
@@ -647,7 +647,7 @@ mod tests {
         route
     }
 
-    /// The example table from SPEC §2, with `default = "subscription"`.
+    /// The example table of `config/paygate.toml`, with `default = "subscription"`.
     fn spec_table() -> RouteTable {
         RouteTable::new(
             vec![

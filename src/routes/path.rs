@@ -6,7 +6,7 @@
 //! that the route table would not recognise but the application would. Paths that
 //! cannot be made unambiguous (an encoded `/`, a backslash, a NUL, a broken escape,
 //! a `..` above the root, a `.` or `..` carrying `;parameters`) are refused rather
-//! than guessed at (SPEC §3, §9 "Paths", §10 "Path parameters").
+//! than guessed at.
 //!
 //! `;parameters` themselves are kept: they are part of what is forwarded. How the
 //! route table reads a segment without them is [`super`]'s business.

@@ -1,5 +1,5 @@
 //! Property tests of the path normalizer and the route matcher against a plain
-//! reference model of the rules (README "Routes and policies"; SPEC §3, §9, §10).
+//! reference model of the rules (README "Routes and policies").
 //!
 //! The model is written to be obviously right rather than fast: it decodes the
 //! whole path into a new string, splits it into a `Vec` of segments, resolves
@@ -69,7 +69,7 @@ fn ref_has_parameters(segment: &str) -> bool {
     ref_name(segment).len() != segment.len()
 }
 
-/// SPEC §3, §9 and §10 for a request path, step by step.
+/// The path and routing rules for a request path, step by step.
 fn ref_normalize(raw: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);

@@ -16,7 +16,7 @@
 //!
 //! Why quick_cache and not moka (the stack's first choice): measured with 1M
 //! entries of a 64-byte value, moka costs ~450-480 bytes per entry before any
-//! entitlement data, quick_cache ~186 including the value; the issue 5 target is
+//! entitlement data, quick_cache ~186 including the value; the memory target is
 //! 300 MB for 1M cached users. A hit is a shard read lock and a clone of an `Arc`.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

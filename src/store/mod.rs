@@ -106,7 +106,7 @@ pub trait EntitlementStore: Send + Sync + 'static {
     async fn audit(&self, user_id: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Marks a customer as having events but no user link (or clears the mark),
-    /// so operators can find and fix them (seed `000_…`).
+    /// so operators can find and fix them (never by creating customers).
     async fn set_unlinked(&self, customer_id: &str, unlinked: bool) -> Result<(), StoreError>;
 
     /// Customers with events but no user link, sorted.

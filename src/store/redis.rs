@@ -90,7 +90,7 @@ fn dead_connection(e: &redis::RedisError) -> bool {
 impl RedisStore {
     /// Runs one store command (a command, pipeline or script, each safe to
     /// repeat) and, if it failed on a dead pooled connection, once more on a
-    /// fresh one before the request or webhook is failed (SPEC §10).
+    /// fresh one before the request or webhook is failed.
     async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
         F: Fn(ConnectionManager) -> Fut,

@@ -9,7 +9,7 @@
 //! version, so the same event type arrives in several shapes. The body is read as a
 //! `serde_json::Value` and only the fields used here are looked at: unknown fields are
 //! never an error, absent optional fields read as absent, and where a field moved
-//! between versions both places are read (SPEC §6):
+//! between versions both places are read:
 //!
 //! - `current_period_end` is on the subscription before 2025-03-31.basil and only on
 //!   `items.data[]` since; the top-level value wins, else the latest item's.
@@ -58,7 +58,7 @@ pub enum EventKind {
         /// session's metadata.
         user: Option<String>,
         /// `user` came from `client_reference_id` (else from session metadata,
-        /// one step lower in SPEC §6's link precedence).
+        /// one step lower in link precedence).
         by_reference: bool,
         /// `subscription`, `payment` or `setup`; empty when absent.
         mode: String,
@@ -162,7 +162,7 @@ pub fn parse(body: &[u8], user_metadata_keys: &[String]) -> Result<Event, EventE
 
     let kind = match event_type.as_str() {
         // A delayed payment that succeeded counts like a paid completed
-        // session (SPEC §6); the session object says `payment_status: paid`.
+        // session; the session object says `payment_status: paid`.
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             checkout_completed(object, user_metadata_keys)
                 .map_err(|field| missing_field(&event_type, field))?
@@ -264,7 +264,7 @@ fn checkout_completed(
         customer: id_of(session.get("customer")),
         subscription: id_of(session.get("subscription")),
         // The explicit reference the application passed to Checkout beats metadata,
-        // which may have been copied around (SPEC §6, linking precedence).
+        // which may have been copied around (linking precedence).
         user: reference
             .clone()
             .or_else(|| metadata_user(session, user_metadata_keys)),

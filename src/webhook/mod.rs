@@ -1,4 +1,4 @@
-//! The Stripe webhook endpoint (SPEC §6, §10): verify the signature over the raw
+//! The Stripe webhook endpoint: verify the signature over the raw
 //! body, parse the event, apply it, and acknowledge with 2xx only once the
 //! effect is in the store and every instance was told. Anything else answers an
 //! error and changes nothing, so Stripe redelivers and nothing acknowledged is lost.
@@ -102,7 +102,7 @@ impl WebhookEndpoint {
         }
     }
 
-    /// Handles one delivery, cheapest refusals first (SPEC §10): everything that can be
+    /// Handles one delivery, cheapest refusals first: everything that can be
     /// judged from the head is judged before a byte of the body is read, then the body
     /// is read whole (the signature covers the raw bytes) within `stripe.body_timeout`,
     /// never past `stripe.max_body`, and only while fewer than `stripe.max_concurrent`

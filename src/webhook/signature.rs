@@ -28,7 +28,7 @@
 //!   stripe-node and stripe-python ignore the pair), so a future base64-valued scheme
 //!   cannot break verification. It weakens nothing: a `v1` must still match.
 //! - `|now - t| <= tolerance`: a timestamp too far in the future fails too, where the
-//!   SDKs only reject old ones (SPEC §6).
+//!   SDKs only reject old ones.
 //!
 //! Order of checks: the header is parsed first, then the timestamp is checked, then the
 //! signature. The endpoint runs the first two before it reads a single byte of the body
