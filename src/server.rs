@@ -28,10 +28,8 @@ use conn::{ClientIo, ConnState, Deadlines, Tracked};
 /// clients wait for SYN retransmits (1 s, then 3 s).
 pub const LISTEN_BACKLOG: u32 = 4096;
 
-/// The largest request head accepted (hyper's connection read buffer).
+/// The largest request head accepted (request line and headers); more is 431.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// The most header lines accepted in a request head (hyper's default).
-pub const MAX_HEADERS: usize = 100;
 
 /// Binds `addr` with [`LISTEN_BACKLOG`] (tokio's `TcpListener::bind` uses 1,024).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {

@@ -153,9 +153,7 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     let (Some(upgrade), None) = (upgrades.next(), upgrades.next()) else {
         return false;
     };
-    let protocol = upgrade.to_str().unwrap_or("").trim();
-    let name = protocol.split_once('/').map_or(protocol, |(name, _)| name);
-    name.eq_ignore_ascii_case("websocket")
+    names_websocket(upgrade)
         && headers.get_all(CONNECTION).iter().any(|v| {
             v.to_str()
                 .unwrap_or("")
@@ -166,15 +164,15 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 
 /// True when an upstream's `101` agrees to WebSocket (and nothing else).
 pub fn is_websocket_switch(headers: &HeaderMap) -> bool {
-    headers
-        .get(UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            let v = v.trim();
-            v.split_once('/')
-                .map_or(v, |(name, _)| name)
-                .eq_ignore_ascii_case("websocket")
-        })
+    headers.get(UPGRADE).is_some_and(names_websocket)
+}
+
+/// An `Upgrade` value that is exactly one protocol, `websocket` (any case,
+/// optionally versioned: `websocket/13`).
+fn names_websocket(value: &HeaderValue) -> bool {
+    let protocol = value.to_str().unwrap_or("").trim();
+    let name = protocol.split_once('/').map_or(protocol, |(name, _)| name);
+    name.eq_ignore_ascii_case("websocket")
 }
 
 /// Bytes of a DNS name or IPv4 address: letters, digits, `-`, `.`, `_`.
