@@ -4,11 +4,11 @@
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::auth::{self, AuthError};
+use crate::clock::rfc3339;
 use crate::deny::{json_response, Deny};
-use crate::entitlement::UnixTime;
 use crate::gateway::Gateway;
 
 pub async fn serve<B>(
@@ -82,24 +82,4 @@ async fn me<B>(gateway: &Gateway, request: &Request<B>) -> Result<Response<Full<
         "features": found.feature_names(),
     });
     Ok(json_response(StatusCode::OK, &body))
-}
-
-/// RFC 3339 UTC string, or JSON null.
-pub fn rfc3339(time: Option<UnixTime>) -> Value {
-    time.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .map(Value::String)
-        .unwrap_or(Value::Null)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn times_are_rfc3339_utc() {
-        assert_eq!(super::rfc3339(Some(1_700_000_000)), "2023-11-14T22:13:20Z");
-        assert_eq!(super::rfc3339(None), serde_json::Value::Null);
-    }
 }

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
@@ -22,7 +22,7 @@ use crate::auth::{self, AuthError, Authenticator, Credential, Identity};
 use crate::config::{Config, OnStoreError};
 use crate::deny::Deny;
 use crate::endpoints;
-use crate::entitlement::{Decision, UnixTime};
+use crate::entitlement::Decision;
 use crate::proxy::headers::Peer;
 use crate::proxy::{self, headers, LimitedBody, Upstream, UpstreamBody};
 use crate::routes::{path, Policy};
@@ -495,12 +495,4 @@ fn deny_for(decision: Decision<'_>) -> Deny {
         },
         Decision::Allow { .. } => unreachable!("allow is not a denial"),
     }
-}
-
-/// Wall-clock seconds; access decisions follow Stripe's clock, not a monotonic one.
-pub fn unix_now() -> UnixTime {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod apply;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod deny;
 pub mod endpoints;

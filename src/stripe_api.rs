@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::clock::unix_now;
 use crate::entitlement::UnixTime;
-use crate::gateway::unix_now;
 use crate::outbound::{OutboundClient, OutboundError};
 use crate::webhook::event::{self, Event, EventError};
 

@@ -116,7 +116,7 @@ async fn two_instances() -> (TestRedis, Upstream, (Gateway, Admin), (Gateway, Ad
 
 /// An RFC 3339 time `secs` from now.
 fn in_secs(secs: i64) -> String {
-    paygate::endpoints::rfc3339(Some(jwt::now() + secs))
+    paygate::clock::rfc3339(Some(jwt::now() + secs))
         .as_str()
         .unwrap()
         .to_string()

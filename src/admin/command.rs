@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use crate::apply::Applier;
 use crate::cli::{CustomerAction, UserAction};
+use crate::clock::rfc3339;
+use crate::clock::unix_now;
 use crate::config::Config;
-use crate::endpoints::rfc3339;
 use crate::entitlement::{AccessRules, UnixTime};
-use crate::gateway::unix_now;
 use crate::store::{EntitlementStore, MemoryStore, RedisStore};
 
 use super::customers::{link_from_parts, valid_customer_id, write_link};

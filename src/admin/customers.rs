@@ -90,10 +90,7 @@ pub fn valid_customer_id(id: &str) -> bool {
 /// nanoseconds order them as they were made (on one clock), and the random
 /// part keeps two instances from producing the same id.
 pub fn operator_event_id(now: UnixTime) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos = crate::clock::subsec_nanos();
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u32(nanos);
     format!("op_{now}_{nanos:09}_{:016x}", hasher.finish())

@@ -39,9 +39,10 @@ use tokio::net::TcpListener;
 
 use crate::apply::Applier;
 use crate::auth::{authorization_bearer, Credential};
+use crate::clock::{rfc3339, unix_now};
 use crate::deny::json_response;
-use crate::endpoints::{readiness, rfc3339};
-use crate::gateway::{unix_now, Gateway};
+use crate::endpoints::readiness;
+use crate::gateway::Gateway;
 use crate::store::{StoreError, DELIVERIES_KEPT};
 
 pub use command::{customer_command, user_command};

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use crate::apply::record::LinkSource;
 use crate::apply::summarize;
-use crate::endpoints::rfc3339;
+use crate::clock::rfc3339;
 use crate::entitlement::{evaluate, Access, AccessRules, Entitlement, Override, UnixTime};
 use crate::store::{AuditEntry, EntitlementCache, EntitlementStore, StoreError};
 

@@ -294,7 +294,7 @@ impl Applier {
             let changed = *changed.lock().unwrap_or_else(|p| p.into_inner());
             if changed {
                 let entry = AuditEntry {
-                    at: crate::gateway::unix_now(),
+                    at: crate::clock::unix_now(),
                     source: source.to_string(),
                     summary: summarize(written.as_ref()),
                 };

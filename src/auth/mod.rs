@@ -33,7 +33,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::clock::unix_now;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::{DecodeSliceError, Engine};
@@ -532,14 +534,6 @@ impl Authenticator {
     }
 }
 
-/// Wall-clock unix seconds, the clock `exp` and `nbf` are meant for.
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// Whether a token with this `exp` is past it at `now`, allowing `leeway`
 /// seconds of clock skew. The one definition, for fresh and cached tokens.
 fn is_expired(exp: i64, now: i64, leeway: u64) -> bool {
@@ -926,10 +920,8 @@ pub fn mint_token(
         ));
     }
 
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| "the system clock is before 1970".to_owned())?
-        .as_secs();
+    let now =
+        u64::try_from(unix_now()).map_err(|_| "the system clock is before 1970".to_owned())?;
     let mut claims = serde_json::Map::new();
     claims.insert(settings.user_claim.clone(), user.into());
     claims.insert("exp".to_owned(), now.saturating_add(ttl.as_secs()).into());

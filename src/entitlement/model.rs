@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Seconds since the Unix epoch, UTC. Stripe's own resolution; every time in the
-/// model uses it so comparisons never mix units.
-pub type UnixTime = i64;
+pub use crate::clock::UnixTime;
 
 /// Everything paygate knows about one application user.
 ///

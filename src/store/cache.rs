@@ -196,7 +196,7 @@ impl EntitlementCache {
         match loaded {
             Ok(record) => {
                 let now_ms = inner.now_ms();
-                let unix = crate::gateway::unix_now();
+                let unix = crate::clock::unix_now();
                 let summary = AccessSummary::new(record.as_ref(), &inner.rules, unix);
                 let mut fresh_until_ms = now_ms + inner.ttl_ms;
                 if let Some(until) = summary.valid_until {
@@ -282,7 +282,7 @@ impl Inner {
     /// Stale serving is on, the entry is younger than `max_stale`, and the
     /// summary has not outlived a grace or override end.
     fn servable_when_stale(&self, slot: &Slot) -> bool {
-        let now: UnixTime = crate::gateway::unix_now();
+        let now: UnixTime = crate::clock::unix_now();
         self.stale_ms.is_some()
             && self.now_ms() < slot.stale_until_ms
             && slot.summary.is_valid_at(now)
@@ -555,7 +555,7 @@ mod tests {
     #[tokio::test]
     async fn an_entry_expires_when_its_override_ends() {
         let (store, cache) = setup();
-        let now = crate::gateway::unix_now();
+        let now = crate::clock::unix_now();
         // Two seconds ahead: the first read below is sure to come before the end
         // even on a loaded machine (the clock has whole-second resolution).
         let grant = Override {

@@ -28,10 +28,10 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::apply::Applier;
+use crate::clock::unix_now;
 use crate::config::StripeConfig;
 use crate::deny::{json_response, Deny};
 use crate::entitlement::SubscriptionStatus;
-use crate::gateway::unix_now;
 use crate::outbound::OutboundClient;
 use crate::store::EntitlementCache;
 use crate::stripe_api::{object_event, RetryPolicy, StripeApi, StripeApiError};
