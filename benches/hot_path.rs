@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::Method;
-use paygate::auth::{mint_token, Authenticator};
-use paygate::config::Config;
-use paygate::entitlement::{decide, AccessSummary, Entitlement, Subscription, SubscriptionStatus};
-use paygate::outbound::OutboundClient;
-use paygate::routes::path::normalize;
-use paygate::store::{EntitlementCache, EntitlementStore, MemoryStore};
+use paygate::bench::{
+    decide, mint_token, normalize, AccessSummary, Authenticator, Config, Entitlement,
+    EntitlementCache, EntitlementStore, MemoryStore, OutboundClient, Subscription,
+    SubscriptionStatus,
+};
 
 const CONFIG: &str = r#"
 [upstream]
@@ -199,19 +198,13 @@ fn webhook(c: &mut Criterion) {
     let body = std::fs::read(path).unwrap();
     let secrets = vec!["whsec_bench".to_string()];
     let t = 1_700_000_000;
-    let header = paygate::webhook::signature::sign(&body, &secrets[0], t);
+    let header = paygate::bench::sign(&body, &secrets[0], t);
     let keys = vec!["user_id".to_string()];
     c.bench_function(&format!("webhook_verify_and_parse_{}b", body.len()), |b| {
         b.iter(|| {
-            paygate::webhook::signature::verify(
-                Some(black_box(&header)),
-                black_box(&body),
-                &secrets,
-                300,
-                t,
-            )
-            .unwrap();
-            black_box(paygate::webhook::event::parse(black_box(&body), &keys).unwrap())
+            paygate::bench::verify(Some(black_box(&header)), black_box(&body), &secrets, 300, t)
+                .unwrap();
+            black_box(paygate::bench::parse_event(black_box(&body), &keys).unwrap())
         })
     });
 }

@@ -119,7 +119,7 @@ level = "warn"
     let bodies: Arc<Vec<(String, String)>> = Arc::new(
         (0..events)
             .map(|i| {
-                let body = paygate::webhook::event::sample_subscription_event(
+                let body = paygate::bench::sample_subscription_event(
                     &format!("evt_bench_{i}"),
                     &format!("sub_bench_{i}"),
                     &format!("cus_bench_{i}"),
@@ -127,7 +127,7 @@ level = "warn"
                     now,
                     Some(&format!("user_{i}")),
                 );
-                let signature = paygate::webhook::signature::sign(body.as_bytes(), SECRET, now);
+                let signature = paygate::bench::sign(body.as_bytes(), SECRET, now);
                 (body, signature)
             })
             .collect(),

@@ -17,8 +17,8 @@ use hyper_util::rt::TokioIo;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
-    let config = paygate::config::Config::load(&config_path).map_err(|e| e.to_string())?;
-    paygate::telemetry::init(&config.log);
+    let config = paygate::Config::load(&config_path).map_err(|e| e.to_string())?;
+    paygate::init_logging(&config.log);
 
     // The stand-in application: echoes what it received, including the identity
     // headers paygate set, so you can see what your app would get.
@@ -60,7 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = paygate::server::bind(config.server.listen)?;
     let addr = listener.local_addr()?;
     let token = |user: &str| {
-        paygate::auth::mint_token(&config.jwt, user, Duration::from_secs(3600)).unwrap_or_default()
+        paygate::mint_token(&config.jwt, user, Duration::from_secs(3600)).unwrap_or_default()
     };
     println!("paygate demo listening on http://{addr} (in-memory store, users from config/demo-users.json)\n");
     println!("Try it (tokens valid for 1 hour):");
@@ -78,7 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("\nCtrl-C to stop.");
 
-    let gateway = paygate::gateway::Gateway::build(config).await?;
+    let gateway = paygate::Gateway::build(config).await?;
     paygate::server::run(listener, gateway, paygate::server::shutdown_signal()).await;
     Ok(())
 }

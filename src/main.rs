@@ -1,5 +1,5 @@
-//! The `paygate` binary: all behaviour lives in the library; see `cli.rs`.
+//! The `paygate` binary: all behaviour lives in the library; see `cli/mod.rs`.
 
 fn main() -> std::process::ExitCode {
-    paygate::cli::main()
+    paygate::main()
 }

@@ -221,14 +221,6 @@ impl RequestMetrics {
     }
 }
 
-/// Records one request without a precomputed table (tests, tools).
-pub fn request(route: &str, decision: &'static str, elapsed: Duration) {
-    counter!("paygate_requests_total", "route" => route.to_string(), "decision" => decision)
-        .increment(1);
-    histogram!("paygate_request_duration_seconds", "route" => route.to_string())
-        .record(elapsed.as_secs_f64());
-}
-
 /// Handles resolved once: a `counter!`/`histogram!` call looks the metric up in
 /// the registry every time, which the request path should not pay. `init()`
 /// comes first so a handle is never bound to the no-op recorder.

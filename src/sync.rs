@@ -1,5 +1,6 @@
-//! `paygate sync`: a read-only backfill from the Stripe API into the
-//! store, through the same parser and apply path as webhooks.
+//! The sync engine: a read-only backfill from the Stripe API into the store,
+//! through the same parser and apply path as webhooks. The command around it
+//! (progress, summary, exit code) is `cli/sync.rs`; this module prints nothing.
 //!
 //! It pages `GET /v1/subscriptions?status=all&limit=100&expand[]=data.customer`,
 //! turns every subscription and its customer into the event a webhook would carry
@@ -31,124 +32,16 @@
 //!   them about everything it wrote, and a re-run finishes the job.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::{self, Write as _};
-use std::io::{IsTerminal, Write as _};
-use std::process::ExitCode;
+use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::apply::record::{CustomerRecord, Fact, LinkSource};
 use crate::apply::{self, Applier};
-use crate::config::Config;
+use crate::billing::record::{CustomerRecord, Fact, LinkSource};
 use crate::entitlement::Subscription;
-use crate::outbound::OutboundClient;
-use crate::store::{EntitlementStore, MemoryStore, RedisStore, StoreError};
-use crate::stripe_api::{object_event, Page, StripeApi, StripeApiError};
-
-/// Deadline for one HTTP exchange with Stripe (a page of 100 expanded
-/// subscriptions can take a few seconds to render on Stripe's side).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Without a terminal, a progress line at most this often (and a last one at the end).
-const PROGRESS_EVERY: Duration = Duration::from_secs(2);
-
-/// Runs `paygate sync [--dry-run]`: summary on stdout, progress and errors on
-/// stderr; exit 0 when every page was read and applied, 1 otherwise.
-pub async fn run(config: Config, dry_run: bool) -> ExitCode {
-    crate::telemetry::init(&config.log);
-    let Some(stripe) = config.stripe.clone() else {
-        return fail("sync needs a [stripe] section with api_key_env (or api_key): the secret key it reads Stripe with");
-    };
-    let Some(api_key) = stripe.api_key.clone().filter(|k| !k.is_empty()) else {
-        return fail("sync needs stripe.api_key_env (or stripe.api_key): the secret key it reads Stripe with");
-    };
-    if let (Some(configured), Some(key_live)) =
-        (stripe.livemode, crate::stripe_api::key_livemode(&api_key))
-    {
-        if configured != key_live {
-            let mode = |live: bool| if live { "live" } else { "test" };
-            return fail(&format!(
-                "stripe.livemode is {configured} but the API key is a {} key: sync would write {} data into a {} store",
-                mode(key_live),
-                mode(key_live),
-                mode(configured)
-            ));
-        }
-    }
-    let store: Arc<dyn EntitlementStore> = match (&config.store.redis_url, &config.store.seed_file)
-    {
-        (Some(url), _) => match RedisStore::new(url, &config.store.key_prefix) {
-            Ok(store) => Arc::new(store),
-            Err(e) => return fail(&format!("store.redis_url: {e}")),
-        },
-        (None, seed) => {
-            eprintln!(
-                "warning: store.redis_url is not set, so this sync runs against an in-memory store that ends with \
-                 this command: no gateway will see its result. Treat it as a demonstration (or use --dry-run); \
-                 set store.redis_url to backfill the store the gateways share."
-            );
-            match seed {
-                Some(seed) => match MemoryStore::from_seed_file(seed) {
-                    Ok(store) => Arc::new(store),
-                    Err(e) => return fail(&e),
-                },
-                None => Arc::new(MemoryStore::new()),
-            }
-        }
-    };
-    if let Err(e) = store.ping().await {
-        return fail(&format!(
-            "the store is unreachable ({e}); nothing was read or written"
-        ));
-    }
-
-    let api = StripeApi::new(
-        &stripe.api_base,
-        &api_key,
-        OutboundClient::new(REQUEST_TIMEOUT),
-    );
-    let options = SyncOptions {
-        dry_run,
-        user_metadata_keys: stripe.user_metadata_keys.clone(),
-    };
-    let mut line = ProgressLine::new(std::io::stderr().is_terminal());
-    eprintln!(
-        "sync: reading subscriptions from {}{}",
-        stripe.api_base,
-        if dry_run {
-            " (dry run: nothing will be written)"
-        } else {
-            ""
-        }
-    );
-    let result = sync(&api, store, &options, &mut |p| line.update(p)).await;
-    line.finish();
-    let mut stdout = std::io::stdout();
-    match result {
-        Ok(report) => {
-            let _ = write!(stdout, "{report}");
-            let _ = stdout.flush();
-            ExitCode::SUCCESS
-        }
-        Err(failure) => {
-            let _ = write!(stdout, "{}", failure.partial);
-            let _ = stdout.flush();
-            let what = if dry_run {
-                "nothing was written"
-            } else {
-                "what was written so far stays; it is safe to re-run"
-            };
-            fail(&format!("sync stopped: {}; {what}", failure.error))
-        }
-    }
-}
-
-fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(1)
-}
+use crate::store::{EntitlementStore, StoreError};
+use crate::stripe::api::{object_event, Page, StripeApi, StripeApiError};
 
 /// What a sync does besides reading.
 #[derive(Debug, Clone)]
@@ -584,7 +477,7 @@ impl Syncer<'_> {
             Err(e) if e.status().is_some() => {
                 self.features_enabled = false;
                 let note = format!("features (Stripe Entitlements) not synced: {e}");
-                eprintln!("warning: {note}");
+                tracing::warn!("{note}");
                 self.report.skipped.push(note);
                 return Ok(());
             }
@@ -810,91 +703,10 @@ fn diff(before: &CustomerRecord, after: &CustomerRecord) -> Vec<Change> {
     changes
 }
 
-/// The progress display on stderr: one line redrawn in place on a terminal, a
-/// plain line every few seconds otherwise (logs, CI).
-struct ProgressLine {
-    terminal: bool,
-    started: Instant,
-    last_line: Option<Instant>,
-    last: Option<Progress>,
-    frame: usize,
-}
-
-impl ProgressLine {
-    fn new(terminal: bool) -> Self {
-        ProgressLine {
-            terminal,
-            started: Instant::now(),
-            last_line: None,
-            last: None,
-            frame: 0,
-        }
-    }
-
-    fn update(&mut self, p: &Progress) {
-        self.last = Some(*p);
-        if self.terminal {
-            // Stripe does not say how many subscriptions there are, so the bar
-            // shows activity, not a fraction.
-            const WIDTH: usize = 20;
-            let position = self.frame % (2 * (WIDTH - 3));
-            let position = if position < WIDTH - 3 {
-                position
-            } else {
-                2 * (WIDTH - 3) - position
-            };
-            self.frame += 1;
-            let mut bar = String::new();
-            for i in 0..WIDTH {
-                bar.push(if (position..position + 3).contains(&i) {
-                    '='
-                } else {
-                    ' '
-                });
-            }
-            let mut line = String::new();
-            let _ = write!(
-                line,
-                "\r\x1b[2Ksync [{bar}] page {} · {} subscriptions · {} customers · {} changes · {:.0?}",
-                p.pages,
-                p.subscriptions,
-                p.customers,
-                p.changes,
-                self.started.elapsed()
-            );
-            eprint!("{line}");
-            let _ = std::io::stderr().flush();
-        } else if self
-            .last_line
-            .is_none_or(|at| at.elapsed() >= PROGRESS_EVERY)
-        {
-            self.last_line = Some(Instant::now());
-            eprintln!(
-                "sync: page {}: {} subscriptions, {} customers read, {} changes",
-                p.pages, p.subscriptions, p.customers, p.changes
-            );
-        }
-    }
-
-    fn finish(&mut self) {
-        let Some(p) = self.last else { return };
-        if self.terminal {
-            eprintln!();
-        }
-        eprintln!(
-            "sync: done reading: {} pages, {} subscriptions, {} customers in {:.1?}",
-            p.pages,
-            p.subscriptions,
-            p.customers,
-            self.started.elapsed()
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::record::Stamp;
+    use crate::billing::record::Stamp;
     use crate::entitlement::SubscriptionStatus;
 
     fn snapshot(id: &str, status: SubscriptionStatus) -> Subscription {
@@ -914,7 +726,7 @@ mod tests {
     }
 
     fn sub_fact(id: &str, status: SubscriptionStatus, created: i64) -> Fact {
-        let rank = crate::apply::record::lifecycle_rank(&status);
+        let rank = crate::billing::record::lifecycle_rank(&status);
         Fact::Subscription {
             snapshot: snapshot(id, status),
             stamp: Stamp {

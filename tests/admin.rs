@@ -429,7 +429,7 @@ async fn user_view_shows_entitlement_decision_and_audit_trail() {
 #[tokio::test]
 async fn webhook_deliveries_and_unlinked_customers_are_listed() {
     let (_redis, _up, (a, admin), _) = two_instances().await;
-    let body = paygate::webhook::event::sample_subscription_event(
+    let body = paygate::stripe::sample::sample_subscription_event(
         "evt_adm_1",
         "sub_lost",
         "cus_lost",
@@ -438,7 +438,7 @@ async fn webhook_deliveries_and_unlinked_customers_are_listed() {
         None,
     );
     let deliver = || {
-        let signature = paygate::webhook::signature::sign(body.as_bytes(), WHSEC, jwt::now());
+        let signature = paygate::stripe::signature::sign(body.as_bytes(), WHSEC, jwt::now());
         stripe::webhook_request(body.as_bytes(), &signature)
     };
     stripe::assert_ack(&a.send(deliver()).await, "applied");

@@ -61,7 +61,7 @@ async fn bad_signature_is_400_and_stores_nothing() {
 
     let wrong_secret = webhook_request(
         &bytes,
-        &paygate::webhook::signature::sign(&bytes, "whsec_not_the_endpoint_secret", now),
+        &paygate::stripe::signature::sign(&bytes, "whsec_not_the_endpoint_secret", now),
     );
     let resp = gw.send(wrong_secret).await;
     assert_error(&resp, 400, "BAD_SIGNATURE");
@@ -267,7 +267,7 @@ async fn either_configured_secret_verifies_during_rotation() {
         let bytes = body(event);
         webhook_request(
             &bytes,
-            &paygate::webhook::signature::sign(&bytes, secret, now),
+            &paygate::stripe::signature::sign(&bytes, secret, now),
         )
     };
 
@@ -369,7 +369,7 @@ async fn oversized_body_is_413_and_not_applied() {
         chunked.extend_from_slice(b"\r\n");
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
-    let signature = paygate::webhook::signature::sign(&bytes, WHSEC, jwt::now());
+    let signature = paygate::stripe::signature::sign(&bytes, WHSEC, jwt::now());
     let req = Request {
         method: "POST".into(),
         target: WEBHOOK_PATH.into(),
@@ -881,7 +881,7 @@ async fn metadata_on_the_subscription_or_customer_links_the_user() {
     let t = t0();
     // `subscription_data.metadata.user_id` set through Checkout (the library's
     // realistic basil-shape sample).
-    let sample = paygate::webhook::event::sample_subscription_event(
+    let sample = paygate::stripe::sample::sample_subscription_event(
         "evt_meta_sub",
         "sub_mia",
         "cus_mia",

@@ -153,7 +153,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::apply::record::{Fact, LinkSource};
+    use crate::billing::record::{Fact, LinkSource};
     use crate::store::{EntitlementStore, MemoryStore};
 
     fn field(result: Result<LinkRequest, Invalid>) -> String {
@@ -277,7 +277,7 @@ mod tests {
         use proptest::test_runner::{Config, TestRunner};
 
         use super::*;
-        use crate::apply::record::CustomerRecord;
+        use crate::billing::record::CustomerRecord;
 
         const FAST_CASES: u32 = 512;
 

@@ -1,5 +1,5 @@
-//! The admin listener on its own address (`admin.listen`), and
-//! `paygate user` and `paygate customer` (in `command.rs`).
+//! The admin listener on its own address (`admin.listen`). The same operations
+//! from a shell (`paygate user`, `paygate customer`) are in `cli/admin.rs`.
 //!
 //! | route | token | does |
 //! | --- | --- | --- |
@@ -19,8 +19,7 @@
 //! decisions come from `crate::entitlement`, writes go through `users.rs` and
 //! `customers.rs`.
 
-mod command;
-mod customers;
+pub(crate) mod customers;
 pub mod users;
 
 use std::sync::Arc;
@@ -41,11 +40,10 @@ use crate::apply::Applier;
 use crate::auth::{authorization_bearer, Credential};
 use crate::clock::{rfc3339, unix_now};
 use crate::deny::json_response;
-use crate::endpoints::readiness;
+use crate::gateway::endpoints::readiness;
 use crate::gateway::Gateway;
 use crate::store::{StoreError, DELIVERIES_KEPT};
 
-pub use command::{customer_command, user_command};
 use users::{write_override, OverrideChange, UserView};
 
 /// Largest `PUT /users/{id}/override` body; a real one is a few hundred bytes.

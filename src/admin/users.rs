@@ -14,8 +14,8 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::apply::record::LinkSource;
 use crate::apply::summarize;
+use crate::billing::record::LinkSource;
 use crate::clock::rfc3339;
 use crate::entitlement::{evaluate, Access, AccessRules, Entitlement, Override, UnixTime};
 use crate::store::{AuditEntry, EntitlementCache, EntitlementStore, StoreError};

@@ -8,17 +8,15 @@
 //! that can always be recomputed by re-applying (Stripe redelivers anything not
 //! acknowledged, so a crash between the steps heals itself).
 
-pub mod project;
-pub mod record;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::entitlement::{Entitlement, UnixTime};
 use crate::store::{AuditEntry, EntitlementStore, StoreError};
-use crate::webhook::event::{Event, EventKind};
+use crate::stripe::event::{Event, EventKind};
 
-use record::{lifecycle_rank, CustomerRecord, Fact, LinkSource, Stamp};
+use crate::billing::project;
+use crate::billing::record::{lifecycle_rank, CustomerRecord, Fact, LinkSource, Stamp};
 
 /// The facts an event states, grouped by customer. Pure.
 pub fn facts(event: &Event) -> Vec<(String, Fact)> {

@@ -52,9 +52,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 
-use super::record::{Fact, LinkSource};
 use super::Applier;
 use crate::admin::users::{write_override, OverrideChange};
+use crate::billing::record::{Fact, LinkSource};
 use crate::entitlement::{AccessRules, AccessSummary, Decision, Override};
 use crate::store::{EntitlementStore, MemoryStore, RedisStore};
 
@@ -688,7 +688,7 @@ async fn run_real(
         match h.item(i) {
             Item::Event(i) => {
                 let (t, ev) = &h.events[i];
-                let event = crate::webhook::event::parse(&body(i, T0 + t, ev), &keys)
+                let event = crate::stripe::event::parse(&body(i, T0 + t, ev), &keys)
                     .expect("generated bodies parse");
                 applier.apply_event(&event).await.unwrap();
             }

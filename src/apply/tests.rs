@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::entitlement::{Entitlement, Subscription, SubscriptionStatus};
 use crate::store::{MemoryStore, RedisStore};
-use crate::webhook::event::{Event, EventKind};
+use crate::stripe::event::{Event, EventKind};
 
 const USERS: [&str; 3] = ["u1", "u2", "u3"];
 const CUSTOMERS: [&str; 2] = ["cus_a", "cus_b"];

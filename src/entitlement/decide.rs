@@ -143,7 +143,10 @@ pub fn evaluate<'a>(
 }
 
 /// The decision for a route that requires `required` features (empty for plain
-/// subscription routes).
+/// subscription routes). The request path asks the precomputed
+/// [`AccessSummary`](super::AccessSummary) instead; this direct form is the
+/// reference tests and benches use.
+#[cfg(any(test, feature = "bench"))]
 pub fn decide<'a>(
     ent: Option<&'a Entitlement>,
     rules: &'a AccessRules,

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::config::UpstreamConfig;
 use crate::deny::Deny;
-pub use body::{BodyEnd, BodyTooLarge, BodyWatch, BoxError, LimitedBody};
+pub use body::{BodyEnd, BodyWatch, LimitedBody};
 pub use pool::UpstreamBody;
 
 /// The application behind the gateway and a connection pool to it.

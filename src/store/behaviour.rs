@@ -1,7 +1,7 @@
 //! The behavioural suite every [`EntitlementStore`] must pass (memory and Redis).
 
 use super::EntitlementStore;
-use crate::apply::record::{CustomerRecord, Fact};
+use crate::billing::record::{CustomerRecord, Fact};
 use crate::entitlement::{Entitlement, Override};
 
 pub(crate) async fn run_all(store: &dyn EntitlementStore) {

@@ -292,7 +292,7 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::record::CustomerRecord;
+    use crate::billing::record::CustomerRecord;
     use crate::entitlement::{Entitlement, Override, Subscription, SubscriptionStatus};
     use crate::store::{MemoryStore, Update};
     use async_trait::async_trait;

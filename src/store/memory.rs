@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use super::{
     AuditEntry, Delivery, EntitlementStore, StoreError, Update, AUDIT_KEPT, DELIVERIES_KEPT,
 };
-use crate::apply::record::CustomerRecord;
+use crate::billing::record::CustomerRecord;
 use crate::entitlement::Entitlement;
 
 #[derive(Default)]
@@ -49,12 +49,9 @@ impl MemoryStore {
         })
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().users.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Data> {

@@ -10,16 +10,45 @@ pub mod cache;
 pub mod memory;
 pub mod redis;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use serde::{Deserialize, Serialize};
 
-use crate::apply::record::CustomerRecord;
+use crate::billing::record::CustomerRecord;
+use crate::config::StoreConfig;
 use crate::entitlement::{Entitlement, UnixTime};
 
 pub use self::redis::RedisStore;
-pub use cache::{EntitlementCache, Lookup};
+pub use cache::EntitlementCache;
 pub use memory::MemoryStore;
+
+/// Opens the store the config names: Redis when `store.redis_url` is set, else
+/// the embedded memory store (seeded from `store.seed_file` when given). The one
+/// way `serve`, `sync` and the admin commands get a store. Redis connects lazily,
+/// so this fails only on a malformed URL or an unreadable seed file.
+pub fn open(config: &StoreConfig) -> Result<Arc<dyn EntitlementStore>, String> {
+    Ok(match (&config.redis_url, &config.seed_file) {
+        (Some(url), _) => Arc::new(
+            RedisStore::new(url, &config.key_prefix)
+                .map_err(|e| format!("store.redis_url: {e}"))?,
+        ),
+        (None, Some(seed)) => Arc::new(MemoryStore::from_seed_file(seed)?),
+        (None, None) => Arc::new(MemoryStore::new()),
+    })
+}
+
+/// A change another instance announced (see [`EntitlementStore::listen_for_invalidations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    User(String),
+    /// The subscription was (re)established: messages may have been missed.
+    All,
+}
+
+/// What a listener is told for every [`Invalidation`].
+pub type OnInvalidation = Box<dyn Fn(Invalidation) + Send + Sync>;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -129,6 +158,13 @@ pub trait EntitlementStore: Send + Sync + 'static {
 
     /// Cheap reachability check for `/_paygate/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Calls `on_change`, for as long as the process runs, for every change
+    /// another instance announces with [`publish_invalidation`](Self::publish_invalidation).
+    /// A store no other process can reach (the memory store) has nothing to hear.
+    fn listen_for_invalidations(&self, on_change: OnInvalidation) {
+        let _ = on_change;
+    }
 
     /// Short name for logs (`memory`, `redis`).
     fn kind(&self) -> &'static str;

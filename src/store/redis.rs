@@ -25,9 +25,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    AuditEntry, Delivery, EntitlementStore, StoreError, Update, AUDIT_KEPT, DELIVERIES_KEPT,
+    AuditEntry, Delivery, EntitlementStore, Invalidation, OnInvalidation, StoreError, Update,
+    AUDIT_KEPT, DELIVERIES_KEPT,
 };
-use crate::apply::record::CustomerRecord;
+use crate::billing::record::CustomerRecord;
 use crate::entitlement::Entitlement;
 
 /// Swaps KEYS[1] from ARGV[1] to ARGV[2] ('' = absent) atomically; 1 on success.
@@ -45,14 +46,6 @@ const EVENT_TTL_SECS: u64 = 30 * 24 * 3600;
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// CAS attempts before giving up (the webhook then answers 503 and Stripe retries).
 const CAS_ATTEMPTS: usize = 50;
-
-/// A change another instance announced on the invalidation channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Invalidation {
-    User(String),
-    /// The subscription was (re)established: messages may have been missed.
-    All,
-}
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -411,6 +404,10 @@ impl EntitlementStore for RedisStore {
         self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
             .await
             .map(|_| ())
+    }
+
+    fn listen_for_invalidations(&self, on_change: OnInvalidation) {
+        self.spawn_invalidation_listener(on_change);
     }
 
     fn kind(&self) -> &'static str {

@@ -10,12 +10,6 @@
 //! must then arrive whole within `stripe.body_timeout`.
 
 mod body;
-pub mod event;
-#[cfg(test)]
-mod event_props;
-pub mod signature;
-#[cfg(test)]
-mod signature_props;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -34,7 +28,8 @@ use crate::deny::{json_response, Deny};
 use crate::entitlement::SubscriptionStatus;
 use crate::outbound::OutboundClient;
 use crate::store::EntitlementCache;
-use crate::stripe_api::{object_event, RetryPolicy, StripeApi, StripeApiError};
+use crate::stripe::api::{object_event, RetryPolicy, StripeApi, StripeApiError};
+use crate::stripe::{event, signature};
 
 /// Deadline for one Stripe API call made while a delivery waits (refetch,
 /// entitlement paging). Short: on failure the answer is `503` and Stripe
@@ -359,44 +354,4 @@ fn refuse(reason: &'static str, deny: Deny) -> Deny {
 fn refuse_signature(error: signature::SignatureError) -> Deny {
     crate::metrics::webhook("unverified", "rejected");
     refuse(error.reason(), Deny::BadSignature(error.to_string()))
-}
-
-/// What the property tests of this module share: the case counts of the fast and long
-/// modes, and a runner that reports the shrunk input of a failure.
-#[cfg(test)]
-mod testing {
-    use proptest::strategy::Strategy;
-    use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
-
-    /// Cases per property in `cargo test`.
-    pub(crate) const FAST_CASES: u32 = 512;
-
-    /// Cases per property in the `#[ignore]`d long mode: `PAYGATE_PROPTEST_CASES`, else
-    /// 100,000.
-    pub(crate) fn long_cases() -> u32 {
-        std::env::var("PAYGATE_PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(100_000)
-    }
-
-    /// Runs `property` on `cases` inputs from `strategy`; a failure panics with the
-    /// shrunk input, and its seed is kept in `proptest-regressions/` to be replayed.
-    pub(crate) fn check<S: Strategy>(
-        cases: u32,
-        strategy: S,
-        property: impl Fn(S::Value) -> Result<(), TestCaseError>,
-    ) {
-        let config = Config {
-            cases,
-            source_file: Some(file!()),
-            failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel(
-                "proptest-regressions",
-            ))),
-            ..Config::default()
-        };
-        if let Err(failure) = TestRunner::new(config).run(&strategy, property) {
-            panic!("{failure}");
-        }
-    }
 }

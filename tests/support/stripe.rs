@@ -7,7 +7,7 @@
 //! full-size, realistic bodies, and a test still controls exactly who is linked
 //! to what and in which order things happened.
 //!
-//! Signing goes through `paygate::webhook::signature::sign` for the common case
+//! Signing goes through `paygate::stripe::signature::sign` for the common case
 //! and through [`v1`] when a test assembles a header by hand (rotation, stale
 //! timestamps).
 
@@ -230,7 +230,7 @@ pub fn body(event: &Value) -> Vec<u8> {
 
 /// The hex `v1` signature of `body` at `t` under `secret`.
 pub fn v1(body: &[u8], secret: &str, t: i64) -> String {
-    let header = paygate::webhook::signature::sign(body, secret, t);
+    let header = paygate::stripe::signature::sign(body, secret, t);
     header
         .split(',')
         .find_map(|part| part.strip_prefix("v1="))
@@ -253,7 +253,7 @@ pub fn webhook_request(body: &[u8], signature: &str) -> Request {
 pub fn signed(body: &[u8]) -> Request {
     webhook_request(
         body,
-        &paygate::webhook::signature::sign(body, WHSEC, jwt::now()),
+        &paygate::stripe::signature::sign(body, WHSEC, jwt::now()),
     )
 }
 

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use crate::clock::unix_now;
 use crate::entitlement::UnixTime;
 use crate::outbound::{OutboundClient, OutboundError};
-use crate::webhook::event::{self, Event, EventError};
+use crate::stripe::event::{self, Event, EventError};
 
 /// The API version every request pins with `Stripe-Version`.
 ///

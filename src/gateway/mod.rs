@@ -7,6 +7,8 @@
 //! - identity headers reaching the upstream are only ever the ones set here;
 //! - a cache hit does no store I/O.
 
+pub mod endpoints;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,13 +23,11 @@ use crate::apply::Applier;
 use crate::auth::{self, AuthError, Authenticator, Credential, Identity};
 use crate::config::{Config, OnStoreError};
 use crate::deny::Deny;
-use crate::endpoints;
 use crate::entitlement::Decision;
 use crate::proxy::headers::Peer;
 use crate::proxy::{self, headers, LimitedBody, Upstream, UpstreamBody};
 use crate::routes::{path, Policy};
-use crate::store::redis::Invalidation;
-use crate::store::{EntitlementCache, EntitlementStore, MemoryStore, RedisStore};
+use crate::store::{self, EntitlementCache, EntitlementStore, Invalidation};
 use crate::webhook::WebhookEndpoint;
 
 /// What the client gets back: the upstream's streamed body, or a small body the
@@ -78,15 +78,7 @@ impl Outcome<'_> {
 impl Gateway {
     /// Builds the gateway from a validated config: store, cache, authenticator, upstream pool.
     pub async fn build(config: Config) -> Result<Arc<Gateway>, String> {
-        let store: Arc<dyn EntitlementStore> =
-            match (&config.store.redis_url, &config.store.seed_file) {
-                (Some(url), _) => Arc::new(
-                    RedisStore::new(url, &config.store.key_prefix)
-                        .map_err(|e| format!("store.redis_url: {e}"))?,
-                ),
-                (None, Some(seed)) => Arc::new(MemoryStore::from_seed_file(seed)?),
-                (None, None) => Arc::new(MemoryStore::new()),
-            };
+        let store = store::open(&config.store)?;
         Self::with_store(config, store).await
     }
 
@@ -109,20 +101,16 @@ impl Gateway {
             stale_for,
             config.access.rules.clone(),
         );
-        if let Some(url) = &config.store.redis_url {
-            // Other instances announce the users they changed; drop those entries
-            // so a webhook anywhere is seen everywhere within a second.
-            let listener = RedisStore::new(url, &config.store.key_prefix)
-                .map_err(|e| format!("store.redis_url: {e}"))?;
-            let cache = entitlements.clone();
-            listener.spawn_invalidation_listener(move |change| match change {
-                Invalidation::User(user) => {
-                    let cache = cache.clone();
-                    tokio::spawn(async move { cache.invalidate(&user).await });
-                }
-                Invalidation::All => cache.invalidate_all(),
-            });
-        }
+        // Other instances announce the users they changed; drop those entries
+        // so a webhook anywhere is seen everywhere within a second.
+        let cache = entitlements.clone();
+        store.listen_for_invalidations(Box::new(move |change| match change {
+            Invalidation::User(user) => {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.invalidate(&user).await });
+            }
+            Invalidation::All => cache.invalidate_all(),
+        }));
         let webhook = config.stripe.clone().map(|stripe| {
             WebhookEndpoint::new(stripe, Applier::new(store.clone()), entitlements.clone())
         });

@@ -1,7 +1,7 @@
 //! `paygate user show|grant|revoke` and `paygate customer link`: the admin
 //! API's operations from a shell, against the store the config names.
 //!
-//! Writes go through `users::write_override` and `customers::write_link`,
+//! Writes go through `admin::users::write_override` and `admin::customers::write_link`,
 //! exactly as `PUT/DELETE /users/{id}/override` and `PUT /customers/{id}/link`
 //! do, so running gateways on the same Redis see a change within a second. Output is for humans; errors go to stderr with exit 1.
 
@@ -9,21 +9,34 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::apply::Applier;
-use crate::cli::{CustomerAction, UserAction};
-use crate::clock::rfc3339;
-use crate::clock::unix_now;
-use crate::config::Config;
-use crate::entitlement::{AccessRules, UnixTime};
-use crate::store::{EntitlementStore, MemoryStore, RedisStore};
-
-use super::customers::{link_from_parts, valid_customer_id, write_link};
-use super::users::{
+use crate::admin::customers::{link_from_parts, valid_customer_id, write_link};
+use crate::admin::users::{
     decision_json, override_from_parts, write_override, OverrideChange, UserView, AUDIT_SHOWN,
 };
+use crate::apply::Applier;
+use crate::clock::{rfc3339, unix_now};
+use crate::config::Config;
+use crate::entitlement::{AccessRules, UnixTime};
+
+use crate::store::EntitlementStore;
+
+use super::{fail, out, CustomerAction, UserAction};
+
+/// The store the config names. The memory store lives in this process only, so
+/// writes to it are announced as lost.
+fn open_store(config: &Config) -> Result<Arc<dyn EntitlementStore>, String> {
+    if config.store.redis_url.is_none() {
+        eprintln!(
+            "note: no store.redis_url: using an in-memory store{} that lives only in this process; \
+             changes made here are lost when it exits and no running gateway sees them",
+            config.store.seed_file.as_ref().map(|p| format!(" seeded from {}", p.display())).unwrap_or_default()
+        );
+    }
+    crate::store::open(&config.store)
+}
 
 /// Runs one `paygate user` action; exit 0 on success, 1 with a message otherwise.
-pub async fn user_command(config: Config, action: UserAction) -> ExitCode {
+pub(super) async fn user_command(config: Config, action: UserAction) -> ExitCode {
     let id = match &action {
         UserAction::Show { id } | UserAction::Grant { id, .. } | UserAction::Revoke { id } => {
             id.clone()
@@ -65,14 +78,14 @@ pub async fn user_command(config: Config, action: UserAction) -> ExitCode {
                         format!("{id} had no override; nothing changed")
                     }
                 };
-                crate::cli::out(format_args!("{what}\n"));
+                out(format_args!("{what}\n"));
             }
             Err(e) => return fail(&format!("store: {e}")),
         }
     }
     match UserView::load(store.as_ref(), &id).await {
         Ok(view) => {
-            crate::cli::out(format_args!("{}", render(&view, rules, now)));
+            out(format_args!("{}", render(&view, rules, now)));
             ExitCode::SUCCESS
         }
         Err(e) => fail(&format!("store: {e}")),
@@ -80,7 +93,7 @@ pub async fn user_command(config: Config, action: UserAction) -> ExitCode {
 }
 
 /// Runs one `paygate customer` action; exit 0 on success, 1 with a message otherwise.
-pub async fn customer_command(config: Config, action: CustomerAction) -> ExitCode {
+pub(super) async fn customer_command(config: Config, action: CustomerAction) -> ExitCode {
     let CustomerAction::Link { id, user, reason } = action;
     if !valid_customer_id(&id) {
         return fail("the customer id must be 1 to 256 visible ASCII characters other than ','");
@@ -98,7 +111,7 @@ pub async fn customer_command(config: Config, action: CustomerAction) -> ExitCod
     match write_link(&Applier::new(store.clone()), None, &id, &link, now).await {
         Ok(Some(linked)) => {
             let from = linked.previous.as_deref().unwrap_or("(nobody)");
-            crate::cli::out(format_args!("linked {id} to {} (was {from})\n", link.user));
+            out(format_args!("linked {id} to {} (was {from})\n", link.user));
         }
         Ok(None) => {
             return fail(&format!(
@@ -109,32 +122,10 @@ pub async fn customer_command(config: Config, action: CustomerAction) -> ExitCod
     }
     match UserView::load(store.as_ref(), &link.user).await {
         Ok(view) => {
-            crate::cli::out(format_args!("{}", render(&view, &config.access.rules, now)));
+            out(format_args!("{}", render(&view, &config.access.rules, now)));
             ExitCode::SUCCESS
         }
         Err(e) => fail(&format!("store: {e}")),
-    }
-}
-
-/// The store the config names, as `Gateway::build` chooses it. The memory store
-/// lives in this process only, so writes to it are announced as lost.
-fn open_store(config: &Config) -> Result<Arc<dyn EntitlementStore>, String> {
-    match (&config.store.redis_url, &config.store.seed_file) {
-        (Some(url), _) => Ok(Arc::new(
-            RedisStore::new(url, &config.store.key_prefix)
-                .map_err(|e| format!("store.redis_url: {e}"))?,
-        )),
-        (None, seed) => {
-            eprintln!(
-                "note: no store.redis_url: using an in-memory store{} that lives only in this process; \
-                 changes made here are lost when it exits and no running gateway sees them",
-                seed.as_ref().map(|p| format!(" seeded from {}", p.display())).unwrap_or_default()
-            );
-            match seed {
-                Some(seed) => Ok(Arc::new(MemoryStore::from_seed_file(seed)?)),
-                None => Ok(Arc::new(MemoryStore::new())),
-            }
-        }
     }
 }
 
@@ -231,11 +222,6 @@ fn time_text(at: UnixTime) -> String {
         .unwrap_or_else(|| at.to_string())
 }
 
-fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,7 +248,7 @@ mod tests {
             }],
             links: vec![crate::admin::users::CustomerLink {
                 customer: "cus_1".into(),
-                source: Some(crate::apply::record::LinkSource::Admin),
+                source: Some(crate::billing::record::LinkSource::Admin),
                 linked_at: Some(now),
                 event_id: Some("op_1".into()),
             }],

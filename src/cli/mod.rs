@@ -1,6 +1,9 @@
 //! The command line: parses arguments and runs a subcommand. The only
 //! place that prints for humans and chooses exit codes.
 
+mod admin;
+mod sync;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -142,9 +145,12 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Serve => serve(config),
-        Command::Sync { dry_run } => block_on(crate::sync::run(config, dry_run)),
-        Command::User { action } => block_on(crate::admin::user_command(config, action)),
-        Command::Customer { action } => block_on(crate::admin::customer_command(config, action)),
+        Command::Sync { dry_run } => block_on(async {
+            crate::telemetry::init(&config.log);
+            sync::run(config, dry_run).await
+        }),
+        Command::User { action } => block_on(admin::user_command(config, action)),
+        Command::Customer { action } => block_on(admin::customer_command(config, action)),
     }
 }
 
@@ -162,7 +168,7 @@ fn block_on(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 /// Writes a command's output to stdout. A closed pipe (the reader went away,
 /// as in `paygate token | head -c0`) ends the process quietly with status 0,
 /// as `rg` and `head` do, instead of `println!`'s panic and backtrace.
-pub(crate) fn out(text: std::fmt::Arguments<'_>) {
+fn out(text: std::fmt::Arguments<'_>) {
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout.write_fmt(text).and_then(|_| stdout.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -173,6 +179,7 @@ pub(crate) fn out(text: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Prints `error: {message}` on stderr; exit status 1.
 fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(1)

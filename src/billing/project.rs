@@ -4,7 +4,7 @@
 
 use crate::entitlement::Entitlement;
 
-use super::record::CustomerRecord;
+use crate::billing::record::CustomerRecord;
 
 /// Returns the user's entitlement after taking `record` into account, or `None`
 /// when nothing changes (the record's revision was already projected here).
@@ -55,7 +55,7 @@ pub fn project(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::record::{Fact, LinkSource};
+    use crate::billing::record::{Fact, LinkSource};
 
     fn linked(user: &str, rev: u64) -> CustomerRecord {
         let mut rec = CustomerRecord::new("cus_1");
@@ -71,7 +71,7 @@ mod tests {
         });
         rec.merge(&Fact::Features {
             keys: vec!["export".into()],
-            stamp: crate::apply::record::Stamp {
+            stamp: crate::billing::record::Stamp {
                 created: 1,
                 rank: 0,
                 event_id: "f".into(),
