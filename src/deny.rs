@@ -11,7 +11,9 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
+use crate::auth::AuthError;
 use crate::config::AccessConfig;
+use crate::entitlement::Refusal;
 
 /// Why the gateway answers itself instead of forwarding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +65,30 @@ pub enum Deny {
     /// Too many webhook bodies being read at once (`stripe.max_concurrent`).
     #[error("overloaded")]
     Overloaded,
+}
+
+/// A token that did not pass, as the 401 it gets.
+impl From<AuthError> for Deny {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Missing => Deny::Unauthenticated,
+            AuthError::Expired => Deny::TokenExpired,
+            AuthError::Invalid(reason) => Deny::InvalidToken(reason),
+        }
+    }
+}
+
+/// A subscription route's refusal, as the 402 it gets.
+impl From<Refusal<'_>> for Deny {
+    fn from(refusal: Refusal<'_>) -> Self {
+        match refusal {
+            Refusal::CheckoutRequired => Deny::CheckoutRequired,
+            Refusal::SubscriptionRequired { status } => Deny::SubscriptionRequired { status },
+            Refusal::UpgradeRequired { feature } => Deny::UpgradeRequired {
+                feature: feature.to_string(),
+            },
+        }
+    }
 }
 
 impl Deny {

@@ -288,7 +288,11 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
-        super::request("/api", "allow", std::time::Duration::from_millis(3));
+        super::RequestMetrics::new(["/api"]).record(
+            "/api",
+            "allow",
+            std::time::Duration::from_millis(3),
+        );
         assert!(super::render().contains("paygate_request_duration_seconds_bucket"));
     }
 }

@@ -23,18 +23,13 @@ pub(crate) mod customers;
 pub mod users;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
 
 use crate::apply::Applier;
 use crate::auth::{authorization_bearer, Credential};
@@ -54,42 +49,6 @@ pub const DEFAULT_DELIVERIES: usize = 100;
 
 /// The Prometheus text exposition format version the body follows.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
-
-/// Serves the admin API on its own listener until the process exits.
-pub async fn run(listener: TcpListener, gateway: Arc<Gateway>) {
-    let api = Arc::new(AdminApi::new(gateway));
-    if api.token_digest.is_none() {
-        tracing::warn!("admin.token is not set: /users, /webhooks and /customers on the admin listener answer 401 to everyone");
-    }
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        // The same slow-client cut-off as the public listener.
-        .header_read_timeout(api.gateway.config.server.header_timeout)
-        .keep_alive(true);
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(pair) => pair,
-            Err(error) => {
-                // Usually EMFILE: back off instead of spinning on the error.
-                tracing::warn!(%error, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let api = api.clone();
-        let service = service_fn(move |request| {
-            let api = api.clone();
-            async move { Ok::<_, std::convert::Infallible>(api.handle(request).await) }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, %peer, "admin connection ended with an error");
-            }
-        });
-    }
-}
 
 /// The admin API over a running gateway: its config, cache and store.
 pub struct AdminApi {
@@ -335,6 +294,9 @@ impl AdminApi {
             .as_ref()
             .and_then(|a| a.token.as_deref())
             .map(|t| sha256(t.as_bytes()));
+        if token_digest.is_none() {
+            tracing::warn!("admin.token is not set: /users, /webhooks and /customers on the admin listener answer 401 to everyone");
+        }
         AdminApi {
             gateway,
             token_digest,

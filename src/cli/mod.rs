@@ -224,13 +224,13 @@ fn serve(config: Config) -> ExitCode {
         // The first line on stdout: scripts and tests read the bound address from it.
         let mut stdout = std::io::stdout();
         let _ = writeln!(stdout, "paygate listening on http://{addr}");
-        if let Some(admin_listener) = admin_listener {
+        if let Some(admin_listener) = &admin_listener {
             let admin_addr = admin_listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
             let _ = writeln!(stdout, "paygate admin listening on http://{admin_addr}");
-            tokio::spawn(crate::admin::run(admin_listener, gateway.clone()));
         }
         let _ = stdout.flush();
-        if crate::server::run(listener, gateway, crate::server::shutdown_signal()).await {
+        let shutdown = crate::server::shutdown_signal();
+        if crate::server::run(listener, admin_listener, gateway, shutdown).await {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)

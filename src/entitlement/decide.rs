@@ -63,6 +63,28 @@ impl Access<'_> {
     }
 }
 
+/// Why a subscription route refuses a user: a [`Decision`] that can only be a
+/// refusal, so the request path maps it to a response with no impossible case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal<'a> {
+    /// `CHECKOUT_REQUIRED`: the user never had a subscription.
+    CheckoutRequired,
+    /// `SUBSCRIPTION_REQUIRED`: the user had one, none grants now.
+    SubscriptionRequired { status: &'static str },
+    /// Granted, but `feature` (the first missing one) is not in the user's features.
+    UpgradeRequired { feature: &'a str },
+}
+
+impl<'a> From<Refusal<'a>> for Decision<'a> {
+    fn from(refusal: Refusal<'a>) -> Self {
+        match refusal {
+            Refusal::CheckoutRequired => Decision::CheckoutRequired,
+            Refusal::SubscriptionRequired { status } => Decision::SubscriptionRequired { status },
+            Refusal::UpgradeRequired { feature } => Decision::UpgradeRequired { feature },
+        }
+    }
+}
+
 /// What the gateway does with one request, given the route's required features.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'a> {

@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
 
-use super::decide::{current_subscription, evaluate, Access, AccessRules, Decision};
+use super::decide::{current_subscription, evaluate, Access, AccessRules, Decision, Refusal};
 use super::model::{Entitlement, SubscriptionStatus, UnixTime};
 
 /// A user's access, evaluated once; what the entitlement cache holds per user.
@@ -123,14 +123,14 @@ impl AccessSummary {
                 status,
                 features: self.feature_names().iter().map(|f| &**f).collect(),
             },
-            Err(refused) => refused,
+            Err(refused) => refused.into(),
         }
     }
 
     /// [`Self::decide`] without listing the granted features: `Ok(status)` when
     /// the route is allowed, else the refusing decision. The request path uses
     /// this and sends `features_header`, so an allowed request allocates nothing.
-    pub fn check<'a>(&'a self, required: &'a [String]) -> Result<&'static str, Decision<'a>> {
+    pub fn check<'a>(&'a self, required: &'a [String]) -> Result<&'static str, Refusal<'a>> {
         match self.state {
             State::Granted { status } => {
                 let have = self.feature_names();
@@ -138,12 +138,12 @@ impl AccessSummary {
                     .iter()
                     .find(|f| !have.iter().any(|name| **name == ***f))
                 {
-                    Some(missing) => Err(Decision::UpgradeRequired { feature: missing }),
+                    Some(missing) => Err(Refusal::UpgradeRequired { feature: missing }),
                     None => Ok(status),
                 }
             }
-            State::NeverSubscribed => Err(Decision::CheckoutRequired),
-            State::Lapsed { status } => Err(Decision::SubscriptionRequired { status }),
+            State::NeverSubscribed => Err(Refusal::CheckoutRequired),
+            State::Lapsed { status } => Err(Refusal::SubscriptionRequired { status }),
         }
     }
 

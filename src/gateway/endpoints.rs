@@ -6,7 +6,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
-use crate::auth::{self, AuthError};
+use crate::auth;
 use crate::clock::rfc3339;
 use crate::deny::{json_response, Deny};
 use crate::gateway::Gateway;
@@ -60,11 +60,7 @@ async fn me<B>(gateway: &Gateway, request: &Request<B>) -> Result<Response<Full<
             Ok(token) => gateway.auth.verify(token).await,
             Err(error) => Err(error),
         };
-    let identity = identity.map_err(|e| match e {
-        AuthError::Expired => Deny::TokenExpired,
-        AuthError::Invalid(reason) => Deny::InvalidToken(reason),
-        AuthError::Missing => Deny::Unauthenticated,
-    })?;
+    let identity = identity?;
     let found = gateway
         .entitlements
         .get(&identity.user_id)

@@ -23,10 +23,10 @@ use crate::apply::Applier;
 use crate::auth::{self, AuthError, Authenticator, Credential, Identity};
 use crate::config::{Config, OnStoreError};
 use crate::deny::Deny;
-use crate::entitlement::Decision;
+use crate::entitlement::Refusal;
 use crate::proxy::headers::Peer;
 use crate::proxy::{self, headers, LimitedBody, Upstream, UpstreamBody};
-use crate::routes::{path, Policy};
+use crate::routes::{path, Policy, Requirements};
 use crate::store::{self, EntitlementCache, EntitlementStore, Invalidation};
 use crate::webhook::WebhookEndpoint;
 
@@ -48,31 +48,60 @@ pub struct Gateway {
     draining: AtomicBool,
 }
 
-/// What the access log records about a request besides method/path/status.
+/// What became of a request that a step let through, for the `decision`
+/// metric label and access-log field. A request no step let through is named
+/// by its refusal ([`Deny::decision`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// One of the gateway's own endpoints (`/_paygate/…`) answered.
+    Own,
+    /// The webhook endpoint answered.
+    Webhook,
+    /// The route's policy let the request through to the upstream.
+    Passed(Policy),
+}
+
+impl Verdict {
+    fn label(self) -> &'static str {
+        match self {
+            Verdict::Own => "own",
+            Verdict::Webhook => "webhook",
+            Verdict::Passed(Policy::Subscription) => "allow",
+            Verdict::Passed(policy) => policy.as_str(),
+        }
+    }
+}
+
+/// What the metrics and the access log record about a request besides its
+/// method, path and status; filled in by the steps as they learn it.
 struct Outcome<'a> {
-    decision: &'static str,
-    /// Who the token named, for the access log (a reference count, not a copy).
-    user: Option<Arc<Identity>>,
     /// The matched route's label (metrics): its prefix, or "default". Borrowed
     /// from the config, so recording it costs nothing.
     route: &'a str,
+    /// Who the token named, for the access log (a reference count, not a copy).
+    user: Option<Arc<Identity>>,
+    /// Set once a step let the request through: a refusal after that (a body
+    /// too large, the upstream down) keeps this decision and shows in the status.
+    passed: Option<Verdict>,
 }
 
-impl Outcome<'_> {
-    /// Names the user for the access log.
-    fn with_user(mut self, identity: &Arc<Identity>) -> Self {
-        self.user = Some(identity.clone());
-        self
-    }
+/// What the earlier steps decided about forwarding a request.
+struct Forwarding {
+    /// The client's side of a WebSocket upgrade it asked for (only WebSocket
+    /// is ever tunnelled; any other `Upgrade` goes on as plain HTTP/1.1).
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// Several `Authorization` headers on a public route: none is passed on.
+    strip_authorization: bool,
+    /// The identity headers, for a verified caller.
+    identity: Option<IdentityValues>,
+}
 
-    /// The same outcome, for handing back with a denial.
-    fn snapshot(&self) -> Self {
-        Outcome {
-            decision: "",
-            user: self.user.clone(),
-            route: self.route,
-        }
-    }
+/// The identity headers the upstream gets for a verified caller, made from the
+/// token (user) and the entitlement (status, features).
+struct IdentityValues {
+    user: HeaderValue,
+    status: HeaderValue,
+    features: Option<HeaderValue>,
 }
 
 impl Gateway {
@@ -150,29 +179,32 @@ impl Gateway {
         let logged = tracing::enabled!(target: "paygate::access", tracing::Level::INFO)
             .then(|| (request.method().clone(), request.uri().clone()));
 
-        let (mut response, outcome) = match self.route(request, peer, &request_id).await {
-            Ok(forwarded) => forwarded,
-            Err((deny, outcome)) => {
-                let decision = if outcome.decision.is_empty() {
-                    deny.decision()
-                } else {
-                    outcome.decision
-                };
-                (
-                    deny.into_response(&self.config.access).map(Either::Right),
-                    Outcome {
-                        decision,
-                        ..outcome
-                    },
-                )
-            }
+        let mut outcome = Outcome {
+            route: "default",
+            user: None,
+            passed: None,
         };
+        let (mut response, decision) =
+            match self.route(request, peer, &request_id, &mut outcome).await {
+                Ok((response, verdict)) => (response, verdict.label()),
+                Err(refusal) => {
+                    let decision = outcome
+                        .passed
+                        .map_or_else(|| refusal.decision(), Verdict::label);
+                    (
+                        refusal
+                            .into_response(&self.config.access)
+                            .map(Either::Right),
+                        decision,
+                    )
+                }
+            };
         response
             .headers_mut()
             .insert(headers::X_REQUEST_ID.clone(), request_id.clone());
 
         self.request_metrics
-            .record(outcome.route, outcome.decision, started.elapsed());
+            .record(outcome.route, decision, started.elapsed());
         let Some((method, uri)) = logged else {
             return response;
         };
@@ -181,7 +213,7 @@ impl Gateway {
             method = %method,
             path = %uri.path(),
             status = response.status().as_u16(),
-            decision = outcome.decision,
+            decision,
             user_id = outcome.user.as_deref().map_or("-", |identity| identity.user_id.as_str()),
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             request_id = request_id.to_str().unwrap_or("-"),
@@ -190,51 +222,44 @@ impl Gateway {
         response
     }
 
-    async fn route(
-        &self,
+    /// The request path in order. Each step either hands the next one what it
+    /// learned or refuses with a [`Deny`]; `outcome` collects what the access
+    /// log and metrics need whichever way the request ends.
+    async fn route<'a>(
+        &'a self,
         mut request: Request<Incoming>,
         peer: &Peer,
         request_id: &HeaderValue,
-    ) -> Result<(Response<GatewayBody>, Outcome<'_>), (Deny, Outcome<'_>)> {
-        let mut outcome = Outcome {
-            decision: "",
-            user: None,
-            route: "default",
-        };
+        outcome: &mut Outcome<'a>,
+    ) -> Result<(Response<GatewayBody>, Verdict), Deny> {
         let config = &*self.config;
         // Taken first because it needs `&mut request` and the normalized path
         // below borrows the request; dropped unused if the request is denied.
         // Only WebSocket is ever tunnelled: any other `Upgrade`
         // loses its headers below and goes on as plain HTTP/1.1.
-        let upgrade = headers::is_websocket_upgrade(request.headers());
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+        let client_upgrade = headers::is_websocket_upgrade(request.headers())
+            .then(|| hyper::upgrade::on(&mut request));
 
         // 1. Path safety: everything below uses the normalized path only.
-        let normalized = match path::normalize(request.uri().path()) {
-            Ok(p) => p,
-            Err(e) => return Err((Deny::BadPath(e.to_string()), outcome)),
-        };
+        let normalized =
+            path::normalize(request.uri().path()).map_err(|e| Deny::BadPath(e.to_string()))?;
 
         // 2. The gateway's own endpoints and the webhook are never forwarded, in
         // any spelling the application could read as them: compared the way
         // routes are (without `;parameters`, case as configured). Only the
         // exact paths are served; other spellings get the gateway's 404.
         if config.routes.is_under(&normalized, "/_paygate") {
-            outcome.decision = "own";
             outcome.route = "/_paygate";
-            return match endpoints::serve(self, &request, &normalized).await {
-                Ok(response) => Ok((response.map(Either::Right), outcome)),
-                Err(deny) => Err((deny, outcome)),
-            };
+            outcome.passed = Some(Verdict::Own);
+            let response = endpoints::serve(self, &request, &normalized).await?;
+            return Ok((response.map(Either::Right), Verdict::Own));
         }
         if let Some(webhook) = &self.webhook {
             if normalized == webhook.config.webhook_path {
-                outcome.decision = "webhook";
                 outcome.route = "webhook";
-                return match webhook.handle(request).await {
-                    Ok(response) => Ok((response.map(Either::Right), outcome)),
-                    Err(deny) => Err((deny, outcome)),
-                };
+                outcome.passed = Some(Verdict::Webhook);
+                let response = webhook.handle(request).await?;
+                return Ok((response.map(Either::Right), Verdict::Webhook));
             }
             if config
                 .routes
@@ -242,163 +267,99 @@ impl Gateway {
             {
                 outcome.route = "webhook";
                 tracing::info!(path = %normalized, "refused: another spelling of the webhook path");
-                return Err((Deny::NotFound, outcome));
+                return Err(Deny::NotFound);
             }
         }
 
         // CONNECT would turn the connection into a raw tunnel once the
         // upstream answered 2xx: nothing an application API needs.
         if request.method() == Method::CONNECT {
-            return Err((Deny::MethodNotAllowed, outcome));
+            return Err(Deny::MethodNotAllowed);
         }
 
-        // 3. Route policy and token. Every reading the application could act on
-        // must pass: the path with and without `;parameters`, and each method a
-        // method-override header names. An ordinary request has one reading and
-        // costs no allocation.
-        let matched =
-            match config
-                .routes
-                .requirements(request.method(), request.headers(), &normalized)
-            {
-                Ok(matched) => matched,
-                Err(reason) => {
-                    tracing::info!(reason, "refused: bad request");
-                    return Err((Deny::BadRequest(reason), outcome));
-                }
-            };
+        // 3. Route policy. Every reading the application could act on must
+        // pass: the path with and without `;parameters`, and each method a
+        // method-override header names. An ordinary request has one reading
+        // and costs no allocation.
+        let matched = config
+            .routes
+            .requirements(request.method(), request.headers(), &normalized)
+            .map_err(|reason| {
+                tracing::info!(reason, "refused: bad request");
+                Deny::BadRequest(reason)
+            })?;
         outcome.route = matched.label();
         let policy = matched.policy();
-        // Several Authorization headers are an invalid token (each reader
-        // would pick another); on a public route the request goes on as an
-        // anonymous one, without any of them (see step 6).
+
+        // 4. The token. Several Authorization headers are an invalid token
+        // (each reader would pick another); on a public route the request goes
+        // on as an anonymous one, without any of them (step 7).
         let credential = auth::extract_token(request.headers(), config.jwt.cookie.as_deref());
         let strip_authorization = credential == Credential::Ambiguous;
-        // Every refusal is logged with its reason, never with the token.
-        let deny_token = |error: AuthError| {
-            tracing::info!(target: "paygate::auth", reason = %error, "token refused");
-            match error {
-                AuthError::Missing => Deny::Unauthenticated,
-                AuthError::Expired => Deny::TokenExpired,
-                AuthError::Invalid(reason) => Deny::InvalidToken(reason),
-            }
-        };
-        let identity: Option<Arc<Identity>> = match (policy, credential) {
-            (Policy::Public, Credential::None | Credential::Ambiguous) => None,
-            // A bad token on a public route does not block; it just sets no identity.
-            (Policy::Public, Credential::Token(token)) => self.auth.verify(token).await.ok(),
-            (_, credential) => match credential.required() {
-                Ok(token) => match self.auth.verify(token).await {
-                    Ok(identity) => Some(identity),
-                    Err(error) => return Err((deny_token(error), outcome)),
-                },
-                Err(error) => return Err((deny_token(error), outcome)),
-            },
-        };
+        outcome.user = self.authenticate(policy, credential).await?;
 
-        // 4. Entitlement and decision. Looked up for every identified caller so
+        // 5. Entitlement and decision. Looked up for every identified caller so
         // the upstream always sees the status, but only subscription routes deny.
-        let mut identity_values: Option<(HeaderValue, HeaderValue, Option<HeaderValue>)> = None;
-        if let Some(identity) = &identity {
-            // Made once per verified token (the identity is cached with it).
-            let user_header = match &identity.user_header {
-                Some(v) => v.clone(),
-                None => {
-                    return Err((
-                        Deny::InvalidToken("user id is not usable as a header value"),
-                        outcome.with_user(identity),
-                    ))
-                }
-            };
-            let lookup = self.entitlements.get(&identity.user_id).await;
-            match lookup {
-                Ok(found) => {
-                    // Features only go with a grant; the joined header was made
-                    // when the entry was loaded. Each reading's features must be
-                    // granted: the first refusal stands.
-                    let verdict = matched
-                        .features()
-                        .try_fold("none", |_, required| found.check(required));
-                    let (status, features) = match verdict {
-                        Ok(status) => (status, found.features_header().cloned()),
-                        Err(refused) if policy == Policy::Subscription => {
-                            return Err((deny_for(refused), outcome.with_user(identity)));
-                        }
-                        // Not a subscription route: the user passes, and the
-                        // upstream learns the state from the headers.
-                        Err(Decision::SubscriptionRequired { status }) => (status, None),
-                        Err(_) => ("none", None),
-                    };
-                    identity_values =
-                        Some((user_header, HeaderValue::from_static(status), features));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, user_id = %identity.user_id, "entitlement lookup failed");
-                    if policy == Policy::Subscription {
-                        match config.store.on_store_error {
-                            OnStoreError::Allow => {
-                                identity_values =
-                                    Some((user_header, HeaderValue::from_static("unknown"), None));
-                            }
-                            // `stale` already fell back to last-known state in the cache;
-                            // reaching here means there was none young enough.
-                            OnStoreError::Deny | OnStoreError::Stale => {
-                                return Err((
-                                    Deny::EntitlementUnavailable,
-                                    outcome.with_user(identity),
-                                ))
-                            }
-                        }
-                    } else {
-                        identity_values =
-                            Some((user_header, HeaderValue::from_static("unknown"), None));
-                    }
-                }
-            }
-        }
-        outcome.user = identity;
-        outcome.decision = if policy == Policy::Subscription {
-            "allow"
-        } else {
-            policy.as_str()
+        let identity_values = match outcome.user.as_deref() {
+            Some(identity) => Some(self.entitle(identity, &matched, policy).await?),
+            None => None,
         };
+        let verdict = Verdict::Passed(policy);
+        outcome.passed = Some(verdict);
 
-        // 5. Body limit known up front: refuse before opening an upstream request.
+        // 6. Body limit known up front: refuse before opening an upstream request.
         let declared = request
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > config.server.max_body) {
-            return Err((Deny::PayloadTooLarge, outcome));
+            return Err(Deny::PayloadTooLarge);
         }
 
-        // 6. Rewrite and forward. A path that normalization left as it was
+        // 7. Rewrite and forward. A path that normalization left as it was
         // keeps the client's path-and-query buffer (no copy).
         let uri = match request.uri().path_and_query() {
             Some(original) if original.path() == normalized => http::Uri::from(original.clone()),
-            _ => self
-                .upstream
-                .uri_for(&normalized, request.uri().query())
-                .map_err(|d| (d, outcome.snapshot()))?,
+            _ => self.upstream.uri_for(&normalized, request.uri().query())?,
         };
+        let forwarding = Forwarding {
+            client_upgrade,
+            strip_authorization,
+            identity: identity_values,
+        };
+        let response = self
+            .forward(request, uri, peer, request_id, forwarding)
+            .await?;
+        Ok((response, verdict))
+    }
+
+    /// Step 7: the request as the upstream gets it (hop-by-hop and identity
+    /// headers replaced, `X-Forwarded-*`, `Host`, the normalized `uri`), sent,
+    /// and the response streamed back; a WebSocket switch becomes a tunnel.
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        uri: http::Uri,
+        peer: &Peer,
+        request_id: &HeaderValue,
+        forwarding: Forwarding,
+    ) -> Result<Response<GatewayBody>, Deny> {
+        let config = &*self.config;
         let (mut parts, body) = request.into_parts();
-        let original_host = match original_host(&parts) {
-            Ok(host) => host,
-            Err(reason) => {
-                tracing::info!(reason, "request refused: bad Host");
-                return Err((Deny::BadRequest(reason), outcome));
-            }
-        };
+        let original_host = original_host(&parts).map_err(|reason| {
+            tracing::info!(reason, "request refused: bad Host");
+            Deny::BadRequest(reason)
+        })?;
         let h = &mut parts.headers;
-        let was_chunked = headers::strip_hop_by_hop(h, upgrade);
+        let was_chunked = headers::strip_hop_by_hop(h, forwarding.client_upgrade.is_some());
         // hyper sends no body on a GET/HEAD whose length is not known up front;
         // a chunked one is passed on as chunked instead of silently dropped.
         if was_chunked && matches!(parts.method, Method::GET | Method::HEAD) {
             h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         }
         headers::strip_identity(h, &config.headers);
-        if strip_authorization {
+        if forwarding.strip_authorization {
             h.remove(http::header::AUTHORIZATION);
         }
         headers::set_forwarded(
@@ -409,10 +370,10 @@ impl Gateway {
         );
         h.insert(headers::X_REQUEST_ID.clone(), request_id.clone());
         headers::set_host(h, self.upstream.host_header());
-        if let Some((user, status, features)) = identity_values {
-            h.insert(config.headers.user_id.clone(), user);
-            h.insert(config.headers.status.clone(), status);
-            if let Some(features) = features {
+        if let Some(values) = forwarding.identity {
+            h.insert(config.headers.user_id.clone(), values.user);
+            h.insert(config.headers.status.clone(), values.status);
+            if let Some(features) = values.features {
                 h.insert(config.headers.entitlements.clone(), features);
             }
         }
@@ -425,15 +386,12 @@ impl Gateway {
         let sent = Instant::now();
         let result = self.upstream.send(upstream_request, &watch).await;
         crate::metrics::upstream(sent.elapsed());
-        let mut response = match result {
-            Ok(response) => response,
-            Err(deny) => return Err((deny, outcome)),
-        };
+        let mut response = result?;
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             // A switch is passed on only when the client asked for WebSocket
             // and the upstream agreed to exactly that; a 101 to anything else
             // would hand the client a raw pipe past every check.
-            match client_upgrade {
+            match forwarding.client_upgrade {
                 Some(client_side) if headers::is_websocket_switch(response.headers()) => {
                     let upstream_side = hyper::upgrade::on(&mut response);
                     proxy::spawn_tunnel(client_side, upstream_side);
@@ -441,13 +399,90 @@ impl Gateway {
                 }
                 _ => {
                     tracing::warn!(upgrade = ?response.headers().get(http::header::UPGRADE), "upstream switched protocols without a WebSocket request; refused");
-                    return Err((Deny::UpstreamUnavailable, outcome));
+                    return Err(Deny::UpstreamUnavailable);
                 }
             }
         } else {
             headers::strip_hop_by_hop(response.headers_mut(), false);
         }
-        Ok((response.map(Either::Left), outcome))
+        Ok(response.map(Either::Left))
+    }
+
+    /// Step 4: the caller's identity, as the route's policy needs it. A public
+    /// route never refuses (a bad token there just sets no identity); other
+    /// routes need a valid token. Every refusal is logged with its reason,
+    /// never with the token.
+    async fn authenticate(
+        &self,
+        policy: Policy,
+        credential: Credential<'_>,
+    ) -> Result<Option<Arc<Identity>>, Deny> {
+        let verified = match (policy, credential) {
+            (Policy::Public, Credential::None | Credential::Ambiguous) => return Ok(None),
+            (Policy::Public, Credential::Token(token)) => {
+                return Ok(self.auth.verify(token).await.ok())
+            }
+            (_, credential) => match credential.required() {
+                Ok(token) => self.auth.verify(token).await,
+                Err(error) => Err(error),
+            },
+        };
+        verified.map(Some).map_err(|error: AuthError| {
+            tracing::info!(target: "paygate::auth", reason = %error, "token refused");
+            Deny::from(error)
+        })
+    }
+
+    /// Step 5: the identity headers for a verified caller, or the refusal its
+    /// entitlement gives on a subscription route. Each reading's features must
+    /// be granted: the first refusal stands. On other routes the caller passes
+    /// and the upstream learns the state from the headers.
+    async fn entitle(
+        &self,
+        identity: &Identity,
+        matched: &Requirements<'_>,
+        policy: Policy,
+    ) -> Result<IdentityValues, Deny> {
+        // Made once per verified token (the identity is cached with it).
+        let user = identity.user_header.clone().ok_or(Deny::InvalidToken(
+            "user id is not usable as a header value",
+        ))?;
+        let unknown = |user| IdentityValues {
+            user,
+            status: HeaderValue::from_static("unknown"),
+            features: None,
+        };
+        let found = match self.entitlements.get(&identity.user_id).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, user_id = %identity.user_id, "entitlement lookup failed");
+                return match (policy, self.config.store.on_store_error) {
+                    (Policy::Subscription, OnStoreError::Allow)
+                    | (Policy::Public | Policy::Authenticated, _) => Ok(unknown(user)),
+                    // `stale` already fell back to last-known state in the cache;
+                    // reaching here means there was none young enough.
+                    (Policy::Subscription, OnStoreError::Deny | OnStoreError::Stale) => {
+                        Err(Deny::EntitlementUnavailable)
+                    }
+                };
+            }
+        };
+        // Features only go with a grant; the joined header was made when the
+        // entry was loaded.
+        let verdict = matched
+            .features()
+            .try_fold("none", |_, required| found.check(required));
+        let (status, features) = match verdict {
+            Ok(status) => (status, found.features_header().cloned()),
+            Err(refusal) if policy == Policy::Subscription => return Err(refusal.into()),
+            Err(Refusal::SubscriptionRequired { status }) => (status, None),
+            Err(Refusal::CheckoutRequired | Refusal::UpgradeRequired { .. }) => ("none", None),
+        };
+        Ok(IdentityValues {
+            user,
+            status: HeaderValue::from_static(status),
+            features,
+        })
     }
 }
 
@@ -470,17 +505,5 @@ fn original_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, &'
         }
         (Some(_), None) => Err("the Host header is not a plain host[:port]"),
         (Some(_), Some(_)) => Err("more than one Host header"),
-    }
-}
-
-/// Maps a denying decision to its response.
-fn deny_for(decision: Decision<'_>) -> Deny {
-    match decision {
-        Decision::CheckoutRequired => Deny::CheckoutRequired,
-        Decision::SubscriptionRequired { status } => Deny::SubscriptionRequired { status },
-        Decision::UpgradeRequired { feature } => Deny::UpgradeRequired {
-            feature: feature.to_string(),
-        },
-        Decision::Allow { .. } => unreachable!("allow is not a denial"),
     }
 }

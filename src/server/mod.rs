@@ -1,6 +1,7 @@
 //! Accepting connections: the HTTP/1.1 server loop, the connection limit, the
-//! per-connection head/idle deadlines and graceful drain. Knows nothing about
-//! paywalls; it hands each request to the [`Gateway`].
+//! per-connection head/idle deadlines and graceful drain, the same for the
+//! public listener and the admin one. Knows nothing about paywalls; it hands
+//! each request to a [`Handler`] (the [`Gateway`] or the admin API).
 //!
 //! Shape borrowed from mini-redis: `run` takes an already-bound listener and a
 //! shutdown future, so tests bind port 0 and trigger shutdown themselves.
@@ -12,14 +13,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
-use crate::gateway::Gateway;
+use crate::admin::AdminApi;
+use crate::config::ServerConfig;
+use crate::gateway::{Gateway, GatewayBody};
 use crate::proxy::headers::Peer;
+
+/// A response body's error, as hyper takes it.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 use conn::{ClientIo, ConnState, Deadlines, Tracked};
 
 /// Connections the kernel may queue before `accept` (at least
@@ -44,15 +55,88 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Serves until `shutdown` resolves, then stops accepting, marks the gateway as
-/// draining (readiness 503) and waits up to `server.shutdown_grace` for
-/// in-flight requests. Returns `true` when every connection finished in time.
+/// A service a listener serves: the gateway on the public listener, the admin
+/// API on the admin one. Both get the same connection handling and drain.
+pub(crate) trait Handler: Send + Sync + 'static {
+    type Body: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
+
+    /// Answers one request; never fails (every error is a response).
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: &Peer,
+    ) -> impl Future<Output = Response<Self::Body>> + Send;
+}
+
+impl Handler for Gateway {
+    type Body = GatewayBody;
+
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: &Peer,
+    ) -> impl Future<Output = Response<GatewayBody>> + Send {
+        Gateway::handle(self, request, peer)
+    }
+}
+
+impl Handler for AdminApi {
+    type Body = Full<Bytes>;
+
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        _peer: &Peer,
+    ) -> impl Future<Output = Response<Full<Bytes>>> + Send {
+        AdminApi::handle(self, request)
+    }
+}
+
+/// Serves the gateway on `listener`, and the admin API on `admin` when given,
+/// until `shutdown` resolves. Then the gateway is marked as draining (readiness
+/// 503), both listeners stop accepting, and in-flight requests get up to
+/// `server.shutdown_grace`. Returns `true` when every connection finished in time.
 pub async fn run(
     listener: TcpListener,
+    admin: Option<TcpListener>,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let config = gateway.config.clone();
+    let signal = async {
+        shutdown.await;
+        gateway.start_draining();
+        tracing::info!(grace = ?config.server.shutdown_grace, "draining in-flight requests");
+        let _ = stop_tx.send(true);
+    };
+    let public = serve(listener, gateway.clone(), &config.server, stop_rx.clone());
+    let admin = async {
+        match admin {
+            Some(listener) => {
+                let api = Arc::new(AdminApi::new(gateway.clone()));
+                serve(listener, api, &config.server, stop_rx.clone()).await
+            }
+            None => true,
+        }
+    };
+    let ((), public, admin) = tokio::join!(signal, public, admin);
+    if public && admin {
+        tracing::info!("drained; exiting");
+    } else {
+        tracing::warn!("shutdown grace elapsed with requests still in flight");
+    }
+    public && admin
+}
+
+/// One listener's accept loop until `stop` turns true, then its drain (up to
+/// `server.shutdown_grace`). Returns `true` when every connection finished in time.
+async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    server: &ServerConfig,
+    mut stop: watch::Receiver<bool>,
+) -> bool {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -69,18 +153,15 @@ pub async fn run(
         .max_header_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     let deadlines = Deadlines {
-        head: config.server.header_timeout,
-        idle: config.server.keepalive_timeout,
+        head: server.header_timeout,
+        idle: server.keepalive_timeout,
     };
     // Beyond `max_connections` the loop stops accepting: new connections wait
     // in the listen backlog until one closes, instead of each costing memory.
-    let slots = Arc::new(Semaphore::new(config.server.max_connections));
+    let slots = Arc::new(Semaphore::new(server.max_connections));
     // Each connection task holds a clone of `alive`; once all are dropped,
     // `all_closed` yields None: that is how the drain knows it is done.
     let (alive, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
-    // Flipped once on shutdown; every connection task watches it.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::pin!(shutdown);
 
     loop {
         let slot = tokio::select! {
@@ -88,7 +169,7 @@ pub async fn run(
                 Ok(slot) => slot,
                 Err(_) => break,
             },
-            _ = &mut shutdown => break,
+            _ = stop.wait_for(|stopping| *stopping) => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -100,14 +181,14 @@ pub async fn run(
                     continue;
                 }
             },
-            _ = &mut shutdown => break,
+            _ = stop.wait_for(|stopping| *stopping) => break,
         };
         let _ = stream.set_nodelay(true);
         let accepted = tokio::time::Instant::now();
-        let gateway = gateway.clone();
+        let handler = handler.clone();
         let builder = builder.clone();
         let alive = alive.clone();
-        let mut stop = stop_rx.clone();
+        let mut stop = stop.clone();
         tokio::spawn(async move {
             // hyper is handed the socket only once the client has sent
             // something: it allocates its 8 KiB read and write buffers at the
@@ -129,13 +210,13 @@ pub async fn run(
             let state = Arc::new(ConnState::default());
             let io = ClientIo::new(stream, state.clone(), deadlines, accepted);
             let service = service_fn(move |request| {
-                let gateway = gateway.clone();
+                let handler = handler.clone();
                 let client = client.clone();
                 // Marks the connection busy until the response body has been
                 // written, so the idle deadline never cuts a response short.
                 let busy = state.begin();
                 async move {
-                    let response = gateway.handle(request, &client).await;
+                    let response = handler.handle(request, &client).await;
                     if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                         // A WebSocket tunnel has its own life; the HTTP
                         // deadlines stop with the switch.
@@ -166,20 +247,10 @@ pub async fn run(
     }
 
     drop(listener);
-    gateway.start_draining();
-    tracing::info!(grace = ?config.server.shutdown_grace, "draining in-flight requests");
-    let _ = stop_tx.send(true);
     drop(alive);
-    match tokio::time::timeout(config.server.shutdown_grace, all_closed.recv()).await {
-        Ok(_) => {
-            tracing::info!("drained; exiting");
-            true
-        }
-        Err(_) => {
-            tracing::warn!("shutdown grace elapsed with requests still in flight");
-            false
-        }
-    }
+    tokio::time::timeout(server.shutdown_grace, all_closed.recv())
+        .await
+        .is_ok()
 }
 
 /// Resolves on SIGTERM or SIGINT.
