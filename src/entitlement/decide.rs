@@ -272,11 +272,138 @@ fn push_unique<'a>(features: &mut Vec<&'a str>, feature: &'a str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    //! Most of the contract is one table of named cases (`cases`), checked by
+    //! `decision_table` against `evaluate` or `decide`; the summary tests check
+    //! `AccessSummary` against the same table. Tests of another shape (the
+    //! defaults, `Access::status`, the JSON storage format) stay ordinary tests.
     use super::*;
     use SubscriptionStatus::*;
 
     const NOW: UnixTime = 1_700_000_000;
+
+    /// Every status, in the order Stripe documents them.
+    const EVERY_STATUS: [SubscriptionStatus; 9] = [
+        Incomplete,
+        IncompleteExpired,
+        Trialing,
+        Active,
+        PastDue,
+        Canceled,
+        Unpaid,
+        Paused,
+        Unknown,
+    ];
+
+    /// One row: a user's record, the rules, the time, the route's required
+    /// features, and what `evaluate` (route-independent) or `decide` must say.
+    pub(crate) struct Case {
+        pub(crate) name: String,
+        pub(crate) ent: Option<Entitlement>,
+        pub(crate) rules: AccessRules,
+        pub(crate) now: UnixTime,
+        pub(crate) required: Vec<String>,
+        expect: Expect,
+    }
+
+    enum Expect {
+        /// `evaluate` returns this (`required` plays no part).
+        Access(Access<'static>),
+        /// `decide` with `required` returns this.
+        Decision(Decision<'static>),
+    }
+
+    /// A case with the default rules, at `NOW`, for a route without features.
+    fn case(name: impl Into<String>, ent: Option<Entitlement>, expect: Expect) -> Case {
+        Case {
+            name: name.into(),
+            ent,
+            rules: AccessRules::default(),
+            now: NOW,
+            required: Vec::new(),
+            expect,
+        }
+    }
+
+    impl Case {
+        fn rules(mut self, rules: AccessRules) -> Self {
+            self.rules = rules;
+            self
+        }
+
+        fn at(mut self, now: UnixTime) -> Self {
+            self.now = now;
+            self
+        }
+
+        fn requiring(mut self, features: &[&str]) -> Self {
+            self.required = strings(features);
+            self
+        }
+
+        /// The row's failure, if any, named.
+        fn failure(&self) -> Option<String> {
+            let ent = self.ent.as_ref();
+            let (got, expected) = match &self.expect {
+                Expect::Access(expected) => {
+                    let got = evaluate(ent, &self.rules, self.now);
+                    if got == *expected {
+                        return None;
+                    }
+                    (format!("{got:?}"), format!("{expected:?}"))
+                }
+                Expect::Decision(expected) => {
+                    let got = decide(ent, &self.rules, &self.required, self.now);
+                    if got == *expected {
+                        return None;
+                    }
+                    (format!("{got:?}"), format!("{expected:?}"))
+                }
+            };
+            Some(format!(
+                "case {:?}: expected {expected}, got {got}",
+                self.name
+            ))
+        }
+    }
+
+    // --- what a row expects ---
+
+    fn granted(status: &'static str, features: &[&'static str]) -> Expect {
+        Expect::Access(Access::Granted {
+            status,
+            features: features.to_vec(),
+        })
+    }
+
+    fn lapsed(status: &'static str) -> Expect {
+        Expect::Access(Access::Lapsed { status })
+    }
+
+    fn never_subscribed() -> Expect {
+        Expect::Access(Access::NeverSubscribed)
+    }
+
+    fn allow(status: &'static str, features: &[&'static str]) -> Expect {
+        Expect::Decision(Decision::Allow {
+            status,
+            features: features.to_vec(),
+        })
+    }
+
+    fn subscription_required(status: &'static str) -> Expect {
+        Expect::Decision(Decision::SubscriptionRequired { status })
+    }
+
+    fn checkout_required() -> Expect {
+        Expect::Decision(Decision::CheckoutRequired)
+    }
+
+    fn upgrade_required(feature: &'static str) -> Expect {
+        Expect::Decision(Decision::UpgradeRequired { feature })
+    }
+
+    // --- building records ---
 
     fn sub(id: &str, status: SubscriptionStatus, created: UnixTime) -> Subscription {
         Subscription::new(id, "cus_1", status, created)
@@ -290,12 +417,25 @@ mod tests {
         }
     }
 
+    /// One subscription with `status`, created at 1.
+    fn only(status: SubscriptionStatus) -> Option<Entitlement> {
+        Some(ent(vec![sub("sub_1", status, 1)]))
+    }
+
     fn grant(until: UnixTime, features: &[&str]) -> Override {
         Override {
             until,
             reason: "comp".to_owned(),
-            features: features.iter().map(|f| f.to_string()).collect(),
+            features: strings(features),
         }
+    }
+
+    /// An override on top of `base`.
+    fn with_override(base: Entitlement, grant: Override) -> Option<Entitlement> {
+        Some(Entitlement {
+            grant_override: Some(grant),
+            ..base
+        })
     }
 
     fn strings(items: &[&str]) -> Vec<String> {
@@ -309,18 +449,606 @@ mod tests {
         }
     }
 
-    fn past_due(since: Option<UnixTime>, period_end: Option<UnixTime>) -> Entitlement {
+    fn granting(statuses: Vec<SubscriptionStatus>) -> AccessRules {
+        AccessRules {
+            grant_statuses: statuses,
+            ..AccessRules::default()
+        }
+    }
+
+    fn with_plans(plans: &[(&str, &[&str])]) -> AccessRules {
+        AccessRules {
+            plans: plans
+                .iter()
+                .map(|(id, features)| (id.to_string(), strings(features)))
+                .collect(),
+            ..AccessRules::default()
+        }
+    }
+
+    fn past_due(since: Option<UnixTime>, period_end: Option<UnixTime>) -> Option<Entitlement> {
         let mut s = sub("sub_1", PastDue, 1);
         s.past_due_since = since;
         s.current_period_end = period_end;
-        ent(vec![s])
+        Some(ent(vec![s]))
     }
 
-    fn granted(status: &'static str) -> Access<'static> {
-        Access::Granted {
-            status,
-            features: Vec::new(),
+    fn with_prices(mut s: Subscription, prices: &[&str]) -> Subscription {
+        s.price_ids = strings(prices);
+        s
+    }
+
+    /// The table. Names are unique: a failure names its row.
+    pub(crate) fn cases() -> Vec<Case> {
+        let mut cases = Vec::new();
+
+        // --- each status alone, default rules ---
+        for status in EVERY_STATUS {
+            let expect = match status {
+                Active | Trialing => granted(status.as_str(), &[]),
+                _ => lapsed(status.as_str()),
+            };
+            cases.push(case(
+                format!("{status:?} alone, default rules"),
+                only(status),
+                expect,
+            ));
         }
+        cases.extend([
+            case(
+                "active allows a plain subscription route",
+                only(Active),
+                allow("active", &[]),
+            ),
+            case("trialing allows", only(Trialing), allow("trialing", &[])),
+            case(
+                "paused requires a subscription",
+                only(Paused),
+                subscription_required("paused"),
+            ),
+            case(
+                "incomplete is lapsed, not never subscribed",
+                only(Incomplete),
+                lapsed("incomplete"),
+            ),
+            case(
+                "incomplete requires a subscription",
+                only(Incomplete),
+                subscription_required("incomplete"),
+            ),
+            case(
+                "incomplete_expired requires a subscription",
+                only(IncompleteExpired),
+                subscription_required("incomplete_expired"),
+            ),
+            // A deleted customer's subscriptions are stored as canceled, so this
+            // is also the deleted-customer case.
+            case(
+                "canceled requires a subscription",
+                only(Canceled),
+                subscription_required("canceled"),
+            ),
+            case(
+                "unpaid requires a subscription",
+                only(Unpaid),
+                subscription_required("unpaid"),
+            ),
+            case(
+                "unknown status requires a subscription",
+                only(Unknown),
+                subscription_required("unknown"),
+            ),
+            case(
+                "past_due without grace requires a subscription, even with a start",
+                past_due(Some(NOW - 10), Some(NOW - 10)),
+                subscription_required("past_due"),
+            ),
+        ]);
+
+        // --- custom grant_statuses ---
+        cases.extend([
+            case(
+                "past_due granted by name needs no grace or start",
+                past_due(None, None),
+                granted("past_due", &[]),
+            )
+            .rules(granting(vec![Active, PastDue])),
+            case(
+                "past_due granted by name ignores an expired grace",
+                past_due(Some(NOW - 100), None),
+                granted("past_due", &[]),
+            )
+            .rules(AccessRules {
+                past_due_grace: 10,
+                ..granting(vec![PastDue])
+            }),
+            case(
+                "paused granted by name",
+                only(Paused),
+                granted("paused", &[]),
+            )
+            .rules(granting(vec![Paused])),
+            case(
+                "a status left out of grant_statuses denies",
+                only(Trialing),
+                lapsed("trialing"),
+            )
+            .rules(granting(vec![Active])),
+            case(
+                "empty grant_statuses deny even active",
+                only(Active),
+                lapsed("active"),
+            )
+            .rules(granting(vec![])),
+        ]);
+
+        // --- past_due grace ---
+        let grace = rules_with_grace(100);
+        let since_1000 = past_due(Some(1_000), None);
+        cases.extend([
+            case(
+                "grace: at the start",
+                since_1000.clone(),
+                granted("past_due", &[]),
+            )
+            .rules(grace.clone())
+            .at(1_000),
+            case(
+                "grace: last second",
+                since_1000.clone(),
+                granted("past_due", &[]),
+            )
+            .rules(grace.clone())
+            .at(1_099),
+            case(
+                "grace: the end is exclusive",
+                since_1000.clone(),
+                lapsed("past_due"),
+            )
+            .rules(grace.clone())
+            .at(1_100),
+            case("grace: after the end", since_1000, lapsed("past_due"))
+                .rules(grace.clone())
+                .at(1_101),
+            case(
+                "grace falls back to the period end: last second",
+                past_due(None, Some(2_000)),
+                granted("past_due", &[]),
+            )
+            .rules(grace.clone())
+            .at(2_099),
+            case(
+                "grace falls back to the period end: the end",
+                past_due(None, Some(2_000)),
+                lapsed("past_due"),
+            )
+            .rules(grace.clone())
+            .at(2_100),
+            case(
+                "past_due_since wins over an earlier-ending period end",
+                past_due(Some(1_000), Some(5_000)),
+                lapsed("past_due"),
+            )
+            .rules(grace.clone())
+            .at(1_100),
+            case(
+                "past_due_since wins over a later-ending period end",
+                past_due(Some(5_000), Some(1_000)),
+                granted("past_due", &[]),
+            )
+            .rules(grace.clone())
+            .at(1_100),
+            case(
+                "past_due without any start gets no grace",
+                past_due(None, None),
+                lapsed("past_due"),
+            )
+            .rules(rules_with_grace(1_000_000)),
+            case(
+                "negative grace is no grace",
+                past_due(Some(NOW + 100), None),
+                lapsed("past_due"),
+            )
+            .rules(rules_with_grace(-5)),
+            case(
+                "the grace end does not overflow",
+                past_due(Some(i64::MAX - 1), None),
+                granted("past_due", &[]),
+            )
+            .rules(rules_with_grace(i64::MAX)),
+        ]);
+        // A stale past_due_since left on a record that moved on must not extend
+        // access for any other status.
+        for status in [
+            Unpaid,
+            Canceled,
+            Paused,
+            Incomplete,
+            IncompleteExpired,
+            Unknown,
+        ] {
+            let mut s = sub("sub_1", status.clone(), 1);
+            s.past_due_since = Some(NOW - 1);
+            s.current_period_end = Some(NOW - 1);
+            cases.push(
+                case(
+                    format!("grace applies only to past_due, not {status:?}"),
+                    Some(ent(vec![s])),
+                    lapsed(status.as_str()),
+                )
+                .rules(rules_with_grace(1_000)),
+            );
+        }
+        // Access is decided by status, so a canceled subscription whose paid
+        // period has not ended yet still denies.
+        let mut paid_up = sub("sub_1", Canceled, 1);
+        paid_up.current_period_end = Some(NOW + 86_400);
+        cases.push(
+            case(
+                "period dates do not grant by themselves",
+                Some(ent(vec![paid_up])),
+                lapsed("canceled"),
+            )
+            .rules(rules_with_grace(86_400)),
+        );
+
+        // --- several subscriptions ---
+        let granting_subs = vec![
+            sub("sub_a", Active, 100),
+            sub("sub_b", Trialing, 200),
+            sub("sub_c", Canceled, 300),
+        ];
+        let denying_subs = vec![
+            sub("sub_a", Canceled, 100),
+            sub("sub_c", Unpaid, 300),
+            sub("sub_b", Paused, 200),
+        ];
+        let mut in_grace = sub("sub_new", PastDue, 200);
+        in_grace.past_due_since = Some(NOW - 10);
+        let grace_beside_active = Some(ent(vec![sub("sub_old", Active, 100), in_grace]));
+        cases.extend([
+            case(
+                "any granting subscription grants",
+                Some(ent(vec![
+                    sub("sub_old", Active, 100),
+                    sub("sub_new", Canceled, 200),
+                ])),
+                granted("active", &[]),
+            ),
+            case(
+                "status of the latest granting subscription",
+                Some(ent(granting_subs.clone())),
+                granted("trialing", &[]),
+            ),
+            case(
+                "status of the latest granting subscription, order-independent",
+                Some(ent(granting_subs.into_iter().rev().collect())),
+                granted("trialing", &[]),
+            ),
+            case(
+                "status of the latest subscription when none grants",
+                Some(ent(denying_subs.clone())),
+                lapsed("unpaid"),
+            ),
+            case(
+                "status of the latest subscription when none grants, reversed",
+                Some(ent(denying_subs.into_iter().rev().collect())),
+                lapsed("unpaid"),
+            ),
+            case(
+                "a tie on created is broken by the greater id: granting",
+                Some(ent(vec![
+                    sub("sub_a", Active, 100),
+                    sub("sub_b", Trialing, 100),
+                ])),
+                granted("trialing", &[]),
+            ),
+            case(
+                "a tie on created is broken by the greater id: granting, reversed",
+                Some(ent(vec![
+                    sub("sub_b", Trialing, 100),
+                    sub("sub_a", Active, 100),
+                ])),
+                granted("trialing", &[]),
+            ),
+            case(
+                "a tie on created is broken by the greater id: denying",
+                Some(ent(vec![
+                    sub("sub_a", Canceled, 100),
+                    sub("sub_b", Unpaid, 100),
+                ])),
+                lapsed("unpaid"),
+            ),
+            case(
+                "a tie on created is broken by the greater id: denying, reversed",
+                Some(ent(vec![
+                    sub("sub_b", Unpaid, 100),
+                    sub("sub_a", Canceled, 100),
+                ])),
+                lapsed("unpaid"),
+            ),
+            case(
+                "created wins over id",
+                Some(ent(vec![
+                    sub("sub_z", Canceled, 100),
+                    sub("sub_a", Unpaid, 200),
+                ])),
+                lapsed("unpaid"),
+            ),
+            case(
+                "past_due in grace beside an older active one names past_due",
+                grace_beside_active.clone(),
+                granted("past_due", &[]),
+            )
+            .rules(rules_with_grace(100)),
+            case(
+                "past_due beside an older active one, after the grace",
+                grace_beside_active,
+                granted("active", &[]),
+            )
+            .rules(rules_with_grace(100))
+            .at(NOW + 90),
+        ]);
+
+        // --- override ---
+        let expired_alone = with_override(
+            Entitlement {
+                customers: vec!["cus_1".to_owned()],
+                ..Entitlement::default()
+            },
+            grant(NOW - 1, &["export"]),
+        );
+        cases.extend([
+            case(
+                "an active override alone grants as override",
+                with_override(Entitlement::default(), grant(NOW + 1, &[])),
+                granted("override", &[]),
+            ),
+            case(
+                "an override grants before until",
+                with_override(Entitlement::default(), grant(NOW, &[])),
+                granted("override", &[]),
+            )
+            .at(NOW - 1),
+            case(
+                "an override's until is exclusive",
+                with_override(Entitlement::default(), grant(NOW, &[])),
+                never_subscribed(),
+            ),
+            case(
+                "an expired override without subscriptions is never subscribed",
+                expired_alone.clone(),
+                never_subscribed(),
+            ),
+            case(
+                "an expired override without subscriptions needs a checkout",
+                expired_alone,
+                checkout_required(),
+            ),
+            case(
+                "an expired override with a denying subscription is lapsed",
+                with_override(ent(vec![sub("sub_1", Canceled, 1)]), grant(NOW - 1, &[])),
+                lapsed("canceled"),
+            ),
+        ]);
+        for status in [
+            Canceled,
+            Unpaid,
+            Paused,
+            Incomplete,
+            IncompleteExpired,
+            PastDue,
+            Unknown,
+        ] {
+            cases.push(case(
+                format!("an active override grants beside {status:?}"),
+                with_override(ent(vec![sub("sub_1", status, 1)]), grant(NOW + 1, &[])),
+                granted("override", &[]),
+            ));
+        }
+        cases.extend([
+            case(
+                "a granting subscription names the status beside an override",
+                with_override(
+                    ent(vec![sub("sub_1", Active, 1), sub("sub_2", Canceled, 2)]),
+                    grant(NOW + 1, &["vip"]),
+                ),
+                granted("active", &["vip"]),
+            ),
+            case(
+                "override features are granted",
+                with_override(Entitlement::default(), grant(NOW + 1, &["export", "beta"])),
+                granted("override", &["export", "beta"]),
+            ),
+        ]);
+
+        // --- features ---
+        let mut union_sub = with_prices(sub("sub_1", Active, 1), &["price_1", "price_unknown"]);
+        union_sub.product_ids = strings(&["prod_1"]);
+        let mut by_product = sub("sub_1", Trialing, 1);
+        by_product.product_ids = strings(&["prod_1"]);
+        cases.extend([
+            case(
+                "features: the union of entitlements, plans and override, in order",
+                with_override(
+                    Entitlement {
+                        features: strings(&["a", "b"]),
+                        ..ent(vec![union_sub])
+                    },
+                    grant(NOW + 1, &["a", "e"]),
+                ),
+                granted("active", &["a", "b", "c", "d", "e"]),
+            )
+            .rules(with_plans(&[
+                ("price_1", &["b", "c"]),
+                ("prod_1", &["c", "d"]),
+                ("price_unused", &["never"]),
+            ])),
+            case(
+                "plan features by price id",
+                Some(ent(vec![with_prices(
+                    sub("sub_1", Active, 1),
+                    &["price_1"],
+                )])),
+                granted("active", &["export"]),
+            )
+            .rules(with_plans(&[("price_1", &["export"])])),
+            case(
+                "plan features by product id",
+                Some(ent(vec![by_product])),
+                granted("trialing", &["export"]),
+            )
+            .rules(with_plans(&[("prod_1", &["export"])])),
+            case(
+                "Stripe entitlement features are granted",
+                Some(Entitlement {
+                    features: strings(&["export"]),
+                    ..ent(vec![sub("sub_1", Active, 1)])
+                }),
+                granted("active", &["export"]),
+            ),
+            // A cancelled premium plan next to an active basic one gives only basic.
+            case(
+                "plans of a denying subscription give no features",
+                Some(ent(vec![
+                    with_prices(sub("sub_basic", Active, 1), &["price_basic"]),
+                    with_prices(sub("sub_premium", Canceled, 2), &["price_premium"]),
+                ])),
+                granted("active", &["basic"]),
+            )
+            .rules(with_plans(&[
+                ("price_basic", &["basic"]),
+                ("price_premium", &["premium"]),
+            ])),
+            case(
+                "plans of every granting subscription are joined",
+                Some(ent(vec![
+                    with_prices(sub("sub_1", Active, 1), &["price_a"]),
+                    with_prices(sub("sub_2", Trialing, 2), &["price_b"]),
+                ])),
+                granted("trialing", &["a", "b"]),
+            )
+            .rules(with_plans(&[("price_a", &["a"]), ("price_b", &["b"])])),
+            case(
+                "features are deduplicated keeping the first occurrence",
+                with_override(
+                    Entitlement {
+                        features: strings(&["x", "x", "y"]),
+                        ..ent(vec![with_prices(
+                            sub("sub_1", Active, 1),
+                            &["price_1", "price_1"],
+                        )])
+                    },
+                    grant(NOW + 1, &["z", "x", "w"]),
+                ),
+                granted("active", &["x", "y", "z", "w"]),
+            )
+            .rules(with_plans(&[("price_1", &["y", "x", "z", "z"])])),
+            case(
+                "expired override features are not granted",
+                with_override(ent(vec![sub("sub_1", Active, 1)]), grant(NOW, &["vip"])),
+                granted("active", &[]),
+            ),
+        ]);
+
+        // --- decide and required features ---
+        let exporter = Some(Entitlement {
+            features: strings(&["export"]),
+            ..ent(vec![sub("sub_1", Active, 1)])
+        });
+        cases.extend([
+            case(
+                "no required features allows with the user's features",
+                exporter,
+                allow("active", &["export"]),
+            ),
+            case(
+                "all required features present allows",
+                Some(Entitlement {
+                    features: strings(&["a", "b", "c"]),
+                    ..ent(vec![sub("sub_1", Active, 1)])
+                }),
+                allow("active", &["a", "b", "c"]),
+            )
+            .requiring(&["c", "a"]),
+            case(
+                "upgrade required names the first missing feature in route order",
+                Some(Entitlement {
+                    features: strings(&["a"]),
+                    ..ent(vec![sub("sub_1", Active, 1)])
+                }),
+                upgrade_required("z"),
+            )
+            .requiring(&["a", "z", "y"]),
+            case(
+                "override features satisfy a route",
+                with_override(Entitlement::default(), grant(NOW + 1, &["export"])),
+                allow("override", &["export"]),
+            )
+            .requiring(&["export"]),
+            case(
+                "a lapsed user is told to subscribe, not to upgrade",
+                only(Canceled),
+                subscription_required("canceled"),
+            )
+            .requiring(&["export"]),
+            case(
+                "a never-subscribed user is told to check out, not to upgrade",
+                None,
+                checkout_required(),
+            )
+            .requiring(&["export"]),
+        ]);
+
+        // --- never subscribed ---
+        // A customer link alone (checkout not finished) or Stripe features
+        // without a subscription still means the user has to check out.
+        let no_subscriptions = Some(Entitlement {
+            customers: vec!["cus_1".to_owned()],
+            features: strings(&["export"]),
+            has_used_trial: true,
+            ..Entitlement::default()
+        });
+        cases.extend([
+            case(
+                "no entitlement is never subscribed",
+                None,
+                never_subscribed(),
+            ),
+            case("no entitlement needs a checkout", None, checkout_required()),
+            case(
+                "an entitlement without subscriptions is never subscribed",
+                no_subscriptions.clone(),
+                never_subscribed(),
+            ),
+            case(
+                "an entitlement without subscriptions needs a checkout",
+                no_subscriptions,
+                checkout_required(),
+            ),
+        ]);
+        cases
+    }
+
+    #[test]
+    fn decision_table() {
+        let cases = cases();
+        let mut names = std::collections::HashSet::new();
+        for case in &cases {
+            assert!(
+                names.insert(&case.name),
+                "duplicate case name {:?}",
+                case.name
+            );
+        }
+        let failures: Vec<String> = cases.iter().filter_map(Case::failure).collect();
+        assert!(
+            failures.is_empty(),
+            "{} of {} cases failed:\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n")
+        );
     }
 
     // --- AccessRules ---
@@ -333,815 +1061,24 @@ mod tests {
         assert!(rules.plans.is_empty());
     }
 
-    // --- each status alone, default rules ---
-
-    #[test]
-    fn each_status_alone_with_default_rules() {
-        let rules = AccessRules::default();
-        let cases = [
-            (Active, granted("active")),
-            (Trialing, granted("trialing")),
-            (PastDue, Access::Lapsed { status: "past_due" }),
-            (Canceled, Access::Lapsed { status: "canceled" }),
-            (Unpaid, Access::Lapsed { status: "unpaid" }),
-            (Paused, Access::Lapsed { status: "paused" }),
-            (
-                Incomplete,
-                Access::Lapsed {
-                    status: "incomplete",
-                },
-            ),
-            (
-                IncompleteExpired,
-                Access::Lapsed {
-                    status: "incomplete_expired",
-                },
-            ),
-            (Unknown, Access::Lapsed { status: "unknown" }),
-        ];
-        for (status, expected) in cases {
-            let e = ent(vec![sub("sub_1", status.clone(), 1)]);
-            assert_eq!(
-                evaluate(Some(&e), &rules, NOW),
-                expected,
-                "status {status:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn active_allows_a_plain_subscription_route() {
-        let e = ent(vec![sub("sub_1", Active, 1)]);
-        let rules = AccessRules::default();
-        assert_eq!(
-            decide(Some(&e), &rules, &[], NOW),
-            Decision::Allow {
-                status: "active",
-                features: vec![]
-            }
-        );
-    }
-
-    #[test]
-    fn trialing_allows() {
-        let e = ent(vec![sub("sub_1", Trialing, 1)]);
-        let rules = AccessRules::default();
-        assert_eq!(
-            decide(Some(&e), &rules, &[], NOW),
-            Decision::Allow {
-                status: "trialing",
-                features: vec![]
-            }
-        );
-    }
-
-    #[test]
-    fn paused_requires_a_subscription() {
-        let e = ent(vec![sub("sub_1", Paused, 1)]);
-        let rules = AccessRules::default();
-        assert_eq!(
-            decide(Some(&e), &rules, &[], NOW),
-            Decision::SubscriptionRequired { status: "paused" }
-        );
-    }
-
-    #[test]
-    fn incomplete_is_lapsed_not_never_subscribed() {
-        let e = ent(vec![sub("sub_1", Incomplete, 1)]);
-        let rules = AccessRules::default();
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Lapsed {
-                status: "incomplete"
-            }
-        );
-        assert_eq!(
-            decide(Some(&e), &rules, &[], NOW),
-            Decision::SubscriptionRequired {
-                status: "incomplete"
-            }
-        );
-    }
-
-    #[test]
-    fn incomplete_expired_requires_a_subscription() {
-        let e = ent(vec![sub("sub_1", IncompleteExpired, 1)]);
-        let rules = AccessRules::default();
-        assert_eq!(
-            decide(Some(&e), &rules, &[], NOW),
-            Decision::SubscriptionRequired {
-                status: "incomplete_expired"
-            }
-        );
-    }
-
-    #[test]
-    fn canceled_requires_a_subscription() {
-        // A deleted customer's subscriptions are stored as canceled, so this is
-        // also the deleted-customer case.
-        let e = ent(vec![sub("sub_1", Canceled, 1)]);
-        let rules = AccessRules::default();
-        assert_eq!(
-            decide(Some(&e), &rules, &[], NOW),
-            Decision::SubscriptionRequired { status: "canceled" }
-        );
-    }
-
-    #[test]
-    fn unpaid_requires_a_subscription() {
-        let e = ent(vec![sub("sub_1", Unpaid, 1)]);
-        let rules = AccessRules::default();
-        assert_eq!(
-            decide(Some(&e), &rules, &[], NOW),
-            Decision::SubscriptionRequired { status: "unpaid" }
-        );
-    }
-
-    #[test]
-    fn unknown_status_requires_a_subscription() {
-        let e = ent(vec![sub("sub_1", Unknown, 1)]);
-        let rules = AccessRules::default();
-        assert_eq!(
-            decide(Some(&e), &rules, &[], NOW),
-            Decision::SubscriptionRequired { status: "unknown" }
-        );
-    }
-
-    #[test]
-    fn past_due_without_grace_requires_a_subscription_even_with_a_start() {
-        let e = past_due(Some(NOW - 10), Some(NOW - 10));
-        let rules = AccessRules::default();
-        assert_eq!(
-            decide(Some(&e), &rules, &[], NOW),
-            Decision::SubscriptionRequired { status: "past_due" }
-        );
-    }
-
-    // --- custom grant_statuses ---
-
-    #[test]
-    fn past_due_granted_by_name_needs_no_grace_or_start() {
-        let rules = AccessRules {
-            grant_statuses: vec![Active, PastDue],
-            ..AccessRules::default()
-        };
-        let e = past_due(None, None);
-        assert_eq!(evaluate(Some(&e), &rules, NOW), granted("past_due"));
-    }
-
-    #[test]
-    fn past_due_granted_by_name_ignores_an_expired_grace() {
-        let rules = AccessRules {
-            grant_statuses: vec![PastDue],
-            past_due_grace: 10,
-            ..AccessRules::default()
-        };
-        let e = past_due(Some(NOW - 100), None);
-        assert_eq!(evaluate(Some(&e), &rules, NOW), granted("past_due"));
-    }
-
-    #[test]
-    fn paused_granted_by_name() {
-        let rules = AccessRules {
-            grant_statuses: vec![Paused],
-            ..AccessRules::default()
-        };
-        let e = ent(vec![sub("sub_1", Paused, 1)]);
-        assert_eq!(evaluate(Some(&e), &rules, NOW), granted("paused"));
-    }
-
-    #[test]
-    fn a_status_left_out_of_grant_statuses_denies() {
-        let rules = AccessRules {
-            grant_statuses: vec![Active],
-            ..AccessRules::default()
-        };
-        let e = ent(vec![sub("sub_1", Trialing, 1)]);
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Lapsed { status: "trialing" }
-        );
-    }
-
-    #[test]
-    fn empty_grant_statuses_deny_even_active() {
-        let rules = AccessRules {
-            grant_statuses: vec![],
-            ..AccessRules::default()
-        };
-        let e = ent(vec![sub("sub_1", Active, 1)]);
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Lapsed { status: "active" }
-        );
-    }
-
-    // --- past_due grace ---
-
-    #[test]
-    fn past_due_grace_inside_at_and_after_the_boundary() {
-        let rules = rules_with_grace(100);
-        let e = past_due(Some(1_000), None);
-        assert_eq!(
-            evaluate(Some(&e), &rules, 1_000),
-            granted("past_due"),
-            "at start"
-        );
-        assert_eq!(
-            evaluate(Some(&e), &rules, 1_099),
-            granted("past_due"),
-            "last second"
-        );
-        assert_eq!(
-            evaluate(Some(&e), &rules, 1_100),
-            Access::Lapsed { status: "past_due" },
-            "the end is exclusive"
-        );
-        assert_eq!(
-            evaluate(Some(&e), &rules, 1_101),
-            Access::Lapsed { status: "past_due" }
-        );
-    }
-
-    #[test]
-    fn past_due_grace_falls_back_to_period_end() {
-        let rules = rules_with_grace(100);
-        let e = past_due(None, Some(2_000));
-        assert_eq!(evaluate(Some(&e), &rules, 2_099), granted("past_due"));
-        assert_eq!(
-            evaluate(Some(&e), &rules, 2_100),
-            Access::Lapsed { status: "past_due" }
-        );
-    }
-
-    #[test]
-    fn past_due_since_wins_over_period_end() {
-        let rules = rules_with_grace(100);
-        let e = past_due(Some(1_000), Some(5_000));
-        assert_eq!(
-            evaluate(Some(&e), &rules, 1_100),
-            Access::Lapsed { status: "past_due" }
-        );
-        let e = past_due(Some(5_000), Some(1_000));
-        assert_eq!(evaluate(Some(&e), &rules, 1_100), granted("past_due"));
-    }
-
-    #[test]
-    fn past_due_without_any_start_gets_no_grace() {
-        let rules = rules_with_grace(1_000_000);
-        let e = past_due(None, None);
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Lapsed { status: "past_due" }
-        );
-    }
-
-    #[test]
-    fn negative_grace_is_no_grace() {
-        let rules = rules_with_grace(-5);
-        let e = past_due(Some(NOW + 100), None);
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Lapsed { status: "past_due" }
-        );
-    }
-
-    #[test]
-    fn past_due_grace_does_not_overflow() {
-        let rules = rules_with_grace(i64::MAX);
-        let e = past_due(Some(i64::MAX - 1), None);
-        assert_eq!(evaluate(Some(&e), &rules, NOW), granted("past_due"));
-    }
-
-    #[test]
-    fn grace_applies_only_to_past_due() {
-        // A stale past_due_since left on a record that moved on must not extend
-        // access for any other status.
-        let rules = rules_with_grace(1_000);
-        for status in [
-            Unpaid,
-            Canceled,
-            Paused,
-            Incomplete,
-            IncompleteExpired,
-            Unknown,
-        ] {
-            let mut s = sub("sub_1", status.clone(), 1);
-            s.past_due_since = Some(NOW - 1);
-            s.current_period_end = Some(NOW - 1);
-            let e = ent(vec![s]);
-            assert_eq!(
-                evaluate(Some(&e), &rules, NOW),
-                Access::Lapsed {
-                    status: status.as_str()
-                },
-                "status {status:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn period_dates_do_not_grant_by_themselves() {
-        // access is decided by status, so a canceled subscription whose
-        // paid period has not ended yet still denies.
-        let mut s = sub("sub_1", Canceled, 1);
-        s.current_period_end = Some(NOW + 86_400);
-        let e = ent(vec![s]);
-        let rules = rules_with_grace(86_400);
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Lapsed { status: "canceled" }
-        );
-    }
-
-    // --- several subscriptions ---
-
-    #[test]
-    fn any_granting_subscription_grants() {
-        let rules = AccessRules::default();
-        let e = ent(vec![
-            sub("sub_old", Active, 100),
-            sub("sub_new", Canceled, 200),
-        ]);
-        assert_eq!(evaluate(Some(&e), &rules, NOW), granted("active"));
-    }
-
-    #[test]
-    fn status_is_that_of_the_latest_granting_subscription() {
-        let rules = AccessRules::default();
-        let subs = vec![
-            sub("sub_a", Active, 100),
-            sub("sub_b", Trialing, 200),
-            sub("sub_c", Canceled, 300),
-        ];
-        let e = ent(subs.clone());
-        assert_eq!(evaluate(Some(&e), &rules, NOW), granted("trialing"));
-        let e = ent(subs.into_iter().rev().collect());
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            granted("trialing"),
-            "order-independent"
-        );
-    }
-
-    #[test]
-    fn status_is_that_of_the_latest_subscription_when_none_grants() {
-        let rules = AccessRules::default();
-        let subs = vec![
-            sub("sub_a", Canceled, 100),
-            sub("sub_c", Unpaid, 300),
-            sub("sub_b", Paused, 200),
-        ];
-        let e = ent(subs.clone());
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Lapsed { status: "unpaid" }
-        );
-        let e = ent(subs.into_iter().rev().collect());
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Lapsed { status: "unpaid" }
-        );
-    }
-
-    #[test]
-    fn a_tie_on_created_is_broken_by_the_greater_id() {
-        let rules = AccessRules::default();
-        for subs in [
-            vec![sub("sub_a", Active, 100), sub("sub_b", Trialing, 100)],
-            vec![sub("sub_b", Trialing, 100), sub("sub_a", Active, 100)],
-        ] {
-            let e = ent(subs);
-            assert_eq!(evaluate(Some(&e), &rules, NOW), granted("trialing"));
-        }
-        for subs in [
-            vec![sub("sub_a", Canceled, 100), sub("sub_b", Unpaid, 100)],
-            vec![sub("sub_b", Unpaid, 100), sub("sub_a", Canceled, 100)],
-        ] {
-            let e = ent(subs);
-            assert_eq!(
-                evaluate(Some(&e), &rules, NOW),
-                Access::Lapsed { status: "unpaid" }
-            );
-        }
-    }
-
-    #[test]
-    fn created_wins_over_id() {
-        let rules = AccessRules::default();
-        let e = ent(vec![sub("sub_z", Canceled, 100), sub("sub_a", Unpaid, 200)]);
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Lapsed { status: "unpaid" }
-        );
-    }
-
-    #[test]
-    fn past_due_in_grace_beside_an_older_active_one_names_past_due() {
-        let rules = rules_with_grace(100);
-        let mut newer = sub("sub_new", PastDue, 200);
-        newer.past_due_since = Some(NOW - 10);
-        let e = ent(vec![sub("sub_old", Active, 100), newer]);
-        assert_eq!(evaluate(Some(&e), &rules, NOW), granted("past_due"));
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW + 90),
-            granted("active"),
-            "after the grace"
-        );
-    }
-
-    // --- override ---
-
-    #[test]
-    fn active_override_alone_grants_as_override() {
-        let rules = AccessRules::default();
-        let e = Entitlement {
-            grant_override: Some(grant(NOW + 1, &[])),
-            ..Entitlement::default()
-        };
-        assert_eq!(evaluate(Some(&e), &rules, NOW), granted("override"));
-        assert_eq!(evaluate(Some(&e), &rules, NOW).status(), "override");
-    }
-
-    #[test]
-    fn override_ends_at_until() {
-        let rules = AccessRules::default();
-        let e = Entitlement {
-            grant_override: Some(grant(NOW, &[])),
-            ..Entitlement::default()
-        };
-        assert_eq!(evaluate(Some(&e), &rules, NOW - 1), granted("override"));
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::NeverSubscribed,
-            "until is exclusive"
-        );
-    }
-
-    #[test]
-    fn expired_override_without_subscriptions_is_never_subscribed() {
-        let rules = AccessRules::default();
-        let e = Entitlement {
-            customers: vec!["cus_1".to_owned()],
-            grant_override: Some(grant(NOW - 1, &["export"])),
-            ..Entitlement::default()
-        };
-        assert_eq!(evaluate(Some(&e), &rules, NOW), Access::NeverSubscribed);
-        assert_eq!(
-            decide(Some(&e), &rules, &[], NOW),
-            Decision::CheckoutRequired
-        );
-    }
-
-    #[test]
-    fn expired_override_with_a_denying_subscription_is_lapsed() {
-        let rules = AccessRules::default();
-        let e = Entitlement {
-            grant_override: Some(grant(NOW - 1, &[])),
-            ..ent(vec![sub("sub_1", Canceled, 1)])
-        };
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Lapsed { status: "canceled" }
-        );
-    }
-
-    #[test]
-    fn active_override_grants_whatever_the_subscriptions_say() {
-        let rules = AccessRules::default();
-        for status in [
-            Canceled,
-            Unpaid,
-            Paused,
-            Incomplete,
-            IncompleteExpired,
-            PastDue,
-            Unknown,
-        ] {
-            let e = Entitlement {
-                grant_override: Some(grant(NOW + 1, &[])),
-                ..ent(vec![sub("sub_1", status.clone(), 1)])
-            };
-            assert_eq!(
-                evaluate(Some(&e), &rules, NOW),
-                granted("override"),
-                "status {status:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_granting_subscription_names_the_status_beside_an_override() {
-        let rules = AccessRules::default();
-        let e = Entitlement {
-            grant_override: Some(grant(NOW + 1, &["vip"])),
-            ..ent(vec![sub("sub_1", Active, 1), sub("sub_2", Canceled, 2)])
-        };
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Granted {
-                status: "active",
-                features: vec!["vip"]
-            }
-        );
-    }
-
-    #[test]
-    fn override_features_are_granted() {
-        let rules = AccessRules::default();
-        let e = Entitlement {
-            grant_override: Some(grant(NOW + 1, &["export", "beta"])),
-            ..Entitlement::default()
-        };
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Granted {
-                status: "override",
-                features: vec!["export", "beta"]
-            }
-        );
-    }
-
-    // --- features ---
-
-    #[test]
-    fn features_are_the_union_of_entitlements_plans_and_override_in_order() {
-        let rules = AccessRules {
-            plans: HashMap::from([
-                ("price_1".to_owned(), strings(&["b", "c"])),
-                ("prod_1".to_owned(), strings(&["c", "d"])),
-                ("price_unused".to_owned(), strings(&["never"])),
-            ]),
-            ..AccessRules::default()
-        };
-        let mut s = sub("sub_1", Active, 1);
-        s.price_ids = strings(&["price_1", "price_unknown"]);
-        s.product_ids = strings(&["prod_1"]);
-        let e = Entitlement {
-            features: strings(&["a", "b"]),
-            grant_override: Some(grant(NOW + 1, &["a", "e"])),
-            ..ent(vec![s])
-        };
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Granted {
-                status: "active",
-                features: vec!["a", "b", "c", "d", "e"]
-            }
-        );
-    }
-
-    #[test]
-    fn plan_features_by_price_id() {
-        let rules = AccessRules {
-            plans: HashMap::from([("price_1".to_owned(), strings(&["export"]))]),
-            ..AccessRules::default()
-        };
-        let mut s = sub("sub_1", Active, 1);
-        s.price_ids = strings(&["price_1"]);
-        let e = ent(vec![s]);
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Granted {
-                status: "active",
-                features: vec!["export"]
-            }
-        );
-    }
-
-    #[test]
-    fn plan_features_by_product_id() {
-        let rules = AccessRules {
-            plans: HashMap::from([("prod_1".to_owned(), strings(&["export"]))]),
-            ..AccessRules::default()
-        };
-        let mut s = sub("sub_1", Trialing, 1);
-        s.product_ids = strings(&["prod_1"]);
-        let e = ent(vec![s]);
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Granted {
-                status: "trialing",
-                features: vec!["export"]
-            }
-        );
-    }
-
-    #[test]
-    fn stripe_entitlement_features_are_granted() {
-        let rules = AccessRules::default();
-        let e = Entitlement {
-            features: strings(&["export"]),
-            ..ent(vec![sub("sub_1", Active, 1)])
-        };
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Granted {
-                status: "active",
-                features: vec!["export"]
-            }
-        );
-    }
-
-    #[test]
-    fn plans_of_a_denying_subscription_give_no_features() {
-        let rules = AccessRules {
-            plans: HashMap::from([
-                ("price_basic".to_owned(), strings(&["basic"])),
-                ("price_premium".to_owned(), strings(&["premium"])),
-            ]),
-            ..AccessRules::default()
-        };
-        let mut basic = sub("sub_basic", Active, 1);
-        basic.price_ids = strings(&["price_basic"]);
-        let mut premium = sub("sub_premium", Canceled, 2);
-        premium.price_ids = strings(&["price_premium"]);
-        let e = ent(vec![basic, premium]);
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Granted {
-                status: "active",
-                features: vec!["basic"]
-            }
-        );
-    }
-
-    #[test]
-    fn plans_of_every_granting_subscription_are_joined() {
-        let rules = AccessRules {
-            plans: HashMap::from([
-                ("price_a".to_owned(), strings(&["a"])),
-                ("price_b".to_owned(), strings(&["b"])),
-            ]),
-            ..AccessRules::default()
-        };
-        let mut first = sub("sub_1", Active, 1);
-        first.price_ids = strings(&["price_a"]);
-        let mut second = sub("sub_2", Trialing, 2);
-        second.price_ids = strings(&["price_b"]);
-        let e = ent(vec![first, second]);
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Granted {
-                status: "trialing",
-                features: vec!["a", "b"]
-            }
-        );
-    }
-
-    #[test]
-    fn features_are_deduplicated_keeping_the_first_occurrence() {
-        let rules = AccessRules {
-            plans: HashMap::from([("price_1".to_owned(), strings(&["y", "x", "z", "z"]))]),
-            ..AccessRules::default()
-        };
-        let mut s = sub("sub_1", Active, 1);
-        s.price_ids = strings(&["price_1", "price_1"]);
-        let e = Entitlement {
-            features: strings(&["x", "x", "y"]),
-            grant_override: Some(grant(NOW + 1, &["z", "x", "w"])),
-            ..ent(vec![s])
-        };
-        assert_eq!(
-            evaluate(Some(&e), &rules, NOW),
-            Access::Granted {
-                status: "active",
-                features: vec!["x", "y", "z", "w"]
-            }
-        );
-    }
-
-    #[test]
-    fn expired_override_features_are_not_granted() {
-        let rules = AccessRules::default();
-        let e = Entitlement {
-            grant_override: Some(grant(NOW, &["vip"])),
-            ..ent(vec![sub("sub_1", Active, 1)])
-        };
-        assert_eq!(evaluate(Some(&e), &rules, NOW), granted("active"));
-    }
-
-    // --- decide and required features ---
-
-    #[test]
-    fn no_required_features_allows_with_the_users_features() {
-        let rules = AccessRules::default();
-        let e = Entitlement {
-            features: strings(&["export"]),
-            ..ent(vec![sub("sub_1", Active, 1)])
-        };
-        assert_eq!(
-            decide(Some(&e), &rules, &[], NOW),
-            Decision::Allow {
-                status: "active",
-                features: vec!["export"]
-            }
-        );
-    }
-
-    #[test]
-    fn all_required_features_present_allows() {
-        let rules = AccessRules::default();
-        let e = Entitlement {
-            features: strings(&["a", "b", "c"]),
-            ..ent(vec![sub("sub_1", Active, 1)])
-        };
-        let required = strings(&["c", "a"]);
-        assert_eq!(
-            decide(Some(&e), &rules, &required, NOW),
-            Decision::Allow {
-                status: "active",
-                features: vec!["a", "b", "c"]
-            }
-        );
-    }
-
-    #[test]
-    fn upgrade_required_names_the_first_missing_feature_in_route_order() {
-        let rules = AccessRules::default();
-        let e = Entitlement {
-            features: strings(&["a"]),
-            ..ent(vec![sub("sub_1", Active, 1)])
-        };
-        let required = strings(&["a", "z", "y"]);
-        assert_eq!(
-            decide(Some(&e), &rules, &required, NOW),
-            Decision::UpgradeRequired { feature: "z" }
-        );
-    }
-
-    #[test]
-    fn override_features_satisfy_a_route() {
-        let rules = AccessRules::default();
-        let e = Entitlement {
-            grant_override: Some(grant(NOW + 1, &["export"])),
-            ..Entitlement::default()
-        };
-        let required = strings(&["export"]);
-        assert_eq!(
-            decide(Some(&e), &rules, &required, NOW),
-            Decision::Allow {
-                status: "override",
-                features: vec!["export"]
-            }
-        );
-    }
-
-    #[test]
-    fn a_lapsed_user_is_told_to_subscribe_not_to_upgrade() {
-        let rules = AccessRules::default();
-        let e = ent(vec![sub("sub_1", Canceled, 1)]);
-        let required = strings(&["export"]);
-        assert_eq!(
-            decide(Some(&e), &rules, &required, NOW),
-            Decision::SubscriptionRequired { status: "canceled" }
-        );
-    }
-
-    #[test]
-    fn a_never_subscribed_user_is_told_to_check_out_not_to_upgrade() {
-        let rules = AccessRules::default();
-        let required = strings(&["export"]);
-        assert_eq!(
-            decide(None, &rules, &required, NOW),
-            Decision::CheckoutRequired
-        );
-    }
-
-    // --- never subscribed ---
-
-    #[test]
-    fn no_entitlement_is_never_subscribed() {
-        let rules = AccessRules::default();
-        assert_eq!(evaluate(None, &rules, NOW), Access::NeverSubscribed);
-        assert_eq!(decide(None, &rules, &[], NOW), Decision::CheckoutRequired);
-    }
-
-    #[test]
-    fn an_entitlement_without_subscriptions_is_never_subscribed() {
-        // A customer link alone (checkout not finished) or Stripe features without
-        // a subscription still means the user has to check out.
-        let rules = AccessRules::default();
-        let e = Entitlement {
-            customers: vec!["cus_1".to_owned()],
-            features: strings(&["export"]),
-            has_used_trial: true,
-            ..Entitlement::default()
-        };
-        assert_eq!(evaluate(Some(&e), &rules, NOW), Access::NeverSubscribed);
-        assert_eq!(
-            decide(Some(&e), &rules, &[], NOW),
-            Decision::CheckoutRequired
-        );
-    }
-
     // --- Access::status ---
 
     #[test]
     fn access_status_names_every_variant() {
+        let granted = |status| Access::Granted {
+            status,
+            features: Vec::new(),
+        };
         assert_eq!(Access::NeverSubscribed.status(), "none");
         assert_eq!(Access::Lapsed { status: "canceled" }.status(), "canceled");
         assert_eq!(granted("trialing").status(), "trialing");
+        let rules = AccessRules::default();
+        let e = with_override(Entitlement::default(), grant(NOW + 1, &[]));
+        assert_eq!(
+            evaluate(e.as_ref(), &rules, NOW).status(),
+            "override",
+            "an override alone is named override"
+        );
     }
 
     // --- storage format ---

@@ -296,6 +296,22 @@ mod tests {
         }
     }
 
+    /// The decision table's rows (grace and override boundaries, tie-breaks,
+    /// feature unions) seen through a summary made at the row's time.
+    #[test]
+    fn summary_agrees_with_decide_on_every_decision_table_case() {
+        for case in crate::entitlement::decide::tests::cases() {
+            let summary = AccessSummary::new(case.ent.as_ref(), &case.rules, case.now);
+            assert!(summary.is_valid_at(case.now), "case {:?}", case.name);
+            assert_eq!(
+                summary.decide(&case.required),
+                decide(case.ent.as_ref(), &case.rules, &case.required, case.now),
+                "case {:?}",
+                case.name
+            );
+        }
+    }
+
     #[test]
     fn features_header_and_status() {
         let rules = rules();

@@ -18,6 +18,10 @@
 //! entries of a 64-byte value, moka costs ~450-480 bytes per entry before any
 //! entitlement data, quick_cache ~186 including the value; the memory target is
 //! 300 MB for 1M cached users. A hit is a shard read lock and a clone of an `Arc`.
+//!
+//! Time comes from a [`Clock`] type parameter, not a trait object: the real
+//! clock is monomorphized into the hit path as the plain `Instant` read it is,
+//! and tests substitute one driven by tokio's paused time instead of sleeping.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,12 +36,49 @@ use crate::entitlement::{AccessRules, AccessSummary, UnixTime};
 /// What a lookup found: the user's access summary (never-seen users included).
 pub type Lookup = Arc<AccessSummary>;
 
-#[derive(Clone)]
-pub struct EntitlementCache {
-    inner: Arc<Inner>,
+/// Where the cache reads time: a monotonic clock for freshness and the store
+/// back-off, and wall time for the summaries (`valid_until` is in Unix
+/// seconds). Public only because it bounds [`EntitlementCache`]'s parameter;
+/// nothing outside this file implements it.
+pub trait Clock: Send + Sync + 'static {
+    /// Milliseconds since the clock was made; never goes back.
+    fn now_ms(&self) -> u64;
+    /// Now, in Unix seconds.
+    fn unix_now(&self) -> UnixTime;
 }
 
-struct Inner {
+/// The clock every real cache uses: `Instant` since the cache was made, and
+/// the system's wall clock.
+pub struct SystemClock {
+    epoch: Instant,
+}
+
+impl Clock for SystemClock {
+    #[inline]
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    #[inline]
+    fn unix_now(&self) -> UnixTime {
+        crate::clock::unix_now()
+    }
+}
+
+pub struct EntitlementCache<C: Clock = SystemClock> {
+    inner: Arc<Inner<C>>,
+}
+
+// Not derived: the derive would demand `C: Clone`, and only the `Arc` is cloned.
+impl<C: Clock> Clone for EntitlementCache<C> {
+    fn clone(&self) -> Self {
+        EntitlementCache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<C> {
     store: Arc<dyn EntitlementStore>,
     rules: AccessRules,
     entries: Cache<String, Slot>,
@@ -47,17 +88,17 @@ struct Inner {
     /// Bumped by `invalidate_all`: entries of an older generation are not fresh
     /// (but still usable as last-known state), without walking the map.
     generation: AtomicU32,
-    /// While the store is failing, misses skip it until this instant (ms since
-    /// `epoch`), so an outage does not add a timeout to every request.
+    /// While the store is failing, misses skip it until this instant (ms of
+    /// `clock`), so an outage does not add a timeout to every request.
     store_down_until_ms: AtomicU64,
-    epoch: Instant,
+    clock: C,
 }
 
 /// One cached user. Small and `Clone` (the map hands out copies).
 #[derive(Clone)]
 struct Slot {
     summary: Arc<AccessSummary>,
-    /// Fresh strictly before this instant (ms since `epoch`): the read time plus
+    /// Fresh strictly before this instant (ms of the clock): the read time plus
     /// `cache_ttl`, or earlier when the summary's `valid_until` comes first.
     fresh_until_ms: u64,
     /// Read time plus `max_stale` (0 when stale serving is off).
@@ -118,6 +159,22 @@ impl EntitlementCache {
         stale_for: Option<Duration>,
         rules: AccessRules,
     ) -> Self {
+        let clock = SystemClock {
+            epoch: Instant::now(),
+        };
+        Self::with_clock(store, ttl, capacity, stale_for, rules, clock)
+    }
+}
+
+impl<C: Clock> EntitlementCache<C> {
+    fn with_clock(
+        store: Arc<dyn EntitlementStore>,
+        ttl: Duration,
+        capacity: u64,
+        stale_for: Option<Duration>,
+        rules: AccessRules,
+        clock: C,
+    ) -> Self {
         // quick_cache treats the capacity as approximate and may keep slightly
         // fewer; at least one entry so a tiny configured cache still works.
         let entries = Cache::new(capacity.max(1) as usize);
@@ -130,7 +187,7 @@ impl EntitlementCache {
                 stale_ms: stale_for.map(|d| d.as_millis() as u64),
                 generation: AtomicU32::new(0),
                 store_down_until_ms: AtomicU64::new(0),
-                epoch: Instant::now(),
+                clock,
             }),
         }
     }
@@ -196,7 +253,7 @@ impl EntitlementCache {
         match loaded {
             Ok(record) => {
                 let now_ms = inner.now_ms();
-                let unix = crate::clock::unix_now();
+                let unix = inner.clock.unix_now();
                 let summary = AccessSummary::new(record.as_ref(), &inner.rules, unix);
                 let mut fresh_until_ms = now_ms + inner.ttl_ms;
                 if let Some(until) = summary.valid_until {
@@ -265,9 +322,10 @@ impl EntitlementCache {
     }
 }
 
-impl Inner {
+impl<C: Clock> Inner<C> {
+    #[inline]
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.clock.now_ms()
     }
 
     fn store_is_down(&self) -> bool {
@@ -282,7 +340,7 @@ impl Inner {
     /// Stale serving is on, the entry is younger than `max_stale`, and the
     /// summary has not outlived a grace or override end.
     fn servable_when_stale(&self, slot: &Slot) -> bool {
-        let now: UnixTime = crate::clock::unix_now();
+        let now: UnixTime = self.clock.unix_now();
         self.stale_ms.is_some()
             && self.now_ms() < slot.stale_until_ms
             && slot.summary.is_valid_at(now)
@@ -291,12 +349,39 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
+    //! Every test runs on tokio's paused clock (`start_paused`): a sleep or an
+    //! `advance` moves time without waiting, and while every task is blocked
+    //! the runtime jumps to the next timer, so "slow" store reads cost nothing.
     use super::*;
     use crate::billing::record::CustomerRecord;
     use crate::entitlement::{Entitlement, Override, Subscription, SubscriptionStatus};
     use crate::store::{MemoryStore, Update};
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::time::advance;
+
+    /// The cache's clock on tokio's (paused) time, so tests move it with
+    /// `tokio::time::advance`; Unix time moves with it, from `UNIX_START`.
+    struct PausedClock {
+        epoch: tokio::time::Instant,
+    }
+
+    const UNIX_START: UnixTime = 1_700_000_000;
+
+    impl Clock for PausedClock {
+        fn now_ms(&self) -> u64 {
+            self.epoch.elapsed().as_millis() as u64
+        }
+        fn unix_now(&self) -> UnixTime {
+            UNIX_START + self.epoch.elapsed().as_secs() as UnixTime
+        }
+    }
+
+    /// How long every store read takes (paused time: free, but other tasks run
+    /// meanwhile, so concurrent misses overlap).
+    const LOAD_DELAY: Duration = Duration::from_millis(20);
+
+    type TestCache = EntitlementCache<PausedClock>;
 
     /// Counts loads and makes them slow enough that concurrent misses overlap.
     struct CountingStore {
@@ -310,12 +395,16 @@ mod tests {
     impl EntitlementStore for CountingStore {
         async fn load(&self, user_id: &str) -> Result<Option<Entitlement>, StoreError> {
             self.loads.fetch_add(1, Ordering::SeqCst);
+            // Read first, then take the time a round trip takes: a write landing
+            // while the load is in flight is one the loaded value has not seen.
+            let read = if self.failing.load(Ordering::SeqCst) {
+                Err(StoreError::Unavailable("down for the test".into()))
+            } else {
+                self.inner.load(user_id).await
+            };
             tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if self.failing.load(Ordering::SeqCst) {
-                return Err(StoreError::Unavailable("down for the test".into()));
-            }
-            self.inner.load(user_id).await
+            tokio::time::sleep(LOAD_DELAY).await;
+            read
         }
         async fn update(
             &self,
@@ -380,21 +469,28 @@ mod tests {
         }
     }
 
-    fn setup() -> (Arc<CountingStore>, EntitlementCache) {
+    fn setup() -> (Arc<CountingStore>, TestCache) {
         setup_with(Duration::from_secs(60), None)
     }
 
-    fn setup_with(
-        ttl: Duration,
-        stale_for: Option<Duration>,
-    ) -> (Arc<CountingStore>, EntitlementCache) {
+    /// Inside a test's runtime only: the clock starts at the runtime's now.
+    fn setup_with(ttl: Duration, stale_for: Option<Duration>) -> (Arc<CountingStore>, TestCache) {
         let store = Arc::new(CountingStore {
             inner: MemoryStore::new(),
             loads: AtomicUsize::new(0),
             failing: Default::default(),
         });
-        let cache =
-            EntitlementCache::new(store.clone(), ttl, 100, stale_for, AccessRules::default());
+        let clock = PausedClock {
+            epoch: tokio::time::Instant::now(),
+        };
+        let cache = EntitlementCache::with_clock(
+            store.clone(),
+            ttl,
+            100,
+            stale_for,
+            AccessRules::default(),
+            clock,
+        );
         (store, cache)
     }
 
@@ -414,7 +510,7 @@ mod tests {
         store.update(user, &|_| Some(ent.clone())).await.unwrap();
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn hits_do_not_touch_the_store_and_misses_are_coalesced() {
         let (store, cache) = setup();
         let lookups: Vec<_> = (0..50).map(|_| cache.get("alice")).collect();
@@ -434,7 +530,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn invalidate_forces_a_fresh_read() {
         let (store, cache) = setup();
         assert_eq!(cache.get("bob").await.unwrap().status(), "none");
@@ -463,7 +559,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_invalidation_during_a_load_is_not_lost() {
         let (store, cache) = setup();
         put(&store, "carol", active()).await;
@@ -491,13 +587,13 @@ mod tests {
         assert_eq!(cache.get("carol").await.unwrap().status(), "canceled");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn last_known_state_is_served_during_an_outage_only_when_configured() {
         for stale_for in [Some(Duration::from_secs(3600)), None] {
             let (store, cache) = setup_with(Duration::from_millis(1), stale_for);
             put(&store, "dave", active()).await;
             assert_eq!(cache.get("dave").await.unwrap().status(), "active");
-            tokio::time::sleep(Duration::from_millis(5)).await; // past the 1 ms ttl
+            advance(Duration::from_millis(5)).await; // past the 1 ms ttl
             store.failing.store(true, Ordering::SeqCst);
             let loads = store.loads.load(Ordering::SeqCst);
             let during: Vec<_> =
@@ -518,7 +614,21 @@ mod tests {
                 "no last-known state: the error surfaces"
             );
             store.failing.store(false, Ordering::SeqCst);
-            cache.inner.store_down_until_ms.store(0, Ordering::Relaxed);
+            // The read failed just now (skipped lookups take no time): the
+            // store is left alone until STORE_RETRY_AFTER has passed, then read.
+            advance(STORE_RETRY_AFTER - Duration::from_millis(1)).await;
+            let loads = store.loads.load(Ordering::SeqCst);
+            let skipped = cache.get("dave").await;
+            assert_eq!(
+                store.loads.load(Ordering::SeqCst),
+                loads,
+                "the store is skipped until STORE_RETRY_AFTER has passed"
+            );
+            match stale_for {
+                Some(_) => assert_eq!(skipped.unwrap().status(), "active"),
+                None => assert!(skipped.is_err()),
+            }
+            advance(Duration::from_millis(1)).await;
             assert_eq!(
                 cache.get("dave").await.unwrap().status(),
                 "active",
@@ -527,13 +637,14 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_cancelled_load_keeps_the_last_known_state() {
         let (store, cache) = setup_with(Duration::from_millis(1), Some(Duration::from_secs(3600)));
         put(&store, "frank", active()).await;
         assert_eq!(cache.get("frank").await.unwrap().status(), "active");
-        tokio::time::sleep(Duration::from_millis(5)).await; // past the 1 ms ttl
-                                                            // A request whose client goes away while its store read is in flight.
+        advance(Duration::from_millis(5)).await; // past the 1 ms ttl
+
+        // A request whose client goes away while its store read is in flight.
         let loads = store.loads.load(Ordering::SeqCst);
         let abandoned = tokio::spawn({
             let cache = cache.clone();
@@ -552,14 +663,11 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_entry_expires_when_its_override_ends() {
         let (store, cache) = setup();
-        let now = crate::clock::unix_now();
-        // Two seconds ahead: the first read below is sure to come before the end
-        // even on a loaded machine (the clock has whole-second resolution).
         let grant = Override {
-            until: now + 2,
+            until: UNIX_START + 2,
             reason: "comp".into(),
             features: vec![],
         };
@@ -572,15 +680,22 @@ mod tests {
             },
         )
         .await;
+        // Read at LOAD_DELAY after the start, still in the first Unix second:
+        // fresh for two seconds from then, not for the 60 s ttl.
         assert_eq!(cache.get("erin").await.unwrap().status(), "override");
-        let deadline = Instant::now() + Duration::from_secs(8);
-        while cache.get("erin").await.unwrap().status() == "override" {
-            assert!(
-                Instant::now() < deadline,
-                "the override's end must expire the 60 s entry"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        advance(Duration::from_secs(2) - Duration::from_millis(1)).await;
+        assert_eq!(
+            cache.get("erin").await.unwrap().status(),
+            "override",
+            "fresh until the override's end"
+        );
+        assert_eq!(store.loads.load(Ordering::SeqCst), 1, "served from memory");
+        advance(Duration::from_millis(1)).await;
+        assert_eq!(
+            cache.get("erin").await.unwrap().status(),
+            "none",
+            "the override's end must expire the 60 s entry"
+        );
         assert_eq!(cache.get("erin").await.unwrap().status(), "none");
     }
 }
