@@ -285,11 +285,6 @@ impl Jwks {
         }
     }
 
-    /// The URL keys are fetched from.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// The current keys, with the attempt count to hand back to
     /// [`Jwks::refresh_on_miss`] if they do not hold the wanted key.
     pub fn snapshot(&self) -> (u64, Arc<KeySet>) {

@@ -54,7 +54,7 @@ use jwks::{Jwks, Lookup};
 #[derive(Clone)]
 pub struct JwtSettings {
     /// Allowlist: a token whose header names another algorithm is invalid.
-    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub algorithms: Vec<Algorithm>,
     /// HS* shared secret.
     pub secret: Option<Vec<u8>>,
     /// RS*/PS*/ES*/EdDSA static public key (PEM contents).
@@ -72,9 +72,9 @@ pub struct JwtSettings {
     /// Cookie that may carry the token when no bearer header does.
     pub cookie: Option<String>,
     /// Periodic JWKS refresh interval (default 5m).
-    pub jwks_refresh: std::time::Duration,
+    pub jwks_refresh: Duration,
     /// Minimum time between refreshes triggered by an unknown kid (default 30s).
-    pub jwks_cooldown: std::time::Duration,
+    pub jwks_cooldown: Duration,
 }
 
 /// Written by hand rather than derived so that the HMAC secret never ends up
@@ -398,7 +398,7 @@ impl Authenticator {
     /// comes after `jwks_cooldown` instead of a whole `jwks_refresh` period.
     /// The task ends by itself once the authenticator is dropped. Must be
     /// called inside a Tokio runtime.
-    pub fn spawn_refresher(self: &std::sync::Arc<Self>) {
+    pub fn spawn_refresher(self: &Arc<Self>) {
         let Some(jwks) = &self.jwks else { return };
         if self.refresher_started.swap(true, Ordering::AcqRel) {
             return;
@@ -892,11 +892,7 @@ fn map_jwt_error(err: jsonwebtoken::errors::Error) -> AuthError {
 ///
 /// The user id is written as a JSON string; `verify` accepts strings and
 /// integers alike, so this round-trips whatever the app's ids look like.
-pub fn mint_token(
-    settings: &JwtSettings,
-    user: &str,
-    ttl: std::time::Duration,
-) -> Result<String, String> {
+pub fn mint_token(settings: &JwtSettings, user: &str, ttl: Duration) -> Result<String, String> {
     let alg = settings
         .algorithms
         .iter()

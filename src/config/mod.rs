@@ -395,7 +395,12 @@ impl Ctx<'_> {
     }
 }
 
-fn parse_addr(section: &Section, key: &str, text: &str, errors: &mut Errors) -> Option<SocketAddr> {
+fn parse_addr(
+    section: &Section<'_>,
+    key: &str,
+    text: &str,
+    errors: &mut Errors,
+) -> Option<SocketAddr> {
     match text.parse() {
         Ok(addr) => Some(addr),
         Err(_) => {
@@ -527,7 +532,7 @@ fn compile_upstream(root: &Table, errors: &mut Errors) -> Option<UpstreamConfig>
     })
 }
 
-fn compile_jwt(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<JwtSettings> {
+fn compile_jwt(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<JwtSettings> {
     use jsonwebtoken::Algorithm;
     let mut s = Section::from_root(root, "jwt", errors);
     let mut ok = true;
@@ -618,7 +623,7 @@ fn compile_jwt(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<JwtSettin
     })
 }
 
-fn compile_store(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<StoreConfig> {
+fn compile_store(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<StoreConfig> {
     let mut s = Section::from_root(root, "store", errors);
     let redis_url = s.string("redis_url", errors);
     if let Some(url) = &redis_url {
@@ -686,7 +691,11 @@ fn compile_store(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<StoreCo
 }
 
 /// `Some(None)` when the section is absent (valid), `None` on errors.
-fn compile_stripe(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<Option<StripeConfig>> {
+fn compile_stripe(
+    root: &Table,
+    ctx: &Ctx<'_>,
+    errors: &mut Errors,
+) -> Option<Option<StripeConfig>> {
     let mut s = Section::from_root(root, "stripe", errors);
     if !s.is_present() {
         return Some(None);
@@ -999,7 +1008,7 @@ fn compile_routes(
     Some(RouteTable::new(routes, access?.0).with_case_insensitive_paths(ignore_case))
 }
 
-fn compile_admin(root: &Table, ctx: &Ctx, errors: &mut Errors) -> Option<Option<AdminConfig>> {
+fn compile_admin(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<Option<AdminConfig>> {
     let mut s = Section::from_root(root, "admin", errors);
     if !s.is_present() {
         return Some(None);
@@ -1053,7 +1062,7 @@ fn compile_headers(root: &Table, errors: &mut Errors) -> Option<IdentityHeaders>
     let mut s = Section::from_root(root, "headers", errors);
     let name = |key: &'static str,
                 default: &str,
-                s: &mut Section,
+                s: &mut Section<'_>,
                 errors: &mut Errors|
      -> Option<HeaderName> {
         let text = s.string(key, errors).unwrap_or_else(|| default.into());

@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(summary.status(), "active");
         assert_eq!(summary.features_header().unwrap(), "export,api");
         assert_eq!(
-            std::mem::size_of::<AccessSummary>(),
+            size_of::<AccessSummary>(),
             72,
             "a million of these is the sizing case"
         );

@@ -102,7 +102,7 @@ pub async fn run(
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
     let config = gateway.config.clone();
     let signal = async {
         shutdown.await;

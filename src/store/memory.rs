@@ -50,7 +50,7 @@ impl MemoryStore {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().users.len()
     }
 
