@@ -4,7 +4,7 @@
 //!
 //! It pages `GET /v1/subscriptions?status=all&limit=100&expand[]=data.customer`,
 //! turns every subscription and its customer into the event a webhook would carry
-//! (`stripe_api::object_event`), reads each customer's active entitlements, and
+//! (`stripe::api::object_event`), reads each customer's active entitlements, and
 //! merges the resulting facts with `Applier::apply_facts`. It must not write to
 //! Stripe (the client can only GET), and it must not overwrite newer state with
 //! older: every fact is stamped with the time its object was read, so a webhook

@@ -1,7 +1,8 @@
 //! A reference model of billing state: a deliberately plain reading
-//! of the linking, ordering and decision rules (README, "Stripe webhooks and
-//! the Redis store" and "The response contract"), written against its own types, that shares nothing with
-//! `apply/record.rs`, `apply/project.rs` or `entitlement/`. Random histories of
+//! of the linking, ordering and decision rules (docs/webhooks.md, "Idempotency
+//! and ordering", and docs/responses.md, "402: payment required"), written against
+//! its own types, that shares nothing with `billing/record.rs`, `billing/project.rs`
+//! or `entitlement/`. Random histories of
 //! webhook events (as JSON bodies, through the real `event::parse`) are
 //! delivered in random orders, with duplicates and operator overrides, through
 //! the real `Applier` into the memory store and Redis; every user's decision,

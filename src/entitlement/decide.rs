@@ -230,7 +230,7 @@ fn grants(rules: &AccessRules, sub: &Subscription, now: UnixTime) -> bool {
 }
 
 /// The grace runs from the first event that showed the subscription `past_due`.
-/// Every record this version writes carries that start (`apply/record.rs`); only
+/// Every record this version writes carries that start (`billing/record.rs`); only
 /// an entitlement written by an earlier version and not re-projected since can
 /// lack it, and it falls back to the period end, the moment the unpaid invoice
 /// was due. With neither there is no start to count from, so no grace.

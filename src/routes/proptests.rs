@@ -1,5 +1,5 @@
 //! Property tests of the path normalizer and the route matcher against a plain
-//! reference model of the rules (README "Routes and policies").
+//! reference model of the rules (docs/configuration.md, "How a request is matched").
 //!
 //! The model is written to be obviously right rather than fast: it decodes the
 //! whole path into a new string, splits it into a `Vec` of segments, resolves

@@ -146,7 +146,7 @@ async fn serve<H: Handler>(
         // connection at header_timeout whatever keepalive_timeout says.
         .header_read_timeout(None)
         // A request head (request line and headers) may take 64 KiB, else
-        // hyper answers 431 (README, "Limits"); without it the head could
+        // hyper answers 431 (docs/responses.md, "Limits"); without it the head could
         // grow to hyper's 408 KiB buffer, and 10,000 slow heads hold 4 GB.
         // The 100-header limit is hyper's default: setting it explicitly
         // would move the parser's header array to the heap on every request.
