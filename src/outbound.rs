@@ -202,7 +202,7 @@ fn build_get(url: &str, headers: &[(&str, &str)]) -> Result<Request<Empty<Bytes>
 /// Renders an error with its sources, because hyper's top-level messages
 /// ("client error (Connect)") hide the part an operator needs ("connection
 /// refused", "invalid peer certificate").
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -23,11 +23,12 @@ pub(crate) mod customers;
 pub mod users;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -37,7 +38,9 @@ use crate::clock::{rfc3339, unix_now};
 use crate::deny::json_response;
 use crate::gateway::endpoints::readiness;
 use crate::gateway::Gateway;
+use crate::routes::path::hex_value;
 use crate::store::{StoreError, DELIVERIES_KEPT};
+use crate::webhook::body::ReadError;
 
 use users::{write_override, OverrideChange, UserView};
 
@@ -229,9 +232,8 @@ fn percent_decode(text: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let (high, low) = (bytes.get(i + 1)?, bytes.get(i + 2)?);
+            out.push(hex_value(*high)? << 4 | hex_value(*low)?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -362,7 +364,7 @@ impl AdminApi {
             Route::Override(id) => {
                 let now = unix_now();
                 let change = if request.method() == Method::PUT {
-                    let body = read_body(request).await?;
+                    let body = read_body(request, self.gateway.config.server.body_timeout).await?;
                     let grant = users::parse_override_body(&body, now).map_err(|e| {
                         AdminError::BadRequest {
                             field: e.field,
@@ -409,7 +411,7 @@ impl AdminApi {
                 Ok(json_response(StatusCode::OK, &json!({"deliveries": list})))
             }
             Route::CustomerLink(customer) => {
-                let body = read_body(request).await?;
+                let body = read_body(request, self.gateway.config.server.body_timeout).await?;
                 let link = customers::parse_link_body(&body).map_err(|e| {
                     tracing::info!(target: "paygate::admin", customer = %customer, field = %e.field, reason = %e.message, "operator link refused");
                     AdminError::BadRequest {
@@ -454,11 +456,11 @@ impl AdminApi {
     }
 }
 
-/// Reads a request body of at most [`MAX_BODY`] bytes.
-async fn read_body<B>(request: Request<B>) -> Result<Bytes, AdminError>
+/// Reads a request body of at most [`MAX_BODY`] bytes within `server.body_timeout`,
+/// the same way the webhook endpoint reads its bodies.
+async fn read_body<B>(request: Request<B>, timeout: Duration) -> Result<Bytes, AdminError>
 where
     B: http_body::Body<Data = Bytes> + Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let declared = request
         .headers()
@@ -468,16 +470,11 @@ where
     if declared.is_some_and(|len| len > MAX_BODY as u64) {
         return Err(AdminError::PayloadTooLarge);
     }
-    match Limited::new(request.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error)
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(AdminError::PayloadTooLarge)
-        }
-        Err(_) => Err(AdminError::bad("body", "could not be read")),
+    let read = crate::webhook::body::read(request.into_body(), MAX_BODY as u64);
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(blocks)) => Ok(Bytes::from(blocks.contiguous().into_owned())),
+        Ok(Err(ReadError::TooLarge)) => Err(AdminError::PayloadTooLarge),
+        Ok(Err(ReadError::Broken)) | Err(_) => Err(AdminError::bad("body", "could not be read")),
     }
 }
 

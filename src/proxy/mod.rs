@@ -17,6 +17,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::config::UpstreamConfig;
 use crate::deny::Deny;
+use crate::outbound::error_chain;
 pub use body::{BodyEnd, BodyWatch, LimitedBody};
 pub use pool::UpstreamBody;
 
@@ -148,16 +149,4 @@ pub fn spawn_tunnel(
             tracing::debug!(error = %e, "tunnel closed with an error");
         }
     });
-}
-
-/// Renders an error with its sources, for logs.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -200,7 +200,8 @@ fn escape_at(bytes: &[u8], i: usize) -> Result<Escape, PathError> {
     }
 }
 
-fn hex_value(byte: u8) -> Option<u8> {
+/// The value of one hexadecimal digit (either case).
+pub(crate) fn hex_value(byte: u8) -> Option<u8> {
     match byte {
         b'0'..=b'9' => Some(byte - b'0'),
         b'a'..=b'f' => Some(byte - b'a' + 10),

@@ -9,7 +9,7 @@
 //! tolerance, more than `stripe.max_concurrent` bodies already being read. A body
 //! must then arrive whole within `stripe.body_timeout`.
 
-mod body;
+pub(crate) mod body;
 
 use std::borrow::Cow;
 use std::time::Duration;
