@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Resource attacks from issue 9 against a release paygate (SPEC §10), with the
+# Resource attacks against a release paygate (docs/responses.md, "Limits"), with the
 # gateway's VmRSS before, during and after each (see README, Security):
 #   - 150 stalled 2 MiB webhook bodies;
 #   - 4,000 idle connections opening and closing while a new client's request

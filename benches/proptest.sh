@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long mode of every property test of hostile input (issue 9): the path
+# The long mode of every property test of hostile input: the path
 # normalizer and route matcher, the Stripe-Signature verifier, the event
 # parser, and the JWT header and claims readers, each against a plain model
 # written in the test. `cargo test` runs the same properties with a few hundred

@@ -1,4 +1,4 @@
-"""Two resource attacks from issue 9, measured against a running paygate.
+"""Two resource attacks, measured against a running paygate.
 
     python3 attacks.py webhook  GATEWAY_PORT PID WEBHOOK_PATH
     python3 attacks.py churn    GATEWAY_PORT PID
