@@ -6,14 +6,12 @@
 //! are tested by causality: the upstream holds part of its answer until the
 //! test releases it, so nothing depends on how fast anything runs.
 
-mod support;
-
 use std::io;
 use std::time::Duration;
 
+use crate::support::jwt::token;
+use crate::support::*;
 use serde_json::Value;
-use support::jwt::token;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep, timeout, Instant};
 
