@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo run --release --example demo`
 
+// The demo's job is to print instructions for a human.
+#![allow(clippy::print_stdout)]
+
 use std::convert::Infallible;
 use std::path::Path;
 use std::time::Duration;

@@ -216,49 +216,16 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::convert::Infallible;
-    use std::net::SocketAddr;
 
-    use http_body_util::Full;
     use hyper::body::Incoming;
-    use hyper::server::conn::http1;
-    use hyper::service::service_fn;
     use hyper::Response;
-    use hyper_util::rt::TokioIo;
+    use paygate_testkit::{full, Reply, TestServer};
     use tokio::net::TcpListener;
-
-    /// Serves every request on a fresh port of 127.0.0.1 with `handler`, and
-    /// returns the address. The server task lives as long as the runtime.
-    async fn serve<F, Fut>(handler: F) -> SocketAddr
-    where
-        F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let handler = handler.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let handler = handler.clone();
-                        async move { Ok::<_, Infallible>(handler(req).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        addr
-    }
 
     #[tokio::test]
     async fn get_reads_status_headers_body_and_sends_extra_headers() {
-        let addr = serve(|req: Request<Incoming>| async move {
+        // Echoes a request header back, so the handler form of the server.
+        let server = TestServer::start(|req: Request<Incoming>| async move {
             let seen = req
                 .headers()
                 .get("x-test")
@@ -268,13 +235,13 @@ mod tests {
             Response::builder()
                 .status(203)
                 .header("x-seen", seen)
-                .body(Full::new(Bytes::from_static(b"hello")))
+                .body(full(Bytes::from_static(b"hello")))
                 .expect("response")
         })
         .await;
         let client = OutboundClient::new(Duration::from_secs(5));
         let res = client
-            .get(&format!("http://{addr}/x"), &[("x-test", "yes")], 1024)
+            .get(&format!("{}/x", server.url()), &[("x-test", "yes")], 1024)
             .await
             .expect("get");
         assert_eq!(res.status, StatusCode::NON_AUTHORITATIVE_INFORMATION);
@@ -287,12 +254,11 @@ mod tests {
 
     #[tokio::test]
     async fn body_over_cap_is_refused() {
-        let addr =
-            serve(|_req| async move { Response::new(Full::new(Bytes::from(vec![b'a'; 4096]))) })
-                .await;
+        let server =
+            TestServer::routes([("GET", "/", Reply::new(200).body(vec![b'a'; 4096]))]).await;
         let client = OutboundClient::new(Duration::from_secs(5));
         let err = client
-            .get(&format!("http://{addr}/"), &[], 100)
+            .get(&format!("{}/", server.url()), &[], 100)
             .await
             .err()
             .expect("must fail");
@@ -301,14 +267,11 @@ mod tests {
 
     #[tokio::test]
     async fn slow_server_times_out() {
-        let addr = serve(|_req| async move {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            Response::new(Full::new(Bytes::new()))
-        })
-        .await;
+        let slow = Reply::new(200).delay(Duration::from_secs(5));
+        let server = TestServer::routes([("GET", "/", slow)]).await;
         let client = OutboundClient::new(Duration::from_millis(100));
         let err = client
-            .get(&format!("http://{addr}/"), &[], 100)
+            .get(&format!("{}/", server.url()), &[], 100)
             .await
             .err()
             .expect("must fail");

@@ -801,7 +801,7 @@ fn model_agrees_in_memory() {
 
 #[test]
 fn model_agrees_in_redis() {
-    let redis = crate::store::test_redis::TestRedis::start();
+    let redis = paygate_testkit::TestRedis::start();
     let url = redis.url();
     let next = std::sync::atomic::AtomicUsize::new(0);
     run(16, 10, &|| {

@@ -214,7 +214,7 @@ proptest! {
 fn any_permutation_with_duplicates_converges_in_redis() {
     // One server for all cases, owned by this test (so it is stopped when the
     // test ends); a fresh key prefix gives each store an empty namespace.
-    let redis = crate::store::test_redis::TestRedis::start();
+    let redis = paygate_testkit::TestRedis::start();
     let url = redis.url();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {

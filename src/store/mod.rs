@@ -172,5 +172,3 @@ pub trait EntitlementStore: Send + Sync + 'static {
 
 #[cfg(test)]
 pub(crate) mod behaviour;
-#[cfg(test)]
-pub(crate) mod test_redis;

@@ -418,7 +418,7 @@ impl EntitlementStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_redis::TestRedis;
+    use paygate_testkit::TestRedis;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn passes_the_store_behaviour_suite() {

@@ -1,17 +1,15 @@
 //! The access log: one structured line per request, JSON with `log.format =
 //! "json"`, carrying what an operator needs and never the token.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::jwt;
-use support::raw::get;
-use support::world;
+use crate::support::jwt;
+use crate::support::raw::get;
+use crate::support::world;
 
 /// Polls the gateway's stderr until a line satisfies `pred`.
 async fn wait_for_line(
-    gw: &support::gateway::Gateway,
+    gw: &crate::support::gateway::Gateway,
     pred: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -58,30 +58,6 @@ pub fn b64url(bytes: &[u8]) -> String {
     out
 }
 
-/// Decodes base64url (padding optional); `None` on bad input.
-pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
-    let mut bits = 0u32;
-    let mut nbits = 0;
-    let mut out = Vec::new();
-    for c in text.trim_end_matches('=').bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        };
-        bits = (bits << 6) | u32::from(v);
-        nbits += 6;
-        if nbits >= 8 {
-            nbits -= 8;
-            out.push((bits >> nbits) as u8);
-        }
-    }
-    Some(out)
-}
-
 /// A token assembled by hand from a header, claims and raw signature bytes.
 pub fn forge(header: &Value, claims: &Value, signature: &[u8]) -> String {
     format!(
@@ -107,13 +83,6 @@ pub fn with_payload(token: &str, claims: &Value) -> String {
         b64url(claims.to_string().as_bytes()),
         parts[2]
     )
-}
-
-/// The claims of a compact token, without verifying anything.
-pub fn peek_claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("token has a payload part");
-    let bytes = b64url_decode(payload).expect("payload is base64url");
-    serde_json::from_slice(&bytes).expect("payload is JSON")
 }
 
 /// A 2048-bit RSA key pair made for these tests only (`openssl genrsa`).

@@ -1,4 +1,4 @@
-//! The application behind the gateway: a real hyper server that records what it received.
+//! The application behind the gateway: a testkit HTTP server that records what it received.
 //!
 //! Tests assert on what the upstream actually got on the wire (method, request
 //! target, headers, body length and checksum), never on what the gateway says
@@ -10,14 +10,13 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use paygate_testkit::{full, Body, Log, TestServer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -74,12 +73,6 @@ impl Checksum {
         }
         self.0 = h;
     }
-
-    pub fn of(bytes: &[u8]) -> u64 {
-        let mut c = Checksum::default();
-        c.update(bytes);
-        c.0
-    }
 }
 
 /// What the upstream received for one request.
@@ -88,8 +81,6 @@ pub struct Recorded {
     pub method: String,
     /// The request target exactly as it came on the wire (path and query).
     pub target: String,
-    /// `HTTP/1.1` etc.
-    pub version: String,
     /// Lowercased names, values as received, in order (duplicates kept).
     pub headers: Vec<(String, String)>,
     /// Body bytes received (all of them, or until the body broke off).
@@ -150,27 +141,17 @@ type Handler = dyn Fn(&Recorded) -> Reply + Send + Sync;
 
 struct State {
     /// Requests whose head arrived, in arrival order (bodies not yet read).
-    arrivals: Mutex<Vec<Recorded>>,
+    arrivals: Log<Recorded>,
     /// Requests whose body was read to its end (or its error).
-    records: Mutex<Vec<Recorded>>,
-    /// Bumped on every arrival and record so waiters can re-check.
-    changed: watch::Sender<u64>,
+    records: Log<Recorded>,
     handler: Box<Handler>,
-    /// TCP connections accepted so far (the gateway's pool reuse shows here).
-    connections: std::sync::atomic::AtomicUsize,
 }
 
 /// A recording upstream on `127.0.0.1:0`. Stops accepting when dropped.
 pub struct Upstream {
     pub addr: SocketAddr,
+    server: TestServer,
     state: Arc<State>,
-    accept: JoinHandle<()>,
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
 }
 
 impl Upstream {
@@ -182,82 +163,50 @@ impl Upstream {
     /// An upstream whose answers `handler` decides from the request head (the
     /// `Recorded` it is given has no body fields filled yet).
     pub async fn with(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
-            arrivals: Mutex::new(Vec::new()),
-            records: Mutex::new(Vec::new()),
-            changed: watch::channel(0).0,
+            arrivals: Log::default(),
+            records: Log::default(),
             handler: Box::new(handler),
-            connections: std::sync::atomic::AtomicUsize::new(0),
         });
-        let accept_state = state.clone();
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                accept_state
-                    .connections
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let state = accept_state.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let serving = state.clone();
+        let server = TestServer::start(move |req| handle(serving.clone(), req)).await;
         Upstream {
-            addr,
+            addr: server.addr,
+            server,
             state,
-            accept,
         }
     }
 
     /// How many TCP connections the upstream has accepted.
     pub fn connections(&self) -> usize {
-        self.state
-            .connections
-            .load(std::sync::atomic::Ordering::SeqCst)
+        self.server.connections()
     }
 
     /// `http://127.0.0.1:PORT`, for `upstream.url`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Requests whose head arrived so far.
     pub fn arrivals(&self) -> Vec<Recorded> {
-        self.state.arrivals.lock().unwrap().clone()
+        self.state.arrivals.all()
     }
 
     /// Requests fully received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state.records.lock().unwrap().clone()
+        self.state.records.all()
     }
 
     /// Waits until at least `n` request heads arrived; returns them all.
     pub async fn wait_arrivals(&self, n: usize) -> Vec<Recorded> {
-        self.wait_until(
-            |s| s.arrivals.lock().unwrap().len() >= n,
-            &format!("{n} request(s) to arrive"),
-        )
-        .await;
-        self.arrivals()
+        let arrived = self.state.arrivals.wait_len(n).await;
+        arrived.unwrap_or_else(|_| self.timed_out(&format!("{n} request(s) to arrive")))
     }
 
     /// Waits until at least `n` requests were fully received; returns them all.
     pub async fn wait_requests(&self, n: usize) -> Vec<Recorded> {
-        self.wait_until(
-            |s| s.records.lock().unwrap().len() >= n,
-            &format!("{n} request(s) to complete"),
-        )
-        .await;
-        self.requests()
+        let received = self.state.records.wait_len(n).await;
+        received.unwrap_or_else(|_| self.timed_out(&format!("{n} request(s) to complete")))
     }
 
     /// The one request the upstream received (fails if it got another count).
@@ -271,33 +220,18 @@ impl Upstream {
         all.remove(0)
     }
 
-    async fn wait_until(&self, cond: impl Fn(&State) -> bool, what: &str) {
-        let deadline = Instant::now() + DEADLINE;
-        let mut rx = self.state.changed.subscribe();
-        while !cond(&self.state) {
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
-                panic!(
-                    "timed out waiting for {what}; upstream saw {:#?}",
-                    self.arrivals()
-                        .iter()
-                        .map(|r| (&r.method, &r.target))
-                        .collect::<Vec<_>>()
-                );
-            }
-        }
+    fn timed_out(&self, what: &str) -> ! {
+        panic!(
+            "timed out waiting for {what}; upstream saw {:#?}",
+            self.arrivals()
+                .iter()
+                .map(|r| (&r.method, &r.target))
+                .collect::<Vec<_>>()
+        );
     }
 }
 
-type Body = BoxBody<Bytes, Infallible>;
-
-fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into()).boxed()
-}
-
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let mut rec = Recorded {
         method: req.method().to_string(),
         target: req
@@ -305,7 +239,6 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| req.uri().to_string()),
-        version: format!("{:?}", req.version()),
         headers: req
             .headers()
             .iter()
@@ -321,8 +254,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         body: Vec::new(),
         body_complete: true,
     };
-    state.arrivals.lock().unwrap().push(rec.clone());
-    state.changed.send_modify(|v| *v += 1);
+    state.arrivals.push(rec.clone());
     let reply = (state.handler)(&rec);
 
     let mut body = req.into_body();
@@ -345,10 +277,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         }
     }
     rec.body_checksum = sum.0;
-    state.records.lock().unwrap().push(rec);
-    state.changed.send_modify(|v| *v += 1);
+    state.records.push(rec);
 
-    let response = match reply {
+    match reply {
         Reply::Ok => ok_response(),
         Reply::Custom {
             status,
@@ -384,8 +315,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
                 .unwrap()
         }
         Reply::Never => std::future::pending().await,
-    };
-    Ok(response)
+    }
 }
 
 fn ok_response() -> Response<Body> {
@@ -440,11 +370,6 @@ impl RawUpstream {
             .await
             .expect("timed out waiting for the gateway to connect upstream")
             .expect("raw upstream stopped")
-    }
-
-    /// How many accepted connections the test has not taken yet.
-    pub async fn pending(&self) -> usize {
-        self.conns.lock().await.len()
     }
 }
 

@@ -1,4 +1,4 @@
-//! A stand-in for the Stripe API: a hyper server on `127.0.0.1:0` that serves
+//! A stand-in for the Stripe API: a testkit HTTP server on `127.0.0.1:0` that serves
 //! the few read endpoints paygate uses from state the test sets, and records
 //! every request it gets.
 //!
@@ -14,27 +14,20 @@
 //! `429` with `Retry-After: 1`) to the requests they match.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use paygate_testkit::{full, Body, TestServer};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use super::stripe::fixture;
 
 /// The secret key test configs give paygate (`stripe.api_key`).
 pub const API_KEY: &str = "sk_test_paygate_e2e_3b9f2c1d8e7a6b5c4d3e";
 
-/// The `Stripe-Version` paygate pins (`paygate::stripe_api::STRIPE_VERSION`).
+/// The `Stripe-Version` paygate pins on every Stripe API request.
 pub const STRIPE_VERSION: &str = "2025-03-31.basil";
 
 /// One request the stand-in received.
@@ -103,53 +96,28 @@ struct State {
 
 /// The running stand-in. Stops accepting when dropped.
 pub struct StripeApi {
-    pub addr: SocketAddr,
+    server: TestServer,
     state: Arc<Mutex<State>>,
-    accept: JoinHandle<()>,
-}
-
-impl Drop for StripeApi {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
 }
 
 impl StripeApi {
     /// Starts an empty stand-in with a page size of 2.
     pub async fn start() -> StripeApi {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the Stripe API stand-in");
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             page_size: 2,
             ..State::default()
         }));
-        let accept_state = state.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let state = accept_state.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        let response = handle(&state, &req);
-                        async move { Ok::<_, Infallible>(response) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        StripeApi {
-            addr,
-            state,
-            accept,
-        }
+        let serving = state.clone();
+        let server = TestServer::start(move |req: Request<Incoming>| {
+            std::future::ready(handle(&serving, &req))
+        })
+        .await;
+        StripeApi { server, state }
     }
 
     /// `http://127.0.0.1:PORT`, for `stripe.api_base`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The most objects a list page holds, whatever `limit` asks.
@@ -263,7 +231,7 @@ impl StripeApi {
     }
 }
 
-fn handle(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn handle(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Body> {
     let target = req
         .uri()
         .path_and_query()
@@ -401,12 +369,7 @@ fn handle(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Full<Bytes>
 
 /// One page of `objects` after `starting_after`, at most `limit` (default 10)
 /// and the page size.
-fn list(
-    state: &State,
-    request: &ApiRequest,
-    url: &str,
-    objects: Vec<Value>,
-) -> Response<Full<Bytes>> {
+fn list(state: &State, request: &ApiRequest, url: &str, objects: Vec<Value>) -> Response<Body> {
     let limit = request
         .param("limit")
         .map(|l| l.parse::<usize>().unwrap_or(0))
@@ -433,23 +396,23 @@ fn list(
     ok(json!({ "object": "list", "url": url, "has_more": has_more, "data": page }))
 }
 
-fn ok(body: Value) -> Response<Full<Bytes>> {
+fn ok(body: Value) -> Response<Body> {
     respond(200, body)
 }
 
-fn error(status: u16, kind: &str, message: &str) -> Response<Full<Bytes>> {
+fn error(status: u16, kind: &str, message: &str) -> Response<Body> {
     respond(
         status,
         json!({ "error": { "type": kind, "message": message } }),
     )
 }
 
-fn respond(status: u16, body: Value) -> Response<Full<Bytes>> {
+fn respond(status: u16, body: Value) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
         .header("request-id", "req_stand_in")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(full(body.to_string()))
         .unwrap()
 }
 

@@ -1,21 +1,23 @@
-//! A throwaway `redis-server` per test: started on a free loopback port with no
-//! persistence, stoppable and restartable on the same port, killed on drop.
+//! A throwaway `redis-server` per test: a free loopback port, its own temp dir,
+//! no persistence, stoppable and restartable on the same port, killed on drop.
 //!
 //! Outage tests need Redis to go away and come back *at the same address* the
-//! gateway was configured with, so [`TestRedis::restart`] reuses the port. The
-//! machine's own Redis (6379) is never touched: the port always comes from the
-//! OS. Readiness is a real `PING` answered `+PONG`, polled with a deadline.
+//! code under test was configured with, so [`TestRedis::restart`] reuses the
+//! port. The machine's own Redis (6379) is never touched: the port always comes
+//! from the OS. Readiness is a real `PING` answered `+PONG`, polled with a
+//! deadline. The API is blocking (plain `#[test]`s use it too); the waits are
+//! short and the server is another process, so calling it from async tests is
+//! fine.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::{sleep, timeout, Instant};
 
-use super::DEADLINE;
+use crate::DEADLINE;
 
 /// How many fresh ports [`TestRedis::start`] tries when another process takes
 /// the chosen port between our probe and redis-server's bind.
@@ -42,7 +44,7 @@ impl Drop for TestRedis {
 
 impl TestRedis {
     /// Starts `redis-server` on a free port and waits until it answers `PING`.
-    pub async fn start() -> TestRedis {
+    pub fn start() -> TestRedis {
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
             let mut redis = TestRedis {
@@ -50,7 +52,7 @@ impl TestRedis {
                 child: None,
                 dir: tempfile::tempdir().expect("temp dir for redis"),
             };
-            match redis.spawn_and_wait().await {
+            match redis.spawn_and_wait() {
                 Ok(()) => return redis,
                 Err(e) => last_error = e,
             }
@@ -58,7 +60,7 @@ impl TestRedis {
         panic!("redis-server did not start after {START_ATTEMPTS} attempts: {last_error}");
     }
 
-    /// `redis://127.0.0.1:PORT/0`, for `store.redis_url`.
+    /// `redis://127.0.0.1:PORT/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
@@ -76,9 +78,9 @@ impl TestRedis {
     }
 
     /// Starts a new, empty server on the same port and waits until it answers.
-    pub async fn restart(&mut self) {
+    pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart() needs stop() first");
-        if let Err(e) = self.spawn_and_wait().await {
+        if let Err(e) = self.spawn_and_wait() {
             panic!("redis-server did not come back on port {}: {e}", self.port);
         }
     }
@@ -105,21 +107,22 @@ impl TestRedis {
     }
 
     /// Sends one command (as a RESP array of bulk strings) and returns the raw
-    /// reply text, e.g. `":3\r\n"` for `DBSIZE`. For looking at what the
-    /// gateway stored; the server must be running.
-    pub async fn command(&self, args: &[&str]) -> String {
+    /// reply text, e.g. `":3\r\n"` for `DBSIZE`. For looking at what the code
+    /// under test stored; the server must be running.
+    pub fn command(&self, args: &[&str]) -> String {
         let mut request = format!("*{}\r\n", args.len());
         for arg in args {
             request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
         }
-        let exchange = async {
-            let mut stream = TcpStream::connect(("127.0.0.1", self.port)).await?;
-            stream.write_all(request.as_bytes()).await?;
+        let exchange = || {
+            let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+            stream.set_read_timeout(Some(DEADLINE))?;
+            stream.write_all(request.as_bytes())?;
             // Read until one whole reply has arrived.
             let mut got = Vec::new();
             let mut buf = [0u8; 4096];
             loop {
-                let n = stream.read(&mut buf).await?;
+                let n = stream.read(&mut buf)?;
                 if n == 0 {
                     break;
                 }
@@ -130,15 +133,12 @@ impl TestRedis {
             }
             Ok::<_, std::io::Error>(String::from_utf8_lossy(&got).into_owned())
         };
-        timeout(DEADLINE, exchange)
-            .await
-            .unwrap_or_else(|_| panic!("redis {args:?} timed out"))
-            .unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
+        exchange().unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
     }
 
     /// The keys matching `pattern` (`KEYS`), sorted.
-    pub async fn keys(&self, pattern: &str) -> Vec<String> {
-        let reply = self.command(&["KEYS", pattern]).await;
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let reply = self.command(&["KEYS", pattern]);
         let mut keys: Vec<String> = reply
             .split("\r\n")
             .skip(1)
@@ -154,7 +154,7 @@ impl TestRedis {
     }
 
     /// Spawns the server on `self.port` and polls `PING` until `+PONG`.
-    async fn spawn_and_wait(&mut self) -> Result<(), String> {
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
         assert_ne!(self.port, 6379, "tests never use the machine's Redis port");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
@@ -184,7 +184,7 @@ impl TestRedis {
                     std::fs::read_to_string(self.log_path()).unwrap_or_default()
                 ));
             }
-            if ping(self.port).await {
+            if ping(self.port) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -198,7 +198,7 @@ impl TestRedis {
                 ));
             }
             // Polling interval between PING probes, not a synchronization.
-            sleep(Duration::from_millis(20)).await;
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -233,14 +233,19 @@ fn free_port() -> u16 {
 }
 
 /// Whether a Redis on `port` answers `PING` with `+PONG` within a second.
-pub async fn ping(port: u16) -> bool {
-    let attempt = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.ok()?;
+fn ping(port: u16) -> bool {
+    let attempt = || {
+        let second = Some(Duration::from_secs(1));
+        let mut stream =
+            TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1))
+                .ok()?;
+        stream.set_read_timeout(second).ok()?;
+        stream.set_write_timeout(second).ok()?;
+        stream.write_all(b"*1\r\n$4\r\nPING\r\n").ok()?;
         let mut buf = [0u8; 16];
         let mut got = Vec::new();
         while !got.ends_with(b"\r\n") {
-            let n = stream.read(&mut buf).await.ok()?;
+            let n = stream.read(&mut buf).ok()?;
             if n == 0 {
                 return None;
             }
@@ -248,8 +253,5 @@ pub async fn ping(port: u16) -> bool {
         }
         Some(got == b"+PONG\r\n")
     };
-    matches!(
-        timeout(Duration::from_secs(1), attempt).await,
-        Ok(Some(true))
-    )
+    attempt() == Some(true)
 }

@@ -3,12 +3,10 @@
 //! the start of a past_due episode when `active` and `past_due` share a second
 //! (SPEC §9).
 
-mod support;
-
+use crate::support::jwt;
+use crate::support::stripe::*;
+use crate::support::*;
 use serde_json::{json, Value};
-use support::jwt;
-use support::stripe::*;
-use support::*;
 
 const DAY: i64 = 86_400;
 

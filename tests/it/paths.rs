@@ -9,10 +9,8 @@
 //! protected route is denied and never reaches the upstream, and a forwarded
 //! request arrives with the normalized path (and the query untouched).
 
-mod support;
-
-use support::jwt::token;
-use support::*;
+use crate::support::jwt::token;
+use crate::support::*;
 
 /// Sends `target` with a subscriber's token and asserts the upstream received
 /// it as `expected` (path and query).

@@ -4,11 +4,9 @@
 //! for who is who). Every denial also checks that nothing reached the upstream,
 //! and every grant checks the identity headers the upstream actually received.
 
-mod support;
-
+use crate::support::jwt::{self, token};
+use crate::support::*;
 use serde_json::{json, Value};
-use support::jwt::{self, token};
-use support::*;
 
 /// The seeded users' requests to the subscription route `/api/banking`.
 async fn banking(gw: &Gateway, user: &str) -> RawResponse {

@@ -118,8 +118,6 @@ pub struct Config {
     env: Vec<(String, String)>,
     /// Extra files written next to the config (name, content).
     files: Vec<(String, String)>,
-    /// Appended verbatim at the end of the TOML.
-    raw: String,
 }
 
 /// Quotes a string as a TOML basic string.
@@ -187,7 +185,6 @@ impl Config {
             users: Some(standard_users()),
             env: Vec::new(),
             files: Vec::new(),
-            raw: String::new(),
         }
     }
 
@@ -220,12 +217,6 @@ impl Config {
         if let Some((_, entries)) = self.sections.iter_mut().find(|(s, _)| s == section) {
             entries.retain(|(k, _)| k != key);
         }
-        self
-    }
-
-    /// Removes every `[[routes]]` table.
-    pub fn clear_routes(mut self) -> Config {
-        self.routes.clear();
         self
     }
 
@@ -282,13 +273,6 @@ impl Config {
         self
     }
 
-    /// Appends raw TOML at the end.
-    pub fn raw(mut self, toml: &str) -> Config {
-        self.raw.push_str(toml);
-        self.raw.push('\n');
-        self
-    }
-
     /// The TOML text.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -310,7 +294,6 @@ impl Config {
                 list.join(", ")
             ));
         }
-        out.push_str(&self.raw);
         out
     }
 
@@ -484,11 +467,6 @@ impl Gateway {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
     }
 
     /// The config directory (holds `paygate.toml` and `users.json`).

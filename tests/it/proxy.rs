@@ -6,14 +6,12 @@
 //! are tested by causality: the upstream holds part of its answer until the
 //! test releases it, so nothing depends on how fast anything runs.
 
-mod support;
-
 use std::io;
 use std::time::Duration;
 
+use crate::support::jwt::token;
+use crate::support::*;
 use serde_json::Value;
-use support::jwt::token;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep, timeout, Instant};
 
@@ -408,13 +406,13 @@ async fn idle_upstream_connections_expire() {
     // The passage of time is what is tested (the reaper runs every 100 ms): wait
     // past the timeout, then ask again, until a new connection shows up. A
     // request that still found the old connection proves nothing yet.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while up.connections() == 1 {
         assert!(
             std::time::Instant::now() < deadline,
             "the idle connection was never closed"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        sleep(Duration::from_millis(400)).await;
         assert_eq!(
             gw.send(get("/api/banking/x").bearer(&token("alice")))
                 .await

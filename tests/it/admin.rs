@@ -8,18 +8,16 @@
 //! the admin call (or CLI process) returned, on an instance whose cache would
 //! otherwise hold the old decision for a minute (`cache_ttl = "60s"`).
 
-mod support;
-
 use std::net::SocketAddr;
 use std::process::Output;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use support::jwt::{self, token};
-use support::stripe::{
+use crate::support::jwt::{self, token};
+use crate::support::stripe::{
     self, banking, is_denied, is_forwarded, until, until_forwarded, VISIBLE_WITHIN, WHSEC,
 };
-use support::*;
+use crate::support::*;
+use serde_json::{json, Value};
 use tokio::time::{sleep, Instant};
 
 /// `admin.token` in every config here (at least 16 bytes, as the config demands).
@@ -102,7 +100,7 @@ fn with_admin(config: Config) -> Config {
 
 /// One Redis, one upstream, and two gateways (A and B) sharing the Redis.
 async fn two_instances() -> (TestRedis, Upstream, (Gateway, Admin), (Gateway, Admin)) {
-    let redis = TestRedis::start().await;
+    let redis = TestRedis::start();
     let up = Upstream::start().await;
     let config = with_admin(stripe::with_redis_and_stripe(
         Config::new(&up.url()),
@@ -116,10 +114,10 @@ async fn two_instances() -> (TestRedis, Upstream, (Gateway, Admin), (Gateway, Ad
 
 /// An RFC 3339 time `secs` from now.
 fn in_secs(secs: i64) -> String {
-    paygate::clock::rfc3339(Some(jwt::now() + secs))
-        .as_str()
+    time::OffsetDateTime::from_unix_timestamp(jwt::now() + secs)
         .unwrap()
-        .to_string()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
 }
 
 async fn until_checkout_required(gw: &Gateway, user: &str, what: &str) {
@@ -221,7 +219,7 @@ async fn admin_paths_need_the_token_and_operational_ones_do_not() {
 
 #[tokio::test]
 async fn without_a_token_configured_user_paths_answer_401() {
-    let redis = TestRedis::start().await;
+    let redis = TestRedis::start();
     let up = Upstream::start().await;
     let config = stripe::with_redis_and_stripe(Config::new(&up.url()), &redis.url())
         .set_str("admin.listen", "127.0.0.1:0");
@@ -429,17 +427,17 @@ async fn user_view_shows_entitlement_decision_and_audit_trail() {
 #[tokio::test]
 async fn webhook_deliveries_and_unlinked_customers_are_listed() {
     let (_redis, _up, (a, admin), _) = two_instances().await;
-    let body = paygate::stripe::sample::sample_subscription_event(
+    let body = stripe::body(&stripe::basil_subscription_event(
         "evt_adm_1",
         "sub_lost",
         "cus_lost",
         "active",
         jwt::now() - 60,
         None,
-    );
+    ));
     let deliver = || {
-        let signature = paygate::stripe::signature::sign(body.as_bytes(), WHSEC, jwt::now());
-        stripe::webhook_request(body.as_bytes(), &signature)
+        let signature = stripe::signature(&body, WHSEC, jwt::now());
+        stripe::webhook_request(&body, &signature)
     };
     stripe::assert_ack(&a.send(deliver()).await, "applied");
     stripe::assert_ack(&a.send(deliver()).await, "duplicate");

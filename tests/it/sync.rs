@@ -13,16 +13,14 @@
 //! decision changes within a second after a sync proves the sync invalidated
 //! the running instance's cache; it did not merely expire.
 
-mod support;
-
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::jwt::{self, token};
+use crate::support::stripe::*;
+use crate::support::stripe_api::{StripeApi, API_KEY, STRIPE_VERSION};
+use crate::support::*;
 use serde_json::Value;
-use support::jwt::{self, token};
-use support::stripe::*;
-use support::stripe_api::{StripeApi, API_KEY, STRIPE_VERSION};
-use support::*;
 
 // SPEC §8: a change is visible on every instance within one second.
 
@@ -103,7 +101,7 @@ fn config(redis: &TestRedis, up: &Upstream, api: &StripeApi) -> Config {
 /// A Redis, an upstream and a Stripe API stand-in.
 async fn world() -> (TestRedis, Upstream, StripeApi) {
     (
-        TestRedis::start().await,
+        TestRedis::start(),
         Upstream::start().await,
         StripeApi::start().await,
     )
@@ -121,12 +119,12 @@ fn assert_checkout_required(resp: &RawResponse) {
 /// Every key in Redis with its value (strings, lists, sets), for "nothing changed".
 async fn snapshot(redis: &TestRedis) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for key in redis.keys("*").await {
-        let kind = redis.command(&["TYPE", &key]).await;
+    for key in redis.keys("*") {
+        let kind = redis.command(&["TYPE", &key]);
         let value = match kind.trim() {
-            "+string" => redis.command(&["GET", &key]).await,
-            "+list" => redis.command(&["LRANGE", &key, "0", "-1"]).await,
-            "+set" => redis.command(&["SMEMBERS", &key]).await,
+            "+string" => redis.command(&["GET", &key]),
+            "+list" => redis.command(&["LRANGE", &key, "0", "-1"]),
+            "+set" => redis.command(&["SMEMBERS", &key]),
             other => other.to_string(),
         };
         out.push((key, value));

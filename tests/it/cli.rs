@@ -3,16 +3,14 @@
 //! These run the binary to completion and look at its exit code, stdout and
 //! stderr, the way an operator or a deploy script would.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use crate::support::jwt::{self, SECRET};
+use crate::support::*;
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde_json::Value;
-use support::jwt::{self, SECRET};
-use support::*;
 use tempfile::TempDir;
 
 /// A config for an upstream that need not exist (nothing here proxies).

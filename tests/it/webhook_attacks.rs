@@ -7,15 +7,13 @@
 //! gateway that did not wait for the body. Every test runs the real binary with the
 //! embedded store; deliveries that should succeed are real signed Stripe payloads.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::stripe::*;
+use crate::support::*;
 use serde_json::Value;
-use support::stripe::*;
-use support::*;
 
 /// A gateway with the embedded store and a `[stripe]` section verifying with
 /// [`WHSEC`], JSON logs (so refusal reasons can be read back), adjusted by `adjust`.
@@ -35,7 +33,7 @@ async fn stripe_world(adjust: impl FnOnce(Config) -> Config) -> (Upstream, Gatew
 
 /// Unix seconds now.
 fn now() -> i64 {
-    support::jwt::now()
+    jwt::now()
 }
 
 /// A real delivery (`checkout.session.completed` linking `user`) and its bytes.

@@ -6,34 +6,28 @@
 //! killed on drop), a raw HTTP/1.1 client ([`RawConn`], [`send`]) that writes
 //! request bytes verbatim so path tricks reach the gateway unnormalized, and JWT
 //! minting helpers ([`jwt`]) including hand-crafted bad tokens. Tests of the
-//! Redis store also get their own `redis-server` ([`TestRedis`]) on a free
-//! port, and signed Stripe deliveries built from real payloads ([`stripe`]).
+//! Redis store also get their own `redis-server` ([`TestRedis`], from
+//! `paygate-testkit`) on a free port, and signed Stripe deliveries built from real payloads ([`stripe`]).
 //! Nothing is shared between tests, so they all run in parallel.
 //!
 //! Nothing here sleeps to synchronize: waits poll or await a signal, and every
 //! wait has a deadline ([`DEADLINE`]) after which the test fails with a message.
 
-#![allow(dead_code, unused_imports)]
-
 pub mod gateway;
 pub mod jwt;
 pub mod raw;
-pub mod redis;
 pub mod stripe;
 pub mod stripe_api;
 pub mod upstream;
 
-pub use gateway::{paygate, standard_users, Config, Gateway};
+pub use gateway::{paygate, Config, Gateway};
+pub use paygate_testkit::TestRedis;
 pub use raw::{get, post, request, send, RawConn, RawResponse, Request, ResponseHead};
-pub use redis::TestRedis;
 pub use upstream::{read_request_head, Checksum, RawUpstream, Recorded, Reply, Signal, Upstream};
 
-use std::time::Duration;
-
-/// How long any single wait in a test may take before the test fails. Generous,
-/// because the suite runs many gateways in parallel on a small machine; it is a
-/// failure deadline, never a performance assertion.
-pub const DEADLINE: Duration = Duration::from_secs(20);
+/// How long any single wait in a test may take before the test fails (the
+/// testkit's, so the stand-ins and the tests agree).
+pub use paygate_testkit::DEADLINE;
 
 /// The tokens of a comma-separated header value (`a, b,c` → `["a", "b", "c"]`).
 /// Every value of a header in a list of `(name, value)` pairs, by
@@ -91,7 +85,7 @@ pub async fn world(adjust: impl FnOnce(Config) -> Config) -> (Upstream, Gateway)
 /// that Redis and whose `[stripe]` section verifies with [`stripe::WHSEC`]
 /// ([`stripe::with_redis_and_stripe`]), adjusted by `adjust`.
 pub async fn redis_world(adjust: impl FnOnce(Config) -> Config) -> (TestRedis, Upstream, Gateway) {
-    let redis = TestRedis::start().await;
+    let redis = TestRedis::start();
     let up = Upstream::start().await;
     let config = stripe::with_redis_and_stripe(Config::new(&up.url()), &redis.url());
     let gw = Gateway::start(&adjust(config)).await;

@@ -13,12 +13,10 @@
 //! `duplicate`. A change after a cached decision is polled for at most one
 //! second (SPEC §8's bound), which this single instance must meet too.
 
-mod support;
-
+use crate::support::jwt::{self, token};
+use crate::support::stripe::*;
+use crate::support::*;
 use serde_json::{json, Value};
-use support::jwt::{self, token};
-use support::stripe::*;
-use support::*;
 
 fn me(user: &str) -> Request {
     get("/_paygate/me").bearer(&token(user))
@@ -61,7 +59,7 @@ async fn bad_signature_is_400_and_stores_nothing() {
 
     let wrong_secret = webhook_request(
         &bytes,
-        &paygate::stripe::signature::sign(&bytes, "whsec_not_the_endpoint_secret", now),
+        &signature(&bytes, "whsec_not_the_endpoint_secret", now),
     );
     let resp = gw.send(wrong_secret).await;
     assert_error(&resp, 400, "BAD_SIGNATURE");
@@ -265,10 +263,7 @@ async fn either_configured_secret_verifies_during_rotation() {
     let now = jwt::now();
     let signed_with = |event: &Value, secret: &str| {
         let bytes = body(event);
-        webhook_request(
-            &bytes,
-            &paygate::stripe::signature::sign(&bytes, secret, now),
-        )
+        webhook_request(&bytes, &signature(&bytes, secret, now))
     };
 
     let a = checkout_completed("evt_rot_a", "ada", "cus_ada", "sub_ada", t0());
@@ -369,7 +364,7 @@ async fn oversized_body_is_413_and_not_applied() {
         chunked.extend_from_slice(b"\r\n");
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
-    let signature = paygate::stripe::signature::sign(&bytes, WHSEC, jwt::now());
+    let signature = signature(&bytes, WHSEC, jwt::now());
     let req = Request {
         method: "POST".into(),
         target: WEBHOOK_PATH.into(),
@@ -879,9 +874,9 @@ async fn subscription_event_before_the_link_counts_once_the_link_arrives() {
 async fn metadata_on_the_subscription_or_customer_links_the_user() {
     let (_redis, up, gw) = redis_world(|c| c).await;
     let t = t0();
-    // `subscription_data.metadata.user_id` set through Checkout (the library's
-    // realistic basil-shape sample).
-    let sample = paygate::stripe::sample::sample_subscription_event(
+    // `subscription_data.metadata.user_id` set through Checkout (the
+    // basil-shape sample).
+    let sample = basil_subscription_event(
         "evt_meta_sub",
         "sub_mia",
         "cus_mia",
@@ -889,7 +884,7 @@ async fn metadata_on_the_subscription_or_customer_links_the_user() {
         t,
         Some("mia"),
     );
-    assert_ack(&gw.send(signed(sample.as_bytes())).await, "applied");
+    assert_ack(&gw.send(signed(&body(&sample))).await, "applied");
     let got = forwarded(&gw, &up, banking("mia")).await;
     assert_eq!(got.header_all("x-user-id"), ["mia"]);
 

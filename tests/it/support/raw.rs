@@ -88,8 +88,6 @@ impl Request {
 #[derive(Debug, Clone)]
 pub struct RawResponse {
     pub status: u16,
-    /// `HTTP/1.1` or `HTTP/1.0`.
-    pub version: String,
     /// Header names lowercased, values as sent (trimmed), in order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -133,7 +131,6 @@ impl RawResponse {
 #[derive(Debug, Clone)]
 pub struct ResponseHead {
     pub status: u16,
-    pub version: String,
     pub headers: Vec<(String, String)>,
 }
 
@@ -216,7 +213,6 @@ impl RawConn {
         let body = self.read_body(&head).await?;
         Ok(RawResponse {
             status: head.status,
-            version: head.version,
             headers: head.headers,
             body,
         })
@@ -389,9 +385,5 @@ fn parse_head(head: &[u8]) -> io::Result<ResponseHead> {
             .ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
     }
-    Ok(ResponseHead {
-        status,
-        version,
-        headers,
-    })
+    Ok(ResponseHead { status, headers })
 }

@@ -7,9 +7,9 @@
 //! full-size, realistic bodies, and a test still controls exactly who is linked
 //! to what and in which order things happened.
 //!
-//! Signing goes through `paygate::stripe::signature::sign` for the common case
-//! and through [`v1`] when a test assembles a header by hand (rotation, stale
-//! timestamps).
+//! Signing is done here, independently of paygate's own verifier, exactly as
+//! Stripe documents it ([`signature`]); [`v1`] is the bare tag for tests that
+//! assemble a header by hand (rotation, stale timestamps).
 
 use std::time::Duration;
 
@@ -112,6 +112,40 @@ pub fn subscription_event(
     sub["customer"] = json!(customer);
     sub["status"] = json!(status);
     sub["metadata"] = json!({});
+    for item in sub["items"]["data"].as_array_mut().unwrap() {
+        item["subscription"] = json!(subscription);
+    }
+    sub["items"]["url"] = json!(format!(
+        "/v1/subscription_items?subscription={subscription}"
+    ));
+    event
+}
+
+/// `customer.subscription.updated` in the basil shape (`current_period_end`
+/// only on the items), as a Checkout subscription looks: `subscription` of
+/// `customer` with `status` and `metadata = {"user_id": user}` (or `{}`). From
+/// the constructed basil-shape payload; the subscription's own `created` and
+/// its item's `current_period_end` keep the fixture's values, as a
+/// subscription's creation time does not change between its events.
+pub fn basil_subscription_event(
+    event_id: &str,
+    subscription: &str,
+    customer: &str,
+    status: &str,
+    created: i64,
+    user: Option<&str>,
+) -> Value {
+    let mut event = fixture("constructed.event.customer.subscription.updated.basil-shape.json");
+    event["id"] = json!(event_id);
+    event["created"] = json!(created);
+    let sub = &mut event["data"]["object"];
+    sub["id"] = json!(subscription);
+    sub["customer"] = json!(customer);
+    sub["status"] = json!(status);
+    sub["metadata"] = match user {
+        Some(user) => json!({ "user_id": user }),
+        None => json!({}),
+    };
     for item in sub["items"]["data"].as_array_mut().unwrap() {
         item["subscription"] = json!(subscription);
     }
@@ -228,14 +262,22 @@ pub fn body(event: &Value) -> Vec<u8> {
     serde_json::to_vec_pretty(event).unwrap()
 }
 
-/// The hex `v1` signature of `body` at `t` under `secret`.
+/// The hex `v1` signature of `body` at `t` under `secret`: HMAC-SHA256 keyed
+/// with the whole secret (`whsec_` prefix included) over `"{t}.{body}"`.
 pub fn v1(body: &[u8], secret: &str, t: i64) -> String {
-    let header = paygate::stripe::signature::sign(body, secret, t);
-    header
-        .split(',')
-        .find_map(|part| part.strip_prefix("v1="))
-        .expect("sign() produces a v1 signature")
-        .to_string()
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC-SHA256 takes keys of any length");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The `Stripe-Signature` header Stripe would send for `body` signed at `t`
+/// with `secret`: `t={t},v1={hex}`.
+pub fn signature(body: &[u8], secret: &str, t: i64) -> String {
+    format!("t={t},v1={}", v1(body, secret, t))
 }
 
 /// `POST {WEBHOOK_PATH}` with `body` and a `Stripe-Signature` header as given.
@@ -251,10 +293,7 @@ pub fn webhook_request(body: &[u8], signature: &str) -> Request {
 
 /// `body` signed now with [`WHSEC`].
 pub fn signed(body: &[u8]) -> Request {
-    webhook_request(
-        body,
-        &paygate::stripe::signature::sign(body, WHSEC, jwt::now()),
-    )
+    webhook_request(body, &signature(body, WHSEC, jwt::now()))
 }
 
 /// Delivers `event` signed now with [`WHSEC`].

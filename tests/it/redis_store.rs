@@ -13,14 +13,12 @@
 //! so only invalidation can explain a change within a second; outage tests use
 //! a 1 s `cache_ttl` and keep asserting while it runs out.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::jwt::{self, token};
+use crate::support::stripe::*;
+use crate::support::*;
 use serde_json::Value;
-use support::jwt::{self, token};
-use support::stripe::*;
-use support::*;
 use tokio::time::Instant;
 
 /// SPEC §8: `readyz` reports an unreachable store this soon.
@@ -88,7 +86,7 @@ async fn state_lives_in_redis_under_the_key_prefix_and_outlives_the_gateway() {
     apply(&gw, &checkout("pia")).await;
     forwarded(&gw, &up, banking("pia")).await;
 
-    let keys = redis.keys("*").await;
+    let keys = redis.keys("*");
     assert!(!keys.is_empty(), "the webhook's effect must be in Redis");
     assert!(
         keys.iter().all(|k| k.starts_with("e2e:")),
@@ -110,7 +108,7 @@ async fn state_lives_in_redis_under_the_key_prefix_and_outlives_the_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_on_one_instance_changes_the_decision_on_another_within_a_second() {
-    let redis = TestRedis::start().await;
+    let redis = TestRedis::start();
     let up = Upstream::start().await;
     let long_cache = |c: Config| c.set_str("store.cache_ttl", "60s");
     let a = gateway_on(&redis, &up, long_cache).await;
@@ -188,7 +186,7 @@ async fn webhook_on_one_instance_changes_the_decision_on_another_within_a_second
 async fn concurrent_deliveries_to_two_instances_lose_nothing() {
     // Every event of one customer merges into one record; two gateways writing
     // it at the same moment must not lose either write.
-    let redis = TestRedis::start().await;
+    let redis = TestRedis::start();
     let up = Upstream::start().await;
     let a = gateway_on(&redis, &up, |c| c).await;
     let b = gateway_on(&redis, &up, |c| c).await;
@@ -270,7 +268,7 @@ async fn reconnect_drops_every_cached_decision() {
 
     redis.stop();
     // The restarted Redis is empty (no persistence): cal is unknown there.
-    redis.restart().await;
+    redis.restart();
     let resp = until(
         &gw,
         DEADLINE,
@@ -309,7 +307,7 @@ async fn readyz_follows_redis_going_away_and_coming_back() {
         // healthz is about the process, not the store.
         assert_eq!(gw.send(get("/_paygate/healthz")).await.status, 200);
 
-        redis.restart().await;
+        redis.restart();
         until(
             &gw,
             DEADLINE,
@@ -404,7 +402,7 @@ async fn outage_serves_stale_state_refuses_webhooks_and_recovers_without_restart
     assert!(!resp.answered_by_upstream());
 
     // Redis comes back (empty); the same gateway process goes on.
-    redis.restart().await;
+    redis.restart();
     until(
         &gw,
         DEADLINE,
@@ -492,7 +490,7 @@ async fn deny_mode_answers_503_during_an_outage() {
         "a refused request reached the upstream"
     );
 
-    redis.restart().await;
+    redis.restart();
     until(
         &gw,
         DEADLINE,

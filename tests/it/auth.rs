@@ -4,12 +4,10 @@
 //! rules (`exp` required, header beats cookie, another scheme is no token) and
 //! the identity-header stripping (case-insensitive, `_` read as `-`).
 
-mod support;
-
+use crate::support::jwt::{self, claims, now, sign, token};
+use crate::support::*;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
-use support::jwt::{self, claims, now, sign, token};
-use support::*;
 
 /// Asserts the SPEC §4 response for a missing token.
 #[track_caller]

@@ -1,0 +1,20 @@
+//! Stand-ins for paygate's tests (unit and integration): a throwaway
+//! `redis-server` ([`TestRedis`]) and a loopback HTTP server ([`TestServer`]).
+//!
+//! Both belong to one test each, pick their port from the OS, and clean up on
+//! drop, so tests never share state and all run in parallel. Every wait here
+//! polls or awaits a signal with a deadline ([`DEADLINE`]); nothing sleeps to
+//! synchronize. This crate knows nothing about paygate itself.
+
+pub mod http;
+pub mod redis;
+
+pub use http::{full, Body, Log, Reply, Seen, TestServer};
+pub use redis::TestRedis;
+
+use std::time::Duration;
+
+/// How long any single wait may take before the test fails. Generous, because
+/// suites run many servers in parallel on a small machine; it is a failure
+/// deadline, never a performance assertion.
+pub const DEADLINE: Duration = Duration::from_secs(20);

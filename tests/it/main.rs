@@ -1,0 +1,21 @@
+//! paygate's integration tests, one binary: every module runs the real
+//! `paygate` executable (`CARGO_BIN_EXE_paygate`) and talks to it only over
+//! HTTP, files, the command line and Redis, never through the library. The
+//! stand-ins it talks to live in `support/` and in the `paygate-testkit` crate.
+
+mod support;
+
+mod access_log;
+mod admin;
+mod auth;
+mod billing_repros;
+mod cli;
+mod hardening;
+mod layers;
+mod paths;
+mod paywall;
+mod proxy;
+mod redis_store;
+mod sync;
+mod webhook_attacks;
+mod webhooks;
