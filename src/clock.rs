@@ -7,10 +7,10 @@
 
 /// Seconds since the Unix epoch, UTC. Stripe's own resolution; every time in the
 /// model uses it so comparisons never mix units.
-pub type UnixTime = i64;
+pub(crate) type UnixTime = i64;
 
 /// Now, in Unix seconds (0 if the system clock is set before 1970).
-pub fn unix_now() -> UnixTime {
+pub(crate) fn unix_now() -> UnixTime {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -19,7 +19,7 @@ pub fn unix_now() -> UnixTime {
 
 /// Sub-second part of now, in nanoseconds: a tie-breaker for ids made within
 /// one second and a seed for per-process randomness.
-pub fn subsec_nanos() -> u32 {
+pub(crate) fn subsec_nanos() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -28,7 +28,7 @@ pub fn subsec_nanos() -> u32 {
 
 /// A time as an RFC 3339 UTC string in JSON (`"2023-11-14T22:13:20Z"`), or
 /// `null` when absent or out of range.
-pub fn rfc3339(time: Option<UnixTime>) -> serde_json::Value {
+pub(crate) fn rfc3339(time: Option<UnixTime>) -> serde_json::Value {
     time.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)

@@ -17,7 +17,7 @@ use crate::entitlement::Refusal;
 
 /// Why the gateway answers itself instead of forwarding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Deny {
+pub(crate) enum Deny {
     #[error("no bearer token")]
     Unauthenticated,
     #[error("invalid token: {0}")]
@@ -44,8 +44,6 @@ pub enum Deny {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
-    #[error("shutting down")]
-    ShuttingDown,
     #[error("bad webhook signature: {0}")]
     BadSignature(String),
     #[error("bad webhook payload: {0}")]
@@ -92,7 +90,7 @@ impl From<Refusal<'_>> for Deny {
 }
 
 impl Deny {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Deny::Unauthenticated | Deny::InvalidToken(_) | Deny::TokenExpired => {
                 StatusCode::UNAUTHORIZED
@@ -107,10 +105,9 @@ impl Deny {
             Deny::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Deny::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Deny::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Deny::EntitlementUnavailable
-            | Deny::ShuttingDown
-            | Deny::StoreUnavailable
-            | Deny::StripeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Deny::EntitlementUnavailable | Deny::StoreUnavailable | Deny::StripeUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Deny::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Deny::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Deny::NotFound => StatusCode::NOT_FOUND,
@@ -119,7 +116,7 @@ impl Deny {
     }
 
     /// The machine-readable `code` clients switch on.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Deny::Unauthenticated => "UNAUTHENTICATED",
             Deny::InvalidToken(_) => "INVALID_TOKEN",
@@ -134,7 +131,6 @@ impl Deny {
             Deny::UpstreamTimeout => "UPSTREAM_TIMEOUT",
             Deny::NotFound => "NOT_FOUND",
             Deny::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-            Deny::ShuttingDown => "SHUTTING_DOWN",
             Deny::BadSignature(_) => "BAD_SIGNATURE",
             Deny::BadPayload(_) => "BAD_PAYLOAD",
             Deny::StoreUnavailable => "STORE_UNAVAILABLE",
@@ -146,7 +142,7 @@ impl Deny {
     }
 
     /// Short label for the access log and metrics (`decision` field).
-    pub fn decision(&self) -> &'static str {
+    pub(crate) fn decision(&self) -> &'static str {
         match self {
             Deny::CheckoutRequired => "checkout_required",
             Deny::SubscriptionRequired { .. } => "subscription_required",
@@ -157,7 +153,6 @@ impl Deny {
             Deny::EntitlementUnavailable => "store_unavailable",
             Deny::UpstreamUnavailable | Deny::UpstreamTimeout => "upstream_error",
             Deny::NotFound | Deny::MethodNotAllowed => "not_found",
-            Deny::ShuttingDown => "shutting_down",
             Deny::BadSignature(_)
             | Deny::BadPayload(_)
             | Deny::StoreUnavailable
@@ -187,7 +182,6 @@ impl Deny {
             Deny::UpstreamTimeout => "The application did not answer in time.",
             Deny::NotFound => "Not found.",
             Deny::MethodNotAllowed => "Method not allowed.",
-            Deny::ShuttingDown => "The gateway is shutting down.",
             Deny::BadSignature(_) => "The Stripe-Signature header does not verify.",
             Deny::BadPayload(_) => "The body is not a Stripe event.",
             Deny::StoreUnavailable => "The entitlement store is unavailable; retry later.",
@@ -199,7 +193,7 @@ impl Deny {
     }
 
     /// Builds the JSON response. `access` supplies the redirect targets.
-    pub fn into_response(self, access: &AccessConfig) -> Response<Full<Bytes>> {
+    pub(crate) fn into_response(self, access: &AccessConfig) -> Response<Full<Bytes>> {
         let mut body = json!({ "error": self.sentence(), "code": self.code() });
         match &self {
             Deny::CheckoutRequired => body["redirect"] = json!(access.checkout_redirect),
@@ -223,7 +217,6 @@ impl Deny {
                 );
             }
             Deny::EntitlementUnavailable
-            | Deny::ShuttingDown
             | Deny::StoreUnavailable
             | Deny::StripeUnavailable
             | Deny::Overloaded => {
@@ -236,7 +229,7 @@ impl Deny {
 }
 
 /// A JSON response with the given status; used for the gateway's own endpoints too.
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;

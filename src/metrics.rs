@@ -21,7 +21,7 @@ const BUCKETS: &[f64] = &[
 ];
 
 /// Decisions a request can end in (the `decision` label); registered at zero.
-pub const DECISIONS: &[&str] = &[
+pub(crate) const DECISIONS: &[&str] = &[
     "allow",
     "public",
     "authenticated",
@@ -46,7 +46,7 @@ pub const DECISIONS: &[&str] = &[
 
 /// Installs the process-wide recorder once and registers every metric at zero.
 /// Safe to call repeatedly (tests build many gateways in one process).
-pub fn init() -> &'static PrometheusHandle {
+pub(crate) fn init() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets(BUCKETS)
@@ -123,7 +123,7 @@ fn register() {
 /// samples (two per request), so it runs on its own thread every second rather
 /// than stalling the runtime's worker, which with `workers = 1` is the thread
 /// that serves every request.
-pub fn spawn_upkeep() {
+pub(crate) fn spawn_upkeep() {
     static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if STARTED.swap(true, std::sync::atomic::Ordering::AcqRel) {
         return;
@@ -141,7 +141,7 @@ pub fn spawn_upkeep() {
 }
 
 /// The text exposition (Prometheus format 0.0.4).
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     let handle = init();
     handle.run_upkeep();
     handle.render()
@@ -150,7 +150,7 @@ pub fn render() -> String {
 /// Per-route request metrics, registered once at start-up so the hot path
 /// neither builds label sets nor allocates: one `Counter` per decision and one
 /// latency `Histogram` per route label.
-pub struct RequestMetrics {
+pub(crate) struct RequestMetrics {
     /// Route label, the address of the config string it was made from, and
     /// its metrics. The gateway reports a route by that same borrowed string,
     /// so the address usually finds it without comparing text or hashing.
@@ -184,7 +184,7 @@ impl RouteMetrics {
 impl RequestMetrics {
     /// `labels`: every route label the gateway can report (route prefixes,
     /// "default", "/_paygate", "webhook").
-    pub fn new<'a>(labels: impl IntoIterator<Item = &'a str>) -> RequestMetrics {
+    pub(crate) fn new<'a>(labels: impl IntoIterator<Item = &'a str>) -> RequestMetrics {
         init();
         let mut routes: Vec<(String, usize, RouteMetrics)> = Vec::new();
         for label in labels {
@@ -202,7 +202,7 @@ impl RequestMetrics {
         }
     }
 
-    pub fn record(&self, route: &str, decision: &str, elapsed: Duration) {
+    pub(crate) fn record(&self, route: &str, decision: &str, elapsed: Duration) {
         let address = route.as_ptr() as usize;
         let metrics = self
             .routes
@@ -234,17 +234,17 @@ macro_rules! handle {
     }};
 }
 
-pub fn upstream(elapsed: Duration) {
+pub(crate) fn upstream(elapsed: Duration) {
     handle!(Histogram, histogram!("paygate_upstream_duration_seconds"))
         .record(elapsed.as_secs_f64());
 }
 
-pub fn webhook(event_type: &str, result: &'static str) {
+pub(crate) fn webhook(event_type: &str, result: &'static str) {
     counter!("paygate_webhook_events_total", "type" => event_type.to_string(), "result" => result)
         .increment(1);
 }
 
-pub fn cache(result: &'static str) {
+pub(crate) fn cache(result: &'static str) {
     let counter = match result {
         "hit" => handle!(
             Counter,
@@ -262,15 +262,15 @@ pub fn cache(result: &'static str) {
     counter.increment(1);
 }
 
-pub fn store_error() {
+pub(crate) fn store_error() {
     counter!("paygate_store_errors_total").increment(1);
 }
 
-pub fn store_reconnect() {
+pub(crate) fn store_reconnect() {
     counter!("paygate_store_reconnects_total").increment(1);
 }
 
-pub fn jwks_refresh(ok: bool) {
+pub(crate) fn jwks_refresh(ok: bool) {
     counter!("paygate_jwks_refreshes_total", "result" => if ok { "ok" } else { "error" })
         .increment(1);
 }

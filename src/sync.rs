@@ -45,7 +45,7 @@ use crate::stripe::api::{object_event, Page, StripeApi, StripeApiError};
 
 /// What a sync does besides reading.
 #[derive(Debug, Clone)]
-pub struct SyncOptions {
+pub(crate) struct SyncOptions {
     /// Compute and report the changes; write and publish nothing.
     pub dry_run: bool,
     /// `stripe.user_metadata_keys`.
@@ -54,7 +54,7 @@ pub struct SyncOptions {
 
 /// How far a sync got, for the progress display.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Progress {
+pub(crate) struct Progress {
     pub pages: usize,
     pub subscriptions: usize,
     pub customers: usize,
@@ -63,7 +63,7 @@ pub struct Progress {
 
 /// Why a sync stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum SyncError {
+pub(crate) enum SyncError {
     #[error("{0}")]
     Stripe(#[from] StripeApiError),
     #[error("{0}")]
@@ -72,14 +72,14 @@ pub enum SyncError {
 
 /// A sync that stopped, with what it did before.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub error: SyncError,
     pub partial: Report,
 }
 
 /// One change a sync made (or, in a dry run, would make) to a customer's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     Link {
         customer: String,
         user: String,
@@ -165,7 +165,7 @@ impl fmt::Display for Change {
 
 /// What a sync read and changed; `Display` is the summary printed on stdout.
 #[derive(Debug, Clone, Default)]
-pub struct Report {
+pub(crate) struct Report {
     pub dry_run: bool,
     pub pages: usize,
     pub subscriptions_read: usize,
@@ -275,7 +275,7 @@ impl fmt::Display for Report {
 
 /// Runs one sync: every page, then the unlinked list. `progress` is called after
 /// every page.
-pub async fn sync(
+pub(crate) async fn sync(
     api: &StripeApi,
     store: Arc<dyn EntitlementStore>,
     options: &SyncOptions,

@@ -23,7 +23,7 @@ use super::users::Invalid;
 
 /// A validated operator link request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkRequest {
+pub(crate) struct LinkRequest {
     pub user: String,
     pub reason: String,
 }
@@ -37,7 +37,7 @@ fn invalid(field: &str, message: impl Into<String>) -> Invalid {
 
 /// Parses the `PUT /customers/{id}/link` body, `{"user": id, "reason": text}`.
 /// Unknown keys are refused so a typo (`"usr"`) is not silently ignored.
-pub fn parse_link_body(body: &[u8]) -> Result<LinkRequest, Invalid> {
+pub(crate) fn parse_link_body(body: &[u8]) -> Result<LinkRequest, Invalid> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| invalid("body", format!("is not JSON ({e})")))?;
     let Value::Object(object) = value else {
@@ -65,7 +65,7 @@ pub fn parse_link_body(body: &[u8]) -> Result<LinkRequest, Invalid> {
 /// Validates a link from its parts (the CLI's `--user` and `--reason`, or the
 /// parsed API body). The user id follows the rule tokens' user ids follow, so
 /// an operator cannot link a customer to a user no token can ever name.
-pub fn link_from_parts(user: &str, reason: &str) -> Result<LinkRequest, Invalid> {
+pub(crate) fn link_from_parts(user: &str, reason: &str) -> Result<LinkRequest, Invalid> {
     if !is_valid_user_id(user) {
         return Err(invalid(
             "user",
@@ -81,7 +81,7 @@ pub fn link_from_parts(user: &str, reason: &str) -> Result<LinkRequest, Invalid>
 
 /// Whether a customer id can name a stored record: the same character rule
 /// as user ids (Stripe's are `cus_` and letters).
-pub fn valid_customer_id(id: &str) -> bool {
+pub(crate) fn valid_customer_id(id: &str) -> bool {
     is_valid_user_id(id)
 }
 
@@ -89,7 +89,7 @@ pub fn valid_customer_id(id: &str) -> bool {
 /// ties between two operator links of the same second: the zero-padded
 /// nanoseconds order them as they were made (on one clock), and the random
 /// part keeps two instances from producing the same id.
-pub fn operator_event_id(now: UnixTime) -> String {
+pub(crate) fn operator_event_id(now: UnixTime) -> String {
     let nanos = crate::clock::subsec_nanos();
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u32(nanos);
@@ -113,7 +113,7 @@ fn audit_source(customer: &str, previous: Option<&str>, link: &LinkRequest) -> S
 /// The local cache entries are dropped (when the caller has a cache) and every
 /// instance is told through `publish_invalidation`, so all of them decide with
 /// the new link within a second instead of after `cache_ttl`.
-pub async fn write_link(
+pub(crate) async fn write_link(
     applier: &Applier,
     cache: Option<&EntitlementCache>,
     customer: &str,
@@ -138,7 +138,7 @@ pub async fn write_link(
 }
 
 /// The admin API's answer to a link.
-pub fn linked_json(customer: &str, link: &LinkRequest, linked: &Linked) -> Value {
+pub(crate) fn linked_json(customer: &str, link: &LinkRequest, linked: &Linked) -> Value {
     json!({
         "customer": customer,
         "user": link.user,

@@ -20,7 +20,7 @@
 //! `customers.rs`.
 
 pub(crate) mod customers;
-pub mod users;
+pub(crate) mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,16 +45,16 @@ use crate::webhook::body::ReadError;
 use users::{write_override, OverrideChange, UserView};
 
 /// Largest `PUT /users/{id}/override` body; a real one is a few hundred bytes.
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// Deliveries listed when `?limit=` is absent.
-pub const DEFAULT_DELIVERIES: usize = 100;
+pub(crate) const DEFAULT_DELIVERIES: usize = 100;
 
 /// The Prometheus text exposition format version the body follows.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
 /// The admin API over a running gateway: its config, cache and store.
-pub struct AdminApi {
+pub(crate) struct AdminApi {
     gateway: Arc<Gateway>,
     /// SHA-256 of `admin.token`; `None` when no token is configured, which
     /// locks the protected paths for everyone.
@@ -63,7 +63,7 @@ pub struct AdminApi {
 
 /// Why the admin API answers with an error (`{"error", "code"}`, like the gateway's).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AdminError {
+pub(crate) enum AdminError {
     #[error("Admin token required.")]
     Unauthenticated,
     #[error("{field}: {message}")]
@@ -86,7 +86,7 @@ impl AdminError {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             AdminError::Unauthenticated => StatusCode::UNAUTHORIZED,
             AdminError::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -97,7 +97,7 @@ impl AdminError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             AdminError::Unauthenticated => "UNAUTHENTICATED",
             AdminError::BadRequest { .. } => "BAD_REQUEST",
@@ -109,7 +109,7 @@ impl AdminError {
     }
 
     /// The JSON error response, with `WWW-Authenticate`, `Allow` or `Retry-After` as fits.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
         let mut body = json!({"error": self.to_string(), "code": self.code()});
         if let AdminError::BadRequest { field, .. } = &self {
             body["field"] = json!(field);
@@ -141,7 +141,7 @@ impl From<StoreError> for AdminError {
 
 /// What a request path names. User ids are percent-decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     Metrics,
     Healthz,
     Readyz,
@@ -174,14 +174,14 @@ impl Route {
 /// Whether a path is under the token-protected prefixes. Decided on the raw
 /// path before anything else, so an unauthenticated caller learns nothing
 /// (not even that an id is malformed).
-pub fn needs_token(path: &str) -> bool {
+pub(crate) fn needs_token(path: &str) -> bool {
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
     matches!(first, "users" | "webhooks" | "customers")
 }
 
 /// Maps a raw request path to a route; 404 for anything else, 400 for a user
 /// id that is empty or not valid percent-encoded UTF-8.
-pub fn route(path: &str) -> Result<Route, AdminError> {
+pub(crate) fn route(path: &str) -> Result<Route, AdminError> {
     match path {
         "/metrics" => return Ok(Route::Metrics),
         "/healthz" => return Ok(Route::Healthz),
@@ -278,7 +278,7 @@ fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
 /// is read by the public listener's parser (`auth::authorization_bearer`), so
 /// both listeners agree on what a bearer header is; more than one
 /// `Authorization` header is refused.
-pub fn authorized(headers: &HeaderMap, expected: Option<&[u8; 32]>) -> bool {
+pub(crate) fn authorized(headers: &HeaderMap, expected: Option<&[u8; 32]>) -> bool {
     let Some(expected) = expected else {
         return false;
     };
@@ -289,7 +289,7 @@ pub fn authorized(headers: &HeaderMap, expected: Option<&[u8; 32]>) -> bool {
 }
 
 impl AdminApi {
-    pub fn new(gateway: Arc<Gateway>) -> AdminApi {
+    pub(crate) fn new(gateway: Arc<Gateway>) -> AdminApi {
         let token_digest = gateway
             .config
             .admin
@@ -306,7 +306,7 @@ impl AdminApi {
     }
 
     /// Handles one request. Never fails: every error becomes a JSON response.
-    pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    pub(crate) async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
     where
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

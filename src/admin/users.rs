@@ -21,17 +21,17 @@ use crate::entitlement::{evaluate, Access, AccessRules, Entitlement, Override, U
 use crate::store::{AuditEntry, EntitlementCache, EntitlementStore, StoreError};
 
 /// How many audit entries `GET /users/{id}` and `user show` list.
-pub const AUDIT_SHOWN: usize = 20;
+pub(crate) const AUDIT_SHOWN: usize = 20;
 
 /// Longest accepted `reason`: it is repeated in every audit line, so an essay
 /// belongs in the ticket it refers to.
-pub const REASON_MAX_CHARS: usize = 500;
+pub(crate) const REASON_MAX_CHARS: usize = 500;
 
 /// A rejected override request, naming the field at fault (`until`, `reason`,
 /// `features`, an unknown key, or `body`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
-pub struct Invalid {
+pub(crate) struct Invalid {
     pub field: String,
     pub message: String,
 }
@@ -46,7 +46,7 @@ fn invalid(field: &str, message: impl Into<String>) -> Invalid {
 /// Parses the admin API's `PUT /users/{id}/override` body,
 /// `{"until": RFC3339, "reason": text, "features": [..]?}`, at `now`.
 /// Unknown keys are refused so a typo (`"untill"`) is not silently ignored.
-pub fn parse_override_body(body: &[u8], now: UnixTime) -> Result<Override, Invalid> {
+pub(crate) fn parse_override_body(body: &[u8], now: UnixTime) -> Result<Override, Invalid> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| invalid("body", format!("is not JSON ({e})")))?;
     let Value::Object(object) = value else {
@@ -101,7 +101,7 @@ fn features_of(object: &Map<String, Value>) -> Result<Vec<String>, Invalid> {
 
 /// Validates an override from its parts (the CLI's `--until`, `--reason`,
 /// `--features`, or the parsed API body) at `now`.
-pub fn override_from_parts(
+pub(crate) fn override_from_parts(
     until: &str,
     reason: &str,
     features: &[String],
@@ -134,7 +134,7 @@ pub fn override_from_parts(
 
 /// An RFC 3339 time that is still ahead of `now` (an override that already
 /// ended grants nothing; `revoke` is how access is taken away).
-pub fn parse_until(text: &str, now: UnixTime) -> Result<UnixTime, Invalid> {
+pub(crate) fn parse_until(text: &str, now: UnixTime) -> Result<UnixTime, Invalid> {
     let parsed = OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|_| {
         invalid(
             "until",
@@ -153,14 +153,14 @@ pub fn parse_until(text: &str, now: UnixTime) -> Result<UnixTime, Invalid> {
 
 /// A change an operator makes to a user's override.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OverrideChange {
+pub(crate) enum OverrideChange {
     Grant(Override),
     Revoke,
 }
 
 /// What [`write_override`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
+pub(crate) struct Written {
     /// The user's record after the change (`None`: nothing stored for them).
     pub entitlement: Option<Entitlement>,
     /// Whether the stored record changed (a revoke without an override does not).
@@ -180,7 +180,7 @@ pub struct Written {
 ///
 /// The invalidation is published even when nothing changed: a retry after a
 /// failed publish must still reach the other instances.
-pub async fn write_override(
+pub(crate) async fn write_override(
     store: &dyn EntitlementStore,
     cache: Option<&EntitlementCache>,
     user_id: &str,
@@ -250,7 +250,7 @@ fn apply_change(
 
 /// Everything an operator sees about one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserView {
+pub(crate) struct UserView {
     pub user_id: String,
     /// The stored record, read from the store (not a cache): `None` when never seen.
     pub entitlement: Option<Entitlement>,
@@ -263,7 +263,7 @@ pub struct UserView {
 
 /// How one customer came to be linked to a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CustomerLink {
+pub(crate) struct CustomerLink {
     pub customer: String,
     /// `None` when the customer record holds no link stamp (or is missing).
     pub source: Option<LinkSource>,
@@ -285,7 +285,10 @@ impl CustomerLink {
 
 impl UserView {
     /// Reads the record and the audit trail from the store.
-    pub async fn load(store: &dyn EntitlementStore, user_id: &str) -> Result<UserView, StoreError> {
+    pub(crate) async fn load(
+        store: &dyn EntitlementStore,
+        user_id: &str,
+    ) -> Result<UserView, StoreError> {
         let entitlement = store.load(user_id).await?;
         let audit = store.audit(user_id, AUDIT_SHOWN).await?;
         let mut links = Vec::new();
@@ -310,7 +313,7 @@ impl UserView {
     }
 
     /// `{"user_id", "entitlement", "decision", "links", "audit"}`: the admin API's body.
-    pub fn to_json(&self, rules: &AccessRules, now: UnixTime) -> Value {
+    pub(crate) fn to_json(&self, rules: &AccessRules, now: UnixTime) -> Value {
         json!({
             "user_id": self.user_id,
             "entitlement": self.entitlement,
@@ -324,7 +327,11 @@ impl UserView {
 /// The decision a record gives at `now` on a plain subscription route:
 /// `allowed`, `status` (as in `X-Subscription-Status`), `features`, the
 /// `code` a denied request gets, and the override with whether it still grants.
-pub fn decision_json(ent: Option<&Entitlement>, rules: &AccessRules, now: UnixTime) -> Value {
+pub(crate) fn decision_json(
+    ent: Option<&Entitlement>,
+    rules: &AccessRules,
+    now: UnixTime,
+) -> Value {
     let access = evaluate(ent, rules, now);
     let (allowed, features, code) = match &access {
         Access::Granted { features, .. } => (true, features.clone(), Value::Null),
@@ -349,7 +356,7 @@ pub fn decision_json(ent: Option<&Entitlement>, rules: &AccessRules, now: UnixTi
 }
 
 /// One audit entry with its time as RFC 3339.
-pub fn audit_json(entry: &AuditEntry) -> Value {
+pub(crate) fn audit_json(entry: &AuditEntry) -> Value {
     json!({"at": rfc3339(Some(entry.at)), "source": entry.source, "summary": entry.summary})
 }
 

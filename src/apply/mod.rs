@@ -19,7 +19,7 @@ use crate::billing::project;
 use crate::billing::record::{lifecycle_rank, CustomerRecord, Fact, LinkSource, Stamp};
 
 /// The facts an event states, grouped by customer. Pure.
-pub fn facts(event: &Event) -> Vec<(String, Fact)> {
+pub(crate) fn facts(event: &Event) -> Vec<(String, Fact)> {
     let created = event.created;
     let id = &event.id;
     let mut out = Vec::new();
@@ -145,14 +145,14 @@ pub fn facts(event: &Event) -> Vec<(String, Fact)> {
 
 /// What applying changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// Users whose entitlement may have changed (caches must drop them).
     pub users: Vec<String>,
 }
 
 /// What [`Applier::link_customer`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Linked {
+pub(crate) struct Linked {
     /// The user the customer was linked to before (`None`: nobody).
     pub previous: Option<String>,
     /// Whether the customer is now linked to the user asked for (false only
@@ -164,21 +164,21 @@ pub struct Linked {
 
 /// Writes facts through a store.
 #[derive(Clone)]
-pub struct Applier {
+pub(crate) struct Applier {
     store: Arc<dyn EntitlementStore>,
 }
 
 impl Applier {
-    pub fn new(store: Arc<dyn EntitlementStore>) -> Self {
+    pub(crate) fn new(store: Arc<dyn EntitlementStore>) -> Self {
         Applier { store }
     }
 
-    pub fn store(&self) -> &Arc<dyn EntitlementStore> {
+    pub(crate) fn store(&self) -> &Arc<dyn EntitlementStore> {
         &self.store
     }
 
     /// Applies one event. Idempotent: applying it again changes nothing.
-    pub async fn apply_event(&self, event: &Event) -> Result<Applied, StoreError> {
+    pub(crate) async fn apply_event(&self, event: &Event) -> Result<Applied, StoreError> {
         let source = format!("event {} ({})", event.id, event.event_type);
         self.apply_facts(facts(event), &source).await
     }
@@ -186,7 +186,7 @@ impl Applier {
     /// Merges facts into their customer records, then re-projects every user
     /// those customers touch. Safe to call again after a partial failure.
     /// `source` names the writer in users' audit trails.
-    pub async fn apply_facts(
+    pub(crate) async fn apply_facts(
         &self,
         facts: Vec<(String, Fact)>,
         source: &str,
@@ -230,7 +230,7 @@ impl Applier {
     /// does. `source` names the change in those users' audit trails.
     /// Returns `Ok(None)` when no record exists for `customer` (nothing is
     /// written: a mistyped id must not create one).
-    pub async fn link_customer(
+    pub(crate) async fn link_customer(
         &self,
         customer: &str,
         user: &str,
@@ -307,7 +307,7 @@ impl Applier {
 }
 
 /// One line describing an entitlement, for audit trails.
-pub fn summarize(ent: Option<&Entitlement>) -> String {
+pub(crate) fn summarize(ent: Option<&Entitlement>) -> String {
     let Some(ent) = ent else {
         return "no record".into();
     };

@@ -5,5 +5,5 @@
 //! Nothing here does I/O or reads the clock. `apply` does the reading and
 //! writing around these rules; the store only serializes the records.
 
-pub mod project;
-pub mod record;
+pub(crate) mod project;
+pub(crate) mod record;

@@ -8,7 +8,7 @@ use crate::billing::record::CustomerRecord;
 
 /// Returns the user's entitlement after taking `record` into account, or `None`
 /// when nothing changes (the record's revision was already projected here).
-pub fn project(
+pub(crate) fn project(
     current: Option<&Entitlement>,
     user: &str,
     record: &CustomerRecord,

@@ -37,7 +37,7 @@ impl PartialOrd for Stamp {
 
 /// Lifecycle rank: `incomplete` < `trialing` < `active` < `past_due` <
 /// `paused` < `unpaid` < `canceled` = `incomplete_expired`.
-pub fn lifecycle_rank(status: &SubscriptionStatus) -> u8 {
+pub(crate) fn lifecycle_rank(status: &SubscriptionStatus) -> u8 {
     match status {
         SubscriptionStatus::Incomplete => 1,
         SubscriptionStatus::Trialing => 2,

@@ -18,7 +18,7 @@ use crate::config::{units::parse_duration, Config};
     version,
     about = "A reverse proxy that puts a Stripe subscription paywall in front of an API"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Config file (default: $PAYGATE_CONFIG, else config/paygate.toml). Accepted anywhere on the line.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -28,7 +28,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the gateway.
     Serve,
     /// Validate the config and print a summary; exit 1 with one line per problem.
@@ -61,7 +61,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Subcommand)]
-pub enum CustomerAction {
+pub(crate) enum CustomerAction {
     /// Move a customer and its subscriptions to a user; audited on both users.
     Link {
         /// The Stripe customer id, e.g. cus_123.
@@ -76,7 +76,7 @@ pub enum CustomerAction {
 }
 
 #[derive(Debug, Clone, Subcommand)]
-pub enum UserAction {
+pub(crate) enum UserAction {
     /// Show the stored entitlement, the decision it gives now, and the audit trail.
     Show { id: String },
     /// Grant access until a time (comp account), whatever the subscriptions say.

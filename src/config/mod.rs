@@ -6,7 +6,7 @@
 //! typed, already-validated values from here.
 
 mod reader;
-pub mod units;
+pub(crate) mod units;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,7 +22,7 @@ use crate::auth::JwtSettings;
 use crate::entitlement::{AccessRules, SubscriptionStatus};
 use crate::routes::{self, Policy, Route, RouteTable};
 
-pub use reader::ConfigError;
+pub(crate) use reader::ConfigError;
 use reader::{Errors, Section};
 
 /// The validated configuration every module is built from.

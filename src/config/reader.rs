@@ -28,10 +28,10 @@ impl std::fmt::Display for ConfigError {
 
 /// Collects errors across the whole compile.
 #[derive(Debug, Default)]
-pub struct Errors(pub Vec<ConfigError>);
+pub(super) struct Errors(pub Vec<ConfigError>);
 
 impl Errors {
-    pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigError {
             key: key.into(),
             message: message.into(),
@@ -40,7 +40,7 @@ impl Errors {
 }
 
 /// Reads one table (a `[section]` or one `[[routes]]` entry).
-pub struct Section<'a> {
+pub(super) struct Section<'a> {
     path: String,
     table: Option<&'a Table>,
     seen: BTreeSet<&'a str>,
@@ -48,7 +48,7 @@ pub struct Section<'a> {
 
 impl<'a> Section<'a> {
     /// `table` is `None` when the section is absent: every getter then yields its default.
-    pub fn new(path: impl Into<String>, table: Option<&'a Table>) -> Self {
+    pub(super) fn new(path: impl Into<String>, table: Option<&'a Table>) -> Self {
         Section {
             path: path.into(),
             table,
@@ -57,7 +57,7 @@ impl<'a> Section<'a> {
     }
 
     /// Opens `[name]` from the root table, reporting a non-table value.
-    pub fn from_root(root: &'a Table, name: &str, errors: &mut Errors) -> Self {
+    pub(super) fn from_root(root: &'a Table, name: &str, errors: &mut Errors) -> Self {
         let table = match root.get(name) {
             None => None,
             Some(Value::Table(t)) => Some(t),
@@ -69,11 +69,11 @@ impl<'a> Section<'a> {
         Section::new(name, table)
     }
 
-    pub fn is_present(&self) -> bool {
+    pub(super) fn is_present(&self) -> bool {
         self.table.is_some()
     }
 
-    pub fn key(&self, key: &str) -> String {
+    pub(super) fn key(&self, key: &str) -> String {
         format!("{}.{}", self.path, key)
     }
 
@@ -83,11 +83,11 @@ impl<'a> Section<'a> {
     }
 
     /// True when the key is present in the file (whatever its value).
-    pub fn has(&self, key: &str) -> bool {
+    pub(super) fn has(&self, key: &str) -> bool {
         self.table.is_some_and(|t| t.contains_key(key))
     }
 
-    pub fn string(&mut self, key: &'a str, errors: &mut Errors) -> Option<String> {
+    pub(super) fn string(&mut self, key: &'a str, errors: &mut Errors) -> Option<String> {
         match self.raw(key)? {
             Value::String(s) => Some(s.clone()),
             other => {
@@ -100,7 +100,7 @@ impl<'a> Section<'a> {
         }
     }
 
-    pub fn bool(&mut self, key: &'a str, errors: &mut Errors) -> Option<bool> {
+    pub(super) fn bool(&mut self, key: &'a str, errors: &mut Errors) -> Option<bool> {
         match self.raw(key)? {
             Value::Boolean(b) => Some(*b),
             other => {
@@ -113,7 +113,7 @@ impl<'a> Section<'a> {
         }
     }
 
-    pub fn integer(&mut self, key: &'a str, errors: &mut Errors) -> Option<i64> {
+    pub(super) fn integer(&mut self, key: &'a str, errors: &mut Errors) -> Option<i64> {
         match self.raw(key)? {
             Value::Integer(i) => Some(*i),
             other => {
@@ -126,7 +126,7 @@ impl<'a> Section<'a> {
         }
     }
 
-    pub fn string_list(&mut self, key: &'a str, errors: &mut Errors) -> Option<Vec<String>> {
+    pub(super) fn string_list(&mut self, key: &'a str, errors: &mut Errors) -> Option<Vec<String>> {
         match self.raw(key)? {
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
@@ -152,7 +152,7 @@ impl<'a> Section<'a> {
     }
 
     /// A duration string; `default` when absent, `None` (and an error) when invalid.
-    pub fn duration(
+    pub(super) fn duration(
         &mut self,
         key: &'a str,
         default: Duration,
@@ -172,7 +172,7 @@ impl<'a> Section<'a> {
     }
 
     /// A byte size string (an integer is accepted as bytes).
-    pub fn size(&mut self, key: &'a str, default: u64, errors: &mut Errors) -> Option<u64> {
+    pub(super) fn size(&mut self, key: &'a str, default: u64, errors: &mut Errors) -> Option<u64> {
         match self.raw(key) {
             None => Some(default),
             Some(Value::Integer(i)) if *i >= 0 => Some(*i as u64),
@@ -194,7 +194,7 @@ impl<'a> Section<'a> {
     }
 
     /// Reports every key of the table that no getter asked for.
-    pub fn finish(self, errors: &mut Errors) {
+    pub(super) fn finish(self, errors: &mut Errors) {
         if let Some(table) = self.table {
             for key in table.keys() {
                 if !self.seen.contains(key.as_str()) {

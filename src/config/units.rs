@@ -8,7 +8,7 @@ use std::time::Duration;
 /// Parses `"<integer><unit>"` with unit one of `ms`, `s`, `m`, `h`, `d`.
 /// A bare `"0"` is accepted (zero needs no unit); any other number needs one,
 /// because a unitless `"30"` is ambiguous and has caused outages elsewhere.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text == "0" {
         return Ok(Duration::ZERO);
@@ -40,7 +40,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses a byte size: a plain integer (bytes) or one with a unit `B`, `KB`,
 /// `MB`, `GB` (powers of 1000) or `KiB`, `MiB`, `GiB` (powers of 1024).
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())

@@ -5,8 +5,8 @@
 //! gateway passes the time in, so every rule can be unit tested over plain values.
 
 pub mod decide;
-pub mod model;
-pub mod summary;
+pub(crate) mod model;
+pub(crate) mod summary;
 
 pub use decide::*;
 pub use model::*;

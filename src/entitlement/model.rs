@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::clock::UnixTime;
+pub(crate) use crate::clock::UnixTime;
 
 /// Everything paygate knows about one application user.
 ///

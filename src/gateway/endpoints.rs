@@ -11,7 +11,7 @@ use crate::clock::rfc3339;
 use crate::deny::{json_response, Deny};
 use crate::gateway::Gateway;
 
-pub async fn serve<B>(
+pub(crate) async fn serve<B>(
     gateway: &Gateway,
     request: &Request<B>,
     path: &str,
@@ -28,7 +28,7 @@ pub async fn serve<B>(
 }
 
 /// Ready = config loaded (we are running), not draining, and the store answers.
-pub async fn readiness(gateway: &Gateway) -> Response<Full<Bytes>> {
+pub(crate) async fn readiness(gateway: &Gateway) -> Response<Full<Bytes>> {
     if gateway.is_draining() {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -7,7 +7,7 @@
 //! - identity headers reaching the upstream are only ever the ones set here;
 //! - a cache hit does no store I/O.
 
-pub mod endpoints;
+pub(crate) mod endpoints;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,15 +32,15 @@ use crate::webhook::WebhookEndpoint;
 
 /// What the client gets back: the upstream's streamed body, or a small body the
 /// gateway made itself. `Either` avoids boxing on the hot path.
-pub type GatewayBody = Either<UpstreamBody, Full<Bytes>>;
+pub(crate) type GatewayBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// Everything a request needs, built once at start and shared by all connections.
 pub struct Gateway {
-    pub config: Arc<Config>,
-    pub auth: Arc<Authenticator>,
-    pub entitlements: EntitlementCache,
+    pub(crate) config: Arc<Config>,
+    pub(crate) auth: Arc<Authenticator>,
+    pub(crate) entitlements: EntitlementCache,
     /// `None` without a `[stripe]` section.
-    pub webhook: Option<WebhookEndpoint>,
+    pub(crate) webhook: Option<WebhookEndpoint>,
     upstream: Upstream,
     /// Counters and histograms per route, registered once.
     request_metrics: crate::metrics::RequestMetrics,
@@ -112,7 +112,7 @@ impl Gateway {
     }
 
     /// Like [`Gateway::build`] with a given store (tests and benches inject one).
-    pub async fn with_store(
+    pub(crate) async fn with_store(
         config: Config,
         store: Arc<dyn EntitlementStore>,
     ) -> Result<Arc<Gateway>, String> {
@@ -162,16 +162,20 @@ impl Gateway {
         }))
     }
 
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
 
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
 
     /// Handles one request. Never fails: every error becomes a response here.
-    pub async fn handle(&self, request: Request<Incoming>, peer: &Peer) -> Response<GatewayBody> {
+    pub(crate) async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: &Peer,
+    ) -> Response<GatewayBody> {
         let started = Instant::now();
         let request_id = headers::request_id(request.headers());
         // Only kept when the access log is on (cloning a `Uri` is a refcount bump):

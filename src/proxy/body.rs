@@ -25,21 +25,21 @@ use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The error a [`LimitedBody`] yields once the limit is passed.
 #[derive(Debug, thiserror::Error)]
 #[error("request body exceeds the configured max_body")]
-pub struct BodyTooLarge;
+pub(crate) struct BodyTooLarge;
 
 /// The error a [`LimitedBody`] yields when the client sent nothing for `body_timeout`.
 #[derive(Debug, thiserror::Error)]
 #[error("request body stalled past server.body_timeout")]
-pub struct BodyStalled;
+pub(crate) struct BodyStalled;
 
 /// How a request body ended, as far as the sender needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyEnd {
+pub(crate) enum BodyEnd {
     /// Still streaming (or never polled).
     Open,
     /// Every byte was handed to the upstream connection.
@@ -54,7 +54,7 @@ pub enum BodyEnd {
 
 /// Shared between the body (which writes it) and the sender (which reads it).
 #[derive(Debug)]
-pub struct BodyWatch {
+pub(crate) struct BodyWatch {
     end: AtomicU8,
     /// Woken once when the body ends, however it ends.
     ended: Notify,
@@ -68,7 +68,7 @@ impl BodyWatch {
         }
     }
 
-    pub fn end(&self) -> BodyEnd {
+    pub(crate) fn end(&self) -> BodyEnd {
         match self.end.load(Ordering::Acquire) {
             1 => BodyEnd::Complete,
             2 => BodyEnd::TooLarge,
@@ -86,7 +86,7 @@ impl BodyWatch {
     }
 
     /// Resolves once the body has ended (completely or not).
-    pub async fn ended(&self) {
+    pub(crate) async fn ended(&self) {
         if self.end() != BodyEnd::Open {
             return;
         }
@@ -109,7 +109,7 @@ pin_project! {
 
 impl LimitedBody {
     /// Wraps `inner`; returns the body and the watch that tells how it ended.
-    pub fn new(inner: Incoming, limit: u64, idle: Duration) -> (Self, Arc<BodyWatch>) {
+    pub(crate) fn new(inner: Incoming, limit: u64, idle: Duration) -> (Self, Arc<BodyWatch>) {
         let watch = Arc::new(BodyWatch::new());
         (
             LimitedBody {

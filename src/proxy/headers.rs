@@ -14,10 +14,10 @@ use ipnet::IpNet;
 
 use crate::config::IdentityHeaders;
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy ones proxies still see),
 /// as parsed names so that nothing is parsed per request. The index of each is
@@ -93,7 +93,7 @@ impl Peer {
 ///
 /// Returns whether a `Transfer-Encoding` header was there (found by the same
 /// scan, so the caller needs no extra lookup).
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
     // One pass over the names present (a handful) finds which hop-by-hop ones
     // are there; only those are then removed.
     let mut present = 0u16;
@@ -148,7 +148,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
 /// removed with the hop-by-hop ones and the request goes on as plain HTTP/1.1,
 /// because an upstream that switched to HTTP/2 would then take streams for any
 /// path with no check by paygate.
-pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     let mut upgrades = headers.get_all(UPGRADE).iter();
     let (Some(upgrade), None) = (upgrades.next(), upgrades.next()) else {
         return false;
@@ -163,7 +163,7 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 }
 
 /// True when an upstream's `101` agrees to WebSocket (and nothing else).
-pub fn is_websocket_switch(headers: &HeaderMap) -> bool {
+pub(crate) fn is_websocket_switch(headers: &HeaderMap) -> bool {
     headers.get(UPGRADE).is_some_and(names_websocket)
 }
 
@@ -192,7 +192,7 @@ static HOST_BYTE: [bool; 256] = {
 /// an optional decimal port. No userinfo, no path, no spaces, nothing a
 /// framework could read as another host (`a@b`, `a,b`, `a/b`). The upstream
 /// builds absolute URLs from `X-Forwarded-Host`, so nothing else may reach it.
-pub fn is_valid_authority(value: &[u8]) -> bool {
+pub(crate) fn is_valid_authority(value: &[u8]) -> bool {
     if value.is_empty() || value.len() > 255 + 6 {
         return false;
     }
@@ -248,7 +248,7 @@ fn same_identity_name(name: &str, identity: &str) -> bool {
 }
 
 /// Removes every client-sent header that could be mistaken for an identity header.
-pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
+pub(crate) fn strip_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
     let targets = [
         identity.user_id.as_str(),
         identity.status.as_str(),
@@ -271,7 +271,7 @@ pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
 /// Sets `X-Forwarded-For/Proto/Host`. Values the client sent are kept (and the
 /// peer appended) only when the peer is a trusted proxy; anyone else could
 /// otherwise claim any address.
-pub fn set_forwarded(
+pub(crate) fn set_forwarded(
     headers: &mut HeaderMap,
     peer: &Peer,
     trusted_proxies: &[IpNet],
@@ -325,7 +325,7 @@ pub fn set_forwarded(
 /// The request id: the client's if it looks sane (so ids correlate across
 /// services), else a fresh one. "Sane" = 1..=128 visible ASCII characters, so a
 /// client cannot inject log-breaking or huge values.
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
     if let Some(v) = headers.get(&X_REQUEST_ID) {
         let bytes = v.as_bytes();
         if !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic()) {
@@ -337,7 +337,7 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 
 /// A process-unique id: a random 64-bit prefix chosen at start plus a counter.
 /// Unique without a syscall or lock per request.
-pub fn new_request_id() -> HeaderValue {
+pub(crate) fn new_request_id() -> HeaderValue {
     // The prefix's 16 hex digits are written once; each id only adds the counter's.
     static PREFIX: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -371,7 +371,7 @@ fn hex16(n: u64) -> [u8; 16] {
 }
 
 /// Replaces `Host` with the upstream's authority (the original goes to `X-Forwarded-Host`).
-pub fn set_host(headers: &mut HeaderMap, authority: &HeaderValue) {
+pub(crate) fn set_host(headers: &mut HeaderMap, authority: &HeaderValue) {
     headers.insert(HOST, authority.clone());
 }
 

@@ -4,9 +4,9 @@
 //! This module never decides access; it is handed a request that already passed
 //! the policy. It never buffers a body in either direction.
 
-pub mod body;
-pub mod headers;
-pub mod pool;
+pub(crate) mod body;
+pub(crate) mod headers;
+pub(crate) mod pool;
 
 use http::header::HeaderValue;
 use http::uri::PathAndQuery;
@@ -18,11 +18,11 @@ use hyper_util::rt::TokioIo;
 use crate::config::UpstreamConfig;
 use crate::deny::Deny;
 use crate::outbound::error_chain;
-pub use body::{BodyEnd, BodyWatch, LimitedBody};
-pub use pool::UpstreamBody;
+pub(crate) use body::{BodyEnd, BodyWatch, LimitedBody};
+pub(crate) use pool::UpstreamBody;
 
 /// The application behind the gateway and a connection pool to it.
-pub struct Upstream {
+pub(crate) struct Upstream {
     pool: pool::Pool,
     /// `Host` sent upstream: the upstream's own authority, precomputed once.
     host_header: HeaderValue,
@@ -30,7 +30,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Upstream {
+    pub(crate) fn new(config: &UpstreamConfig) -> Upstream {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(config.connect_timeout));
         // Small request/response heads must not wait for Nagle's algorithm.
@@ -58,7 +58,7 @@ impl Upstream {
 
     /// The request target sent upstream (origin-form: the connection already
     /// knows the host) for a normalized path and the client's original query.
-    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, Deny> {
+    pub(crate) fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, Deny> {
         let path_and_query = match query {
             Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
             None => PathAndQuery::try_from(path),
@@ -67,7 +67,7 @@ impl Upstream {
         Ok(Uri::from(path_and_query))
     }
 
-    pub fn host_header(&self) -> &HeaderValue {
+    pub(crate) fn host_header(&self) -> &HeaderValue {
         &self.host_header
     }
 
@@ -76,7 +76,7 @@ impl Upstream {
     /// `server.body_timeout`), then up to `upstream.timeout` (a slow
     /// upload is not an upstream timeout). The response body keeps streaming
     /// after this returns.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         request: Request<LimitedBody>,
         body: &BodyWatch,
@@ -131,7 +131,7 @@ impl Upstream {
 
 /// After both sides agreed to switch protocols, copies bytes both ways until
 /// either side closes. Runs as its own task so the 101 can be returned first.
-pub fn spawn_tunnel(
+pub(crate) fn spawn_tunnel(
     client_side: hyper::upgrade::OnUpgrade,
     upstream_side: hyper::upgrade::OnUpgrade,
 ) {

@@ -30,12 +30,12 @@ use tower::ServiceExt;
 
 use super::body::{BoxError, LimitedBody};
 
-pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+pub(crate) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// At most this many idle connections are kept.
 const MAX_IDLE: usize = 256;
 
-pub struct Pool {
+pub(crate) struct Pool {
     inner: Arc<Inner>,
 }
 
@@ -54,7 +54,7 @@ struct Idle {
 
 /// Why a request got no response head.
 #[derive(Debug)]
-pub enum SendError {
+pub(crate) enum SendError {
     Connect(BoxError),
     Request(hyper::Error),
 }
@@ -78,14 +78,14 @@ impl std::error::Error for SendError {
 }
 
 impl SendError {
-    pub fn is_connect(&self) -> bool {
+    pub(crate) fn is_connect(&self) -> bool {
         matches!(self, SendError::Connect(_))
     }
 }
 
 impl Pool {
     /// Must be called inside a Tokio runtime: it starts the idle reaper.
-    pub fn new(connector: Connector, target: Uri, idle_timeout: Duration) -> Pool {
+    pub(crate) fn new(connector: Connector, target: Uri, idle_timeout: Duration) -> Pool {
         let inner = Arc::new(Inner {
             connector,
             target,
@@ -99,7 +99,7 @@ impl Pool {
     /// Sends `request` (origin-form URI, `Host` set) on an idle connection or a
     /// new one, and returns the response head with a body that gives the
     /// connection back to the pool once it has been read to the end.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         mut request: Request<LimitedBody>,
     ) -> Result<Response<UpstreamBody>, SendError> {

@@ -15,7 +15,7 @@
 //! ([`RouteTable::requirements`]). This module does no I/O, and an ordinary
 //! request (no `;`, no override header) allocates nothing.
 
-pub mod path;
+pub(crate) mod path;
 #[cfg(test)]
 mod proptests;
 
@@ -119,24 +119,24 @@ pub(crate) struct Requirements<'a> {
 impl<'a> Requirements<'a> {
     /// The route of the request's own reading.
     #[cfg(test)]
-    pub fn primary(&self) -> &Matched<'a> {
+    pub(crate) fn primary(&self) -> &Matched<'a> {
         &self.primary
     }
 
     /// The other readings' routes (empty for an ordinary request).
     #[cfg(test)]
-    pub fn others(&self) -> &[Matched<'a>] {
+    pub(crate) fn others(&self) -> &[Matched<'a>] {
         &self.others
     }
 
     /// Label for logs and metrics: the primary route's prefix, or "default".
-    pub fn label(&self) -> &'a str {
+    pub(crate) fn label(&self) -> &'a str {
         self.primary.label()
     }
 
     /// The strictest policy among the readings: a token is needed if any
     /// reading needs one, a subscription if any reading needs one.
-    pub fn policy(&self) -> Policy {
+    pub(crate) fn policy(&self) -> Policy {
         self.others
             .iter()
             .map(|m| m.policy)
@@ -145,7 +145,7 @@ impl<'a> Requirements<'a> {
 
     /// Each reading's required features, the primary's first; an entitlement
     /// must satisfy every list.
-    pub fn features(&self) -> impl Iterator<Item = &'a [String]> + '_ {
+    pub(crate) fn features(&self) -> impl Iterator<Item = &'a [String]> + '_ {
         std::iter::once(self.primary.features).chain(self.others.iter().map(|m| m.features))
     }
 
@@ -580,7 +580,7 @@ fn same_segment(want: &[u8], got: &[u8], ignore_case: bool) -> bool {
 /// ignores), and has no whitespace or control characters, which `http` never
 /// lets into a request path. The reason is a lowercase phrase for the config
 /// error line.
-pub fn validate_prefix(prefix: &str) -> Result<(), String> {
+pub(crate) fn validate_prefix(prefix: &str) -> Result<(), String> {
     if prefix.is_empty() {
         return Err("must not be empty; use \"/\" to match every path".to_string());
     }

@@ -27,7 +27,7 @@ use tokio::time::{Instant, Sleep};
 
 /// The two limits a waiting read is held to.
 #[derive(Debug, Clone, Copy)]
-pub struct Deadlines {
+pub(super) struct Deadlines {
     /// A request head must be complete this long after it started (and the
     /// first one this long after the connection was accepted).
     pub head: Duration,
@@ -37,7 +37,7 @@ pub struct Deadlines {
 
 /// What the request side tells the socket side of one connection.
 #[derive(Debug, Default)]
-pub struct ConnState {
+pub(super) struct ConnState {
     /// Requests whose response has not been completely written yet.
     busy: AtomicUsize,
     /// The connection was switched to WebSocket: from then on it is a tunnel
@@ -49,7 +49,7 @@ pub struct ConnState {
 
 impl ConnState {
     /// Called when hyper hands a parsed request head to the service.
-    pub fn begin(self: &Arc<Self>) -> Busy {
+    pub(super) fn begin(self: &Arc<Self>) -> Busy {
         self.started.fetch_add(1, Ordering::Relaxed);
         self.busy.fetch_add(1, Ordering::Relaxed);
         Busy(self.clone())
@@ -57,11 +57,11 @@ impl ConnState {
 }
 
 /// Held by a response body until hyper has written it (or dropped it).
-pub struct Busy(Arc<ConnState>);
+pub(super) struct Busy(Arc<ConnState>);
 
 impl Busy {
     /// The response is a `101`: the socket now belongs to the tunnel.
-    pub fn switched(&self) {
+    pub(super) fn switched(&self) {
         self.0.tunnel.store(true, Ordering::Relaxed);
     }
 }
@@ -82,7 +82,7 @@ pin_project! {
 }
 
 impl<B> Tracked<B> {
-    pub fn new(inner: B, busy: Busy) -> Self {
+    pub(super) fn new(inner: B, busy: Busy) -> Self {
         Tracked { inner, _busy: busy }
     }
 }
@@ -131,7 +131,7 @@ const H2_GOAWAY: &[u8] = &[
     0, 0, 0, 0xd, // HTTP_1_1_REQUIRED
 ];
 
-pub struct ClientIo {
+pub(super) struct ClientIo {
     stream: TcpStream,
     state: Arc<ConnState>,
     limits: Deadlines,
@@ -151,7 +151,7 @@ pub struct ClientIo {
 }
 
 impl ClientIo {
-    pub fn new(
+    pub(super) fn new(
         stream: TcpStream,
         state: Arc<ConnState>,
         limits: Deadlines,

@@ -34,7 +34,7 @@ use super::{EntitlementStore, StoreError};
 use crate::entitlement::{AccessRules, AccessSummary, UnixTime};
 
 /// What a lookup found: the user's access summary (never-seen users included).
-pub type Lookup = Arc<AccessSummary>;
+pub(crate) type Lookup = Arc<AccessSummary>;
 
 /// Where the cache reads time: a monotonic clock for freshness and the store
 /// back-off, and wall time for the summaries (`valid_until` is in Unix

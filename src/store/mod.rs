@@ -6,9 +6,9 @@
 //! read-modify-write of one record (`update`, `update_customer`) so two gateways
 //! applying events concurrently cannot lose one.
 
-pub mod cache;
-pub mod memory;
-pub mod redis;
+pub(crate) mod cache;
+pub(crate) mod memory;
+pub(crate) mod redis;
 
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use crate::billing::record::CustomerRecord;
 use crate::config::StoreConfig;
 use crate::entitlement::{Entitlement, UnixTime};
 
-pub use self::redis::RedisStore;
+pub(crate) use self::redis::RedisStore;
 pub use cache::EntitlementCache;
 pub use memory::MemoryStore;
 
@@ -28,7 +28,7 @@ pub use memory::MemoryStore;
 /// the embedded memory store (seeded from `store.seed_file` when given). The one
 /// way `serve`, `sync` and the admin commands get a store. Redis connects lazily,
 /// so this fails only on a malformed URL or an unreadable seed file.
-pub fn open(config: &StoreConfig) -> Result<Arc<dyn EntitlementStore>, String> {
+pub(crate) fn open(config: &StoreConfig) -> Result<Arc<dyn EntitlementStore>, String> {
     Ok(match (&config.redis_url, &config.seed_file) {
         (Some(url), _) => Arc::new(
             RedisStore::new(url, &config.key_prefix)
@@ -48,7 +48,7 @@ pub enum Invalidation {
 }
 
 /// What a listener is told for every [`Invalidation`].
-pub type OnInvalidation = Box<dyn Fn(Invalidation) + Send + Sync>;
+pub(crate) type OnInvalidation = Box<dyn Fn(Invalidation) + Send + Sync>;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -82,13 +82,13 @@ pub struct AuditEntry {
 }
 
 /// How many deliveries and audit entries (per user) are kept.
-pub const DELIVERIES_KEPT: usize = 1000;
-pub const AUDIT_KEPT: usize = 50;
+pub(crate) const DELIVERIES_KEPT: usize = 1000;
+pub(crate) const AUDIT_KEPT: usize = 50;
 
 /// A change to one record, applied atomically by the store: the closure sees
 /// the current value (or `None`) and returns the new one (or `None` to delete).
 /// Stores may call it more than once (optimistic retries), so it must be pure.
-pub type Update<'a, T> = &'a (dyn Fn(Option<T>) -> Option<T> + Send + Sync);
+pub(crate) type Update<'a, T> = &'a (dyn Fn(Option<T>) -> Option<T> + Send + Sync);
 
 #[async_trait]
 pub trait EntitlementStore: Send + Sync + 'static {

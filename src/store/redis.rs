@@ -48,7 +48,7 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 const CAS_ATTEMPTS: usize = 50;
 
 #[derive(Clone)]
-pub struct RedisStore {
+pub(crate) struct RedisStore {
     client: redis::Client,
     conn: ConnectionManager,
     prefix: String,
@@ -104,7 +104,7 @@ impl RedisStore {
 
     /// Connects lazily: the gateway starts (not ready) even when Redis is down,
     /// and the connection manager reconnects by itself when it comes back.
-    pub fn new(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+    pub(crate) fn new(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::Unavailable(format!("bad redis_url: {e}")))?;
         let config = ConnectionManagerConfig::new()
@@ -122,11 +122,11 @@ impl RedisStore {
         })
     }
 
-    pub fn user_key(&self, user_id: &str) -> String {
+    pub(crate) fn user_key(&self, user_id: &str) -> String {
         format!("{}{{u:{user_id}}}", self.prefix)
     }
 
-    pub fn customer_key(&self, customer_id: &str) -> String {
+    pub(crate) fn customer_key(&self, customer_id: &str) -> String {
         format!("{}{{c:{customer_id}}}", self.prefix)
     }
 
@@ -241,7 +241,7 @@ impl RedisStore {
     /// Listens on the invalidation channel for as long as the process runs,
     /// reconnecting with backoff. After every (re)subscribe it reports
     /// [`Invalidation::All`], because messages sent while disconnected are lost.
-    pub fn spawn_invalidation_listener(
+    pub(crate) fn spawn_invalidation_listener(
         &self,
         on_change: impl Fn(Invalidation) + Send + Sync + 'static,
     ) -> tokio::task::JoinHandle<()> {

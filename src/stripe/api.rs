@@ -37,18 +37,18 @@ use crate::stripe::event::{self, Event, EventError};
 /// subscription under `parent.subscription_details`; `webhook::event` reads both
 /// the old and the new places, so objects read at this version and events sent
 /// at the account's version go through the same parser.
-pub const STRIPE_VERSION: &str = "2025-03-31.basil";
+pub(crate) const STRIPE_VERSION: &str = "2025-03-31.basil";
 
 /// Largest response body accepted. A page of 100 subscriptions with their
 /// customers expanded is well under a megabyte; the cap only guards memory.
 const MAX_BODY: usize = 16 << 20;
 
 /// The page size asked for when listing (Stripe's maximum).
-pub const PAGE_LIMIT: u32 = 100;
+pub(crate) const PAGE_LIMIT: u32 = 100;
 
 /// How hard to try before giving up on one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Total attempts, the first one included (at least 1).
     pub attempts: u32,
     /// Wait before the second attempt; doubled for each further one.
@@ -63,7 +63,7 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// For `paygate sync`: patient, since a backfill may meet rate limits for
     /// minutes and a human is watching the progress.
-    pub const BACKFILL: RetryPolicy = RetryPolicy {
+    pub(crate) const BACKFILL: RetryPolicy = RetryPolicy {
         attempts: 5,
         first_backoff: Duration::from_millis(250),
         max_backoff: Duration::from_secs(8),
@@ -72,7 +72,7 @@ impl RetryPolicy {
 
     /// For a webhook being handled: one quick retry, then answer `503` and let
     /// Stripe redeliver later instead of holding its delivery open.
-    pub const WEBHOOK: RetryPolicy = RetryPolicy {
+    pub(crate) const WEBHOOK: RetryPolicy = RetryPolicy {
         attempts: 2,
         first_backoff: Duration::from_millis(250),
         max_backoff: Duration::from_secs(1),
@@ -97,7 +97,7 @@ impl RetryPolicy {
 
 /// Why a read from the Stripe API failed. Never contains the secret key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StripeApiError {
+pub(crate) enum StripeApiError {
     /// Stripe answered a final `4xx` (bad key, missing permission, unknown id…).
     #[error("GET {path}: Stripe answered {status}: {message}")]
     Rejected {
@@ -119,7 +119,7 @@ pub enum StripeApiError {
 
 impl StripeApiError {
     /// The HTTP status of a final `4xx`, if that is what this is.
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             StripeApiError::Rejected { status, .. } => Some(*status),
             _ => None,
@@ -129,7 +129,7 @@ impl StripeApiError {
 
 /// A value read from the API, with when it was read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Read<T> {
+pub(crate) struct Read<T> {
     pub value: T,
     /// Unix time at which the (successful) request for it started: a lower
     /// bound of the moment the state was observed, so anything Stripe records
@@ -139,7 +139,7 @@ pub struct Read<T> {
 
 /// A client for `stripe.api_base` with one secret key. Cheap to clone.
 #[derive(Clone)]
-pub struct StripeApi {
+pub(crate) struct StripeApi {
     /// `scheme://host[:port]` without a trailing slash.
     base: String,
     /// `Bearer <key>`, built once. Never printed (see the `Debug` impl).
@@ -162,7 +162,7 @@ impl fmt::Debug for StripeApi {
 
 impl StripeApi {
     /// A client with the [`RetryPolicy::BACKFILL`] policy.
-    pub fn new(api_base: &str, api_key: &str, http: OutboundClient) -> StripeApi {
+    pub(crate) fn new(api_base: &str, api_key: &str, http: OutboundClient) -> StripeApi {
         StripeApi {
             base: api_base.trim_end_matches('/').to_string(),
             authorization: format!("Bearer {api_key}"),
@@ -176,23 +176,24 @@ impl StripeApi {
     /// test-mode one (`sk_test_…`, `rk_test_…`); `None` for any other shape.
     /// A key of the other mode sees none of this mode's objects (Stripe
     /// answers `404`), which must not be read as "deleted".
-    pub fn livemode(&self) -> Option<bool> {
+    pub(crate) fn livemode(&self) -> Option<bool> {
         key_livemode(&self.key)
     }
 
     /// The same client with another retry policy.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> StripeApi {
+    pub(crate) fn with_retry(mut self, retry: RetryPolicy) -> StripeApi {
         self.retry = retry;
         self
     }
 
     /// `GET {api_base}{path_and_query}` as JSON, retried as the module says.
-    pub async fn get_json(&self, path_and_query: &str) -> Result<Value, StripeApiError> {
+    #[cfg(test)]
+    pub(crate) async fn get_json(&self, path_and_query: &str) -> Result<Value, StripeApiError> {
         Ok(self.read(path_and_query).await?.value)
     }
 
     /// Like [`StripeApi::get_json`], with the time the successful attempt started.
-    pub async fn read(&self, path_and_query: &str) -> Result<Read<Value>, StripeApiError> {
+    pub(crate) async fn read(&self, path_and_query: &str) -> Result<Read<Value>, StripeApiError> {
         let url = format!("{}{}", self.base, path_and_query);
         let headers = [
             ("authorization", self.authorization.as_str()),
@@ -272,7 +273,7 @@ impl StripeApi {
     }
 
     /// Pages through a list endpoint: `path?params&limit=100[&starting_after=…]`.
-    pub fn list(&self, path: &str, params: &[(&str, &str)]) -> Pager<'_> {
+    pub(crate) fn list(&self, path: &str, params: &[(&str, &str)]) -> Pager<'_> {
         Pager {
             api: self,
             path: path.to_string(),
@@ -288,14 +289,20 @@ impl StripeApi {
 
     /// `GET /v1/subscriptions/{id}`; `None` when Stripe answers `404` (the
     /// subscription is gone).
-    pub async fn get_subscription(&self, id: &str) -> Result<Read<Option<Value>>, StripeApiError> {
+    pub(crate) async fn get_subscription(
+        &self,
+        id: &str,
+    ) -> Result<Read<Option<Value>>, StripeApiError> {
         self.get_optional(&format!("/v1/subscriptions/{}", encode(id)))
             .await
     }
 
     /// `GET /v1/customers/{id}` (a deleted customer is `{"deleted": true, …}`);
     /// `None` on `404`.
-    pub async fn get_customer(&self, id: &str) -> Result<Read<Option<Value>>, StripeApiError> {
+    pub(crate) async fn get_customer(
+        &self,
+        id: &str,
+    ) -> Result<Read<Option<Value>>, StripeApiError> {
         self.get_optional(&format!("/v1/customers/{}", encode(id)))
             .await
     }
@@ -303,7 +310,7 @@ impl StripeApi {
     /// Every feature lookup key of the customer's active entitlements, paged from
     /// `GET /v1/entitlements/active_entitlements?customer=…` (first-seen order,
     /// no duplicates). `read_at` is that of the first page.
-    pub async fn active_entitlement_keys(
+    pub(crate) async fn active_entitlement_keys(
         &self,
         customer: &str,
     ) -> Result<Read<Vec<String>>, StripeApiError> {
@@ -368,7 +375,7 @@ impl StripeApi {
 
 /// One page of a list.
 #[derive(Debug, Clone)]
-pub struct Page {
+pub(crate) struct Page {
     pub data: Vec<Value>,
     /// When the request for this page started (see [`Read::read_at`]).
     pub read_at: UnixTime,
@@ -377,7 +384,7 @@ pub struct Page {
 }
 
 /// Walks a Stripe list with `has_more` and `starting_after = last id`.
-pub struct Pager<'a> {
+pub(crate) struct Pager<'a> {
     api: &'a StripeApi,
     path: String,
     params: Vec<(String, String)>,
@@ -388,7 +395,7 @@ pub struct Pager<'a> {
 
 impl Pager<'_> {
     /// The next page, or `None` after the last one.
-    pub async fn next_page(&mut self) -> Result<Option<Page>, StripeApiError> {
+    pub(crate) async fn next_page(&mut self) -> Result<Option<Page>, StripeApiError> {
         if self.done {
             return Ok(None);
         }
@@ -446,7 +453,7 @@ impl Pager<'_> {
 /// The event a webhook of `event_type` would carry for `object` as read at
 /// `created`, parsed by the webhook parser (`webhook::event::parse`). `event_id`
 /// names the read in stamps and audit trails (e.g. `sync_sub_123_1700000000`).
-pub fn object_event(
+pub(crate) fn object_event(
     event_type: &str,
     event_id: &str,
     created: UnixTime,
@@ -467,7 +474,7 @@ pub fn object_event(
 }
 
 /// The mode of a secret or restricted key, from its prefix.
-pub fn key_livemode(key: &str) -> Option<bool> {
+pub(crate) fn key_livemode(key: &str) -> Option<bool> {
     match key.get(..8) {
         Some("sk_live_" | "rk_live_") => Some(true),
         Some("sk_test_" | "rk_test_") => Some(false),
@@ -497,7 +504,7 @@ fn error_message(body: &[u8]) -> String {
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, for query
 /// keys and values (`expand[]` becomes `expand%5B%5D`) and path segments.
-pub fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         match byte {

@@ -6,13 +6,13 @@
 //! through `outbound` (api). Deciding, storing and answering webhooks happen in
 //! higher layers (`apply`, `webhook`).
 
-pub mod api;
-pub mod event;
+pub(crate) mod api;
+pub(crate) mod event;
 #[cfg(test)]
 mod event_props;
 #[cfg(any(test, feature = "bench"))]
-pub mod sample;
-pub mod signature;
+pub(crate) mod sample;
+pub(crate) mod signature;
 #[cfg(test)]
 mod signature_props;
 #[cfg(test)]

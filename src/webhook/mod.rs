@@ -38,7 +38,7 @@ const STRIPE_API_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a delivery ended, for the access log and (later) metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Applied,
     Duplicate,
     Ignored,
@@ -46,7 +46,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Outcome::Applied => "applied",
             Outcome::Duplicate => "duplicate",
@@ -57,7 +57,7 @@ impl Outcome {
 }
 
 /// Everything the endpoint needs, built once.
-pub struct WebhookEndpoint {
+pub(crate) struct WebhookEndpoint {
     pub config: StripeConfig,
     pub applier: Applier,
     pub cache: EntitlementCache,
@@ -74,7 +74,7 @@ pub struct WebhookEndpoint {
 
 impl WebhookEndpoint {
     /// The endpoint for `config`, with a Stripe API client when it has a key.
-    pub fn new(config: StripeConfig, applier: Applier, cache: EntitlementCache) -> Self {
+    pub(crate) fn new(config: StripeConfig, applier: Applier, cache: EntitlementCache) -> Self {
         let stripe_api = config
             .api_key
             .as_deref()
@@ -102,7 +102,7 @@ impl WebhookEndpoint {
     /// is read whole (the signature covers the raw bytes) within `stripe.body_timeout`,
     /// never past `stripe.max_body`, and only while fewer than `stripe.max_concurrent`
     /// other bodies are being read.
-    pub async fn handle<B>(&self, request: Request<B>) -> Result<Response<Full<Bytes>>, Deny>
+    pub(crate) async fn handle<B>(&self, request: Request<B>) -> Result<Response<Full<Bytes>>, Deny>
     where
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

@@ -28,7 +28,7 @@ use super::DEADLINE;
 
 /// A `paygate` command for the binary under test, with `$PAYGATE_CONFIG`
 /// cleared so the caller's environment cannot leak into a test.
-pub fn paygate() -> Command {
+pub(crate) fn paygate() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_paygate"));
     cmd.env_remove("PAYGATE_CONFIG").stdin(Stdio::null());
     cmd
@@ -48,7 +48,7 @@ pub fn paygate() -> Command {
 /// | hank  | `incomplete` |
 /// | ivan  | `active`, price `price_pro` (`[plans]` maps it to `export`) |
 /// | judy  | `canceled`, override that ended yesterday |
-pub fn standard_users() -> Value {
+pub(crate) fn standard_users() -> Value {
     let now = jwt::now();
     let day = 86_400;
     json!({
@@ -105,7 +105,7 @@ pub fn standard_users() -> Value {
 /// A gateway config under construction. Values are raw TOML (`"\"1KiB\""`,
 /// `"[\"HS256\"]"`); [`Config::set_str`] quotes a string for you.
 #[derive(Clone, Debug)]
-pub struct Config {
+pub(crate) struct Config {
     /// `[section]` tables in output order, each with `key = value` lines.
     sections: Vec<(String, Vec<(String, String)>)>,
     /// Bodies of the `[[routes]]` tables.
@@ -121,14 +121,14 @@ pub struct Config {
 }
 
 /// Quotes a string as a TOML basic string.
-pub fn toml_str(s: &str) -> String {
+pub(crate) fn toml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap()
 }
 
 impl Config {
     /// The SPEC §2 example, pointed at `upstream_url`, with the test secret,
     /// fast timeouts, [`standard_users`] seeded and `price_pro` granting `export`.
-    pub fn new(upstream_url: &str) -> Config {
+    pub(crate) fn new(upstream_url: &str) -> Config {
         let s = |v: &str| toml_str(v);
         let section = |name: &str, kv: &[(&str, String)]| {
             (
@@ -189,7 +189,7 @@ impl Config {
     }
 
     /// Sets `section.key` to a raw TOML value (adds the section if needed).
-    pub fn set(mut self, path: &str, raw_value: &str) -> Config {
+    pub(crate) fn set(mut self, path: &str, raw_value: &str) -> Config {
         let (section, key) = path.split_once('.').expect("path is section.key");
         let idx = match self.sections.iter().position(|(s, _)| s == section) {
             Some(i) => i,
@@ -207,12 +207,12 @@ impl Config {
     }
 
     /// Sets `section.key` to a TOML string.
-    pub fn set_str(self, path: &str, value: &str) -> Config {
+    pub(crate) fn set_str(self, path: &str, value: &str) -> Config {
         self.set(path, &toml_str(value))
     }
 
     /// Removes `section.key`.
-    pub fn unset(mut self, path: &str) -> Config {
+    pub(crate) fn unset(mut self, path: &str) -> Config {
         let (section, key) = path.split_once('.').expect("path is section.key");
         if let Some((_, entries)) = self.sections.iter_mut().find(|(s, _)| s == section) {
             entries.retain(|(k, _)| k != key);
@@ -221,7 +221,7 @@ impl Config {
     }
 
     /// Adds a `[[routes]]` table with just a prefix and a policy.
-    pub fn route(self, prefix: &str, policy: &str) -> Config {
+    pub(crate) fn route(self, prefix: &str, policy: &str) -> Config {
         self.route_toml(&format!(
             "prefix = {}\npolicy = {}",
             toml_str(prefix),
@@ -230,13 +230,13 @@ impl Config {
     }
 
     /// Adds a `[[routes]]` table with the given body lines.
-    pub fn route_toml(mut self, body: &str) -> Config {
+    pub(crate) fn route_toml(mut self, body: &str) -> Config {
         self.routes.push(body.to_string());
         self
     }
 
     /// Adds (or replaces) a `[plans."id"]` table.
-    pub fn plan(mut self, id: &str, features: &[&str]) -> Config {
+    pub(crate) fn plan(mut self, id: &str, features: &[&str]) -> Config {
         self.plans.retain(|(p, _)| p != id);
         self.plans.push((
             id.to_string(),
@@ -246,7 +246,7 @@ impl Config {
     }
 
     /// Replaces the seeded users (`None`: no seed file at all).
-    pub fn users(mut self, users: Option<Value>) -> Config {
+    pub(crate) fn users(mut self, users: Option<Value>) -> Config {
         if users.is_none() {
             self = self.unset("store.seed_file");
         }
@@ -255,26 +255,26 @@ impl Config {
     }
 
     /// Adds or replaces one seeded user.
-    pub fn user(mut self, id: &str, entitlement: Value) -> Config {
+    pub(crate) fn user(mut self, id: &str, entitlement: Value) -> Config {
         let users = self.users.get_or_insert_with(|| json!({}));
         users[id] = entitlement;
         self
     }
 
     /// Sets an environment variable for the gateway process.
-    pub fn env(mut self, name: &str, value: &str) -> Config {
+    pub(crate) fn env(mut self, name: &str, value: &str) -> Config {
         self.env.push((name.to_string(), value.to_string()));
         self
     }
 
     /// Writes an extra file next to the config.
-    pub fn file(mut self, name: &str, content: &str) -> Config {
+    pub(crate) fn file(mut self, name: &str, content: &str) -> Config {
         self.files.push((name.to_string(), content.to_string()));
         self
     }
 
     /// The TOML text.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         for (section, entries) in &self.sections {
             out.push_str(&format!("[{section}]\n"));
@@ -299,7 +299,7 @@ impl Config {
 
     /// Writes `paygate.toml`, the seed file and extra files into `dir`; returns
     /// the config path.
-    pub fn write_to(&self, dir: &Path) -> PathBuf {
+    pub(crate) fn write_to(&self, dir: &Path) -> PathBuf {
         let path = dir.join("paygate.toml");
         std::fs::write(&path, self.render()).expect("write config");
         if let Some(users) = &self.users {
@@ -316,13 +316,13 @@ impl Config {
     }
 
     /// The environment variables set with [`Config::env`].
-    pub fn envs(&self) -> &[(String, String)] {
+    pub(crate) fn envs(&self) -> &[(String, String)] {
         &self.env
     }
 }
 
 /// A running `paygate serve`. Killed (SIGKILL) on drop unless it already exited.
-pub struct Gateway {
+pub(crate) struct Gateway {
     /// Where it listens, from its `paygate listening on` line.
     pub addr: SocketAddr,
     child: Child,
@@ -346,7 +346,7 @@ impl Drop for Gateway {
 
 impl Gateway {
     /// Starts a gateway and waits until `/_paygate/healthz` answers `200`.
-    pub async fn start(cfg: &Config) -> Gateway {
+    pub(crate) async fn start(cfg: &Config) -> Gateway {
         match Gateway::try_start(cfg).await {
             Ok(gw) => gw,
             Err(e) => panic!("{e}\n--- config ---\n{}", cfg.render()),
@@ -355,7 +355,7 @@ impl Gateway {
 
     /// Like [`Gateway::start`], but a gateway that does not come up is an `Err`
     /// carrying its exit status and stderr.
-    pub async fn try_start(cfg: &Config) -> Result<Gateway, String> {
+    pub(crate) async fn try_start(cfg: &Config) -> Result<Gateway, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = cfg.write_to(dir.path());
         let mut cmd = paygate();
@@ -465,32 +465,32 @@ impl Gateway {
         )
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// The config directory (holds `paygate.toml` and `users.json`).
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// What the process wrote to stderr so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
     /// Sends one request on a fresh connection and reads the response.
-    pub async fn send(&self, req: Request) -> RawResponse {
+    pub(crate) async fn send(&self, req: Request) -> RawResponse {
         raw::send(self.addr, req).await
     }
 
     /// Opens a raw connection to the gateway.
-    pub async fn connect(&self) -> RawConn {
+    pub(crate) async fn connect(&self) -> RawConn {
         RawConn::connect(self.addr).await
     }
 
     /// Sends a signal (`"TERM"`, `"INT"`) with `kill`.
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let status = Command::new("kill")
             .arg(format!("-{sig}"))
             .arg(self.pid().to_string())
@@ -500,7 +500,7 @@ impl Gateway {
     }
 
     /// Waits for the process to exit and returns its status.
-    pub async fn wait_exit(&mut self) -> ExitStatus {
+    pub(crate) async fn wait_exit(&mut self) -> ExitStatus {
         if let Some(status) = self.exit {
             return status;
         }
@@ -521,7 +521,7 @@ impl Gateway {
     }
 
     /// The process's resident set size in KiB (`VmRSS` in `/proc/PID/status`).
-    pub fn rss_kib(&self) -> u64 {
+    pub(crate) fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("read /proc/PID/status");
         status
@@ -538,7 +538,7 @@ impl Gateway {
     /// gateway answered it, so once a later request has made the round trip,
     /// "nothing else arrived" is a real observation rather than a race. Needs
     /// the default public `/health` route.
-    pub async fn barrier(&self, up: &Upstream) -> Vec<Recorded> {
+    pub(crate) async fn barrier(&self, up: &Upstream) -> Vec<Recorded> {
         let n = self.barriers.fetch_add(1, Ordering::SeqCst);
         let target = format!("/health/__barrier{n}");
         let resp = self.send(raw::get(&target)).await;
@@ -566,7 +566,7 @@ impl Gateway {
     }
 
     /// Asserts that nothing but barrier requests reached the upstream.
-    pub async fn assert_nothing_forwarded(&self, up: &Upstream) {
+    pub(crate) async fn assert_nothing_forwarded(&self, up: &Upstream) {
         let got = self.barrier(up).await;
         assert!(
             got.is_empty(),

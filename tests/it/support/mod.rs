@@ -13,26 +13,28 @@
 //! Nothing here sleeps to synchronize: waits poll or await a signal, and every
 //! wait has a deadline ([`DEADLINE`]) after which the test fails with a message.
 
-pub mod gateway;
-pub mod jwt;
-pub mod raw;
-pub mod stripe;
-pub mod stripe_api;
-pub mod upstream;
+pub(crate) mod gateway;
+pub(crate) mod jwt;
+pub(crate) mod raw;
+pub(crate) mod stripe;
+pub(crate) mod stripe_api;
+pub(crate) mod upstream;
 
-pub use gateway::{paygate, Config, Gateway};
-pub use paygate_testkit::TestRedis;
-pub use raw::{get, post, request, send, RawConn, RawResponse, Request, ResponseHead};
-pub use upstream::{read_request_head, Checksum, RawUpstream, Recorded, Reply, Signal, Upstream};
+pub(crate) use gateway::{paygate, Config, Gateway};
+pub(crate) use paygate_testkit::TestRedis;
+pub(crate) use raw::{get, post, request, send, RawConn, RawResponse, Request, ResponseHead};
+pub(crate) use upstream::{
+    read_request_head, Checksum, RawUpstream, Recorded, Reply, Signal, Upstream,
+};
 
 /// How long any single wait in a test may take before the test fails (the
 /// testkit's, so the stand-ins and the tests agree).
-pub use paygate_testkit::DEADLINE;
+pub(crate) use paygate_testkit::DEADLINE;
 
 /// The tokens of a comma-separated header value (`a, b,c` → `["a", "b", "c"]`).
 /// Every value of a header in a list of `(name, value)` pairs, by
 /// case-insensitive name (responses and recorded requests share it).
-pub fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+pub(crate) fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
     headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -40,7 +42,7 @@ pub fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a
         .collect()
 }
 
-pub fn comma_list(value: &str) -> Vec<String> {
+pub(crate) fn comma_list(value: &str) -> Vec<String> {
     value
         .split(',')
         .map(|s| s.trim().to_string())
@@ -51,7 +53,7 @@ pub fn comma_list(value: &str) -> Vec<String> {
 /// Asserts that a gateway-made response is the SPEC §4 JSON error with `status`
 /// and `code`, and returns the parsed body for further checks.
 #[track_caller]
-pub fn assert_error(resp: &RawResponse, status: u16, code: &str) -> serde_json::Value {
+pub(crate) fn assert_error(resp: &RawResponse, status: u16, code: &str) -> serde_json::Value {
     assert_eq!(
         resp.status,
         status,
@@ -75,7 +77,7 @@ pub fn assert_error(resp: &RawResponse, status: u16, code: &str) -> serde_json::
 
 /// Starts an [`Upstream`] answering `200 upstream ok` and a [`Gateway`] in
 /// front of it whose [`Config::new`] defaults are adjusted by `adjust`.
-pub async fn world(adjust: impl FnOnce(Config) -> Config) -> (Upstream, Gateway) {
+pub(crate) async fn world(adjust: impl FnOnce(Config) -> Config) -> (Upstream, Gateway) {
     let up = Upstream::start().await;
     let gw = Gateway::start(&adjust(Config::new(&up.url()))).await;
     (up, gw)
@@ -84,7 +86,9 @@ pub async fn world(adjust: impl FnOnce(Config) -> Config) -> (Upstream, Gateway)
 /// Starts a [`TestRedis`], an [`Upstream`] and a [`Gateway`] whose store is
 /// that Redis and whose `[stripe]` section verifies with [`stripe::WHSEC`]
 /// ([`stripe::with_redis_and_stripe`]), adjusted by `adjust`.
-pub async fn redis_world(adjust: impl FnOnce(Config) -> Config) -> (TestRedis, Upstream, Gateway) {
+pub(crate) async fn redis_world(
+    adjust: impl FnOnce(Config) -> Config,
+) -> (TestRedis, Upstream, Gateway) {
     let redis = TestRedis::start();
     let up = Upstream::start().await;
     let config = stripe::with_redis_and_stripe(Config::new(&up.url()), &redis.url());
@@ -94,7 +98,7 @@ pub async fn redis_world(adjust: impl FnOnce(Config) -> Config) -> (TestRedis, U
 
 /// Sends `req` and asserts that the upstream answered it and received it once;
 /// returns what the upstream received.
-pub async fn forwarded(gw: &Gateway, up: &Upstream, req: Request) -> Recorded {
+pub(crate) async fn forwarded(gw: &Gateway, up: &Upstream, req: Request) -> Recorded {
     let before = up.arrivals().len();
     let what = format!("{} {}", req.method, req.target);
     let resp = gw.send(req).await;

@@ -17,7 +17,7 @@ use super::DEADLINE;
 
 /// A request to be serialized verbatim.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     pub method: String,
     pub target: String,
     pub headers: Vec<(String, String)>,
@@ -25,17 +25,17 @@ pub struct Request {
 }
 
 /// `GET target`.
-pub fn get(target: &str) -> Request {
+pub(crate) fn get(target: &str) -> Request {
     request("GET", target)
 }
 
 /// `POST target` with a `Content-Length` body.
-pub fn post(target: &str, body: impl Into<Vec<u8>>) -> Request {
+pub(crate) fn post(target: &str, body: impl Into<Vec<u8>>) -> Request {
     request("POST", target).body(body)
 }
 
 /// Any method; `Host: paygate.test` is added unless a `host` header is given.
-pub fn request(method: &str, target: &str) -> Request {
+pub(crate) fn request(method: &str, target: &str) -> Request {
     Request {
         method: method.to_string(),
         target: target.to_string(),
@@ -46,18 +46,18 @@ pub fn request(method: &str, target: &str) -> Request {
 
 impl Request {
     /// Adds a header line as given (name case and duplicates preserved).
-    pub fn header(mut self, name: &str, value: &str) -> Request {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Request {
         self.headers.push((name.to_string(), value.to_string()));
         self
     }
 
     /// `Authorization: Bearer <token>`.
-    pub fn bearer(self, token: &str) -> Request {
+    pub(crate) fn bearer(self, token: &str) -> Request {
         self.header("Authorization", &format!("Bearer {token}"))
     }
 
     /// Sets the body and a matching `Content-Length`.
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Request {
+    pub(crate) fn body(mut self, body: impl Into<Vec<u8>>) -> Request {
         self.body = body.into();
         self.headers
             .retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
@@ -66,7 +66,7 @@ impl Request {
     }
 
     /// The bytes put on the wire.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.target).into_bytes();
         if !self
             .headers
@@ -86,7 +86,7 @@ impl Request {
 
 /// A parsed response.
 #[derive(Debug, Clone)]
-pub struct RawResponse {
+pub(crate) struct RawResponse {
     pub status: u16,
     /// Header names lowercased, values as sent (trimmed), in order.
     pub headers: Vec<(String, String)>,
@@ -95,22 +95,22 @@ pub struct RawResponse {
 
 impl RawResponse {
     /// The first value of a header, by case-insensitive name.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.header_all(name).into_iter().next()
     }
 
     /// Every value of a header, by case-insensitive name.
-    pub fn header_all(&self, name: &str) -> Vec<&str> {
+    pub(crate) fn header_all(&self, name: &str) -> Vec<&str> {
         super::header_values(&self.headers, name)
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// The body as JSON; fails the test with the body when it is not JSON.
     #[track_caller]
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "response {} body is not JSON ({e}): {:?}",
@@ -122,31 +122,31 @@ impl RawResponse {
 
     /// Whether the upstream made this response (the test upstream marks every
     /// response it makes with `X-Upstream: 1`).
-    pub fn answered_by_upstream(&self) -> bool {
+    pub(crate) fn answered_by_upstream(&self) -> bool {
         self.header("x-upstream") == Some("1")
     }
 }
 
 /// The status line and headers of a response, before its body.
 #[derive(Debug, Clone)]
-pub struct ResponseHead {
+pub(crate) struct ResponseHead {
     pub status: u16,
     pub headers: Vec<(String, String)>,
 }
 
 impl ResponseHead {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         super::header_values(&self.headers, name).into_iter().next()
     }
 
-    pub fn is_chunked(&self) -> bool {
+    pub(crate) fn is_chunked(&self) -> bool {
         self.headers.iter().any(|(n, v)| {
             n.eq_ignore_ascii_case("transfer-encoding")
                 && v.to_ascii_lowercase().contains("chunked")
         })
     }
 
-    pub fn content_length(&self) -> Option<usize> {
+    pub(crate) fn content_length(&self) -> Option<usize> {
         self.header("content-length").map(|v| {
             v.trim()
                 .parse()
@@ -156,14 +156,14 @@ impl ResponseHead {
 }
 
 /// One client connection speaking raw HTTP/1.1.
-pub struct RawConn {
+pub(crate) struct RawConn {
     stream: TcpStream,
     /// Bytes read from the socket but not yet consumed by a parser.
     buf: Vec<u8>,
 }
 
 impl RawConn {
-    pub async fn connect(addr: SocketAddr) -> RawConn {
+    pub(crate) async fn connect(addr: SocketAddr) -> RawConn {
         let stream = timeout(DEADLINE, TcpStream::connect(addr))
             .await
             .unwrap_or_else(|_| panic!("connecting to {addr} timed out"))
@@ -171,7 +171,7 @@ impl RawConn {
         RawConn::from_stream(stream)
     }
 
-    pub fn from_stream(stream: TcpStream) -> RawConn {
+    pub(crate) fn from_stream(stream: TcpStream) -> RawConn {
         stream.set_nodelay(true).ok();
         RawConn {
             stream,
@@ -180,12 +180,12 @@ impl RawConn {
     }
 
     /// Gives back the socket and whatever was read past the last parsed message.
-    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+    pub(crate) fn into_parts(self) -> (TcpStream, Vec<u8>) {
         (self.stream, self.buf)
     }
 
     /// Writes bytes verbatim.
-    pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         match timeout(DEADLINE, self.stream.write_all(bytes)).await {
             Ok(r) => r,
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write deadline")),
@@ -193,7 +193,7 @@ impl RawConn {
     }
 
     /// Sends a request and reads its response.
-    pub async fn request(&mut self, req: &Request) -> RawResponse {
+    pub(crate) async fn request(&mut self, req: &Request) -> RawResponse {
         self.write(&req.to_bytes())
             .await
             .unwrap_or_else(|e| panic!("writing {} {}: {e}", req.method, req.target));
@@ -201,14 +201,14 @@ impl RawConn {
     }
 
     /// Reads one full response; fails the test on EOF, garbage or deadline.
-    pub async fn read_response(&mut self) -> RawResponse {
+    pub(crate) async fn read_response(&mut self) -> RawResponse {
         self.try_read_response()
             .await
             .unwrap_or_else(|e| panic!("reading response: {e}"))
     }
 
     /// Reads one full response (not for responses to `HEAD`).
-    pub async fn try_read_response(&mut self) -> io::Result<RawResponse> {
+    pub(crate) async fn try_read_response(&mut self) -> io::Result<RawResponse> {
         let head = self.try_read_head().await?;
         let body = self.read_body(&head).await?;
         Ok(RawResponse {
@@ -219,13 +219,13 @@ impl RawConn {
     }
 
     /// Reads the status line and headers only.
-    pub async fn read_head(&mut self) -> ResponseHead {
+    pub(crate) async fn read_head(&mut self) -> ResponseHead {
         self.try_read_head()
             .await
             .unwrap_or_else(|e| panic!("reading response head: {e}"))
     }
 
-    pub async fn try_read_head(&mut self) -> io::Result<ResponseHead> {
+    pub(crate) async fn try_read_head(&mut self) -> io::Result<ResponseHead> {
         let end = loop {
             if let Some(i) = find(&self.buf, b"\r\n\r\n") {
                 break i;
@@ -237,7 +237,7 @@ impl RawConn {
     }
 
     /// Reads the body that follows `head`, framed as the head says.
-    pub async fn read_body(&mut self, head: &ResponseHead) -> io::Result<Vec<u8>> {
+    pub(crate) async fn read_body(&mut self, head: &ResponseHead) -> io::Result<Vec<u8>> {
         if head.status < 200 || head.status == 204 || head.status == 304 {
             return Ok(Vec::new());
         }
@@ -256,7 +256,7 @@ impl RawConn {
 
     /// Reads the next chunk of a chunked body; `None` after the last chunk (and
     /// its trailers) was consumed.
-    pub async fn read_chunk(&mut self) -> Option<Vec<u8>> {
+    pub(crate) async fn read_chunk(&mut self) -> Option<Vec<u8>> {
         self.try_read_chunk()
             .await
             .unwrap_or_else(|e| panic!("reading a chunk: {e}"))
@@ -282,7 +282,7 @@ impl RawConn {
 
     /// Reads until the peer closes; errors (a reset) end the read too, and are
     /// returned so a caller can tell a clean close from a reset.
-    pub async fn read_to_close(&mut self) -> io::Result<Vec<u8>> {
+    pub(crate) async fn read_to_close(&mut self) -> io::Result<Vec<u8>> {
         loop {
             match self.fill().await {
                 Ok(()) => {}
@@ -295,7 +295,7 @@ impl RawConn {
     }
 
     /// Returns buffered bytes, or waits for the next bytes from the socket.
-    pub async fn read_some(&mut self) -> io::Result<Vec<u8>> {
+    pub(crate) async fn read_some(&mut self) -> io::Result<Vec<u8>> {
         if self.buf.is_empty() {
             self.fill().await?;
         }
@@ -303,7 +303,7 @@ impl RawConn {
     }
 
     /// Reads exactly `n` bytes.
-    pub async fn read_exact(&mut self, n: usize) -> io::Result<Vec<u8>> {
+    pub(crate) async fn read_exact(&mut self, n: usize) -> io::Result<Vec<u8>> {
         while self.buf.len() < n {
             self.fill().await?;
         }
@@ -351,7 +351,7 @@ impl RawConn {
 }
 
 /// Opens a connection, sends one request, reads its response.
-pub async fn send(addr: SocketAddr, req: Request) -> RawResponse {
+pub(crate) async fn send(addr: SocketAddr, req: Request) -> RawResponse {
     RawConn::connect(addr).await.request(&req).await
 }
 

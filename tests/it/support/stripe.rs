@@ -21,14 +21,14 @@ use super::jwt;
 use super::raw::{self, RawResponse, Request};
 
 /// The endpoint secret every Redis test config uses (`stripe.webhook_secret`).
-pub const WHSEC: &str = "whsec_paygate_e2e_5f1c0a9b7d3e4f2a8c6b";
+pub(crate) const WHSEC: &str = "whsec_paygate_e2e_5f1c0a9b7d3e4f2a8c6b";
 
 /// `stripe.webhook_path` in every test config.
-pub const WEBHOOK_PATH: &str = "/stripe/webhook";
+pub(crate) const WEBHOOK_PATH: &str = "/stripe/webhook";
 
 /// `config` with its store on the Redis at `redis_url` (no seed file: only
 /// webhooks put state there) and a `[stripe]` section verifying with [`WHSEC`].
-pub fn with_redis_and_stripe(config: Config, redis_url: &str) -> Config {
+pub(crate) fn with_redis_and_stripe(config: Config, redis_url: &str) -> Config {
     config
         .users(None)
         .set_str("store.redis_url", redis_url)
@@ -44,7 +44,7 @@ pub fn with_redis_and_stripe(config: Config, redis_url: &str) -> Config {
 }
 
 /// A fixture from `tests/fixtures/stripe/`, parsed.
-pub fn fixture(name: &str) -> Value {
+pub(crate) fn fixture(name: &str) -> Value {
     let path = format!(
         "{}/tests/fixtures/stripe/{name}",
         env!("CARGO_MANIFEST_DIR")
@@ -65,7 +65,7 @@ fn envelope(mut event: Value, event_id: &str, created: i64) -> Value {
 /// `checkout.session.completed` in `subscription` mode, paid, linking `user`
 /// (as `client_reference_id`) to `customer` and `subscription`. From the
 /// captured test-mode session.
-pub fn checkout_completed(
+pub(crate) fn checkout_completed(
     event_id: &str,
     user: &str,
     customer: &str,
@@ -93,7 +93,7 @@ pub fn checkout_completed(
 /// `subscription` of `customer` with `status`, no user metadata. From the
 /// stripe-sync-engine `customer.subscription.created` payload (2020-03-02 shape,
 /// `current_period_end` on the subscription).
-pub fn subscription_event(
+pub(crate) fn subscription_event(
     action: &str,
     event_id: &str,
     subscription: &str,
@@ -127,7 +127,7 @@ pub fn subscription_event(
 /// the constructed basil-shape payload; the subscription's own `created` and
 /// its item's `current_period_end` keep the fixture's values, as a
 /// subscription's creation time does not change between its events.
-pub fn basil_subscription_event(
+pub(crate) fn basil_subscription_event(
     event_id: &str,
     subscription: &str,
     customer: &str,
@@ -158,7 +158,7 @@ pub fn basil_subscription_event(
 /// `customer.subscription.deleted` (status `canceled`), from the constructed
 /// basil-shape payload (`current_period_end` only on the items), with its
 /// `metadata.user_id` removed so it links nobody by itself.
-pub fn subscription_deleted(
+pub(crate) fn subscription_deleted(
     event_id: &str,
     subscription: &str,
     customer: &str,
@@ -184,7 +184,12 @@ pub fn subscription_deleted(
 }
 
 /// `customer.updated` for `customer`, with `metadata.user_id = user` when given.
-pub fn customer_updated(event_id: &str, customer: &str, user: Option<&str>, created: i64) -> Value {
+pub(crate) fn customer_updated(
+    event_id: &str,
+    customer: &str,
+    user: Option<&str>,
+    created: i64,
+) -> Value {
     let mut event = envelope(
         fixture("sync-engine.event.customer_updated.json"),
         event_id,
@@ -200,7 +205,7 @@ pub fn customer_updated(event_id: &str, customer: &str, user: Option<&str>, crea
 }
 
 /// `customer.deleted` for `customer`.
-pub fn customer_deleted(event_id: &str, customer: &str, created: i64) -> Value {
+pub(crate) fn customer_deleted(event_id: &str, customer: &str, created: i64) -> Value {
     let mut event = envelope(
         fixture("sync-engine.event.customer_deleted.json"),
         event_id,
@@ -213,7 +218,7 @@ pub fn customer_deleted(event_id: &str, customer: &str, created: i64) -> Value {
 
 /// `entitlements.active_entitlement_summary.updated` giving `customer` exactly
 /// the features `lookup_keys`.
-pub fn entitlement_summary(
+pub(crate) fn entitlement_summary(
     event_id: &str,
     customer: &str,
     lookup_keys: &[&str],
@@ -244,7 +249,12 @@ pub fn entitlement_summary(
 }
 
 /// `invoice.paid` for `subscription` of `customer`.
-pub fn invoice_paid(event_id: &str, customer: &str, subscription: &str, created: i64) -> Value {
+pub(crate) fn invoice_paid(
+    event_id: &str,
+    customer: &str,
+    subscription: &str,
+    created: i64,
+) -> Value {
     let mut event = envelope(
         fixture("sync-engine.event.invoice_paid.json"),
         event_id,
@@ -258,13 +268,13 @@ pub fn invoice_paid(event_id: &str, customer: &str, subscription: &str, created:
 }
 
 /// The JSON bytes of an event, as Stripe would send them.
-pub fn body(event: &Value) -> Vec<u8> {
+pub(crate) fn body(event: &Value) -> Vec<u8> {
     serde_json::to_vec_pretty(event).unwrap()
 }
 
 /// The hex `v1` signature of `body` at `t` under `secret`: HMAC-SHA256 keyed
 /// with the whole secret (`whsec_` prefix included) over `"{t}.{body}"`.
-pub fn v1(body: &[u8], secret: &str, t: i64) -> String {
+pub(crate) fn v1(body: &[u8], secret: &str, t: i64) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
         .expect("HMAC-SHA256 takes keys of any length");
@@ -276,12 +286,12 @@ pub fn v1(body: &[u8], secret: &str, t: i64) -> String {
 
 /// The `Stripe-Signature` header Stripe would send for `body` signed at `t`
 /// with `secret`: `t={t},v1={hex}`.
-pub fn signature(body: &[u8], secret: &str, t: i64) -> String {
+pub(crate) fn signature(body: &[u8], secret: &str, t: i64) -> String {
     format!("t={t},v1={}", v1(body, secret, t))
 }
 
 /// `POST {WEBHOOK_PATH}` with `body` and a `Stripe-Signature` header as given.
-pub fn webhook_request(body: &[u8], signature: &str) -> Request {
+pub(crate) fn webhook_request(body: &[u8], signature: &str) -> Request {
     raw::post(WEBHOOK_PATH, body.to_vec())
         .header("Content-Type", "application/json; charset=utf-8")
         .header(
@@ -292,18 +302,18 @@ pub fn webhook_request(body: &[u8], signature: &str) -> Request {
 }
 
 /// `body` signed now with [`WHSEC`].
-pub fn signed(body: &[u8]) -> Request {
+pub(crate) fn signed(body: &[u8]) -> Request {
     webhook_request(body, &signature(body, WHSEC, jwt::now()))
 }
 
 /// Delivers `event` signed now with [`WHSEC`].
-pub async fn deliver(gw: &Gateway, event: &Value) -> RawResponse {
+pub(crate) async fn deliver(gw: &Gateway, event: &Value) -> RawResponse {
     gw.send(signed(&body(event))).await
 }
 
 /// Asserts the webhook acknowledgement `200 {"received": true, "result": result}`.
 #[track_caller]
-pub fn assert_ack(resp: &RawResponse, result: &str) {
+pub(crate) fn assert_ack(resp: &RawResponse, result: &str) {
     assert_eq!(
         resp.status,
         200,
@@ -328,7 +338,7 @@ pub fn assert_ack(resp: &RawResponse, result: &str) {
 }
 
 /// Delivers `event` and asserts it was `applied`.
-pub async fn apply(gw: &Gateway, event: &Value) {
+pub(crate) async fn apply(gw: &Gateway, event: &Value) {
     let resp = deliver(gw, event).await;
     assert_ack(&resp, "applied");
 }
@@ -337,7 +347,7 @@ pub async fn apply(gw: &Gateway, event: &Value) {
 /// `limit`; fails with `what` and the last response otherwise. Used for "the
 /// decision changes within a second" (SPEC §8) and for waiting on time-based
 /// state, never as a sleep.
-pub async fn until(
+pub(crate) async fn until(
     gw: &Gateway,
     limit: Duration,
     what: &str,
@@ -371,12 +381,12 @@ pub async fn until(
 }
 
 /// Whether the upstream answered (the request passed the paywall).
-pub fn is_forwarded(resp: &RawResponse) -> bool {
+pub(crate) fn is_forwarded(resp: &RawResponse) -> bool {
     resp.status == 200 && resp.answered_by_upstream()
 }
 
 /// Whether the gateway answered a JSON error with this status and code.
-pub fn is_denied(status: u16, code: &'static str) -> impl Fn(&RawResponse) -> bool {
+pub(crate) fn is_denied(status: u16, code: &'static str) -> impl Fn(&RawResponse) -> bool {
     move |resp: &RawResponse| {
         resp.status == status
             && !resp.answered_by_upstream()
@@ -385,25 +395,25 @@ pub fn is_denied(status: u16, code: &'static str) -> impl Fn(&RawResponse) -> bo
 }
 
 /// SPEC §8: a webhook's effect is visible within one second of its `2xx`.
-pub const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
+pub(crate) const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
 
 /// A request to the plain subscription route `/api/banking`.
-pub fn banking(user: &str) -> Request {
+pub(crate) fn banking(user: &str) -> Request {
     raw::get("/api/banking/accounts").bearer(&jwt::token(user))
 }
 
 /// A request to the feature route (`features = ["export"]`, POST only).
-pub fn export(user: &str) -> Request {
+pub(crate) fn export(user: &str) -> Request {
     raw::post("/api/reports/export", "{}").bearer(&jwt::token(user))
 }
 
 /// Polls until `user`'s banking request is forwarded, for at most a second.
-pub async fn until_forwarded(gw: &Gateway, user: &str, what: &str) -> RawResponse {
+pub(crate) async fn until_forwarded(gw: &Gateway, user: &str, what: &str) -> RawResponse {
     until(gw, VISIBLE_WITHIN, what, || banking(user), is_forwarded).await
 }
 
 /// The `SUBSCRIPTION_REQUIRED` body for `user`, polled for up to a second.
-pub async fn until_subscription_required(gw: &Gateway, user: &str, what: &str) -> Value {
+pub(crate) async fn until_subscription_required(gw: &Gateway, user: &str, what: &str) -> Value {
     let resp = until(
         gw,
         VISIBLE_WITHIN,

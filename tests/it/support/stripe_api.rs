@@ -25,14 +25,14 @@ use serde_json::{json, Value};
 use super::stripe::fixture;
 
 /// The secret key test configs give paygate (`stripe.api_key`).
-pub const API_KEY: &str = "sk_test_paygate_e2e_3b9f2c1d8e7a6b5c4d3e";
+pub(crate) const API_KEY: &str = "sk_test_paygate_e2e_3b9f2c1d8e7a6b5c4d3e";
 
 /// The `Stripe-Version` paygate pins on every Stripe API request.
-pub const STRIPE_VERSION: &str = "2025-03-31.basil";
+pub(crate) const STRIPE_VERSION: &str = "2025-03-31.basil";
 
 /// One request the stand-in received.
 #[derive(Debug, Clone)]
-pub struct ApiRequest {
+pub(crate) struct ApiRequest {
     pub method: String,
     /// Path and query exactly as received.
     pub target: String,
@@ -46,7 +46,7 @@ pub struct ApiRequest {
 }
 
 impl ApiRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -54,7 +54,7 @@ impl ApiRequest {
     }
 
     /// The first value of a query parameter.
-    pub fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
             .find(|(n, _)| n == name)
@@ -62,7 +62,7 @@ impl ApiRequest {
     }
 
     /// Every value of a query parameter (`expand[]` may repeat).
-    pub fn params(&self, name: &str) -> Vec<&str> {
+    pub(crate) fn params(&self, name: &str) -> Vec<&str> {
         self.query
             .iter()
             .filter(|(n, _)| n == name)
@@ -95,14 +95,14 @@ struct State {
 }
 
 /// The running stand-in. Stops accepting when dropped.
-pub struct StripeApi {
+pub(crate) struct StripeApi {
     server: TestServer,
     state: Arc<Mutex<State>>,
 }
 
 impl StripeApi {
     /// Starts an empty stand-in with a page size of 2.
-    pub async fn start() -> StripeApi {
+    pub(crate) async fn start() -> StripeApi {
         let state = Arc::new(Mutex::new(State {
             page_size: 2,
             ..State::default()
@@ -116,17 +116,17 @@ impl StripeApi {
     }
 
     /// `http://127.0.0.1:PORT`, for `stripe.api_base`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.server.url()
     }
 
     /// The most objects a list page holds, whatever `limit` asks.
-    pub fn page_size(&self, size: usize) {
+    pub(crate) fn page_size(&self, size: usize) {
         self.state.lock().unwrap().page_size = size.max(1);
     }
 
     /// Adds (or replaces) a customer, with `metadata.user_id = user` when given.
-    pub fn customer(&self, id: &str, user: Option<&str>) {
+    pub(crate) fn customer(&self, id: &str, user: Option<&str>) {
         let mut customer = fixture("openapi-fixtures3.customer.json");
         customer["id"] = json!(id);
         customer["discount"] = Value::Null;
@@ -142,7 +142,7 @@ impl StripeApi {
     }
 
     /// Makes a customer deleted (Stripe keeps answering with a stub object).
-    pub fn delete_customer(&self, id: &str) {
+    pub(crate) fn delete_customer(&self, id: &str) {
         self.state.lock().unwrap().customers.insert(
             id.to_string(),
             json!({ "id": id, "object": "customer", "deleted": true }),
@@ -152,7 +152,7 @@ impl StripeApi {
     /// Adds a subscription of `customer` (created without metadata if unknown)
     /// with `status` and `metadata.user_id = user` when given. From the
     /// basil-shape fixture (`current_period_end` on the items).
-    pub fn subscription(&self, id: &str, customer: &str, status: &str, user: Option<&str>) {
+    pub(crate) fn subscription(&self, id: &str, customer: &str, status: &str, user: Option<&str>) {
         let known = self.state.lock().unwrap().customers.contains_key(customer);
         if !known {
             self.customer(customer, None);
@@ -177,7 +177,7 @@ impl StripeApi {
     }
 
     /// Changes a subscription's status.
-    pub fn set_status(&self, id: &str, status: &str) {
+    pub(crate) fn set_status(&self, id: &str, status: &str) {
         let mut state = self.state.lock().unwrap();
         let sub = state
             .subscriptions
@@ -188,7 +188,7 @@ impl StripeApi {
     }
 
     /// Sets a customer's active entitlements (feature lookup keys).
-    pub fn entitlements(&self, customer: &str, lookup_keys: &[&str]) {
+    pub(crate) fn entitlements(&self, customer: &str, lookup_keys: &[&str]) {
         self.state.lock().unwrap().entitlements.insert(
             customer.to_string(),
             lookup_keys.iter().map(|k| k.to_string()).collect(),
@@ -197,7 +197,7 @@ impl StripeApi {
 
     /// Answers `status` (with `Retry-After` when given) to the next `times`
     /// requests `matches` accepts (`None`: every one), before anything else.
-    pub fn fail(
+    pub(crate) fn fail(
         &self,
         matches: impl Fn(&ApiRequest) -> bool + Send + 'static,
         status: u16,
@@ -213,17 +213,17 @@ impl StripeApi {
     }
 
     /// Removes every scripted failure.
-    pub fn heal(&self) {
+    pub(crate) fn heal(&self) {
         self.state.lock().unwrap().failures.clear();
     }
 
     /// Every request received so far, in order.
-    pub fn requests(&self) -> Vec<ApiRequest> {
+    pub(crate) fn requests(&self) -> Vec<ApiRequest> {
         self.state.lock().unwrap().requests.clone()
     }
 
     /// The requests whose decoded path is `path`.
-    pub fn requests_to(&self, path: &str) -> Vec<ApiRequest> {
+    pub(crate) fn requests_to(&self, path: &str) -> Vec<ApiRequest> {
         self.requests()
             .into_iter()
             .filter(|r| r.path == path)

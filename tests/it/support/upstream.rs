@@ -26,7 +26,7 @@ use super::DEADLINE;
 
 /// A one-way latch: `fire` once, every `wait` (before or after) completes.
 #[derive(Clone)]
-pub struct Signal(Arc<watch::Sender<bool>>);
+pub(crate) struct Signal(Arc<watch::Sender<bool>>);
 
 impl Default for Signal {
     fn default() -> Self {
@@ -35,20 +35,20 @@ impl Default for Signal {
 }
 
 impl Signal {
-    pub fn new() -> Signal {
+    pub(crate) fn new() -> Signal {
         Signal(Arc::new(watch::channel(false).0))
     }
 
-    pub fn fire(&self) {
+    pub(crate) fn fire(&self) {
         self.0.send_replace(true);
     }
 
-    pub fn is_fired(&self) -> bool {
+    pub(crate) fn is_fired(&self) -> bool {
         *self.0.borrow()
     }
 
     /// Waits for `fire` with no deadline (the holder decides how long).
-    pub async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         let mut rx = self.0.subscribe();
         let _ = rx.wait_for(|fired| *fired).await;
     }
@@ -56,7 +56,7 @@ impl Signal {
 
 /// FNV-1a over a byte stream; chunk boundaries do not change the result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Checksum(pub u64);
+pub(crate) struct Checksum(pub u64);
 
 impl Default for Checksum {
     fn default() -> Self {
@@ -65,7 +65,7 @@ impl Default for Checksum {
 }
 
 impl Checksum {
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         let mut h = self.0;
         for &b in bytes {
             h ^= u64::from(b);
@@ -77,7 +77,7 @@ impl Checksum {
 
 /// What the upstream received for one request.
 #[derive(Debug, Clone)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub method: String,
     /// The request target exactly as it came on the wire (path and query).
     pub target: String,
@@ -94,28 +94,28 @@ pub struct Recorded {
 }
 
 /// How much of each body a record keeps verbatim.
-pub const BODY_KEEP: usize = 1 << 20;
+pub(crate) const BODY_KEEP: usize = 1 << 20;
 
 impl Recorded {
     /// The first value of a header (case-insensitive name).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.header_all(name).into_iter().next()
     }
 
     /// Every value of a header (case-insensitive name).
-    pub fn header_all(&self, name: &str) -> Vec<&str> {
+    pub(crate) fn header_all(&self, name: &str) -> Vec<&str> {
         super::header_values(&self.headers, name)
     }
 
     /// The path part of the target.
-    pub fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or_default()
     }
 }
 
 /// How the upstream answers one request. The body is always read in full first
 /// (so the record is complete) except where noted.
-pub enum Reply {
+pub(crate) enum Reply {
     /// `200`, body `upstream ok`.
     Ok,
     /// Any status, extra headers and body.
@@ -148,7 +148,7 @@ struct State {
 }
 
 /// A recording upstream on `127.0.0.1:0`. Stops accepting when dropped.
-pub struct Upstream {
+pub(crate) struct Upstream {
     pub addr: SocketAddr,
     server: TestServer,
     state: Arc<State>,
@@ -156,13 +156,15 @@ pub struct Upstream {
 
 impl Upstream {
     /// An upstream that answers every request `200 upstream ok`.
-    pub async fn start() -> Upstream {
+    pub(crate) async fn start() -> Upstream {
         Upstream::with(|_| Reply::Ok).await
     }
 
     /// An upstream whose answers `handler` decides from the request head (the
     /// `Recorded` it is given has no body fields filled yet).
-    pub async fn with(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Upstream {
+    pub(crate) async fn with(
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Upstream {
         let state = Arc::new(State {
             arrivals: Log::default(),
             records: Log::default(),
@@ -178,39 +180,39 @@ impl Upstream {
     }
 
     /// How many TCP connections the upstream has accepted.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.server.connections()
     }
 
     /// `http://127.0.0.1:PORT`, for `upstream.url`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.server.url()
     }
 
     /// Requests whose head arrived so far.
-    pub fn arrivals(&self) -> Vec<Recorded> {
+    pub(crate) fn arrivals(&self) -> Vec<Recorded> {
         self.state.arrivals.all()
     }
 
     /// Requests fully received so far.
-    pub fn requests(&self) -> Vec<Recorded> {
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
         self.state.records.all()
     }
 
     /// Waits until at least `n` request heads arrived; returns them all.
-    pub async fn wait_arrivals(&self, n: usize) -> Vec<Recorded> {
+    pub(crate) async fn wait_arrivals(&self, n: usize) -> Vec<Recorded> {
         let arrived = self.state.arrivals.wait_len(n).await;
         arrived.unwrap_or_else(|_| self.timed_out(&format!("{n} request(s) to arrive")))
     }
 
     /// Waits until at least `n` requests were fully received; returns them all.
-    pub async fn wait_requests(&self, n: usize) -> Vec<Recorded> {
+    pub(crate) async fn wait_requests(&self, n: usize) -> Vec<Recorded> {
         let received = self.state.records.wait_len(n).await;
         received.unwrap_or_else(|_| self.timed_out(&format!("{n} request(s) to complete")))
     }
 
     /// The one request the upstream received (fails if it got another count).
-    pub async fn only_request(&self) -> Recorded {
+    pub(crate) async fn only_request(&self) -> Recorded {
         let mut all = self.wait_requests(1).await;
         assert_eq!(
             all.len(),
@@ -327,7 +329,7 @@ fn ok_response() -> Response<Body> {
 }
 
 /// An upstream that hands each accepted TCP connection to the test as is.
-pub struct RawUpstream {
+pub(crate) struct RawUpstream {
     pub addr: SocketAddr,
     conns: tokio::sync::Mutex<mpsc::UnboundedReceiver<TcpStream>>,
     accept: JoinHandle<()>,
@@ -340,7 +342,7 @@ impl Drop for RawUpstream {
 }
 
 impl RawUpstream {
-    pub async fn start() -> RawUpstream {
+    pub(crate) async fn start() -> RawUpstream {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind raw upstream");
@@ -360,12 +362,12 @@ impl RawUpstream {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// The next accepted connection.
-    pub async fn accept(&self) -> TcpStream {
+    pub(crate) async fn accept(&self) -> TcpStream {
         timeout(DEADLINE, async { self.conns.lock().await.recv().await })
             .await
             .expect("timed out waiting for the gateway to connect upstream")
@@ -375,7 +377,7 @@ impl RawUpstream {
 
 /// Reads one request head (up to and including the blank line) from a raw
 /// connection; returns it as text and any bytes read past it.
-pub async fn read_request_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
+pub(crate) async fn read_request_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
     use tokio::io::AsyncReadExt;
     let mut buf = Vec::new();
     let deadline = Instant::now() + DEADLINE;
