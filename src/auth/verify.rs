@@ -250,6 +250,8 @@ mod tests {
     use serde_json::json;
     use tokio::task::JoinSet;
 
+    // ---- HS256, the cache, and the order of the checks ---------------------
+
     #[tokio::test]
     async fn hs256_good_token() {
         let auth = authenticator(settings(&[Algorithm::HS256])).await;
@@ -359,6 +361,8 @@ mod tests {
             Err(AuthError::Invalid("unsupported critical header"))
         );
     }
+
+    // ---- asymmetric static keys ----------------------------------------
 
     #[tokio::test]
     async fn hs256_signed_with_the_rsa_public_key_is_invalid() {
