@@ -376,7 +376,7 @@ impl<'de> Visitor<'de> for ClaimValueSeed<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::auth::testkit::*;
+    use crate::auth::test_support::*;
     use crate::auth::{AuthError, Identity, JwtSettings};
     use jsonwebtoken::Algorithm;
     use serde_json::{json, Value};

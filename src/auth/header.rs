@@ -202,7 +202,7 @@ impl<'de> Visitor<'de> for KeyId {
 
 #[cfg(test)]
 mod tests {
-    use crate::auth::testkit::*;
+    use crate::auth::test_support::*;
     use crate::auth::AuthError;
     use jsonwebtoken::Algorithm;
 

@@ -393,7 +393,7 @@ mod tests {
     use super::*;
     // Public parts of the shared throwaway test keys, as a provider would
     // publish them.
-    use crate::auth::testkit::{
+    use crate::auth::test_support::{
         advance_clock, JwksServer, EC1_X as EC_X, EC1_Y as EC_Y, ED_X, RSA_N,
     };
     use serde_json::json;

@@ -62,7 +62,7 @@ pub fn mint_token(settings: &JwtSettings, user: &str, ttl: Duration) -> Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::testkit::*;
+    use crate::auth::test_support::*;
     use jsonwebtoken::Algorithm;
 
     #[tokio::test]

@@ -55,7 +55,7 @@ mod verify;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod testkit;
+mod test_support;
 
 pub use extract::{extract_token, Credential};
 pub use identity::{AuthError, Identity};

@@ -141,7 +141,7 @@ fn parse_public_pem(pem: &[u8]) -> Result<Vec<DecodingKey>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::testkit::*;
+    use crate::auth::test_support::*;
     use crate::auth::Authenticator;
     use crate::outbound::OutboundClient;
 

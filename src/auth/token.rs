@@ -57,7 +57,7 @@ pub(super) fn with_b64_decoded<R>(segment: &str, f: impl FnOnce(&[u8]) -> R) -> 
 
 #[cfg(test)]
 mod tests {
-    use crate::auth::testkit::*;
+    use crate::auth::test_support::*;
     use crate::auth::AuthError;
     use jsonwebtoken::Algorithm;
 

@@ -243,7 +243,7 @@ fn map_jwt_error(err: jsonwebtoken::errors::Error) -> AuthError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::testkit::*;
+    use crate::auth::test_support::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
     use jsonwebtoken::EncodingKey;

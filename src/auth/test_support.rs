@@ -1,26 +1,17 @@
 //! What the auth tests share: throwaway keys, settings and token builders,
-//! a JWKS server on loopback, and a way to move tokio's clock without
-//! waiting for it.
+//! a JWKS endpoint (on testkit's loopback server), and ways to move tokio's
+//! clock without waiting for it.
 //!
 //! Test-only (`#[cfg(test)]`); nothing here may be used by production code.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::Response;
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use paygate_testkit::{Reply, TestServer};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 use super::{Authenticator, JwtSettings};
 use crate::outbound::OutboundClient;
@@ -212,95 +203,55 @@ pub(super) fn signed_raw(header: &str, claims: &str) -> String {
 
 // ---- a JWKS endpoint ---------------------------------------------------------
 
-struct Reply {
-    status: u16,
-    body: String,
-    delay: Duration,
-}
+/// Where [`JwksServer`] publishes its key set.
+const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-/// A real HTTP server on 127.0.0.1 that serves a JWKS document which the
-/// test can change, answer with an error status, or delay, and that
-/// counts the requests it receives.
+/// A JWKS endpoint on loopback (testkit's [`TestServer`]) whose document the
+/// test can change, answer with an error status, or delay, and which counts
+/// the fetches it receives.
 pub(super) struct JwksServer {
-    addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
-    reply: Arc<Mutex<Reply>>,
-    task: tokio::task::JoinHandle<()>,
+    server: TestServer,
+    /// The answer as last set; every change re-installs the whole route.
+    reply: Mutex<Reply>,
 }
 
 impl JwksServer {
     pub(super) async fn start(body: String) -> JwksServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let hits = Arc::new(AtomicUsize::new(0));
-        let reply = Arc::new(Mutex::new(Reply {
-            status: 200,
-            body,
-            delay: Duration::ZERO,
-        }));
-        let (task_hits, task_reply) = (hits.clone(), reply.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (hits, reply) = (task_hits.clone(), task_reply.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |_req| {
-                        let (hits, reply) = (hits.clone(), reply.clone());
-                        async move {
-                            hits.fetch_add(1, Ordering::SeqCst);
-                            let (status, body, delay) = {
-                                let r = reply.lock().expect("reply lock");
-                                (r.status, r.body.clone(), r.delay)
-                            };
-                            tokio::time::sleep(delay).await;
-                            let response = Response::builder()
-                                .status(status)
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from(body)))
-                                .expect("response");
-                            Ok::<_, Infallible>(response)
-                        }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let reply = Reply::new(200)
+            .header("content-type", "application/json")
+            .body(body);
+        let server = TestServer::routes([("GET", JWKS_PATH, reply.clone())]).await;
         JwksServer {
-            addr,
-            hits,
-            reply,
-            task,
+            server,
+            reply: Mutex::new(reply),
         }
     }
 
     pub(super) fn url(&self) -> String {
-        format!("http://{}/.well-known/jwks.json", self.addr)
+        format!("{}{JWKS_PATH}", self.server.url())
     }
 
+    /// How many fetches the endpoint has received.
     pub(super) fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
+        self.server.requests().len()
     }
 
     pub(super) fn set_body(&self, body: String) {
-        self.reply.lock().expect("reply lock").body = body;
+        self.change(|reply| reply.body = body.into());
     }
 
     pub(super) fn set_status(&self, status: u16) {
-        self.reply.lock().expect("reply lock").status = status;
+        self.change(|reply| reply.status = status);
     }
 
     pub(super) fn set_delay(&self, delay: Duration) {
-        self.reply.lock().expect("reply lock").delay = delay;
+        self.change(|reply| reply.delay = delay);
     }
-}
 
-impl Drop for JwksServer {
-    fn drop(&mut self) {
-        self.task.abort();
+    fn change(&self, edit: impl FnOnce(&mut Reply)) {
+        let mut reply = self.reply.lock().expect("reply lock");
+        edit(&mut reply);
+        self.server.route("GET", JWKS_PATH, reply.clone());
     }
 }
 
