@@ -389,126 +389,14 @@ impl Jwks {
 }
 
 #[cfg(test)]
-pub(crate) mod test_server {
-    //! A real HTTP server on 127.0.0.1 that serves a JWKS document which the
-    //! test can change, answer with an error status, or delay, and that
-    //! counts the requests it receives.
-
-    use std::convert::Infallible;
-    use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
-
-    use bytes::Bytes;
-    use http_body_util::Full;
-    use hyper::server::conn::http1;
-    use hyper::service::service_fn;
-    use hyper::Response;
-    use hyper_util::rt::TokioIo;
-    use tokio::net::TcpListener;
-
-    struct Reply {
-        status: u16,
-        body: String,
-        delay: Duration,
-    }
-
-    pub struct JwksServer {
-        pub addr: SocketAddr,
-        hits: Arc<AtomicUsize>,
-        reply: Arc<Mutex<Reply>>,
-        task: tokio::task::JoinHandle<()>,
-    }
-
-    impl JwksServer {
-        pub async fn start(body: String) -> JwksServer {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let hits = Arc::new(AtomicUsize::new(0));
-            let reply = Arc::new(Mutex::new(Reply {
-                status: 200,
-                body,
-                delay: Duration::ZERO,
-            }));
-            let (task_hits, task_reply) = (hits.clone(), reply.clone());
-            let task = tokio::spawn(async move {
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        return;
-                    };
-                    let (hits, reply) = (task_hits.clone(), task_reply.clone());
-                    tokio::spawn(async move {
-                        let service = service_fn(move |_req| {
-                            let (hits, reply) = (hits.clone(), reply.clone());
-                            async move {
-                                hits.fetch_add(1, Ordering::SeqCst);
-                                let (status, body, delay) = {
-                                    let r = reply.lock().expect("reply lock");
-                                    (r.status, r.body.clone(), r.delay)
-                                };
-                                tokio::time::sleep(delay).await;
-                                let response = Response::builder()
-                                    .status(status)
-                                    .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from(body)))
-                                    .expect("response");
-                                Ok::<_, Infallible>(response)
-                            }
-                        });
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
-            JwksServer {
-                addr,
-                hits,
-                reply,
-                task,
-            }
-        }
-
-        pub fn url(&self) -> String {
-            format!("http://{}/.well-known/jwks.json", self.addr)
-        }
-
-        pub fn hits(&self) -> usize {
-            self.hits.load(Ordering::SeqCst)
-        }
-
-        pub fn set_body(&self, body: String) {
-            self.reply.lock().expect("reply lock").body = body;
-        }
-
-        pub fn set_status(&self, status: u16) {
-            self.reply.lock().expect("reply lock").status = status;
-        }
-
-        pub fn set_delay(&self, delay: Duration) {
-            self.reply.lock().expect("reply lock").delay = delay;
-        }
-    }
-
-    impl Drop for JwksServer {
-        fn drop(&mut self) {
-            self.task.abort();
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::test_server::JwksServer;
     use super::*;
+    // Public parts of the shared throwaway test keys, as a provider would
+    // publish them.
+    use crate::auth::test_support::{
+        advance_clock, JwksServer, EC1_X as EC_X, EC1_Y as EC_Y, ED_X, RSA_N,
+    };
     use serde_json::json;
-
-    // Public parts of throwaway test keys, as a provider would publish them.
-    const RSA_N: &str = "t1dE0H6UAtPrFAjD5Ts990gjqMdIejUhDE4Os8YqIvUw0EdfoDdxMXwf3w9T6ahYr9E2PXkI9LF6qGSGfZ933N7zEqqw-Ip4M0Nm6zxdQVcWlcNA21xcR5A8p_ACPUnGCJUWJZJKVN_n04njn3_Dwdga4rmrfFpk6xUU8bdiQ28YHHsyegwjSkVepgrNh16FFiQ8JYyKcfGMiizO18MISi7KloKV4-2DUmWGfUYEGoePagxVaLWMKvuJxxIg50oTx7ZCCyaEE_E89c68rsoMzq8xO3t8NeWUIaXmc4emldmCYw11m5lneFlokcScoLiq2SKbBLcsBAUqqyoMXOwSHQ";
-    const EC_X: &str = "ROV9ainFTiLyvC42DKlbtRLMCeLsPZ6duB99q8T9EHg";
-    const EC_Y: &str = "_dKB6v-BiqeViZjUTvjeWytcFMYhpXiGbjImZmkWD70";
-    const ED_X: &str = "SU45WxP9f4gDsytCFYdlijCNdV_gJZpdoeyITByUeXM";
 
     fn rsa(kid: Option<&str>) -> serde_json::Value {
         let mut key = json!({"kty": "RSA", "n": RSA_N, "e": "AQAB", "use": "sig"});
@@ -692,7 +580,8 @@ mod tests {
         jwks_client.refresh_on_miss(seen).await;
         assert_eq!(server.hits(), 1);
 
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        // The cooldown passes without waiting for it.
+        advance_clock(Duration::from_millis(350)).await;
         let (seen, _) = jwks_client.snapshot();
         jwks_client.refresh_on_miss(seen).await;
         assert_eq!(server.hits(), 2);

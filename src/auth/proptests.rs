@@ -22,9 +22,8 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-use super::{
-    authorization_bearer, bearer_token, AuthError, Authenticator, Credential, Identity, JwtSettings,
-};
+use super::extract::bearer_token;
+use super::{authorization_bearer, AuthError, Authenticator, Credential, Identity, JwtSettings};
 use crate::outbound::OutboundClient;
 
 const SECRET: &[u8] = b"proptest-secret-of-a-reasonable-length!";
