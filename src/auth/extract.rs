@@ -11,7 +11,7 @@ use super::identity::AuthError;
 
 /// What a request offers as a credential (see [`extract_token`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential<'a> {
+pub(crate) enum Credential<'a> {
     /// No token: no `Authorization: Bearer` header and no token in the
     /// configured cookie.
     None,
@@ -26,7 +26,7 @@ pub enum Credential<'a> {
 impl<'a> Credential<'a> {
     /// The token, for callers that need one: a missing token is
     /// [`AuthError::Missing`], an ambiguous one [`AuthError::Invalid`].
-    pub fn required(self) -> Result<&'a str, AuthError> {
+    pub(crate) fn required(self) -> Result<&'a str, AuthError> {
         match self {
             Credential::Token(token) => Ok(token),
             Credential::None => Err(AuthError::Missing),
@@ -54,7 +54,7 @@ const AMBIGUOUS: &str = "more than one Authorization header";
 /// the same way.
 ///
 /// Allocation-free: the common request (one header) costs one header lookup.
-pub fn extract_token<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Credential<'a> {
+pub(crate) fn extract_token<'a>(headers: &'a HeaderMap, cookie: Option<&str>) -> Credential<'a> {
     match authorization_bearer(headers) {
         Credential::None => {}
         found => return found,

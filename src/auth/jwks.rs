@@ -30,7 +30,7 @@ const MAX_JWKS_BODY: usize = 1024 * 1024;
 
 /// The set of keys from one successful fetch, immutable once built.
 #[derive(Debug, Default)]
-pub struct KeySet {
+pub(crate) struct KeySet {
     /// Every usable key, in document order.
     keys: Vec<JwksKey>,
     /// Position in `keys` of each key that has a `kid`, so the common case
@@ -63,7 +63,7 @@ enum KeyKind {
 }
 
 /// The outcome of looking up the key for a token.
-pub enum Lookup<'a> {
+pub(crate) enum Lookup<'a> {
     /// Verify the token with this key.
     Found(&'a DecodingKey),
     /// The token's `kid` names a key, but of another type or for another
@@ -80,7 +80,7 @@ impl KeySet {
     /// skipped with a warning rather than failing the whole set, so that one
     /// exotic key published next to the real ones does not lock everybody
     /// out. The document itself must be a JSON object with a `keys` array.
-    pub fn parse(body: &[u8]) -> Result<KeySet, String> {
+    pub(crate) fn parse(body: &[u8]) -> Result<KeySet, String> {
         #[derive(serde::Deserialize)]
         struct Document {
             keys: Vec<serde_json::Value>,
@@ -106,12 +106,12 @@ impl KeySet {
     }
 
     /// How many usable keys the set holds.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.keys.len()
     }
 
     /// Whether the set holds no usable key.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
@@ -123,7 +123,7 @@ impl KeySet {
     /// still stamp one into their tokens). A token without a `kid` gets the
     /// only key that fits its algorithm, else the only fitting key that has
     /// no `kid`; when several keys fit it is ambiguous and gets nothing.
-    pub fn find(&self, alg: Algorithm, kid: Option<&str>) -> Lookup<'_> {
+    pub(crate) fn find(&self, alg: Algorithm, kid: Option<&str>) -> Lookup<'_> {
         if let Some(kid) = kid {
             if let Some(&index) = self.by_kid.get(kid) {
                 let key = &self.keys[index];
@@ -247,7 +247,7 @@ fn signing_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
 }
 
 /// A JWKS endpoint and the keys last fetched from it.
-pub struct Jwks {
+pub(crate) struct Jwks {
     url: String,
     http: OutboundClient,
     /// Minimum time between two fetches triggered by unknown key ids.
@@ -274,7 +274,7 @@ struct FetchState {
 impl Jwks {
     /// Creates the fetcher with an empty key set; call [`Jwks::refresh`] to
     /// load the keys.
-    pub fn new(url: String, http: OutboundClient, cooldown: Duration) -> Self {
+    pub(crate) fn new(url: String, http: OutboundClient, cooldown: Duration) -> Self {
         Jwks {
             url,
             http,
@@ -287,7 +287,7 @@ impl Jwks {
 
     /// The current keys, with the attempt count to hand back to
     /// [`Jwks::refresh_on_miss`] if they do not hold the wanted key.
-    pub fn snapshot(&self) -> (u64, Arc<KeySet>) {
+    pub(crate) fn snapshot(&self) -> (u64, Arc<KeySet>) {
         // The count is read before the keys: a fetch stores its keys before
         // bumping the count, so a reader can pair old keys with a new count
         // (harmless: the miss then just re-reads) but never new keys with an
@@ -297,7 +297,7 @@ impl Jwks {
     }
 
     /// The current keys.
-    pub fn current(&self) -> Arc<KeySet> {
+    pub(crate) fn current(&self) -> Arc<KeySet> {
         // The lock is only ever held to clone or replace an `Arc`, which
         // cannot panic, so a poisoned lock still holds a consistent value.
         Arc::clone(
@@ -311,7 +311,7 @@ impl Jwks {
     /// Fetches the keys now (start-up and the periodic refresher), waiting
     /// for a fetch already in flight to finish first. Returns how many usable
     /// keys the new set holds; on error the previous keys stay in place.
-    pub async fn refresh(&self) -> Result<usize, String> {
+    pub(crate) async fn refresh(&self) -> Result<usize, String> {
         let _fetching = self.fetch.lock().await;
         self.fetch_and_store().await
     }
@@ -320,7 +320,7 @@ impl Jwks {
     /// fetch finished since `seen_attempts` was read (then its result is
     /// used) or a miss already triggered a fetch within the cooldown; then
     /// returns the keys to retry with.
-    pub async fn refresh_on_miss(&self, seen_attempts: u64) -> Arc<KeySet> {
+    pub(crate) async fn refresh_on_miss(&self, seen_attempts: u64) -> Arc<KeySet> {
         // Waiting here is what makes concurrent misses share one fetch: the
         // first one fetches while holding the lock, the others find the
         // attempt count moved when they get it.

@@ -46,7 +46,7 @@ mod claims;
 mod extract;
 mod header;
 mod identity;
-pub mod jwks;
+pub(crate) mod jwks;
 mod mint;
 mod settings;
 mod token;
@@ -57,10 +57,10 @@ mod proptests;
 #[cfg(test)]
 mod test_support;
 
-pub use extract::{extract_token, Credential};
-pub use identity::{AuthError, Identity};
+pub(crate) use extract::{extract_token, Credential};
+pub(crate) use identity::{AuthError, Identity};
 pub use mint::mint_token;
-pub use settings::JwtSettings;
+pub(crate) use settings::JwtSettings;
 pub use verify::Authenticator;
 
 pub(crate) use extract::authorization_bearer;

@@ -73,13 +73,13 @@ fn hop_index_ignoring_case(token: &str) -> Option<usize> {
 /// The client's address, with its `X-Forwarded-For` form made once per
 /// connection rather than formatted on every request.
 #[derive(Clone, Debug)]
-pub struct Peer {
+pub(crate) struct Peer {
     pub addr: SocketAddr,
     pub ip_header: HeaderValue,
 }
 
 impl Peer {
-    pub fn new(addr: SocketAddr) -> Peer {
+    pub(crate) fn new(addr: SocketAddr) -> Peer {
         let ip_header = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Peer { addr, ip_header }

@@ -230,7 +230,7 @@ impl Return {
 /// The upstream's response body, streamed as it arrives. At its end the
 /// connection returns to the pool; dropped before its end, the connection is
 /// closed (hyper cannot reuse a connection with an unread response).
-pub struct UpstreamBody {
+pub(crate) struct UpstreamBody {
     inner: Incoming,
     back: Option<Return>,
 }
