@@ -140,6 +140,7 @@ impl Authenticator {
     }
 
     /// Verifies without consulting or filling the verified-token cache (benches).
+    #[cfg(feature = "bench")]
     pub async fn verify_uncached(&self, token: &str) -> Result<Identity, AuthError> {
         self.verify_uncached_at(token, unix_now()).await
     }
@@ -197,6 +198,7 @@ impl Authenticator {
     }
 
     /// The settings this authenticator was built from.
+    #[cfg(feature = "bench")]
     pub fn settings(&self) -> &JwtSettings {
         &self.settings
     }

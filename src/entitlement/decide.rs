@@ -63,8 +63,10 @@ impl Access<'_> {
     }
 }
 
-/// Why a subscription route refuses a user: a [`Decision`] that can only be a
+/// Why a subscription route refuses a user: a decision that can only be a
 /// refusal, so the request path maps it to a response with no impossible case.
+/// The names are the response codes (`CHECKOUT_REQUIRED`, …).
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal<'a> {
     /// `CHECKOUT_REQUIRED`: the user never had a subscription.
@@ -75,6 +77,7 @@ pub enum Refusal<'a> {
     UpgradeRequired { feature: &'a str },
 }
 
+#[cfg(any(test, feature = "bench"))]
 impl<'a> From<Refusal<'a>> for Decision<'a> {
     fn from(refusal: Refusal<'a>) -> Self {
         match refusal {
@@ -85,7 +88,10 @@ impl<'a> From<Refusal<'a>> for Decision<'a> {
     }
 }
 
-/// What the gateway does with one request, given the route's required features.
+/// The whole decision for one request, given the route's required features: the
+/// reference form tests and benches compare against (the request path uses
+/// [`AccessSummary::check`](super::AccessSummary::check), which returns a [`Refusal`]).
+#[cfg(any(test, feature = "bench"))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'a> {
     /// Forward the request; `status` and `features` feed the identity headers.

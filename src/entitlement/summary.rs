@@ -19,7 +19,9 @@ use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
 
-use super::decide::{current_subscription, evaluate, Access, AccessRules, Decision, Refusal};
+#[cfg(any(test, feature = "bench"))]
+use super::decide::Decision;
+use super::decide::{current_subscription, evaluate, Access, AccessRules, Refusal};
 use super::model::{Entitlement, SubscriptionStatus, UnixTime};
 
 /// A user's access, evaluated once; what the entitlement cache holds per user.
@@ -116,7 +118,9 @@ impl AccessSummary {
     }
 
     /// The decision for a route requiring `required` features; same rules as
-    /// [`super::decide`] (features only matter once access is granted).
+    /// [`super::decide`] (features only matter once access is granted). For tests
+    /// and benches; the request path uses [`Self::check`].
+    #[cfg(any(test, feature = "bench"))]
     pub fn decide<'a>(&'a self, required: &'a [String]) -> Decision<'a> {
         match self.check(required) {
             Ok(status) => Decision::Allow {
