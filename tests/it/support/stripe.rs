@@ -335,7 +335,7 @@ pub async fn apply(gw: &Gateway, event: &Value) {
 
 /// Sends `make()` to `gw` until `accept` holds for the response, for at most
 /// `limit`; fails with `what` and the last response otherwise. Used for "the
-/// decision changes within a second" (SPEC §8) and for waiting on time-based
+/// decision changes within a second" and for waiting on time-based
 /// state, never as a sleep.
 pub async fn until(
     gw: &Gateway,
@@ -384,7 +384,8 @@ pub fn is_denied(status: u16, code: &'static str) -> impl Fn(&RawResponse) -> bo
     }
 }
 
-/// SPEC §8: a webhook's effect is visible within one second of its `2xx`.
+/// A webhook's effect is visible within one second of its `2xx`
+/// (docs/operations.md, "Multi-instance invalidation").
 pub const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
 
 /// A request to the plain subscription route `/api/banking`.
