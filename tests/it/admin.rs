@@ -1,4 +1,4 @@
-//! The admin listener and `paygate user` end to end (SPEC §1, §8, §9 "Admin"):
+//! The admin listener and `paygate user` end to end (docs/admin-api.md):
 //! the real binary, a real `redis-server`, and two `serve` instances sharing it.
 //!
 //! The admin listener's address is the second stdout line

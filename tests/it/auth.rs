@@ -1,7 +1,7 @@
 //! Token validation and identity headers: every 401 case, cookies, and spoofing attempts.
 //!
-//! SPEC §4 fixes the 401 codes and `WWW-Authenticate` values, §9 the token
-//! rules (`exp` required, header beats cookie, another scheme is no token) and
+//! docs/responses.md ("401: tokens") fixes the 401 codes and
+//! `WWW-Authenticate` values, the token rules (`exp` required, header beats cookie, another scheme is no token) and
 //! the identity-header stripping (case-insensitive, `_` read as `-`).
 
 use crate::support::jwt::{self, claims, now, sign, token};
@@ -9,7 +9,7 @@ use crate::support::*;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-/// Asserts the SPEC §4 response for a missing token.
+/// Asserts the documented response for a missing token (docs/responses.md).
 #[track_caller]
 fn assert_unauthenticated(resp: &RawResponse) {
     assert_error(resp, 401, "UNAUTHENTICATED");
@@ -23,7 +23,7 @@ fn assert_unauthenticated(resp: &RawResponse) {
     );
 }
 
-/// Asserts the SPEC §4 response for a token that was sent but is not valid.
+/// Asserts the documented response for a token that was sent but is not valid.
 #[track_caller]
 fn assert_invalid(resp: &RawResponse, code: &str) {
     assert_error(resp, 401, code);
@@ -279,7 +279,7 @@ async fn integer_user_claim_identifies_the_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_route_is_not_blocked_by_an_unusable_user_id() {
     // A signed token whose user id cannot be put in a header is not a usable
-    // token; on a public route that must not block (SPEC §9), it only sets no
+    // token; on a public route that must not block the request, it only sets no
     // identity. On a protected route it is a 401.
     let (up, gw) = world(|c| c).await;
     let tok = sign(&json!({"sub": "line\nbreak", "exp": now() + 600}));
@@ -701,7 +701,7 @@ async fn two_authorization_headers_are_an_invalid_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_authorization_headers_on_a_public_route_forward_an_anonymous_request() {
-    // The request is not blocked (SPEC §9), but it goes on without identity
+    // The request is not blocked (public route), but it goes on without identity
     // and without either credential: the upstream must not act on one that
     // paygate did not authorize.
     let (up, gw) = world(|c| c).await;

@@ -1,7 +1,7 @@
-//! Issue 10's two wrong-decision repros, delivered as signed webhooks to the
-//! real binary on Redis, in both delivery orders: link precedence (SPEC §6) and
-//! the start of a past_due episode when `active` and `past_due` share a second
-//! (SPEC §9).
+//! Two wrong-decision repros, delivered as signed webhooks to the real binary on
+//! Redis, in both delivery orders: link precedence (docs/webhooks.md) and the
+//! start of a past_due episode when `active` and `past_due` share a second
+//! (docs/webhooks.md, "Stamps").
 
 use crate::support::jwt;
 use crate::support::stripe::*;
@@ -130,7 +130,7 @@ fn async_payment(checkout: &Value, outcome: &str, event_id: &str, created: i64) 
     event
 }
 
-/// SPEC §6, delayed payment methods: a session completed while its payment is
+/// Delayed payment methods (docs/webhooks.md): a session completed while its payment is
 /// pending grants nothing; `async_payment_succeeded` counts like a paid
 /// checkout; `async_payment_failed` ends the provisional access in either
 /// delivery order, but never a subscription its own events describe.

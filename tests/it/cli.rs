@@ -1,4 +1,4 @@
-//! The command line (SPEC §1, §9): `check-config` diagnostics, `serve` refusing bad configs, `token`.
+//! The command line (docs/operations.md "Commands"): `check-config` diagnostics, `serve` refusing bad configs, `token`.
 //!
 //! These run the binary to completion and look at its exit code, stdout and
 //! stderr, the way an operator or a deploy script would.

@@ -1,7 +1,7 @@
-//! SPEC §10 against the real binary: protocol switches, client framing
+//! README's "Security" classes against the real binary: protocol switches, client framing
 //! errors, slow and stalled bodies, connection limits and deadlines, hostile
 //! `Host` values, HTTP/2 prior knowledge, and a Redis that restarted under an
-//! idle gateway. Each test reproduces an attack or fault from issue 9.
+//! idle gateway. Each test reproduces an attack or a fault.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! Path and method tricks (SPEC §3, §9, §10): the path that is authorized is
+//! Path and method tricks (docs/configuration.md "How a request is matched",
+//! README "Security"): the path that is authorized is
 //! exactly the path the upstream receives, and the route is the one the
 //! application will read, whatever its framework does with `;parameters`, case,
 //! method case, `HEAD` and method-override headers.
@@ -375,9 +376,10 @@ async fn absolute_form_targets_are_judged_by_their_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_path_is_never_forwarded() {
-    // SPEC §3: the webhook path is the gateway's own, even under a public
-    // default policy and even when reached through a path trick. (What the
-    // gateway answers there is §6's business; here it only must not forward.)
+    // The webhook path is the gateway's own, even under a public default
+    // policy and even when reached through a path trick. (What the gateway
+    // answers there is docs/webhooks.md's business; here it only must not
+    // forward.)
     let (up, gw) = world(|c| {
         c.set_str("stripe.webhook_path", "/stripe/webhook")
             .set_str("stripe.webhook_secret_env", "PAYGATE_E2E_WHSEC")

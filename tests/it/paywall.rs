@@ -257,7 +257,7 @@ async fn past_due_after_grace_is_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_due_grace_counts_from_the_first_past_due_event() {
-    // SPEC §9: the grace runs from `created` of the first event that showed
+    // The grace runs from `created` of the first event that showed
     // the subscription past_due (`past_due_since`), whatever the period end.
     let now = jwt::now();
     let day = 86_400;

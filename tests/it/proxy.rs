@@ -1,8 +1,8 @@
 //! The proxy itself: headers, streaming both ways, upgrades, limits, upstream failures, and process lifecycle.
 //!
-//! SPEC §5 says what the upstream receives and that bodies stream without
-//! buffering; §4 and §9 fix the 413/502/504 answers and the limits; §1 and §8
-//! cover draining on SIGTERM and the health endpoints. Streaming and draining
+//! docs/responses.md says what the upstream receives, that bodies stream
+//! without buffering, and fixes the 413/502/504 answers and the limits;
+//! docs/operations.md covers draining on SIGTERM and the health endpoints. Streaming and draining
 //! are tested by causality: the upstream holds part of its answer until the
 //! test releases it, so nothing depends on how fast anything runs.
 

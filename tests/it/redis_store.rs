@@ -1,8 +1,8 @@
 //! The Redis store under real conditions: several gateways on one Redis, Redis going away and coming back.
 //!
-//! SPEC §8: a webhook received by one instance is visible on every instance
+//! A webhook received by one instance is visible on every instance
 //! within one second of its `2xx`, and `readyz` turns `503` within two seconds
-//! of the store becoming unreachable. SPEC §2/§4/§6: during an outage
+//! of the store becoming unreachable (docs/operations.md). During an outage
 //! `on_store_error` decides (`stale` serves the last known state up to
 //! `max_stale`, `deny` answers `503 ENTITLEMENT_UNAVAILABLE`, `allow` lets the
 //! request through), webhooks answer `503` so Stripe redelivers, and recovery
@@ -21,7 +21,7 @@ use crate::support::*;
 use serde_json::Value;
 use tokio::time::Instant;
 
-/// SPEC §8: `readyz` reports an unreachable store this soon.
+/// `readyz` reports an unreachable store this soon (docs/operations.md).
 const READYZ_WITHIN: Duration = Duration::from_secs(2);
 
 fn readyz() -> Request {

@@ -1,4 +1,4 @@
-//! `paygate sync` (SPEC §7) and the webhook's Stripe API reads (SPEC §6:
+//! `paygate sync` (docs/operations.md "Sync") and the webhook's Stripe API reads (docs/webhooks.md:
 //! `stripe.refetch`, entitlement lists longer than an event carries), end to end.
 //!
 //! Every test starts its own `redis-server`, a stand-in for the Stripe API
@@ -22,7 +22,8 @@ use crate::support::stripe_api::{StripeApi, API_KEY, STRIPE_VERSION};
 use crate::support::*;
 use serde_json::Value;
 
-// SPEC §8: a change is visible on every instance within one second.
+// A change is visible on every instance within one second
+// (docs/operations.md, "Multi-instance invalidation").
 
 /// What one `paygate sync` printed and how it ended.
 struct SyncRun {

@@ -1,4 +1,4 @@
-//! The webhook endpoint under attack (SPEC §10): what is refused before a byte of
+//! The webhook endpoint under attack (README, "Security"): what is refused before a byte of
 //! the body is read, the deadline for the whole body, the bound on bodies read at
 //! once, and the memory a flood of large stalled deliveries may take.
 //!
@@ -312,12 +312,12 @@ async fn bodies_beyond_max_concurrent_are_503_overloaded_and_not_read() {
     assert_ack(&resp, "applied");
 }
 
-/// SPEC §10's target: 150 connections that each send 2 MiB minus 4 KiB of a webhook
+/// The target: 150 connections that each send 2 MiB minus 4 KiB of a webhook
 /// body with a valid-looking, fresh `Stripe-Signature`, then stall, keep the
 /// gateway under 64 MiB RSS during and after. Each connection ends with `408`
 /// (it held a reading slot until `stripe.body_timeout`) or `503` (it found none).
 ///
-/// The bound is the SPEC's for an optimized build. A debug build idles about
+/// The 64 MiB bound is for an optimized build. A debug build idles about
 /// 11 MiB higher (its own code and data, not buffers), so there the same bound is
 /// applied to what the attack adds on top of an idle release build
 /// ([`RELEASE_IDLE_KIB`]); an optimized build (`cargo test --release`) is held to

@@ -1,6 +1,6 @@
 //! Stripe webhooks end to end: signed deliveries into a real Redis store, and the access decisions they lead to.
 //!
-//! SPEC §6 is the contract: signature and tolerance rules, what a body must be,
+//! docs/webhooks.md is the contract: signature and tolerance rules, what a body must be,
 //! the body limit, idempotency by event id, ordering by `created` with the
 //! lifecycle tie-break, linking customers to users, and what each event type
 //! means for access. Every test starts its own `redis-server` and gateway; the
@@ -11,7 +11,8 @@
 //! after the rejected delivery reads the store (nothing was cached for them
 //! yet), and a later valid delivery of the same event id is `applied`, not a
 //! `duplicate`. A change after a cached decision is polled for at most one
-//! second (SPEC §8's bound), which this single instance must meet too.
+//! second (the multi-instance bound in docs/operations.md), which this single
+//! instance must meet too.
 
 use crate::support::jwt::{self, token};
 use crate::support::stripe::*;
@@ -166,7 +167,7 @@ async fn timestamp_outside_tolerance_is_bad_signature() {
         ))
         .await;
     assert_error(&resp, 400, "BAD_SIGNATURE");
-    // SPEC §6 is stricter than the SDKs: a timestamp far in the future fails too.
+    // paygate is stricter than the SDKs: a timestamp far in the future fails too.
     let future = now + 360;
     let resp = gw
         .send(webhook_request(
@@ -250,7 +251,8 @@ async fn header_with_two_v1_signatures_verifies_when_either_matches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn either_configured_secret_verifies_during_rotation() {
-    // Two endpoint secrets from the environment, comma-separated (SPEC §2).
+    // Two endpoint secrets from the environment, comma-separated
+    // (docs/configuration.md, "Secrets and the environment").
     let (_redis, _up, gw) = redis_world(|c| {
         c.unset("stripe.webhook_secret")
             .set_str("stripe.webhook_secret_env", "PAYGATE_E2E_WHSEC")

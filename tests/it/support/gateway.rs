@@ -1,7 +1,7 @@
 //! The gateway under test: `paygate serve` as a child process with its own temp config.
 //!
-//! [`Config`] renders a TOML config (SPEC §2 plus the test seed file); its
-//! defaults are the SPEC's example routes and a set of seeded users
+//! [`Config`] renders a TOML config (docs/configuration.md plus the test seed
+//! file); its defaults are the documented example routes and a set of seeded users
 //! ([`standard_users`]), and each test changes only what it is about.
 //! [`Gateway::start`] writes the config to a temp dir, spawns the binary, reads
 //! the `paygate listening on http://...` line to learn the port, and polls
@@ -126,7 +126,7 @@ pub(crate) fn toml_str(s: &str) -> String {
 }
 
 impl Config {
-    /// The SPEC §2 example, pointed at `upstream_url`, with the test secret,
+    /// The documented example config, pointed at `upstream_url`, with the test secret,
     /// fast timeouts, [`standard_users`] seeded and `price_pro` granting `export`.
     pub(crate) fn new(upstream_url: &str) -> Config {
         let s = |v: &str| toml_str(v);

@@ -50,7 +50,7 @@ pub(crate) fn comma_list(value: &str) -> Vec<String> {
         .collect()
 }
 
-/// Asserts that a gateway-made response is the SPEC §4 JSON error with `status`
+/// Asserts that a gateway-made response is the JSON error of docs/responses.md with `status`
 /// and `code`, and returns the parsed body for further checks.
 #[track_caller]
 pub(crate) fn assert_error(resp: &RawResponse, status: u16, code: &str) -> serde_json::Value {

@@ -345,7 +345,7 @@ pub(crate) async fn apply(gw: &Gateway, event: &Value) {
 
 /// Sends `make()` to `gw` until `accept` holds for the response, for at most
 /// `limit`; fails with `what` and the last response otherwise. Used for "the
-/// decision changes within a second" (SPEC §8) and for waiting on time-based
+/// decision changes within a second" and for waiting on time-based
 /// state, never as a sleep.
 pub(crate) async fn until(
     gw: &Gateway,
@@ -394,7 +394,8 @@ pub(crate) fn is_denied(status: u16, code: &'static str) -> impl Fn(&RawResponse
     }
 }
 
-/// SPEC §8: a webhook's effect is visible within one second of its `2xx`.
+/// A webhook's effect is visible within one second of its `2xx`
+/// (docs/operations.md, "Multi-instance invalidation").
 pub(crate) const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
 
 /// A request to the plain subscription route `/api/banking`.
