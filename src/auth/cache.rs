@@ -98,7 +98,7 @@ mod tests {
         let cache = VerifiedTokens::new();
         let t0 = 1_750_000_000;
         let exp = t0 + 3600;
-        let identity = Arc::new(Identity::new("alice".to_owned(), exp));
+        let identity = Arc::new(Identity::new("alice".to_owned(), exp).unwrap());
         assert!(matches!(cache.lookup("tok", t0, 0), Cached::Miss));
 
         cache.remember("tok", Arc::clone(&identity), t0);

@@ -93,7 +93,7 @@ pub(super) fn read_claims(
     if is_expired(expires_at, now, settings.leeway) {
         return Err(AuthError::Expired);
     }
-    Ok(Identity::new(user_id, expires_at))
+    Identity::new(user_id, expires_at)
 }
 
 /// Whether a token with this `exp` is past it at `now`, allowing `leeway`
@@ -401,7 +401,7 @@ mod tests {
             let token = hs256(json!({"user_id": value, "sub": "ignored", "exp": exp}));
             assert_eq!(
                 auth.verify(&token).await.map(|i| (*i).clone()),
-                Ok(Identity::new(expected.to_owned(), exp)),
+                Identity::new(expected.to_owned(), exp),
                 "{value}"
             );
         }
@@ -500,7 +500,7 @@ mod tests {
         let token = hs256(json!({"sub": "alice", "exp": exp}));
         assert_eq!(
             auth.verify(&token).await.map(|i| (*i).clone()),
-            Ok(Identity::new("alice".to_owned(), exp))
+            Identity::new("alice".to_owned(), exp)
         );
         let token = hs256(json!({"sub": "alice", "exp": now() - 120}));
         assert_eq!(auth.verify(&token).await, Err(AuthError::Expired));

@@ -11,22 +11,25 @@ pub struct Identity {
     /// `exp` claim, unix seconds
     pub expires_at: i64,
     /// `user_id` as the identity header's value, made once per verified token
-    /// (cached with it); `None` when the id cannot be a header value.
-    pub user_header: Option<http::HeaderValue>,
+    /// (cached with it).
+    pub user_header: http::HeaderValue,
 }
 
 impl Identity {
-    pub fn new(user_id: String, expires_at: i64) -> Identity {
-        let user_header = http::HeaderValue::from_str(&user_id).ok();
-        Identity {
+    /// The identity of a user id that passed [`is_valid_user_id`] (visible
+    /// ASCII, so always a valid header value); any other id is an invalid token.
+    pub fn new(user_id: String, expires_at: i64) -> Result<Identity, AuthError> {
+        let user_header = http::HeaderValue::from_str(&user_id)
+            .map_err(|_| AuthError::Invalid("user id is not usable as a header value"))?;
+        Ok(Identity {
             user_id,
             expires_at,
             user_header,
-        }
+        })
     }
 }
 
-/// Why a request has no usable identity; each maps to one refusal (README, "The response contract").
+/// Why a request has no usable identity; each maps to one refusal (docs/responses.md, "401: tokens").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No token in the request (`UNAUTHENTICATED`).

@@ -1115,8 +1115,7 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     }
     if let Ok(identity) = &fresh {
         prop_assert!(super::is_valid_user_id(&identity.user_id));
-        let header = identity.user_header.as_ref().map(HeaderValue::as_bytes);
-        prop_assert_eq!(header, Some(identity.user_id.as_bytes()));
+        prop_assert_eq!(identity.user_header.as_bytes(), identity.user_id.as_bytes());
         let after = identity
             .expires_at
             .checked_add(settings.leeway as i64)
