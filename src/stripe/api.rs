@@ -520,71 +520,56 @@ pub(crate) fn encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::convert::Infallible;
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
 
     use bytes::Bytes;
     use http::{Request, Response};
-    use http_body_util::Full;
+    use http_body_util::{BodyExt, Full};
     use hyper::body::Incoming;
-    use hyper::server::conn::http1;
-    use hyper::service::service_fn;
-    use hyper_util::rt::TokioIo;
-    use tokio::net::TcpListener;
+    use paygate_testkit::TestServer;
 
     const KEY: &str = "sk_test_unit_0123456789";
 
     /// What the test server saw: method, path and query, authorization, version.
     type Seen = Arc<Mutex<Vec<(String, String, String, String)>>>;
 
-    /// Serves `answer(n, path_and_query)` for the n-th request (0-based).
+    /// A stand-in for the Stripe API that serves `answer(n, path_and_query)`
+    /// for the n-th request (0-based); it stops when the returned server drops.
     async fn serve(
         answer: impl Fn(usize, &str) -> Response<Full<Bytes>> + Send + Sync + 'static,
-    ) -> (SocketAddr, Seen) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
+    ) -> (TestServer, Seen) {
         let seen: Seen = Arc::default();
         let answer = Arc::new(answer);
         let log = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let answer = answer.clone();
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        let header = |name: &str| {
-                            req.headers()
-                                .get(name)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_string()
-                        };
-                        let target = req
-                            .uri()
-                            .path_and_query()
-                            .map(|p| p.to_string())
-                            .unwrap_or_default();
-                        let n = {
-                            let mut log = log.lock().unwrap();
-                            log.push((
-                                req.method().to_string(),
-                                target.clone(),
-                                header("authorization"),
-                                header("stripe-version"),
-                            ));
-                            log.len() - 1
-                        };
-                        let response = answer(n, &target);
-                        async move { Ok::<_, Infallible>(response) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        (addr, seen)
+        let server = TestServer::start(move |req: Request<Incoming>| {
+            let header = |name: &str| {
+                req.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let target = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            let n = {
+                let mut log = log.lock().unwrap();
+                log.push((
+                    req.method().to_string(),
+                    target.clone(),
+                    header("authorization"),
+                    header("stripe-version"),
+                ));
+                log.len() - 1
+            };
+            let response = answer(n, &target).map(BodyExt::boxed);
+            async move { response }
+        })
+        .await;
+        (server, seen)
     }
 
     fn json_response(status: u16, body: Value) -> Response<Full<Bytes>> {
@@ -657,7 +642,7 @@ mod tests {
 
     #[tokio::test]
     async fn sends_bearer_key_and_pinned_version_and_retries_429_and_5xx() {
-        let (addr, seen) = serve(|n, _| match n {
+        let (server, seen) = serve(|n, _| match n {
             0 => Response::builder()
                 .status(429)
                 .header("retry-after", "0")
@@ -667,7 +652,7 @@ mod tests {
             _ => json_response(200, json!({"id": "sub_1"})),
         })
         .await;
-        let read = api(addr)
+        let read = api(server.addr)
             .read("/v1/subscriptions/sub_1")
             .await
             .expect("read");
@@ -685,14 +670,14 @@ mod tests {
 
     #[tokio::test]
     async fn final_4xx_is_not_retried_and_errors_never_carry_the_key() {
-        let (addr, seen) = serve(|_, _| {
+        let (server, seen) = serve(|_, _| {
             json_response(
                 401,
                 json!({"error": {"message": format!("Invalid API Key provided: {KEY}")}}),
             )
         })
         .await;
-        let error = api(addr)
+        let error = api(server.addr)
             .get_json("/v1/subscriptions?limit=1")
             .await
             .expect_err("401");
@@ -708,16 +693,16 @@ mod tests {
 
     #[tokio::test]
     async fn gives_up_after_the_last_attempt_and_when_told_not_to_retry() {
-        let (addr, seen) =
+        let (server, seen) =
             serve(|_, _| json_response(500, json!({"error": {"message": "boom"}}))).await;
-        let error = api(addr).get_json("/v1/x").await.expect_err("500");
+        let error = api(server.addr).get_json("/v1/x").await.expect_err("500");
         assert!(
             matches!(error, StripeApiError::Unavailable { attempts: 3, .. }),
             "{error:?}"
         );
         assert_eq!(seen.lock().unwrap().len(), 3);
 
-        let (addr, seen) = serve(|_, _| {
+        let (server, seen) = serve(|_, _| {
             Response::builder()
                 .status(500)
                 .header("stripe-should-retry", "false")
@@ -725,12 +710,12 @@ mod tests {
                 .unwrap()
         })
         .await;
-        let error = api(addr).get_json("/v1/x").await.expect_err("500");
+        let error = api(server.addr).get_json("/v1/x").await.expect_err("500");
         assert_eq!(error.status(), Some(500));
         assert_eq!(seen.lock().unwrap().len(), 1);
 
         // A Retry-After beyond the policy's patience ends the retries at once.
-        let (addr, seen) = serve(|_, _| {
+        let (server, seen) = serve(|_, _| {
             Response::builder()
                 .status(429)
                 .header("retry-after", "30")
@@ -738,7 +723,7 @@ mod tests {
                 .unwrap()
         })
         .await;
-        let error = api(addr).get_json("/v1/x").await.expect_err("429");
+        let error = api(server.addr).get_json("/v1/x").await.expect_err("429");
         assert!(
             matches!(error, StripeApiError::Unavailable { attempts: 1, .. }),
             "{error:?}"
@@ -748,7 +733,7 @@ mod tests {
 
     #[tokio::test]
     async fn pager_follows_has_more_with_the_last_id() {
-        let (addr, seen) = serve(|_, target| {
+        let (server, seen) = serve(|_, target| {
             if target.contains("starting_after=b") {
                 json_response(
                     200,
@@ -762,7 +747,7 @@ mod tests {
             }
         })
         .await;
-        let api = api(addr);
+        let api = api(server.addr);
         let mut pager = api.list(
             "/v1/subscriptions",
             &[("status", "all"), ("expand[]", "data.customer")],
@@ -788,9 +773,9 @@ mod tests {
 
     #[tokio::test]
     async fn pager_refuses_a_cursor_that_does_not_move() {
-        let (addr, _) =
+        let (server, _) =
             serve(|_, _| json_response(200, json!({"data": [], "has_more": true}))).await;
-        let api = api(addr);
+        let api = api(server.addr);
         let mut pager = api.list("/v1/subscriptions", &[]);
         assert!(matches!(
             pager.next_page().await,
@@ -800,7 +785,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_subscription_is_none_and_entitlements_are_paged() {
-        let (addr, _) = serve(|_, target| {
+        let (server, _) = serve(|_, target| {
             if target.starts_with("/v1/subscriptions/") {
                 json_response(404, json!({"error": {"message": "No such subscription", "code": "resource_missing"}}))
             } else if target.contains("starting_after=ent_2") {
@@ -811,7 +796,7 @@ mod tests {
             }
         })
         .await;
-        let api = api(addr);
+        let api = api(server.addr);
         assert_eq!(
             api.get_subscription("sub_gone").await.expect("read").value,
             None
