@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the per-request hot path: path normalize + route match,
 //! token check, cached entitlement lookup, decision, and all of them together.
 //!
-//! Run: `cargo bench --bench hot_path`
+//! Run: `cargo bench --features bench --bench hot_path`
 
 use std::path::Path;
 use std::sync::Arc;

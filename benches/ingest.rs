@@ -4,7 +4,7 @@
 //! Reports events/s and acknowledgement latency (p50/p99), then checks in Redis
 //! that every acknowledged event was applied.
 //!
-//! Run: `cargo bench --bench ingest` (env: EVENTS=20000 CONCURRENCY=16)
+//! Run: `cargo bench --features bench --bench ingest` (env: EVENTS=20000 CONCURRENCY=16)
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
