@@ -52,17 +52,8 @@ fn long_cases() -> u32 {
 /// leeway and the iss/aud checks all vary. A case picks one by index.
 fn all_settings() -> Vec<JwtSettings> {
     let base = JwtSettings {
-        algorithms: vec![Algorithm::HS256],
         secret: Some(SECRET.to_vec()),
-        public_key_pem: None,
-        jwks_url: None,
-        issuer: None,
-        audience: None,
-        leeway: 0,
-        user_claim: "sub".to_owned(),
-        cookie: None,
-        jwks_refresh: Duration::from_secs(300),
-        jwks_cooldown: Duration::from_secs(30),
+        ..super::test_support::settings(&[Algorithm::HS256])
     };
     vec![
         base.clone(),
