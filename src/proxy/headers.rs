@@ -344,12 +344,8 @@ pub(crate) fn new_request_id() -> HeaderValue {
     let prefix = PREFIX.get_or_init(|| {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
+        h.write_i64(crate::clock::unix_now());
+        h.write_u32(crate::clock::subsec_nanos());
         h.write_u32(std::process::id());
         hex16(h.finish())
     });
