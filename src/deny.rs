@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::auth::AuthError;
 use crate::config::AccessConfig;
 use crate::entitlement::Refusal;
+use crate::metrics::Decision;
 
 /// Why the gateway answers itself instead of forwarding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,24 +143,26 @@ impl Deny {
     }
 
     /// Short label for the access log and metrics (`decision` field).
-    pub(crate) fn decision(&self) -> &'static str {
+    pub(crate) fn decision(&self) -> Decision {
         match self {
-            Deny::CheckoutRequired => "checkout_required",
-            Deny::SubscriptionRequired { .. } => "subscription_required",
-            Deny::UpgradeRequired { .. } => "upgrade_required",
-            Deny::Unauthenticated | Deny::InvalidToken(_) | Deny::TokenExpired => "unauthenticated",
-            Deny::BadPath(_) => "bad_path",
-            Deny::PayloadTooLarge => "too_large",
-            Deny::EntitlementUnavailable => "store_unavailable",
-            Deny::UpstreamUnavailable | Deny::UpstreamTimeout => "upstream_error",
-            Deny::NotFound | Deny::MethodNotAllowed => "not_found",
+            Deny::CheckoutRequired => Decision::CheckoutRequired,
+            Deny::SubscriptionRequired { .. } => Decision::SubscriptionRequired,
+            Deny::UpgradeRequired { .. } => Decision::UpgradeRequired,
+            Deny::Unauthenticated | Deny::InvalidToken(_) | Deny::TokenExpired => {
+                Decision::Unauthenticated
+            }
+            Deny::BadPath(_) => Decision::BadPath,
+            Deny::PayloadTooLarge => Decision::TooLarge,
+            Deny::EntitlementUnavailable => Decision::StoreUnavailable,
+            Deny::UpstreamUnavailable | Deny::UpstreamTimeout => Decision::UpstreamError,
+            Deny::NotFound | Deny::MethodNotAllowed => Decision::NotFound,
             Deny::BadSignature(_)
             | Deny::BadPayload(_)
             | Deny::StoreUnavailable
             | Deny::StripeUnavailable
-            | Deny::Overloaded => "webhook_rejected",
-            Deny::BadRequest(_) => "bad_request",
-            Deny::RequestTimeout => "request_timeout",
+            | Deny::Overloaded => Decision::WebhookRejected,
+            Deny::BadRequest(_) => Decision::BadRequest,
+            Deny::RequestTimeout => Decision::RequestTimeout,
         }
     }
 

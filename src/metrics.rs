@@ -20,8 +20,41 @@ const BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
-/// Decisions a request can end in (the `decision` label); registered at zero.
-pub(crate) const DECISIONS: &[&str] = &[
+/// What a request ended in: the `decision` label of `paygate_requests_total`
+/// and the access log's `decision` field. Recording one indexes an array; no
+/// label is ever looked up by its text on the request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Allow,
+    Public,
+    Authenticated,
+    CheckoutRequired,
+    SubscriptionRequired,
+    UpgradeRequired,
+    Unauthenticated,
+    BadPath,
+    TooLarge,
+    StoreUnavailable,
+    UpstreamError,
+    NotFound,
+    Own,
+    Webhook,
+    WebhookRejected,
+    BadRequest,
+    RequestTimeout,
+}
+
+impl Decision {
+    /// The label text, as Prometheus and the access log show it.
+    pub(crate) fn as_str(self) -> &'static str {
+        DECISIONS[self as usize]
+    }
+}
+
+/// The label text of each [`Decision`], in its order; every one is registered at
+/// zero. (`shutting_down` and `other` are kept registered so dashboards built
+/// on them keep their series.)
+const DECISIONS: &[&str] = &[
     "allow",
     "public",
     "authenticated",
@@ -37,10 +70,9 @@ pub(crate) const DECISIONS: &[&str] = &[
     "own",
     "webhook",
     "webhook_rejected",
-    "shutting_down",
     "bad_request",
     "request_timeout",
-    // Last: what an unknown label is counted as.
+    "shutting_down",
     "other",
 ];
 
@@ -202,7 +234,7 @@ impl RequestMetrics {
         }
     }
 
-    pub(crate) fn record(&self, route: &str, decision: &str, elapsed: Duration) {
+    pub(crate) fn record(&self, route: &str, decision: Decision, elapsed: Duration) {
         let address = route.as_ptr() as usize;
         let metrics = self
             .routes
@@ -210,13 +242,7 @@ impl RequestMetrics {
             .find(|(label, at, _)| *at == address && label.len() == route.len())
             .or_else(|| self.routes.iter().find(|(label, _, _)| label == route))
             .map_or(&self.fallback, |(_, _, metrics)| metrics);
-        // Same idea for the decision: the literals are usually the very ones in DECISIONS.
-        let index = DECISIONS
-            .iter()
-            .position(|d| std::ptr::eq(d.as_ptr(), decision.as_ptr()) && d.len() == decision.len())
-            .or_else(|| DECISIONS.iter().position(|d| *d == decision))
-            .unwrap_or(DECISIONS.len() - 1);
-        metrics.by_decision[index].increment(1);
+        metrics.by_decision[decision as usize].increment(1);
         metrics.duration.record(elapsed.as_secs_f64());
     }
 }
@@ -277,6 +303,35 @@ pub(crate) fn jwks_refresh(ok: bool) {
 
 #[cfg(test)]
 mod tests {
+    use super::Decision;
+
+    #[test]
+    fn every_decision_has_its_own_label() {
+        use Decision::*;
+        let expected = [
+            (Allow, "allow"),
+            (Public, "public"),
+            (Authenticated, "authenticated"),
+            (CheckoutRequired, "checkout_required"),
+            (SubscriptionRequired, "subscription_required"),
+            (UpgradeRequired, "upgrade_required"),
+            (Unauthenticated, "unauthenticated"),
+            (BadPath, "bad_path"),
+            (TooLarge, "too_large"),
+            (StoreUnavailable, "store_unavailable"),
+            (UpstreamError, "upstream_error"),
+            (NotFound, "not_found"),
+            (Own, "own"),
+            (Webhook, "webhook"),
+            (WebhookRejected, "webhook_rejected"),
+            (BadRequest, "bad_request"),
+            (RequestTimeout, "request_timeout"),
+        ];
+        for (decision, text) in expected {
+            assert_eq!(decision.as_str(), text, "{decision:?}");
+        }
+    }
+
     #[test]
     fn required_metrics_exist_from_start() {
         let text = super::render();
@@ -290,7 +345,7 @@ mod tests {
         }
         super::RequestMetrics::new(["/api"]).record(
             "/api",
-            "allow",
+            Decision::Allow,
             std::time::Duration::from_millis(3),
         );
         assert!(super::render().contains("paygate_request_duration_seconds_bucket"));

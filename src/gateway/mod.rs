@@ -24,8 +24,9 @@ use crate::auth::{self, AuthError, Authenticator, Credential, Identity};
 use crate::config::{Config, OnStoreError};
 use crate::deny::Deny;
 use crate::entitlement::Refusal;
+use crate::metrics::Decision;
 use crate::proxy::headers::Peer;
-use crate::proxy::{self, headers, LimitedBody, Upstream, UpstreamBody};
+use crate::proxy::{self, headers, BodyWatch, LimitedBody, Upstream, UpstreamBody};
 use crate::routes::{path, Policy, Requirements};
 use crate::store::{self, EntitlementCache, EntitlementStore, Invalidation};
 use crate::webhook::WebhookEndpoint;
@@ -62,12 +63,13 @@ enum Verdict {
 }
 
 impl Verdict {
-    fn label(self) -> &'static str {
+    fn label(self) -> Decision {
         match self {
-            Verdict::Own => "own",
-            Verdict::Webhook => "webhook",
-            Verdict::Passed(Policy::Subscription) => "allow",
-            Verdict::Passed(policy) => policy.as_str(),
+            Verdict::Own => Decision::Own,
+            Verdict::Webhook => Decision::Webhook,
+            Verdict::Passed(Policy::Subscription) => Decision::Allow,
+            Verdict::Passed(Policy::Authenticated) => Decision::Authenticated,
+            Verdict::Passed(Policy::Public) => Decision::Public,
         }
     }
 }
@@ -87,9 +89,9 @@ struct Outcome<'a> {
 
 /// What the earlier steps decided about forwarding a request.
 struct Forwarding {
-    /// The client's side of a WebSocket upgrade it asked for (only WebSocket
-    /// is ever tunnelled; any other `Upgrade` goes on as plain HTTP/1.1).
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// The client asked for WebSocket, the only upgrade ever passed on (any
+    /// other `Upgrade` goes on as plain HTTP/1.1).
+    upgrade: bool,
     /// Several `Authorization` headers on a public route: none is passed on.
     strip_authorization: bool,
     /// The identity headers, for a verified caller.
@@ -217,7 +219,7 @@ impl Gateway {
             method = %method,
             path = %uri.path(),
             status = response.status().as_u16(),
-            decision,
+            decision = decision.as_str(),
             user_id = outcome.user.as_deref().map_or("-", |identity| identity.user_id.as_str()),
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             request_id = request_id.to_str().unwrap_or("-"),
@@ -328,27 +330,30 @@ impl Gateway {
             _ => self.upstream.uri_for(&normalized, request.uri().query())?,
         };
         let forwarding = Forwarding {
-            client_upgrade,
             strip_authorization,
+            upgrade: client_upgrade.is_some(),
             identity: identity_values,
         };
-        let response = self
-            .forward(request, uri, peer, request_id, forwarding)
-            .await?;
+        let (upstream_request, watch) = self.rewrite(request, uri, peer, request_id, forwarding)?;
+        let sent = Instant::now();
+        let result = self.upstream.send(upstream_request, &watch).await;
+        crate::metrics::upstream(sent.elapsed());
+        let response = self.answer(result?, client_upgrade)?;
         Ok((response, verdict))
     }
 
-    /// Step 7: the request as the upstream gets it (hop-by-hop and identity
-    /// headers replaced, `X-Forwarded-*`, `Host`, the normalized `uri`), sent,
-    /// and the response streamed back; a WebSocket switch becomes a tunnel.
-    async fn forward(
+    /// Step 7, before sending: the request as the upstream gets it (hop-by-hop
+    /// and identity headers replaced, `X-Forwarded-*`, `Host`, the normalized
+    /// `uri`), with its body under the size and stall limits. Synchronous: the
+    /// request path's only await here is the send itself.
+    fn rewrite(
         &self,
         request: Request<Incoming>,
         uri: http::Uri,
         peer: &Peer,
         request_id: &HeaderValue,
         forwarding: Forwarding,
-    ) -> Result<Response<GatewayBody>, Deny> {
+    ) -> Result<(Request<LimitedBody>, Arc<BodyWatch>), Deny> {
         let config = &*self.config;
         let (mut parts, body) = request.into_parts();
         let original_host = original_host(&parts).map_err(|reason| {
@@ -356,7 +361,7 @@ impl Gateway {
             Deny::BadRequest(reason)
         })?;
         let h = &mut parts.headers;
-        let was_chunked = headers::strip_hop_by_hop(h, forwarding.client_upgrade.is_some());
+        let was_chunked = headers::strip_hop_by_hop(h, forwarding.upgrade);
         // hyper sends no body on a GET/HEAD whose length is not known up front;
         // a chunked one is passed on as chunked instead of silently dropped.
         if was_chunked && matches!(parts.method, Method::GET | Method::HEAD) {
@@ -385,17 +390,21 @@ impl Gateway {
         parts.version = Version::HTTP_11;
         let (body, watch) =
             LimitedBody::new(body, config.server.max_body, config.server.body_timeout);
-        let upstream_request = Request::from_parts(parts, body);
+        Ok((Request::from_parts(parts, body), watch))
+    }
 
-        let sent = Instant::now();
-        let result = self.upstream.send(upstream_request, &watch).await;
-        crate::metrics::upstream(sent.elapsed());
-        let mut response = result?;
+    /// Step 7, after sending: the upstream's response as the client gets it
+    /// (hop-by-hop headers stripped). A switch is passed on only when the
+    /// client asked for WebSocket and the upstream agreed to exactly that (then
+    /// the two sides become a tunnel); a 101 to anything else would hand the
+    /// client a raw pipe past every check.
+    fn answer(
+        &self,
+        mut response: Response<UpstreamBody>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Result<Response<GatewayBody>, Deny> {
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            // A switch is passed on only when the client asked for WebSocket
-            // and the upstream agreed to exactly that; a 101 to anything else
-            // would hand the client a raw pipe past every check.
-            match forwarding.client_upgrade {
+            match client_upgrade {
                 Some(client_side) if headers::is_websocket_switch(response.headers()) => {
                     let upstream_side = hyper::upgrade::on(&mut response);
                     proxy::spawn_tunnel(client_side, upstream_side);
