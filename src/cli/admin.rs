@@ -25,7 +25,7 @@ use super::{fail, out, CustomerAction, UserAction};
 /// The store the config names. The memory store lives in this process only, so
 /// writes to it are announced as lost.
 fn open_store(config: &Config) -> Result<Arc<dyn EntitlementStore>, String> {
-    if config.store.redis_url.is_none() {
+    if !config.store.is_redis() {
         eprintln!(
             "note: no store.redis_url: using an in-memory store{} that lives only in this process; \
              changes made here are lost when it exits and no running gateway sees them",

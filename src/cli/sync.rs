@@ -43,7 +43,7 @@ pub(super) async fn run(config: Config, dry_run: bool) -> ExitCode {
             ));
         }
     }
-    if config.store.redis_url.is_none() {
+    if !config.store.is_redis() {
         eprintln!(
             "warning: store.redis_url is not set, so this sync runs against an in-memory store that ends with \
              this command: no gateway will see its result. Treat it as a demonstration (or use --dry-run); \

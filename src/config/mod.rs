@@ -97,6 +97,47 @@ pub struct StoreConfig {
     /// Memory store only: JSON file of `user id -> entitlement` loaded at start
     /// (a paygate extension for demos and tests).
     pub seed_file: Option<PathBuf>,
+    /// How `redis_url` is reached: one server, a Cluster, or through Sentinel.
+    pub redis_mode: RedisMode,
+    /// Sentinel mode: the sentinels (`redis://host:port`), asked for the master.
+    pub sentinel_urls: Vec<String>,
+    /// Sentinel mode: the monitored master's name.
+    pub sentinel_master: Option<String>,
+    /// TLS (`rediss://`): a PEM bundle of CAs to trust instead of the system roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// TLS client certificate and key (PEM), for mutual TLS; both or neither.
+    pub tls_client_cert_file: Option<PathBuf>,
+    pub tls_client_key_file: Option<PathBuf>,
+    /// Replicas that must have a webhook's writes (Redis `WAIT`) before it is
+    /// acknowledged; 0 acknowledges once the primary has them.
+    pub min_replica_acks: u32,
+    /// How long a webhook waits for those replicas before it is answered 503.
+    pub replica_ack_timeout: Duration,
+    /// Entries kept in each user's audit trail.
+    pub audit_max_entries: usize,
+    /// An audit trail untouched for this long expires.
+    pub audit_ttl: Duration,
+    /// How long an applied event id is remembered for the duplicate fast path.
+    pub event_ttl: Duration,
+}
+
+impl StoreConfig {
+    /// Whether the store is Redis (in any mode) rather than the embedded memory store.
+    pub(crate) fn is_redis(&self) -> bool {
+        self.redis_url.is_some() || self.redis_mode == RedisMode::Sentinel
+    }
+}
+
+/// `store.redis_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisMode {
+    /// One server (or a proxy in front of many) at `redis_url`.
+    Standalone,
+    /// Redis Cluster; `redis_url` is a seed node, the others are discovered.
+    Cluster,
+    /// The master `sentinel_master` as `sentinel_urls` report it; `redis_url`,
+    /// when set, carries the master's credentials, database and TLS scheme.
+    Sentinel,
 }
 
 #[derive(Debug, Clone)]
@@ -678,6 +719,100 @@ fn compile_store(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<Sto
             );
         }
     }
+    let redis_mode = match s.string("redis_mode", errors).as_deref() {
+        None | Some("standalone") => Some(RedisMode::Standalone),
+        Some("cluster") => Some(RedisMode::Cluster),
+        Some("sentinel") => Some(RedisMode::Sentinel),
+        Some(other) => {
+            errors.push(
+                "store.redis_mode",
+                format!("{other:?} is not one of \"standalone\", \"cluster\", \"sentinel\""),
+            );
+            None
+        }
+    };
+    let sentinel_urls = s.string_list("sentinel_urls", errors).unwrap_or_default();
+    for url in &sentinel_urls {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            errors.push(
+                "store.sentinel_urls",
+                format!("{:?} is not a redis:// URL", redact_url(url)),
+            );
+        }
+    }
+    let sentinel_master = s.string("sentinel_master", errors);
+    match redis_mode {
+        Some(RedisMode::Sentinel) => {
+            if sentinel_urls.is_empty() {
+                errors.push(
+                    "store.sentinel_urls",
+                    "sentinel mode needs at least one sentinel",
+                );
+            }
+            if sentinel_master.as_deref().is_none_or(str::is_empty) {
+                errors.push(
+                    "store.sentinel_master",
+                    "sentinel mode needs the master's name",
+                );
+            }
+        }
+        Some(RedisMode::Cluster) if redis_url.is_none() => {
+            errors.push("store.redis_url", "cluster mode needs a seed node's URL");
+        }
+        Some(_) if !sentinel_urls.is_empty() || sentinel_master.is_some() => {
+            errors.push(
+                "store.redis_mode",
+                "sentinel_urls and sentinel_master only apply with redis_mode = \"sentinel\"",
+            );
+        }
+        _ => {}
+    }
+    let tls_file = |key: &'static str, s: &mut Section<'_>, errors: &mut Errors| {
+        let path = s.string(key, errors).map(|f| ctx.resolve(&f))?;
+        if !path.is_file() {
+            errors.push(
+                format!("store.{key}"),
+                format!("{} does not exist", path.display()),
+            );
+        }
+        Some(path)
+    };
+    let tls_ca_file = tls_file("tls_ca_file", &mut s, errors);
+    let tls_client_cert_file = tls_file("tls_client_cert_file", &mut s, errors);
+    let tls_client_key_file = tls_file("tls_client_key_file", &mut s, errors);
+    if tls_client_cert_file.is_some() != tls_client_key_file.is_some() {
+        errors.push(
+            "store.tls_client_cert_file",
+            "mutual TLS needs both tls_client_cert_file and tls_client_key_file",
+        );
+    }
+    let min_replica_acks = match s.integer("min_replica_acks", errors) {
+        None => Some(0),
+        Some(n) if (0..=16).contains(&n) => Some(n as u32),
+        Some(_) => {
+            errors.push("store.min_replica_acks", "must be an integer from 0 to 16");
+            None
+        }
+    };
+    let replica_ack_timeout = s.duration("replica_ack_timeout", Duration::from_secs(1), errors);
+    let audit_max_entries = match s.integer("audit_max_entries", errors) {
+        None => Some(50),
+        Some(n) if (1..=10_000).contains(&n) => Some(n as usize),
+        Some(_) => {
+            errors.push(
+                "store.audit_max_entries",
+                "must be an integer from 1 to 10000",
+            );
+            None
+        }
+    };
+    let audit_ttl = s.duration("audit_ttl", Duration::from_secs(180 * 86_400), errors);
+    let event_ttl = s.duration("event_ttl", Duration::from_secs(30 * 86_400), errors);
+    for (key, value) in [("audit_ttl", audit_ttl), ("event_ttl", event_ttl)] {
+        if value.is_some_and(|d| d.as_secs() == 0) {
+            errors.push(format!("store.{key}"), "must be at least one second");
+        }
+    }
     s.finish(errors);
     Some(StoreConfig {
         redis_url,
@@ -687,6 +822,17 @@ fn compile_store(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<Sto
         on_store_error: on_store_error?,
         max_stale: max_stale?,
         seed_file,
+        redis_mode: redis_mode?,
+        sentinel_urls,
+        sentinel_master,
+        tls_ca_file,
+        tls_client_cert_file,
+        tls_client_key_file,
+        min_replica_acks: min_replica_acks?,
+        replica_ack_timeout: replica_ack_timeout?,
+        audit_max_entries: audit_max_entries?,
+        audit_ttl: audit_ttl?,
+        event_ttl: event_ttl?,
     })
 }
 

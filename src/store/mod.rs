@@ -29,13 +29,13 @@ pub use memory::MemoryStore;
 /// way `serve`, `sync` and the admin commands get a store. Redis connects lazily,
 /// so this fails only on a malformed URL or an unreadable seed file.
 pub(crate) fn open(config: &StoreConfig) -> Result<Arc<dyn EntitlementStore>, String> {
-    Ok(match (&config.redis_url, &config.seed_file) {
-        (Some(url), _) => Arc::new(
-            RedisStore::new(url, &config.key_prefix)
-                .map_err(|e| format!("store.redis_url: {e}"))?,
-        ),
-        (None, Some(seed)) => Arc::new(MemoryStore::from_seed_file(seed)?),
-        (None, None) => Arc::new(MemoryStore::new()),
+    if config.is_redis() {
+        let store = RedisStore::open(config).map_err(|e| format!("store.redis_url: {e}"))?;
+        return Ok(Arc::new(store));
+    }
+    Ok(match &config.seed_file {
+        Some(seed) => Arc::new(MemoryStore::from_seed_file(seed)?),
+        None => Arc::new(MemoryStore::new()),
     })
 }
 

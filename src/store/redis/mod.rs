@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,7 +28,12 @@ use super::{
     AUDIT_KEPT, DELIVERIES_KEPT,
 };
 use crate::billing::record::CustomerRecord;
+use crate::config::StoreConfig;
 use crate::entitlement::Entitlement;
+
+mod conn;
+
+use conn::{Conn, ConnectOptions, Topology};
 
 /// Swaps KEYS[1] from ARGV[1] to ARGV[2] ('' = absent) atomically; 1 on success.
 const CAS_SCRIPT: &str = r#"
@@ -47,10 +51,33 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// CAS attempts before giving up (the webhook then answers 503 and Stripe retries).
 const CAS_ATTEMPTS: usize = 50;
 
+/// The store's limits and durability settings, from `[store]`.
+#[derive(Debug, Clone)]
+struct Settings {
+    /// `store.event_ttl`, in seconds.
+    event_ttl_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            event_ttl_secs: EVENT_TTL_SECS,
+        }
+    }
+}
+
+impl From<&StoreConfig> for Settings {
+    fn from(config: &StoreConfig) -> Self {
+        Settings {
+            event_ttl_secs: config.event_ttl.as_secs().max(1),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct RedisStore {
-    client: redis::Client,
-    conn: ConnectionManager,
+    topology: Topology,
+    settings: Settings,
     prefix: String,
     cas: redis::Script,
 }
@@ -86,13 +113,13 @@ impl RedisStore {
     /// fresh one before the request or webhook is failed.
     async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        match tokio::time::timeout(OP_TIMEOUT, op(self.conn.clone())).await {
+        match tokio::time::timeout(OP_TIMEOUT, op(self.topology.conn.clone())).await {
             Ok(Err(e)) if dead_connection(&e) => {
                 tracing::info!(error = %e, "redis connection was dead; retrying once on a fresh one");
-                timed(op(self.conn.clone())).await
+                timed(op(self.topology.conn.clone())).await
             }
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(unavailable(e)),
@@ -102,24 +129,34 @@ impl RedisStore {
         }
     }
 
-    /// Connects lazily: the gateway starts (not ready) even when Redis is down,
-    /// and the connection manager reconnects by itself when it comes back.
+    /// The store `[store]` names. Connects lazily: the gateway starts (not
+    /// ready) even when Redis is down, and reconnects by itself.
+    pub(crate) fn open(config: &StoreConfig) -> Result<RedisStore, StoreError> {
+        let url = config.redis_url.clone().unwrap_or_default();
+        let topology = conn::connect(&ConnectOptions { url })?;
+        Ok(RedisStore::with(
+            topology,
+            &config.key_prefix,
+            Settings::from(config),
+        ))
+    }
+
+    /// A standalone server at `url` with the default settings (tests).
+    #[cfg(test)]
     pub(crate) fn new(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("bad redis_url: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn =
-            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
-        Ok(RedisStore {
-            client,
-            conn,
+        let topology = conn::connect(&ConnectOptions {
+            url: url.to_owned(),
+        })?;
+        Ok(RedisStore::with(topology, prefix, Settings::default()))
+    }
+
+    fn with(topology: Topology, prefix: &str, settings: Settings) -> RedisStore {
+        RedisStore {
+            topology,
+            settings,
             prefix: prefix.to_string(),
             cas: redis::Script::new(CAS_SCRIPT),
-        })
+        }
     }
 
     pub(crate) fn user_key(&self, user_id: &str) -> String {
@@ -245,7 +282,7 @@ impl RedisStore {
         &self,
         on_change: impl Fn(Invalidation) + Send + Sync + 'static,
     ) -> tokio::task::JoinHandle<()> {
-        let client = self.client.clone();
+        let client = self.topology.pubsub.clone();
         let channel = self.channel();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
@@ -313,8 +350,11 @@ impl EntitlementStore for RedisStore {
 
     async fn mark_event(&self, event_id: &str) -> Result<(), StoreError> {
         let key = &self.event_key(event_id);
-        self.run(|mut c| async move { c.set_ex::<_, _, ()>(key, 1, EVENT_TTL_SECS).await })
-            .await
+        self.run(|mut c| async move {
+            c.set_ex::<_, _, ()>(key, 1, self.settings.event_ttl_secs)
+                .await
+        })
+        .await
     }
 
     async fn publish_invalidation(&self, user_ids: &[String]) -> Result<(), StoreError> {
@@ -389,7 +429,7 @@ impl EntitlementStore for RedisStore {
                 serde_json::to_string(users).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             pipe.publish(self.channel(), payload).ignore();
         }
-        pipe.set_ex(self.event_key(event_id), 1, EVENT_TTL_SECS)
+        pipe.set_ex(self.event_key(event_id), 1, self.settings.event_ttl_secs)
             .ignore()
             .lpush(&deliveries, record)
             .ignore()
