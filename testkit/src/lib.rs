@@ -10,7 +10,7 @@ pub mod http;
 pub mod redis;
 
 pub use http::{full, Body, Log, Reply, Seen, TestServer};
-pub use redis::TestRedis;
+pub use redis::{free_port, TestRedis};
 
 use std::time::Duration;
 

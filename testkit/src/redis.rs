@@ -30,6 +30,9 @@ pub struct TestRedis {
     child: Option<Child>,
     /// Holds the working dir and log file.
     dir: TempDir,
+    /// Extra `redis-server` arguments (TLS ports, cluster mode, `--replicaof`…),
+    /// given at every (re)start.
+    extra: Vec<String>,
 }
 
 impl Drop for TestRedis {
@@ -45,12 +48,20 @@ impl Drop for TestRedis {
 impl TestRedis {
     /// Starts `redis-server` on a free port and waits until it answers `PING`.
     pub fn start() -> TestRedis {
+        TestRedis::start_with(&[])
+    }
+
+    /// Like [`TestRedis::start`], with extra `redis-server` arguments appended
+    /// to the command line (e.g. `["--cluster-enabled", "yes"]`). The plain
+    /// port stays on, so readiness is still a plain `PING`.
+    pub fn start_with(extra: &[&str]) -> TestRedis {
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
             let mut redis = TestRedis {
                 port: free_port(),
                 child: None,
                 dir: tempfile::tempdir().expect("temp dir for redis"),
+                extra: extra.iter().map(|a| (*a).to_owned()).collect(),
             };
             match redis.spawn_and_wait() {
                 Ok(()) => return redis,
@@ -67,6 +78,12 @@ impl TestRedis {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server's working directory (for files it writes, such as a cluster's
+    /// `nodes.conf`, or test certificates).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// Kills the server (SIGKILL, as a crash would) and waits for it to exit, so
@@ -165,6 +182,7 @@ impl TestRedis {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(self.log_path())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -225,7 +243,7 @@ fn reply_complete(got: &[u8]) -> bool {
 }
 
 /// A port the OS just handed out on 127.0.0.1 (free at the time of asking).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")
