@@ -1,5 +1,6 @@
 //! Stand-ins for paygate's tests (unit and integration): a throwaway
-//! `redis-server` ([`TestRedis`]) and a loopback HTTP server ([`TestServer`]).
+//! `redis-server` ([`TestRedis`], with TLS through [`tls`]) and a loopback HTTP
+//! server ([`TestServer`]).
 //!
 //! Both belong to one test each, pick their port from the OS, and clean up on
 //! drop, so tests never share state and all run in parallel. Every wait here
@@ -8,9 +9,11 @@
 
 pub mod http;
 pub mod redis;
+pub mod tls;
 
 pub use http::{full, Body, Log, Reply, Seen, TestServer};
 pub use redis::{free_port, TestRedis};
+pub use tls::TlsFiles;
 
 use std::time::Duration;
 

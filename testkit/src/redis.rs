@@ -76,6 +76,18 @@ impl TestRedis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// `rediss://127.0.0.1:TLS_PORT/0`, for a server started with `--tls-port`
+    /// (see [`crate::tls::start_redis`]).
+    pub fn tls_url(&self) -> String {
+        let port = self
+            .extra
+            .iter()
+            .position(|a| a == "--tls-port")
+            .and_then(|i| self.extra.get(i + 1))
+            .expect("this redis-server was not started with --tls-port");
+        format!("rediss://127.0.0.1:{port}/0")
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

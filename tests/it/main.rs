@@ -16,6 +16,7 @@ mod paths;
 mod paywall;
 mod proxy;
 mod redis_store;
+mod redis_tls;
 mod sync;
 mod webhook_attacks;
 mod webhooks;

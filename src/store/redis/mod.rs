@@ -32,6 +32,8 @@ use crate::config::StoreConfig;
 use crate::entitlement::Entitlement;
 
 mod conn;
+#[cfg(test)]
+mod tls_tests;
 
 use conn::{Conn, ConnectOptions, Topology};
 
@@ -116,7 +118,7 @@ impl RedisStore {
         F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        match tokio::time::timeout(OP_TIMEOUT, op(self.topology.conn.clone())).await {
+        let result = match tokio::time::timeout(OP_TIMEOUT, op(self.topology.conn.clone())).await {
             Ok(Err(e)) if dead_connection(&e) => {
                 tracing::info!(error = %e, "redis connection was dead; retrying once on a fresh one");
                 timed(op(self.topology.conn.clone())).await
@@ -126,14 +128,19 @@ impl RedisStore {
             Err(_) => Err(StoreError::Unavailable(
                 "redis did not answer in time".into(),
             )),
-        }
+        };
+        result.map_err(|e| self.topology.explain(e))
     }
 
     /// The store `[store]` names. Connects lazily: the gateway starts (not
     /// ready) even when Redis is down, and reconnects by itself.
     pub(crate) fn open(config: &StoreConfig) -> Result<RedisStore, StoreError> {
-        let url = config.redis_url.clone().unwrap_or_default();
-        let topology = conn::connect(&ConnectOptions { url })?;
+        let topology = conn::connect(&ConnectOptions {
+            url: config.redis_url.clone().unwrap_or_default(),
+            tls_ca_file: config.tls_ca_file.clone(),
+            tls_client_cert_file: config.tls_client_cert_file.clone(),
+            tls_client_key_file: config.tls_client_key_file.clone(),
+        })?;
         Ok(RedisStore::with(
             topology,
             &config.key_prefix,
@@ -146,6 +153,7 @@ impl RedisStore {
     pub(crate) fn new(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
         let topology = conn::connect(&ConnectOptions {
             url: url.to_owned(),
+            ..ConnectOptions::default()
         })?;
         Ok(RedisStore::with(topology, prefix, Settings::default()))
     }
