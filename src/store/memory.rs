@@ -1,14 +1,15 @@
 //! The embedded in-memory store: one process, not durable. For demos, tests and
 //! single-instance trials; production uses Redis.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
 use super::{
-    AuditEntry, Delivery, EntitlementStore, StoreError, Update, AUDIT_KEPT, DELIVERIES_KEPT,
+    AuditEntry, Delivery, EntitlementStore, StoreError, UnlinkedPage, Update, AUDIT_KEPT,
+    DELIVERIES_KEPT,
 };
 use crate::billing::record::CustomerRecord;
 use crate::entitlement::Entitlement;
@@ -20,19 +21,80 @@ struct Data {
     events: HashSet<String>,
     deliveries: VecDeque<Delivery>,
     audit: HashMap<String, VecDeque<AuditEntry>>,
-    unlinked: BTreeSet<String>,
+    unlinked: Unlinked,
 }
 
+/// The unlinked set, walkable by cursor like Redis `SSCAN`: every id gets a
+/// sequence number when added, and a cursor is the last number returned, so a
+/// removal during a walk cannot make it skip an id that stayed.
 #[derive(Default)]
+struct Unlinked {
+    by_seq: BTreeMap<u64, String>,
+    seq_of: HashMap<String, u64>,
+    last_seq: u64,
+}
+
+impl Unlinked {
+    fn insert(&mut self, id: &str) {
+        if !self.seq_of.contains_key(id) {
+            self.last_seq += 1;
+            self.by_seq.insert(self.last_seq, id.to_string());
+            self.seq_of.insert(id.to_string(), self.last_seq);
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(seq) = self.seq_of.remove(id) {
+            self.by_seq.remove(&seq);
+        }
+    }
+
+    fn page(&self, cursor: u64, limit: usize) -> UnlinkedPage {
+        let mut rest = self.by_seq.range(cursor.saturating_add(1)..);
+        let taken: Vec<(u64, String)> = rest
+            .by_ref()
+            .take(limit.max(1))
+            .map(|(seq, id)| (*seq, id.clone()))
+            .collect();
+        let next_cursor = match (rest.next(), taken.last()) {
+            (Some(_), Some((seq, _))) => *seq,
+            _ => 0,
+        };
+        let mut customers: Vec<String> = taken.into_iter().map(|(_, id)| id).collect();
+        customers.sort();
+        UnlinkedPage {
+            customers,
+            next_cursor,
+        }
+    }
+}
+
 pub struct MemoryStore {
     /// A plain mutex is enough: it is only taken on cache misses and writes,
     /// never held across an await, and critical sections are a map operation.
     data: Mutex<Data>,
+    /// Audit entries kept per user (`store.audit_max_entries`).
+    audit_kept: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            data: Mutex::default(),
+            audit_kept: AUDIT_KEPT,
+        }
+    }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps at most `kept` audit entries per user (`store.audit_max_entries`).
+    pub(crate) fn with_audit_kept(mut self, kept: usize) -> Self {
+        self.audit_kept = kept.max(1);
+        self
     }
 
     /// Loads a JSON object `{ "user id": entitlement, ... }` (the `store.seed_file`).
@@ -46,6 +108,7 @@ impl MemoryStore {
                 users,
                 ..Default::default()
             }),
+            ..Default::default()
         })
     }
 
@@ -132,7 +195,7 @@ impl EntitlementStore for MemoryStore {
         let mut data = self.lock();
         let trail = data.audit.entry(user_id.to_string()).or_default();
         trail.push_front(entry.clone());
-        trail.truncate(AUDIT_KEPT);
+        trail.truncate(self.audit_kept);
         Ok(())
     }
 
@@ -148,15 +211,15 @@ impl EntitlementStore for MemoryStore {
     async fn set_unlinked(&self, customer_id: &str, unlinked: bool) -> Result<(), StoreError> {
         let mut data = self.lock();
         if unlinked {
-            data.unlinked.insert(customer_id.to_string());
+            data.unlinked.insert(customer_id);
         } else {
             data.unlinked.remove(customer_id);
         }
         Ok(())
     }
 
-    async fn unlinked_customers(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self.lock().unlinked.iter().cloned().collect())
+    async fn unlinked_page(&self, cursor: u64, limit: usize) -> Result<UnlinkedPage, StoreError> {
+        Ok(self.lock().unlinked.page(cursor, limit))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -175,6 +238,24 @@ mod tests {
     #[tokio::test]
     async fn passes_the_store_behaviour_suite() {
         crate::store::behaviour::run_all(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn audit_is_capped_at_the_configured_length() {
+        let store = MemoryStore::new().with_audit_kept(3);
+        for i in 0..5 {
+            let entry = AuditEntry {
+                at: i,
+                source: "t".into(),
+                summary: format!("{i}"),
+            };
+            store.append_audit("u", &entry).await.unwrap();
+        }
+        let trail = store.audit("u", 10).await.unwrap();
+        assert_eq!(
+            trail.iter().map(|e| e.at).collect::<Vec<_>>(),
+            vec![4, 3, 2]
+        );
     }
 
     #[test]
