@@ -99,8 +99,7 @@ pub(crate) struct UnlinkedPage {
 /// Builds the audit entry for a user record a write is about to store (`None`:
 /// the write is not audited). Called with the value written; may run more
 /// than once (optimistic retries), so it must be pure.
-pub(crate) type Audit<'a> =
-    &'a (dyn Fn(Option<&Entitlement>) -> Option<AuditEntry> + Send + Sync);
+pub(crate) type Audit<'a> = &'a (dyn Fn(Option<&Entitlement>) -> Option<AuditEntry> + Send + Sync);
 
 /// A change to one record, applied atomically by the store: the closure sees
 /// the current value (or `None`) and returns the new one (or `None` to delete).

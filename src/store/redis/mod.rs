@@ -278,9 +278,11 @@ impl RedisStore {
         cap: usize,
     ) -> Result<(), StoreError> {
         let text = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Not MULTI/EXEC: a trim that did not run leaves the list one entry
+        // over its cap until the next push, which costs nothing to tolerate;
+        // the transaction cost two commands on every delivery.
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .lpush(&key, text)
+        pipe.lpush(&key, text)
             .ignore()
             .ltrim(&key, 0, cap as isize - 1)
             .ignore();
@@ -340,7 +342,10 @@ impl RedisStore {
         &self,
         key: &str,
         update: Update<'_, T>,
-        audit: Option<(&str, &(dyn Fn(Option<&T>) -> Option<AuditEntry> + Send + Sync))>,
+        audit: Option<(
+            &str,
+            &(dyn Fn(Option<&T>) -> Option<AuditEntry> + Send + Sync),
+        )>,
     ) -> Result<Option<T>, StoreError>
     where
         T: Serialize + DeserializeOwned + PartialEq,
@@ -642,7 +647,12 @@ mod tests {
     }
 
     fn ttl(redis: &TestRedis, key: &str) -> i64 {
-        redis.command(&["TTL", key]).trim().trim_start_matches(':').parse().unwrap()
+        redis
+            .command(&["TTL", key])
+            .trim()
+            .trim_start_matches(':')
+            .parse()
+            .unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -664,7 +674,10 @@ mod tests {
             store.append_audit("u", &entry).await.unwrap();
         }
         let trail = store.audit("u", 10).await.unwrap();
-        assert_eq!(trail.iter().map(|e| e.at).collect::<Vec<_>>(), vec![4, 3, 2]);
+        assert_eq!(
+            trail.iter().map(|e| e.at).collect::<Vec<_>>(),
+            vec![4, 3, 2]
+        );
         assert!((1..=900).contains(&ttl(&redis, "t:{u:u}:audit")));
 
         // The audited write: record without TTL, trail capped and expiring.
@@ -685,7 +698,11 @@ mod tests {
             .update_customer("cus_x", &|_| Some(CustomerRecord::new("cus_x")))
             .await
             .unwrap();
-        assert_eq!(ttl(&redis, "t:{c:cus_x}"), -1, "customer records never expire");
+        assert_eq!(
+            ttl(&redis, "t:{c:cus_x}"),
+            -1,
+            "customer records never expire"
+        );
 
         let delivery = Delivery {
             event_id: "evt_ttl".into(),
@@ -693,7 +710,10 @@ mod tests {
             result: "applied".into(),
             at: 1,
         };
-        store.complete_event("evt_ttl", &[], &delivery).await.unwrap();
+        store
+            .complete_event("evt_ttl", &[], &delivery)
+            .await
+            .unwrap();
         assert!((1..=600).contains(&ttl(&redis, "t:{e:evt_ttl}")));
         store.mark_event("evt_ttl2").await.unwrap();
         assert!((1..=600).contains(&ttl(&redis, "t:{e:evt_ttl2}")));
@@ -710,7 +730,10 @@ mod tests {
         let managed = TestRedis::start_with(&["--rename-command", "CONFIG", ""]);
         let store = RedisStore::new(&managed.url(), "t:").unwrap();
         assert_eq!(store.warn_if_records_can_be_evicted().await, None);
-        assert!(store.ping().await.is_ok(), "a refused CONFIG breaks nothing");
+        assert!(
+            store.ping().await.is_ok(),
+            "a refused CONFIG breaks nothing"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
