@@ -89,7 +89,7 @@ pub(crate) const AUDIT_KEPT: usize = 50;
 
 /// One page of the unlinked-customer list (see [`EntitlementStore::unlinked_page`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct UnlinkedPage {
+pub struct UnlinkedPage {
     /// Customer ids, sorted within the page.
     pub customers: Vec<String>,
     /// Where the next page starts; `0`: the walk is complete.

@@ -1,7 +1,8 @@
 //! The Redis store: shared by every gateway instance, updated by webhooks.
 //!
 //! Key layout (also in ARCHITECTURE.md); `{…}` is a Redis Cluster hash tag, so
-//! each record lives in one slot and every script touches a single key:
+//! each record lives in one slot and every script touches a single slot (the
+//! user record's compare-and-set also writes its audit list, same tag):
 //! - `{prefix}{u:<user id>}`: the user's entitlement (JSON), read with one GET;
 //! - `{prefix}{c:<customer id>}`: the customer record the webhooks merge into (JSON);
 //! - `{prefix}{e:<event id>}`: "this event was applied", expires after `store.event_ttl`;
@@ -112,6 +113,9 @@ impl From<&StoreConfig> for Settings {
         }
     }
 }
+
+/// Builds the audit entry for a value about to be written (see [`Audit`]).
+type AuditOf<'a, T> = &'a (dyn Fn(Option<&T>) -> Option<AuditEntry> + Send + Sync);
 
 #[derive(Clone)]
 pub(crate) struct RedisStore {
@@ -342,10 +346,7 @@ impl RedisStore {
         &self,
         key: &str,
         update: Update<'_, T>,
-        audit: Option<(
-            &str,
-            &(dyn Fn(Option<&T>) -> Option<AuditEntry> + Send + Sync),
-        )>,
+        audit: Option<(&str, AuditOf<'_, T>)>,
     ) -> Result<Option<T>, StoreError>
     where
         T: Serialize + DeserializeOwned + PartialEq,
