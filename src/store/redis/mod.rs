@@ -195,28 +195,36 @@ impl RedisStore {
     /// evicts keys with a TTL (event ids, audit trails), `noeviction` refuses
     /// writes instead (webhooks answer 503 and Stripe retries). Managed Redis
     /// often refuses `CONFIG`: that is logged at debug and otherwise ignored.
-    /// Returns the policy read, for tests.
+    /// While Redis cannot be reached it asks again every few seconds, so a
+    /// gateway started before its Redis still checks. Returns the policy read
+    /// (`None`: refused), for tests.
     pub(crate) async fn warn_if_records_can_be_evicted(&self) -> Option<String> {
-        let reply: Result<Vec<String>, StoreError> = self
-            .run(|mut c| async move {
-                redis::cmd("CONFIG")
-                    .arg("GET")
-                    .arg("maxmemory-policy")
-                    .query_async(&mut c)
-                    .await
-            })
-            .await;
-        let policy = match reply {
-            Ok(pair) => pair.get(1).cloned()?,
-            Err(error) => {
-                tracing::debug!(%error, "could not read maxmemory-policy (CONFIG refused?); not checked");
-                return None;
+        let mut config_get = redis::cmd("CONFIG");
+        config_get.arg("GET").arg("maxmemory-policy");
+        let reply: Vec<String> = loop {
+            let mut conn = self.topology.conn.clone();
+            match tokio::time::timeout(OP_TIMEOUT, config_get.query_async(&mut conn)).await {
+                Ok(Ok(reply)) => break reply,
+                // The server answered with an error: CONFIG is renamed, denied
+                // by an ACL or unknown to a proxy. Nothing more to learn.
+                Ok(Err(e))
+                    if matches!(
+                        e.kind(),
+                        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+                    ) =>
+                {
+                    tracing::debug!(error = %e, "could not read maxmemory-policy (CONFIG refused); not checked");
+                    return None;
+                }
+                // Not reachable (yet): ask again once it may be.
+                Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_secs(5)).await,
             }
         };
+        let policy = reply.get(1).cloned()?;
         if policy.starts_with("allkeys-") {
             tracing::warn!(
                 maxmemory_policy = %policy,
-                "redis maxmemory-policy {policy} may evict user and customer records at maxmemory: paying users would get 402; use volatile-lru (or another volatile-* policy) or noeviction"
+                "redis maxmemory-policy {policy} may evict user and customer records at maxmemory: paying users would get 402; use noeviction or a volatile-* policy"
             );
         }
         Some(policy)
