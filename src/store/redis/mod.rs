@@ -64,7 +64,8 @@ return 1
 "#;
 
 /// Pushes ARGV[1] onto the list KEYS[1], trims it to ARGV[2] entries and sets
-/// its TTL to ARGV[3] seconds: one command where a MULTI pipeline sends five.
+/// its TTL to ARGV[3] seconds: one command where a MULTI pipeline sends five
+/// (MULTI, LPUSH, LTRIM, EXPIRE, EXEC).
 const PUSH_CAPPED_SCRIPT: &str = r#"
 redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
@@ -76,7 +77,7 @@ return 1
 const EVENT_TTL_SECS: u64 = 30 * 24 * 3600;
 /// How long an audit trail nobody wrote to is kept.
 const AUDIT_TTL_SECS: u64 = 180 * 24 * 3600;
-/// Ids returned per `SSCAN` when walking the whole unlinked set.
+/// Largest `SSCAN COUNT` asked for: bounds the work of one page.
 const UNLINKED_MAX_PAGE: usize = 1000;
 /// Deadline for any single store operation, so a hung Redis fails fast.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -579,7 +580,7 @@ impl EntitlementStore for RedisStore {
 
     async fn unlinked_page(&self, cursor: u64, limit: usize) -> Result<UnlinkedPage, StoreError> {
         // SSCAN does bounded work per call; SMEMBERS on a large set blocks
-        // Redis for every client (about 0.2 s per million members).
+        // Redis for every client (about 0.3 s per million members).
         let key = &format!("{}unlinked", self.prefix);
         let count = limit.clamp(1, UNLINKED_MAX_PAGE);
         let (next_cursor, mut customers): (u64, Vec<String>) = self
