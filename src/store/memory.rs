@@ -1,9 +1,10 @@
 //! The embedded in-memory store: one process, not durable. For demos, tests and
 //! single-instance trials; production uses Redis.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -12,13 +13,20 @@ use super::{
     DELIVERIES_KEPT,
 };
 use crate::billing::record::CustomerRecord;
-use crate::entitlement::Entitlement;
+use crate::entitlement::{Entitlement, UnixTime};
+
+/// Events marked before the first sweep of expired ones.
+const FIRST_EVENT_SWEEP: usize = 1024;
 
 #[derive(Default)]
 struct Data {
     users: HashMap<String, Entitlement>,
     customers: HashMap<String, CustomerRecord>,
-    events: HashSet<String>,
+    /// Applied event id → when it is forgotten (`store.event_ttl` after).
+    events: HashMap<String, UnixTime>,
+    /// Sweep expired event ids when this many are held (doubles with the live
+    /// count, so sweeping costs O(1) per mark).
+    next_event_sweep: usize,
     deliveries: VecDeque<Delivery>,
     audit: HashMap<String, VecDeque<AuditEntry>>,
     unlinked: Unlinked,
@@ -75,6 +83,8 @@ pub struct MemoryStore {
     data: Mutex<Data>,
     /// Audit entries kept per user (`store.audit_max_entries`).
     audit_kept: usize,
+    /// Seconds an applied event id is remembered (`store.event_ttl`).
+    event_ttl_secs: i64,
 }
 
 impl Default for MemoryStore {
@@ -82,6 +92,7 @@ impl Default for MemoryStore {
         MemoryStore {
             data: Mutex::default(),
             audit_kept: AUDIT_KEPT,
+            event_ttl_secs: 30 * 86_400,
         }
     }
 }
@@ -91,10 +102,30 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Keeps at most `kept` audit entries per user (`store.audit_max_entries`).
-    pub(crate) fn with_audit_kept(mut self, kept: usize) -> Self {
-        self.audit_kept = kept.max(1);
+    /// Keeps at most `audit_kept` audit entries per user
+    /// (`store.audit_max_entries`) and applied event ids for `event_ttl`
+    /// (`store.event_ttl`), so a long-running single instance stays bounded.
+    pub(crate) fn with_retention(mut self, audit_kept: usize, event_ttl: Duration) -> Self {
+        self.audit_kept = audit_kept.max(1);
+        self.event_ttl_secs = event_ttl.as_secs().clamp(1, i64::MAX as u64) as i64;
         self
+    }
+
+    fn event_seen_at(&self, event_id: &str, now: UnixTime) -> bool {
+        self.lock()
+            .events
+            .get(event_id)
+            .is_some_and(|until| *until > now)
+    }
+
+    fn mark_event_at(&self, event_id: &str, now: UnixTime) {
+        let mut data = self.lock();
+        let until = now.saturating_add(self.event_ttl_secs);
+        data.events.insert(event_id.to_string(), until);
+        if data.events.len() >= data.next_event_sweep.max(FIRST_EVENT_SWEEP) {
+            data.events.retain(|_, until| *until > now);
+            data.next_event_sweep = (data.events.len() * 2).max(FIRST_EVENT_SWEEP);
+        }
     }
 
     /// Loads a JSON object `{ "user id": entitlement, ... }` (the `store.seed_file`).
@@ -167,11 +198,11 @@ impl EntitlementStore for MemoryStore {
     }
 
     async fn event_seen(&self, event_id: &str) -> Result<bool, StoreError> {
-        Ok(self.lock().events.contains(event_id))
+        Ok(self.event_seen_at(event_id, crate::clock::unix_now()))
     }
 
     async fn mark_event(&self, event_id: &str) -> Result<(), StoreError> {
-        self.lock().events.insert(event_id.to_string());
+        self.mark_event_at(event_id, crate::clock::unix_now());
         Ok(())
     }
 
@@ -240,9 +271,25 @@ mod tests {
         crate::store::behaviour::run_all(&MemoryStore::new()).await;
     }
 
+    #[test]
+    fn event_ids_are_forgotten_after_the_event_ttl_and_swept() {
+        let store = MemoryStore::new().with_retention(50, Duration::from_secs(100));
+        store.mark_event_at("evt_old", 1_000);
+        assert!(store.event_seen_at("evt_old", 1_099));
+        assert!(!store.event_seen_at("evt_old", 1_100));
+        for i in 0..FIRST_EVENT_SWEEP {
+            store.mark_event_at(&format!("evt_{i}"), 2_000);
+        }
+        assert!(
+            !store.lock().events.contains_key("evt_old"),
+            "expired ids are swept"
+        );
+        assert!(store.event_seen_at("evt_7", 2_050));
+    }
+
     #[tokio::test]
     async fn audit_is_capped_at_the_configured_length() {
-        let store = MemoryStore::new().with_audit_kept(3);
+        let store = MemoryStore::new().with_retention(3, Duration::from_secs(60));
         for i in 0..5 {
             let entry = AuditEntry {
                 at: i,

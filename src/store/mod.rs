@@ -37,7 +37,10 @@ pub(crate) fn open(config: &StoreConfig) -> Result<Arc<dyn EntitlementStore>, St
         Some(seed) => MemoryStore::from_seed_file(seed)?,
         None => MemoryStore::new(),
     };
-    Ok(Arc::new(store.with_audit_kept(config.audit_max_entries)))
+    Ok(Arc::new(store.with_retention(
+        config.audit_max_entries,
+        config.event_ttl,
+    )))
 }
 
 /// A change another instance announced (see [`EntitlementStore::listen_for_invalidations`]).
