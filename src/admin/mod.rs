@@ -9,7 +9,7 @@
 //! | `PUT /users/{id}/override` | yes | comp access: `{"until", "reason", "features"?}` |
 //! | `DELETE /users/{id}/override` | yes | ends it |
 //! | `GET /webhooks/deliveries?limit=N` | yes | what Stripe sent, newest first |
-//! | `GET /customers/unlinked` | yes | customers with events but no user |
+//! | `GET /customers/unlinked?cursor=C&limit=N` | yes | customers with events but no user, a page at a time |
 //! | `PUT /customers/{id}/link` | yes | operator link: `{"user", "reason"}` (in `customers.rs`) |
 //!
 //! Everything under `/users`, `/webhooks` and `/customers` needs
@@ -243,6 +243,42 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Unlinked customers per page when `?limit=` is absent, and at most.
+const DEFAULT_UNLINKED: usize = 100;
+const MAX_UNLINKED: usize = 1000;
+
+/// The value of `?name=` in a query string, if present.
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// `?cursor=C&limit=N` for the unlinked list: a cursor a previous page gave
+/// (default `0`, the start) and 1..=1000 ids (default 100).
+fn unlinked_paging(query: Option<&str>) -> Result<(u64, usize), AdminError> {
+    let cursor = match query_param(query, "cursor") {
+        None => 0,
+        Some(value) => value.parse::<u64>().map_err(|_| {
+            AdminError::bad("cursor", "must be a cursor a previous page returned, or 0")
+        })?,
+    };
+    let limit = match query_param(query, "limit") {
+        None => DEFAULT_UNLINKED,
+        Some(value) => match value.parse::<usize>() {
+            Ok(n) if (1..=MAX_UNLINKED).contains(&n) => n,
+            _ => {
+                return Err(AdminError::bad(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_UNLINKED}"),
+                ))
+            }
+        },
+    };
+    Ok((cursor, limit))
+}
+
 /// `?limit=N` for the deliveries list: 1..=DELIVERIES_KEPT, default 100.
 fn deliveries_limit(query: Option<&str>) -> Result<usize, AdminError> {
     let Some(value) = query
@@ -446,11 +482,15 @@ impl AdminApi {
                 ))
             }
             Route::UnlinkedCustomers => {
-                let customers = store.unlinked_customers().await?;
-                Ok(json_response(
-                    StatusCode::OK,
-                    &json!({"customers": customers}),
-                ))
+                let (cursor, limit) = unlinked_paging(request.uri().query())?;
+                let page = store.unlinked_page(cursor, limit).await?;
+                let mut body = json!({"customers": page.customers});
+                // A string: cursors are 64-bit, beyond what JSON numbers
+                // reliably carry. Absent on the last page.
+                if page.next_cursor != 0 {
+                    body["next_cursor"] = json!(page.next_cursor.to_string());
+                }
+                Ok(json_response(StatusCode::OK, &body))
             }
         }
     }

@@ -387,3 +387,60 @@ async fn deliveries_and_unlinked_customers_are_listed() {
         serde_json::json!({"customers": ["cus_a", "cus_b"]})
     );
 }
+
+#[tokio::test]
+async fn unlinked_customers_are_paged_with_a_cursor() {
+    let (api, store) = api(Some(TOKEN)).await;
+    for i in 0..25 {
+        store
+            .set_unlinked(&format!("cus_{i:02}"), true)
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut path = "/customers/unlinked?limit=10".to_string();
+    let mut pages = 0;
+    loop {
+        let (status, _, got) = call(&api, "GET", &path, Some(TOKEN), "").await;
+        assert_eq!(status, 200);
+        let page = json_of(&got);
+        pages += 1;
+        for id in page["customers"].as_array().unwrap() {
+            seen.push(id.as_str().unwrap().to_string());
+        }
+        match page.get("next_cursor") {
+            Some(cursor) => {
+                path = format!(
+                    "/customers/unlinked?cursor={}&limit=10",
+                    cursor.as_str().expect("the cursor is a string")
+                )
+            }
+            None => break,
+        }
+        assert!(pages < 10);
+    }
+    assert_eq!(pages, 3, "25 ids at 10 a page");
+    seen.sort();
+    let all: Vec<String> = (0..25).map(|i| format!("cus_{i:02}")).collect();
+    assert_eq!(seen, all);
+    for (query, field) in [
+        ("cursor=abc", "cursor"),
+        ("cursor=-1", "cursor"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+    ] {
+        let (status, _, got) = call(
+            &api,
+            "GET",
+            &format!("/customers/unlinked?{query}"),
+            Some(TOKEN),
+            "",
+        )
+        .await;
+        assert_eq!(status, 400, "{query}");
+        assert!(
+            String::from_utf8_lossy(&got).contains(field),
+            "{query}: {got:?}"
+        );
+    }
+}

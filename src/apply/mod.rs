@@ -288,16 +288,18 @@ impl Applier {
                 *changed.lock().unwrap_or_else(|p| p.into_inner()) = next.is_some();
                 next.or(current)
             };
-            let written = self.store.update(user, &project).await?;
-            let changed = *changed.lock().unwrap_or_else(|p| p.into_inner());
-            if changed {
-                let entry = AuditEntry {
-                    at: crate::clock::unix_now(),
+            // The audit entry goes with the write (one round trip, atomic on
+            // Redis); it is built from the value written, only if it changed.
+            let at = crate::clock::unix_now();
+            let audit = |written: Option<&Entitlement>| {
+                let changed = *changed.lock().unwrap_or_else(|p| p.into_inner());
+                changed.then(|| AuditEntry {
+                    at,
                     source: source.to_string(),
-                    summary: summarize(written.as_ref()),
-                };
-                self.store.append_audit(user, &entry).await?;
-            }
+                    summary: summarize(written),
+                })
+            };
+            self.store.update_audited(user, &project, &audit).await?;
             if !users.contains(user) {
                 users.push(user.clone());
             }

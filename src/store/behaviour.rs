@@ -12,6 +12,8 @@ pub(crate) async fn run_all(store: &dyn EntitlementStore) {
     events_are_remembered(store).await;
     deliveries_and_audit_are_capped_newest_first(store).await;
     unlinked_customers_are_listed(store).await;
+    unlinked_pages_walk_every_customer_once_removals_or_not(store).await;
+    audited_updates_write_the_record_and_its_entry(store).await;
     completing_an_event_marks_and_records_it(store).await;
     store.ping().await.unwrap();
     store
@@ -148,4 +150,75 @@ async fn completing_an_event_marks_and_records_it(store: &dyn EntitlementStore) 
         .unwrap();
     assert!(store.event_seen("evt_done").await.unwrap());
     assert_eq!(store.recent_deliveries(1).await.unwrap(), vec![d]);
+}
+
+async fn unlinked_pages_walk_every_customer_once_removals_or_not(store: &dyn EntitlementStore) {
+    let ids: Vec<String> = (0..300).map(|i| format!("cus_page_{i:03}")).collect();
+    for id in &ids {
+        store.set_unlinked(id, true).await.unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = 0;
+    let mut pages = 0;
+    loop {
+        let page = store.unlinked_page(cursor, 20).await.unwrap();
+        pages += 1;
+        let mut sorted = page.customers.clone();
+        sorted.sort();
+        assert_eq!(page.customers, sorted, "each page is sorted");
+        seen.extend(page.customers);
+        if pages == 3 {
+            // Removed mid-walk: the ones that stay must still all be returned.
+            for id in ids.iter().step_by(7) {
+                store.set_unlinked(id, false).await.unwrap();
+            }
+        }
+        if page.next_cursor == 0 {
+            break;
+        }
+        cursor = page.next_cursor;
+        assert!(pages < 1000, "the walk ends");
+    }
+    assert!(pages > 1, "300 ids at 20 a page take more than one page");
+    for (i, id) in ids.iter().enumerate() {
+        if i % 7 != 0 {
+            assert!(seen.contains(id), "{id} stayed unlinked and was not listed");
+        }
+        store.set_unlinked(id, false).await.unwrap();
+    }
+}
+
+async fn audited_updates_write_the_record_and_its_entry(store: &dyn EntitlementStore) {
+    use super::AuditEntry;
+    let ent = Entitlement {
+        customers: vec!["cus_aud".into()],
+        ..Default::default()
+    };
+    let entry = |written: Option<&Entitlement>| {
+        Some(AuditEntry {
+            at: 7,
+            source: "test".into(),
+            summary: format!("{:?}", written.map(|e| e.customers.clone())),
+        })
+    };
+    let written = store
+        .update_audited("u_aud", &|_| Some(ent.clone()), &entry)
+        .await
+        .unwrap();
+    assert_eq!(written.as_ref(), Some(&ent));
+    assert_eq!(store.load("u_aud").await.unwrap(), Some(ent.clone()));
+    let trail = store.audit("u_aud", 10).await.unwrap();
+    assert_eq!(trail.len(), 1);
+    assert_eq!(trail[0].summary, r#"Some(["cus_aud"])"#);
+    // Not audited: the record is written, the trail unchanged.
+    let more = Entitlement {
+        customers: vec!["cus_aud".into(), "cus_aud2".into()],
+        ..Default::default()
+    };
+    store
+        .update_audited("u_aud", &|_| Some(more.clone()), &|_| None)
+        .await
+        .unwrap();
+    assert_eq!(store.load("u_aud").await.unwrap(), Some(more));
+    assert_eq!(store.audit("u_aud", 10).await.unwrap().len(), 1);
 }

@@ -458,8 +458,12 @@ mod tests {
         async fn set_unlinked(&self, c: &str, u: bool) -> Result<(), StoreError> {
             self.inner.set_unlinked(c, u).await
         }
-        async fn unlinked_customers(&self) -> Result<Vec<String>, StoreError> {
-            self.inner.unlinked_customers().await
+        async fn unlinked_page(
+            &self,
+            cursor: u64,
+            limit: usize,
+        ) -> Result<crate::store::UnlinkedPage, StoreError> {
+            self.inner.unlinked_page(cursor, limit).await
         }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())

@@ -33,10 +33,14 @@ pub(crate) fn open(config: &StoreConfig) -> Result<Arc<dyn EntitlementStore>, St
         let store = RedisStore::open(config).map_err(|e| format!("store.redis_url: {e}"))?;
         return Ok(Arc::new(store));
     }
-    Ok(match &config.seed_file {
-        Some(seed) => Arc::new(MemoryStore::from_seed_file(seed)?),
-        None => Arc::new(MemoryStore::new()),
-    })
+    let store = match &config.seed_file {
+        Some(seed) => MemoryStore::from_seed_file(seed)?,
+        None => MemoryStore::new(),
+    };
+    Ok(Arc::new(store.with_retention(
+        config.audit_max_entries,
+        config.event_ttl,
+    )))
 }
 
 /// A change another instance announced (see [`EntitlementStore::listen_for_invalidations`]).
@@ -81,9 +85,24 @@ pub struct AuditEntry {
     pub summary: String,
 }
 
-/// How many deliveries and audit entries (per user) are kept.
+/// How many deliveries are kept, and audit entries per user by default
+/// (`store.audit_max_entries`).
 pub(crate) const DELIVERIES_KEPT: usize = 1000;
 pub(crate) const AUDIT_KEPT: usize = 50;
+
+/// One page of the unlinked-customer list (see [`EntitlementStore::unlinked_page`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnlinkedPage {
+    /// Customer ids, sorted within the page.
+    pub customers: Vec<String>,
+    /// Where the next page starts; `0`: the walk is complete.
+    pub next_cursor: u64,
+}
+
+/// Builds the audit entry for a user record a write is about to store (`None`:
+/// the write is not audited). Called with the value written; may run more
+/// than once (optimistic retries), so it must be pure.
+pub(crate) type Audit<'a> = &'a (dyn Fn(Option<&Entitlement>) -> Option<AuditEntry> + Send + Sync);
 
 /// A change to one record, applied atomically by the store: the closure sees
 /// the current value (or `None`) and returns the new one (or `None` to delete).
@@ -101,6 +120,23 @@ pub trait EntitlementStore: Send + Sync + 'static {
         user_id: &str,
         update: Update<'_, Entitlement>,
     ) -> Result<Option<Entitlement>, StoreError>;
+
+    /// [`update`](Self::update), then appends what `audit` returns for the
+    /// final value to the user's trail. A store that can do both in one round
+    /// trip (Redis: one script on the user's slot) overrides this, which also
+    /// makes the record and its audit entry atomic.
+    async fn update_audited(
+        &self,
+        user_id: &str,
+        update: Update<'_, Entitlement>,
+        audit: Audit<'_>,
+    ) -> Result<Option<Entitlement>, StoreError> {
+        let written = self.update(user_id, update).await?;
+        if let Some(entry) = audit(written.as_ref()) {
+            self.append_audit(user_id, &entry).await?;
+        }
+        Ok(written)
+    }
 
     /// The record kept for one Stripe customer.
     async fn load_customer(&self, customer_id: &str) -> Result<Option<CustomerRecord>, StoreError>;
@@ -128,7 +164,8 @@ pub trait EntitlementStore: Send + Sync + 'static {
     /// The most recent deliveries, newest first.
     async fn recent_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StoreError>;
 
-    /// Appends to a user's audit trail (newest first, capped at [`AUDIT_KEPT`]).
+    /// Appends to a user's audit trail (newest first, capped at
+    /// `store.audit_max_entries`; Redis expires a trail untouched for `store.audit_ttl`).
     async fn append_audit(&self, user_id: &str, entry: &AuditEntry) -> Result<(), StoreError>;
 
     /// A user's most recent changes, newest first.
@@ -138,8 +175,33 @@ pub trait EntitlementStore: Send + Sync + 'static {
     /// so operators can find and fix them (never by creating customers).
     async fn set_unlinked(&self, customer_id: &str, unlinked: bool) -> Result<(), StoreError>;
 
-    /// Customers with events but no user link, sorted.
-    async fn unlinked_customers(&self) -> Result<Vec<String>, StoreError>;
+    /// One page of the customers with events but no user link: about `limit`
+    /// ids from `cursor` (`0`: the start), and the cursor of the next page.
+    /// Bounded work per call whatever the list's size (Redis: `SSCAN`, never
+    /// `SMEMBERS`, which blocks the server for the whole set). A customer
+    /// listed for the whole walk is returned at least once; one added or
+    /// removed meanwhile may or may not be. `limit` is a hint: a page may hold
+    /// somewhat more or fewer ids, even none while the walk goes on.
+    async fn unlinked_page(&self, cursor: u64, limit: usize) -> Result<UnlinkedPage, StoreError>;
+
+    /// Every customer with events but no user link, sorted: walks
+    /// [`unlinked_page`](Self::unlinked_page) (for `sync`'s report, which
+    /// lists them all anyway).
+    async fn unlinked_customers(&self) -> Result<Vec<String>, StoreError> {
+        let mut all = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let page = self.unlinked_page(cursor, 1000).await?;
+            all.extend(page.customers);
+            if page.next_cursor == 0 {
+                break;
+            }
+            cursor = page.next_cursor;
+        }
+        all.sort();
+        all.dedup();
+        Ok(all)
+    }
 
     /// Finishes an applied webhook in as few round trips as the store allows:
     /// announces the changed users, remembers the event id and records the

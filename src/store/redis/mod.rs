@@ -1,11 +1,13 @@
 //! The Redis store: shared by every gateway instance, updated by webhooks.
 //!
 //! Key layout (also in ARCHITECTURE.md); `{…}` is a Redis Cluster hash tag, so
-//! each record lives in one slot and every script touches a single key:
+//! each record lives in one slot and every script touches a single slot (the
+//! user record's compare-and-set also writes its audit list, same tag):
 //! - `{prefix}{u:<user id>}`: the user's entitlement (JSON), read with one GET;
 //! - `{prefix}{c:<customer id>}`: the customer record the webhooks merge into (JSON);
-//! - `{prefix}{e:<event id>}`: "this event was applied", expires after 30 days;
-//! - `{prefix}{u:<user id>}:audit`: the user's audit trail (list, newest first, capped);
+//! - `{prefix}{e:<event id>}`: "this event was applied", expires after `store.event_ttl`;
+//! - `{prefix}{u:<user id>}:audit`: the user's audit trail (list, newest first,
+//!   capped at `store.audit_max_entries`, expires `store.audit_ttl` after its last entry);
 //! - `{prefix}deliveries`: recent webhook deliveries (list, newest first, capped);
 //! - `{prefix}unlinked`: set of customer ids with events but no user link;
 //! - channel `{prefix}invalidate`: JSON arrays of user ids whose record changed.
@@ -24,8 +26,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    AuditEntry, Delivery, EntitlementStore, Invalidation, OnInvalidation, StoreError, Update,
-    AUDIT_KEPT, DELIVERIES_KEPT,
+    Audit, AuditEntry, Delivery, EntitlementStore, Invalidation, OnInvalidation, StoreError,
+    UnlinkedPage, Update, AUDIT_KEPT, DELIVERIES_KEPT,
 };
 use crate::billing::record::CustomerRecord;
 use crate::config::StoreConfig;
@@ -46,8 +48,39 @@ if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1],
 return 1
 "#;
 
+/// The CAS above on a user record (KEYS[1]) that, when it swaps and ARGV[3] is
+/// not '', also pushes ARGV[3] onto the user's audit list (KEYS[2], same hash
+/// slot), trims it to ARGV[4] entries and sets its TTL to ARGV[5] seconds: the
+/// record and its audit entry in one round trip, atomically.
+const CAS_AUDIT_SCRIPT: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if current == false then current = '' end
+if current ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+if ARGV[3] ~= '' then
+  redis.call('LPUSH', KEYS[2], ARGV[3])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
+return 1
+"#;
+
+/// Pushes ARGV[1] onto the list KEYS[1], trims it to ARGV[2] entries and sets
+/// its TTL to ARGV[3] seconds: one command where a MULTI pipeline sends five
+/// (MULTI, LPUSH, LTRIM, EXPIRE, EXEC).
+const PUSH_CAPPED_SCRIPT: &str = r#"
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
+
 /// How long an applied event id is remembered for the duplicate fast path.
 const EVENT_TTL_SECS: u64 = 30 * 24 * 3600;
+/// How long an audit trail nobody wrote to is kept.
+const AUDIT_TTL_SECS: u64 = 180 * 24 * 3600;
+/// Largest `SSCAN COUNT` asked for: bounds the work of one page.
+const UNLINKED_MAX_PAGE: usize = 1000;
 /// Deadline for any single store operation, so a hung Redis fails fast.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// CAS attempts before giving up (the webhook then answers 503 and Stripe retries).
@@ -58,12 +91,18 @@ const CAS_ATTEMPTS: usize = 50;
 struct Settings {
     /// `store.event_ttl`, in seconds.
     event_ttl_secs: u64,
+    /// `store.audit_max_entries`: entries kept per user's audit list.
+    audit_max_entries: usize,
+    /// `store.audit_ttl`, in seconds: an audit list untouched this long expires.
+    audit_ttl_secs: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             event_ttl_secs: EVENT_TTL_SECS,
+            audit_max_entries: AUDIT_KEPT,
+            audit_ttl_secs: AUDIT_TTL_SECS,
         }
     }
 }
@@ -72,9 +111,14 @@ impl From<&StoreConfig> for Settings {
     fn from(config: &StoreConfig) -> Self {
         Settings {
             event_ttl_secs: config.event_ttl.as_secs().max(1),
+            audit_max_entries: config.audit_max_entries.max(1),
+            audit_ttl_secs: config.audit_ttl.as_secs().max(1),
         }
     }
 }
+
+/// Builds the audit entry for a value about to be written (see [`Audit`]).
+type AuditOf<'a, T> = &'a (dyn Fn(Option<&T>) -> Option<AuditEntry> + Send + Sync);
 
 #[derive(Clone)]
 pub(crate) struct RedisStore {
@@ -82,6 +126,8 @@ pub(crate) struct RedisStore {
     settings: Settings,
     prefix: String,
     cas: redis::Script,
+    cas_audit: redis::Script,
+    push_capped: redis::Script,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -141,11 +187,55 @@ impl RedisStore {
             tls_client_cert_file: config.tls_client_cert_file.clone(),
             tls_client_key_file: config.tls_client_key_file.clone(),
         })?;
-        Ok(RedisStore::with(
-            topology,
-            &config.key_prefix,
-            Settings::from(config),
-        ))
+        let store = RedisStore::with(topology, &config.key_prefix, Settings::from(config));
+        // Once, in the background: the store connects lazily and must not
+        // delay or fail the start (`sync` and the CLI open it outside a runtime).
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let probe = store.clone();
+            runtime.spawn(async move { probe.warn_if_records_can_be_evicted().await });
+        }
+        Ok(store)
+    }
+
+    /// Reads `maxmemory-policy` and, when it is `allkeys-*`, warns: Redis may
+    /// then evict user and customer records (which have no TTL) at maxmemory,
+    /// and a paying user whose record went answers 402. `volatile-*` only
+    /// evicts keys with a TTL (event ids, audit trails), `noeviction` refuses
+    /// writes instead (webhooks answer 503 and Stripe retries). Managed Redis
+    /// often refuses `CONFIG`: that is logged at debug and otherwise ignored.
+    /// While Redis cannot be reached it asks again every few seconds, so a
+    /// gateway started before its Redis still checks. Returns the policy read
+    /// (`None`: refused), for tests.
+    pub(crate) async fn warn_if_records_can_be_evicted(&self) -> Option<String> {
+        let mut config_get = redis::cmd("CONFIG");
+        config_get.arg("GET").arg("maxmemory-policy");
+        let reply: Vec<String> = loop {
+            let mut conn = self.topology.conn.clone();
+            match tokio::time::timeout(OP_TIMEOUT, config_get.query_async(&mut conn)).await {
+                Ok(Ok(reply)) => break reply,
+                // The server answered with an error: CONFIG is renamed, denied
+                // by an ACL or unknown to a proxy. Nothing more to learn.
+                Ok(Err(e))
+                    if matches!(
+                        e.kind(),
+                        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+                    ) =>
+                {
+                    tracing::debug!(error = %e, "could not read maxmemory-policy (CONFIG refused); not checked");
+                    return None;
+                }
+                // Not reachable (yet): ask again once it may be.
+                Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_secs(5)).await,
+            }
+        };
+        let policy = reply.get(1).cloned()?;
+        if policy.starts_with("allkeys-") {
+            tracing::warn!(
+                maxmemory_policy = %policy,
+                "redis maxmemory-policy {policy} may evict user and customer records at maxmemory: paying users would get 402; use noeviction or a volatile-* policy"
+            );
+        }
+        Some(policy)
     }
 
     /// A standalone server at `url` with the default settings (tests).
@@ -164,6 +254,8 @@ impl RedisStore {
             settings,
             prefix: prefix.to_string(),
             cas: redis::Script::new(CAS_SCRIPT),
+            cas_audit: redis::Script::new(CAS_AUDIT_SCRIPT),
+            push_capped: redis::Script::new(PUSH_CAPPED_SCRIPT),
         }
     }
 
@@ -183,6 +275,23 @@ impl RedisStore {
         format!("{}{{u:{user_id}}}:audit", self.prefix)
     }
 
+    /// Pushes onto a list that expires `ttl_secs` after its last push, in one
+    /// command (a script on one key).
+    async fn push_capped_expiring(
+        &self,
+        key: String,
+        text: String,
+        cap: usize,
+        ttl_secs: u64,
+    ) -> Result<(), StoreError> {
+        let mut invocation = self.push_capped.key(&key);
+        invocation.arg(text).arg(cap).arg(ttl_secs);
+        let invocation = &invocation;
+        self.run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
+            .await
+            .map(|_| ())
+    }
+
     async fn push_capped<T: Serialize>(
         &self,
         key: String,
@@ -190,9 +299,11 @@ impl RedisStore {
         cap: usize,
     ) -> Result<(), StoreError> {
         let text = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Not MULTI/EXEC: a trim that did not run leaves the list one entry
+        // over its cap until the next push, which costs nothing to tolerate;
+        // the transaction cost two commands on every delivery.
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .lpush(&key, text)
+        pipe.lpush(&key, text)
             .ignore()
             .ltrim(&key, 0, cap as isize - 1)
             .ignore();
@@ -241,6 +352,22 @@ impl RedisStore {
     where
         T: Serialize + DeserializeOwned + PartialEq,
     {
+        self.update_json_audited(key, update, None).await
+    }
+
+    /// [`update_json`](Self::update_json) that, with `audit` = (the audit
+    /// list's key, in the record's hash slot; the entry builder), also pushes
+    /// the entry built from the value written, in the swap's script: the
+    /// audited write costs the same two round trips as an unaudited one.
+    async fn update_json_audited<T>(
+        &self,
+        key: &str,
+        update: Update<'_, T>,
+        audit: Option<(&str, AuditOf<'_, T>)>,
+    ) -> Result<Option<T>, StoreError>
+    where
+        T: Serialize + DeserializeOwned + PartialEq,
+    {
         for _ in 0..CAS_ATTEMPTS {
             let raw: Option<String> = self.run(|mut c| async move { c.get(key).await }).await?;
             let current: Option<T> = match &raw {
@@ -261,15 +388,46 @@ impl RedisStore {
                 }
                 None => String::new(),
             };
+            let entry = match audit {
+                Some((_, build)) => build(next.as_ref())
+                    .map(|e| serde_json::to_string(&e))
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                None => None,
+            };
             // Nothing to write: skip the round trip (duplicates are common).
             if raw.is_some() && unchanged_input.as_deref() == Some(next_text.as_str())
                 || raw.is_none() && next.is_none()
             {
+                // An entry for a value already stored (a change that serialized
+                // the same) is still appended, as it would be without the fold.
+                if let (Some((audit_key, _)), Some(text)) = (audit, entry) {
+                    self.push_capped_expiring(
+                        audit_key.to_string(),
+                        text,
+                        self.settings.audit_max_entries,
+                        self.settings.audit_ttl_secs,
+                    )
+                    .await?;
+                }
                 return Ok(next);
             }
             let expected = raw.unwrap_or_default();
-            let mut invocation = self.cas.key(key);
+            let mut invocation = match audit {
+                Some((audit_key, _)) => {
+                    let mut i = self.cas_audit.key(key);
+                    i.key(audit_key);
+                    i
+                }
+                None => self.cas.key(key),
+            };
             invocation.arg(&expected).arg(&next_text);
+            if audit.is_some() {
+                invocation
+                    .arg(entry.as_deref().unwrap_or(""))
+                    .arg(self.settings.audit_max_entries)
+                    .arg(self.settings.audit_ttl_secs);
+            }
             let invocation = &invocation;
             let swapped: i64 = self
                 .run(|mut c| async move { invocation.invoke_async(&mut c).await })
@@ -338,6 +496,17 @@ impl EntitlementStore for RedisStore {
         self.update_json(&self.user_key(user_id), update).await
     }
 
+    async fn update_audited(
+        &self,
+        user_id: &str,
+        update: Update<'_, Entitlement>,
+        audit: Audit<'_>,
+    ) -> Result<Option<Entitlement>, StoreError> {
+        let audit_key = self.audit_key(user_id);
+        self.update_json_audited(&self.user_key(user_id), update, Some((&audit_key, audit)))
+            .await
+    }
+
     async fn load_customer(&self, customer_id: &str) -> Result<Option<CustomerRecord>, StoreError> {
         self.get_json(&self.customer_key(customer_id)).await
     }
@@ -391,8 +560,14 @@ impl EntitlementStore for RedisStore {
     }
 
     async fn append_audit(&self, user_id: &str, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.push_capped(self.audit_key(user_id), entry, AUDIT_KEPT)
-            .await
+        let text = serde_json::to_string(entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.push_capped_expiring(
+            self.audit_key(user_id),
+            text,
+            self.settings.audit_max_entries,
+            self.settings.audit_ttl_secs,
+        )
+        .await
     }
 
     async fn audit(&self, user_id: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
@@ -411,13 +586,27 @@ impl EntitlementStore for RedisStore {
         }
     }
 
-    async fn unlinked_customers(&self) -> Result<Vec<String>, StoreError> {
+    async fn unlinked_page(&self, cursor: u64, limit: usize) -> Result<UnlinkedPage, StoreError> {
+        // SSCAN does bounded work per call; SMEMBERS on a large set blocks
+        // Redis for every client (about 0.3 s per million members).
         let key = &format!("{}unlinked", self.prefix);
-        let mut ids: Vec<String> = self
-            .run(|mut c| async move { c.smembers(key).await })
+        let count = limit.clamp(1, UNLINKED_MAX_PAGE);
+        let (next_cursor, mut customers): (u64, Vec<String>) = self
+            .run(|mut c| async move {
+                redis::cmd("SSCAN")
+                    .arg(key)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut c)
+                    .await
+            })
             .await?;
-        ids.sort();
-        Ok(ids)
+        customers.sort();
+        Ok(UnlinkedPage {
+            customers,
+            next_cursor,
+        })
     }
 
     async fn complete_event(
@@ -473,6 +662,100 @@ mod tests {
         let redis = TestRedis::start();
         let store = RedisStore::new(&redis.url(), "t:").unwrap();
         crate::store::behaviour::run_all(&store).await;
+    }
+
+    fn ttl(redis: &TestRedis, key: &str) -> i64 {
+        redis
+            .command(&["TTL", key])
+            .trim()
+            .trim_start_matches(':')
+            .parse()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn audit_and_event_retention_follow_the_settings_and_records_never_expire() {
+        let redis = TestRedis::start();
+        let topology = conn::connect(&ConnectOptions {
+            url: redis.url(),
+            ..ConnectOptions::default()
+        })
+        .unwrap();
+        let settings = Settings {
+            event_ttl_secs: 600,
+            audit_max_entries: 3,
+            audit_ttl_secs: 900,
+        };
+        let store = RedisStore::with(topology, "t:", settings);
+        for i in 0..5 {
+            let entry = AuditEntry {
+                at: i,
+                source: "t".into(),
+                summary: format!("{i}"),
+            };
+            store.append_audit("u", &entry).await.unwrap();
+        }
+        let trail = store.audit("u", 10).await.unwrap();
+        assert_eq!(
+            trail.iter().map(|e| e.at).collect::<Vec<_>>(),
+            vec![4, 3, 2]
+        );
+        assert!((1..=900).contains(&ttl(&redis, "t:{u:u}:audit")));
+
+        // The audited write: record without TTL, trail capped and expiring.
+        let audit = |_: Option<&Entitlement>| {
+            Some(AuditEntry {
+                at: 9,
+                source: "t".into(),
+                summary: "s".into(),
+            })
+        };
+        store
+            .update_audited("v", &|_| Some(Entitlement::default()), &audit)
+            .await
+            .unwrap();
+        assert_eq!(ttl(&redis, "t:{u:v}"), -1, "user records never expire");
+        assert!((1..=900).contains(&ttl(&redis, "t:{u:v}:audit")));
+        store
+            .update_customer("cus_x", &|_| Some(CustomerRecord::new("cus_x")))
+            .await
+            .unwrap();
+        assert_eq!(
+            ttl(&redis, "t:{c:cus_x}"),
+            -1,
+            "customer records never expire"
+        );
+
+        let delivery = Delivery {
+            event_id: "evt_ttl".into(),
+            event_type: "t".into(),
+            result: "applied".into(),
+            at: 1,
+        };
+        store
+            .complete_event("evt_ttl", &[], &delivery)
+            .await
+            .unwrap();
+        assert!((1..=600).contains(&ttl(&redis, "t:{e:evt_ttl}")));
+        store.mark_event("evt_ttl2").await.unwrap();
+        assert!((1..=600).contains(&ttl(&redis, "t:{e:evt_ttl2}")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_allkeys_eviction_policy_is_detected_and_a_refused_config_tolerated() {
+        let redis = TestRedis::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+        let store = RedisStore::new(&redis.url(), "t:").unwrap();
+        assert_eq!(
+            store.warn_if_records_can_be_evicted().await.as_deref(),
+            Some("allkeys-lru")
+        );
+        let managed = TestRedis::start_with(&["--rename-command", "CONFIG", ""]);
+        let store = RedisStore::new(&managed.url(), "t:").unwrap();
+        assert_eq!(store.warn_if_records_can_be_evicted().await, None);
+        assert!(
+            store.ping().await.is_ok(),
+            "a refused CONFIG breaks nothing"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
