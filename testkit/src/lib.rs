@@ -8,9 +8,11 @@
 
 pub mod http;
 pub mod redis;
+pub mod sentinel;
 
 pub use http::{full, Body, Log, Reply, Seen, TestServer};
 pub use redis::{free_port, TestRedis};
+pub use sentinel::TestSentinel;
 
 use std::time::Duration;
 
