@@ -138,11 +138,24 @@ impl TestSentinel {
     /// former master replicates from it (so `WAIT 1` can succeed again).
     /// Returns the new master's port.
     pub fn failover(&mut self) -> u16 {
-        let reply = cli(
-            self.sentinels[0].port,
-            &["SENTINEL", "FAILOVER", MASTER_NAME],
-        );
-        assert!(reply.trim() == "OK", "SENTINEL FAILOVER answered {reply:?}");
+        // A sentinel may not yet have a recent enough view of the replica
+        // (`NOGOODSLAVE`): ask again until it has.
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let reply = cli(
+                self.sentinels[0].port,
+                &["SENTINEL", "FAILOVER", MASTER_NAME],
+            );
+            if reply.trim() == "OK" {
+                break;
+            }
+            assert!(
+                reply.starts_with("NOGOODSLAVE") && Instant::now() < deadline,
+                "SENTINEL FAILOVER answered {reply:?}"
+            );
+            // Polling interval, not a synchronization.
+            std::thread::sleep(Duration::from_millis(100));
+        }
         self.master = 1 - self.master;
         self.wait_until_settled("failover");
         self.master().port()

@@ -340,18 +340,16 @@ impl RedisStore {
     }
 
     /// Whether the store can take writes now: the server says `ROLE` master
-    /// and accepts a small write (which a replica refuses with `READONLY`, a
+    /// and accepts a write command (which a replica refuses with `READONLY`, a
     /// master short of `min-replicas-to-write` with `NOREPLICAS`, a master
-    /// that cannot persist with `MISCONF`). One pipelined round trip; the
-    /// probe key expires by itself.
+    /// that cannot persist with `MISCONF`). The write is a `DEL` of a key that
+    /// never exists: refused like any write, yet it changes nothing and is not
+    /// replicated. One pipelined round trip.
     async fn writable(&self) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("ROLE")
-            .cmd("SET")
+            .cmd("DEL")
             .arg(format!("{}ready", self.prefix))
-            .arg(1)
-            .arg("PX")
-            .arg(60_000)
             .ignore();
         let pipe = &pipe;
         let (role,): (Vec<redis::Value>,) = self

@@ -100,7 +100,8 @@ async fn follows_the_master_through_a_failover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidations_follow_the_master() {
-    let mut deployment = TestSentinel::start();
+    // Three sentinels (quorum 2): every one of them is subscribed to.
+    let mut deployment = TestSentinel::start_with_sentinels(3);
     let store = sentinel_store(&deployment, 0);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     store.spawn_invalidation_listener(move |change| {
