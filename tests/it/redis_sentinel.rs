@@ -139,8 +139,10 @@ async fn every_acknowledged_webhook_survives_a_sentinel_failover() {
     // Two lanes of webhooks, sequential within a lane, flow while the
     // failover runs, and go on until each has had 5 acknowledged after it.
     let switched = AtomicBool::new(false);
+    // When each webhook that was not acknowledged was answered.
+    let refusals = std::sync::Mutex::new(Vec::new());
     let lane = |lane: usize| {
-        let (gw, switched) = (&gw, &switched);
+        let (gw, switched, refusals) = (&gw, &switched, &refusals);
         async move {
             let mut answers: Vec<(String, u16)> = Vec::new();
             let mut acked_after = 0;
@@ -148,6 +150,9 @@ async fn every_acknowledged_webhook_survives_a_sentinel_failover() {
             for i in 0.. {
                 let user = format!("l{lane}n{i}");
                 let status = deliver(gw, &checkout(&user)).await.status;
+                if !(200..300).contains(&status) {
+                    refusals.lock().unwrap().push(Instant::now());
+                }
                 if switched.load(Ordering::SeqCst) {
                     let at = *switched_at.get_or_insert_with(Instant::now);
                     if (200..300).contains(&status) {
@@ -194,8 +199,13 @@ async fn every_acknowledged_webhook_survives_a_sentinel_failover() {
         "every answer is an acknowledgement or a 503 (Stripe redelivers): {answers:?}"
     );
     assert!(acked.len() >= 10, "{answers:?}");
+    let refusals = refusals.into_inner().unwrap();
+    let window = match (refusals.iter().min(), refusals.iter().max()) {
+        (Some(first), Some(last)) => *last - *first,
+        _ => Duration::ZERO,
+    };
     eprintln!(
-        "failover: {} webhooks, {} acknowledged, {refused} answered 503",
+        "failover: {} webhooks, {} acknowledged, {refused} answered 503 over {window:?}",
         answers.len(),
         acked.len()
     );

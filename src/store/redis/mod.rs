@@ -72,7 +72,7 @@ impl Default for Settings {
         Settings {
             event_ttl_secs: EVENT_TTL_SECS,
             min_replica_acks: 0,
-            replica_ack_timeout: Duration::from_millis(500),
+            replica_ack_timeout: Duration::from_secs(1),
         }
     }
 }

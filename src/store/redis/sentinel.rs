@@ -146,7 +146,7 @@ impl Sentinel {
         self.watch_switches();
         match self.current() {
             Some(master) => Ok(master),
-            None => self.rediscover(None).await,
+            None => self.rediscover(None, false).await,
         }
     }
 
@@ -168,7 +168,7 @@ impl Sentinel {
     async fn after<T>(&self, epoch: u64, result: &RedisResult<T>) {
         if let Err(e) = result {
             if master_may_have_moved(e) {
-                if let Err(again) = self.rediscover(Some(epoch)).await {
+                if let Err(again) = self.rediscover(Some(epoch), false).await {
                     tracing::debug!(error = %again, "sentinel rediscovery failed");
                 }
             }
@@ -176,14 +176,19 @@ impl Sentinel {
     }
 
     /// Asks the sentinels (in order) for the master and switches to it, unless
-    /// another task switched since `stale` was current.
-    async fn rediscover(&self, stale: Option<u64>) -> RedisResult<Master> {
+    /// another task switched since `stale` was current, or (unless `forced`)
+    /// they were asked less than [`REDISCOVER_INTERVAL`] ago.
+    async fn rediscover(&self, stale: Option<u64>, forced: bool) -> RedisResult<Master> {
         let mut last = self.shared.asking.lock().await;
-        if let Some(current) = self.current() {
-            let recently = last.is_some_and(|at| at.elapsed() < REDISCOVER_INTERVAL);
-            if Some(current.epoch) != stale || recently {
-                return Ok(current);
+        let recently = !forced && last.is_some_and(|at| at.elapsed() < REDISCOVER_INTERVAL);
+        match self.current() {
+            Some(current) if Some(current.epoch) != stale || recently => return Ok(current),
+            None if recently => {
+                return Err(error(
+                    "no master known yet; the sentinels were just asked".into(),
+                ))
             }
+            _ => {}
         }
         *last = Some(Instant::now());
         let mut failures = Vec::new();
@@ -316,7 +321,8 @@ async fn watch_one(weak: Weak<Shared>, index: usize) {
                         waits: false,
                     };
                     let stale = sentinel.current().map(|m| m.epoch);
-                    if let Err(e) = sentinel.rediscover(stale).await {
+                    // A sentinel's word beats the rate limit on asking.
+                    if let Err(e) = sentinel.rediscover(stale, true).await {
                         tracing::warn!(error = %e, "+switch-master: the new master is not reachable yet");
                     }
                 }
