@@ -121,6 +121,7 @@ pub(crate) async fn write_link(
     now: UnixTime,
 ) -> Result<Option<Linked>, StoreError> {
     let event_id = operator_event_id(now);
+    let epoch = applier.store().write_epoch();
     let source = |previous: Option<&str>| audit_source(customer, previous, link);
     let Some(linked) = applier
         .link_customer(customer, &link.user, now, &event_id, &source)
@@ -128,6 +129,7 @@ pub(crate) async fn write_link(
     else {
         return Ok(None);
     };
+    applier.store().confirm_writes(epoch).await?;
     if let Some(cache) = cache {
         for user in &linked.users {
             cache.invalidate(user).await;

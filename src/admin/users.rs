@@ -189,6 +189,7 @@ pub(crate) async fn write_override(
 ) -> Result<Written, StoreError> {
     // The store may run the closure more than once; the last run is what was written.
     let changed = Mutex::new(false);
+    let epoch = store.write_epoch();
     let apply = |current: Option<Entitlement>| -> Option<Entitlement> {
         let (next, did_change) = apply_change(current.clone(), change);
         *changed.lock().unwrap_or_else(|p| p.into_inner()) = did_change;
@@ -210,6 +211,7 @@ pub(crate) async fn write_override(
         };
         store.append_audit(user_id, &entry).await?;
     }
+    store.confirm_writes(epoch).await?;
     if let Some(cache) = cache {
         cache.invalidate(user_id).await;
     }

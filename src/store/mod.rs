@@ -218,8 +218,25 @@ pub trait EntitlementStore: Send + Sync + 'static {
         self.record_delivery(delivery).await
     }
 
-    /// Cheap reachability check for `/_paygate/readyz`.
+    /// Cheap check for `/_paygate/readyz`: `Ok` only while the store can take
+    /// writes (Redis: reachable, a master, and accepting a write).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Identifies the server taking writes now; read before a webhook's (or an
+    /// operator's) writes and given to [`confirm_writes`](Self::confirm_writes).
+    fn write_epoch(&self) -> u64 {
+        0
+    }
+
+    /// Called after a webhook's (or an operator's) writes and before they are
+    /// acknowledged: `Ok` once they are as durable as `store.min_replica_acks`
+    /// asks (Redis `WAIT`), and only if the server taking writes did not change
+    /// since `epoch`. An error means they may be lost in a failover, so the
+    /// delivery must be answered 503 and its event id not remembered.
+    async fn confirm_writes(&self, epoch: u64) -> Result<(), StoreError> {
+        let _ = epoch;
+        Ok(())
+    }
 
     /// Calls `on_change`, for as long as the process runs, for every change
     /// another instance announces with [`publish_invalidation`](Self::publish_invalidation).

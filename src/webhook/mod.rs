@@ -224,6 +224,9 @@ impl WebhookEndpoint {
             tracing::warn!(error = %e, event_id = %event.id, "webhook not applied; answering 503 so Stripe retries");
             Deny::StoreUnavailable
         };
+        // Read before any write: if the master changes under this delivery,
+        // some of its writes may be lost, and it must not be acknowledged.
+        let epoch = store.write_epoch();
         if store.event_seen(&event.id).await.map_err(unavailable)? {
             self.record(event, Outcome::Duplicate.as_str()).await;
             return Ok((Outcome::Duplicate, Vec::new()));
@@ -251,6 +254,9 @@ impl WebhookEndpoint {
             result: outcome.as_str().to_string(),
             at: unix_now(),
         };
+        // The merge's writes must be on `store.min_replica_acks` replicas before
+        // the event id is remembered and the delivery acknowledged.
+        store.confirm_writes(epoch).await.map_err(unavailable)?;
         store
             .complete_event(&event.id, &applied.users, &delivery)
             .await

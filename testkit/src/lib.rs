@@ -9,10 +9,12 @@
 
 pub mod http;
 pub mod redis;
+pub mod sentinel;
 pub mod tls;
 
 pub use http::{full, Body, Log, Reply, Seen, TestServer};
 pub use redis::{free_port, TestRedis};
+pub use sentinel::TestSentinel;
 pub use tls::TlsFiles;
 
 use std::time::Duration;

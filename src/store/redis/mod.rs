@@ -34,10 +34,14 @@ use crate::config::StoreConfig;
 use crate::entitlement::Entitlement;
 
 mod conn;
+mod sentinel;
+#[cfg(test)]
+mod sentinel_tests;
 #[cfg(test)]
 mod tls_tests;
 
-use conn::{Conn, ConnectOptions, Topology};
+use crate::config::RedisMode;
+use conn::{Conn, ConnectOptions, SentinelOptions, Topology};
 
 /// Swaps KEYS[1] from ARGV[1] to ARGV[2] ('' = absent) atomically; 1 on success.
 const CAS_SCRIPT: &str = r#"
@@ -95,6 +99,11 @@ struct Settings {
     audit_max_entries: usize,
     /// `store.audit_ttl`, in seconds: an audit list untouched this long expires.
     audit_ttl_secs: u64,
+    /// `store.min_replica_acks`: replicas `WAIT` must hear from before a
+    /// webhook (or an operator write) is acknowledged; 0: no `WAIT`.
+    min_replica_acks: u32,
+    /// `store.replica_ack_timeout`: how long that `WAIT` may block.
+    replica_ack_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -103,6 +112,8 @@ impl Default for Settings {
             event_ttl_secs: EVENT_TTL_SECS,
             audit_max_entries: AUDIT_KEPT,
             audit_ttl_secs: AUDIT_TTL_SECS,
+            min_replica_acks: 0,
+            replica_ack_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -113,6 +124,8 @@ impl From<&StoreConfig> for Settings {
             event_ttl_secs: config.event_ttl.as_secs().max(1),
             audit_max_entries: config.audit_max_entries.max(1),
             audit_ttl_secs: config.audit_ttl.as_secs().max(1),
+            min_replica_acks: config.min_replica_acks,
+            replica_ack_timeout: config.replica_ack_timeout,
         }
     }
 }
@@ -153,6 +166,14 @@ async fn timed<T>(
 /// stale socket: trying again would only double the wait.
 fn dead_connection(e: &redis::RedisError) -> bool {
     (e.is_connection_dropped() || e.is_io_error()) && !e.is_connection_refusal() && !e.is_timeout()
+        || read_only(e)
+}
+
+/// A write refused because the server is (now) a replica. In sentinel mode the
+/// connection has already asked for the new master, so trying again at once
+/// reaches it; elsewhere the second try fails the same way.
+fn read_only(e: &redis::RedisError) -> bool {
+    e.code() == Some("READONLY") || e.to_string().contains("READONLY")
 }
 
 impl RedisStore {
@@ -181,11 +202,16 @@ impl RedisStore {
     /// The store `[store]` names. Connects lazily: the gateway starts (not
     /// ready) even when Redis is down, and reconnects by itself.
     pub(crate) fn open(config: &StoreConfig) -> Result<RedisStore, StoreError> {
+        let sentinel = (config.redis_mode == RedisMode::Sentinel).then(|| SentinelOptions {
+            urls: config.sentinel_urls.clone(),
+            master: config.sentinel_master.clone().unwrap_or_default(),
+        });
         let topology = conn::connect(&ConnectOptions {
             url: config.redis_url.clone().unwrap_or_default(),
             tls_ca_file: config.tls_ca_file.clone(),
             tls_client_cert_file: config.tls_client_cert_file.clone(),
             tls_client_key_file: config.tls_client_key_file.clone(),
+            sentinel,
         })?;
         let store = RedisStore::with(topology, &config.key_prefix, Settings::from(config));
         // Once, in the background: the store connects lazily and must not
@@ -246,6 +272,45 @@ impl RedisStore {
             ..ConnectOptions::default()
         })?;
         Ok(RedisStore::with(topology, prefix, Settings::default()))
+    }
+
+    /// The master `master` as the sentinels at `sentinel_urls` report it,
+    /// requiring `min_replica_acks` replicas for every acknowledged write (tests).
+    #[cfg(test)]
+    pub(crate) fn new_sentinel(
+        sentinel_urls: &[String],
+        master: &str,
+        prefix: &str,
+        min_replica_acks: u32,
+    ) -> Result<RedisStore, StoreError> {
+        let topology = conn::connect(&ConnectOptions {
+            url: String::new(),
+            sentinel: Some(SentinelOptions {
+                urls: sentinel_urls.to_vec(),
+                master: master.to_owned(),
+            }),
+            ..ConnectOptions::default()
+        })?;
+        let settings = Settings {
+            min_replica_acks,
+            replica_ack_timeout: Duration::from_secs(2),
+            ..Settings::default()
+        };
+        Ok(RedisStore::with(topology, prefix, settings))
+    }
+
+    /// A standalone server at `url` requiring `min_replica_acks` replicas for
+    /// every acknowledged write (tests).
+    #[cfg(test)]
+    pub(crate) fn new_with_acks(
+        url: &str,
+        prefix: &str,
+        min_replica_acks: u32,
+    ) -> Result<RedisStore, StoreError> {
+        let mut store = RedisStore::new(url, prefix)?;
+        store.settings.min_replica_acks = min_replica_acks;
+        store.settings.replica_ack_timeout = Duration::from_millis(300);
+        Ok(store)
     }
 
     fn with(topology: Topology, prefix: &str, settings: Settings) -> RedisStore {
@@ -441,6 +506,82 @@ impl RedisStore {
         Err(StoreError::Contention(key.to_string()))
     }
 
+    /// Whether the store can take writes now: the server says `ROLE` master
+    /// and accepts a write command (which a replica refuses with `READONLY`, a
+    /// master short of `min-replicas-to-write` with `NOREPLICAS`, a master
+    /// that cannot persist with `MISCONF`). The write is a `DEL` of a key that
+    /// never exists: refused like any write, yet it changes nothing and is not
+    /// replicated. One pipelined round trip.
+    async fn writable(&self) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ROLE")
+            .cmd("DEL")
+            .arg(format!("{}ready", self.prefix))
+            .ignore();
+        let pipe = &pipe;
+        let (role,): (Vec<redis::Value>,) = self
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        match role.first() {
+            Some(redis::Value::BulkString(r)) if r == b"master" => Ok(()),
+            Some(redis::Value::SimpleString(r)) if r == "master" => Ok(()),
+            _ => Err(StoreError::Unavailable(
+                "connected to a replica, not a master".into(),
+            )),
+        }
+    }
+
+    /// Succeeds once the writes made since `epoch` was read are on
+    /// `min_replica_acks` replicas (Redis `WAIT`), and only if the master did
+    /// not change in between (writes may then have gone to a master that was
+    /// demoted before they were replicated). The `WAIT` follows a one-key write
+    /// on a connection of its own, so it blocks no request's lookup and still
+    /// covers every earlier write: a replica acknowledges a position in the
+    /// master's single replication stream.
+    pub(crate) async fn confirm_replicated(&self, epoch: u64) -> Result<(), StoreError> {
+        let switched = || {
+            StoreError::Unavailable(
+                "the redis master changed while the writes were made; not acknowledged".into(),
+            )
+        };
+        if self.topology.epoch() != epoch {
+            return Err(switched());
+        }
+        let wanted = self.settings.min_replica_acks;
+        if wanted == 0 {
+            return Ok(());
+        }
+        let timeout = self.settings.replica_ack_timeout;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(format!("{}acked", self.prefix))
+            .arg(1)
+            .ignore()
+            .cmd("WAIT")
+            .arg(wanted)
+            .arg(timeout.as_millis().max(1) as u64);
+        let mut conn = self.topology.waits.clone();
+        let (acks,): (u32,) =
+            match tokio::time::timeout(timeout + OP_TIMEOUT, pipe.query_async(&mut conn)).await {
+                Ok(result) => result.map_err(unavailable)?,
+                Err(_) => {
+                    return Err(StoreError::Unavailable(
+                        "WAIT did not answer in time".into(),
+                    ))
+                }
+            };
+        if acks < wanted {
+            return Err(StoreError::Unavailable(format!(
+                "{acks} of {wanted} replicas confirmed the writes within {} ms",
+                timeout.as_millis()
+            )));
+        }
+        if self.topology.epoch() != epoch {
+            return Err(switched());
+        }
+        Ok(())
+    }
+
     /// Listens on the invalidation channel for as long as the process runs,
     /// reconnecting with backoff. After every (re)subscribe it reports
     /// [`Invalidation::All`], because messages sent while disconnected are lost.
@@ -448,25 +589,53 @@ impl RedisStore {
         &self,
         on_change: impl Fn(Invalidation) + Send + Sync + 'static,
     ) -> tokio::task::JoinHandle<()> {
-        let client = self.topology.pubsub.clone();
+        let topology = self.topology.clone();
         let channel = self.channel();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
-                match tokio::time::timeout(OP_TIMEOUT, client.get_async_pubsub()).await {
+                // Taken before the client, so a switch while subscribing is seen.
+                let mut switches = topology.switches();
+                let subscribed = async {
+                    let client = topology.pubsub_client().await?;
+                    client.get_async_pubsub().await
+                };
+                match tokio::time::timeout(OP_TIMEOUT, subscribed).await {
                     Ok(Ok(mut pubsub)) => {
                         if pubsub.subscribe(&channel).await.is_ok() {
                             backoff = Duration::from_millis(100);
                             crate::metrics::store_reconnect();
                             on_change(Invalidation::All);
                             let mut messages = pubsub.on_message();
-                            while let Some(message) = messages.next().await {
-                                let payload: String = message.get_payload().unwrap_or_default();
-                                match serde_json::from_str::<Vec<String>>(&payload) {
-                                    Ok(users) => users
-                                        .into_iter()
-                                        .for_each(|u| on_change(Invalidation::User(u))),
-                                    Err(_) => on_change(Invalidation::All),
+                            // In sentinel mode the subscription moves with the
+                            // master: a demoted master may be cut off from the
+                            // new one and would stay silent.
+                            let switched = async {
+                                match switches.as_mut() {
+                                    Some(rx) => {
+                                        let _ = rx.changed().await;
+                                    }
+                                    None => std::future::pending::<()>().await,
+                                }
+                            };
+                            tokio::pin!(switched);
+                            loop {
+                                tokio::select! {
+                                    message = messages.next() => {
+                                        let Some(message) = message else { break };
+                                        let payload: String =
+                                            message.get_payload().unwrap_or_default();
+                                        match serde_json::from_str::<Vec<String>>(&payload) {
+                                            Ok(users) => users
+                                                .into_iter()
+                                                .for_each(|u| on_change(Invalidation::User(u))),
+                                            Err(_) => on_change(Invalidation::All),
+                                        }
+                                    }
+                                    () = &mut switched => {
+                                        tracing::info!("redis master switched; resubscribing");
+                                        break;
+                                    }
                                 }
                             }
                             tracing::warn!("invalidation subscription lost; reconnecting");
@@ -638,9 +807,15 @@ impl EntitlementStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
-            .await
-            .map(|_| ())
+        self.writable().await
+    }
+
+    fn write_epoch(&self) -> u64 {
+        self.topology.epoch()
+    }
+
+    async fn confirm_writes(&self, epoch: u64) -> Result<(), StoreError> {
+        self.confirm_replicated(epoch).await
     }
 
     fn listen_for_invalidations(&self, on_change: OnInvalidation) {
@@ -685,6 +860,7 @@ mod tests {
             event_ttl_secs: 600,
             audit_max_entries: 3,
             audit_ttl_secs: 900,
+            ..Settings::default()
         };
         let store = RedisStore::with(topology, "t:", settings);
         for i in 0..5 {
