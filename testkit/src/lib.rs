@@ -6,9 +6,11 @@
 //! polls or awaits a signal with a deadline ([`DEADLINE`]); nothing sleeps to
 //! synchronize. This crate knows nothing about paygate itself.
 
+pub mod cluster;
 pub mod http;
 pub mod redis;
 
+pub use cluster::TestCluster;
 pub use http::{full, Body, Log, Reply, Seen, TestServer};
 pub use redis::{free_port, TestRedis};
 
