@@ -21,6 +21,9 @@ const NODE_TIMEOUT_MS: &str = "1000";
 pub struct TestCluster {
     /// Every node; `None` once stopped with [`TestCluster::kill`].
     nodes: Vec<Option<TestRedis>>,
+    /// How many healthy replicas every node must see before the cluster
+    /// counts as settled.
+    replicas: usize,
 }
 
 impl TestCluster {
@@ -51,7 +54,10 @@ impl TestCluster {
                 ]))
             })
             .collect();
-        let cluster = TestCluster { nodes };
+        let cluster = TestCluster {
+            nodes,
+            replicas: masters * replicas_per_master,
+        };
         let addresses: Vec<String> = cluster
             .running()
             .map(|(_, n)| format!("127.0.0.1:{}", n.port()))
@@ -70,8 +76,7 @@ impl TestCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         cluster.wait_until_ok("the new cluster");
-        let replicas = masters * replicas_per_master;
-        cluster.wait_for("every replica to be known and in sync", || {
+        cluster.wait_for("every replica to be in sync", || {
             let synced = cluster
                 .running()
                 .filter(|(_, n)| {
@@ -79,19 +84,7 @@ impl TestCluster {
                         .is_ok_and(|i| i.contains("master_link_status:up"))
                 })
                 .count();
-            synced == replicas
-                && cluster.running().all(|(_, n)| {
-                    cli(n.port(), &["CLUSTER", "NODES"]).is_ok_and(|v| {
-                        v.lines()
-                            .filter(|l| {
-                                l.split_whitespace()
-                                    .nth(2)
-                                    .is_some_and(|f| f.contains("slave"))
-                            })
-                            .count()
-                            == replicas
-                    })
-                })
+            synced == cluster.replicas
         });
         cluster
     }
@@ -159,6 +152,7 @@ impl TestCluster {
         let replica = self.replica_of(master);
         let mut node = self.nodes[master].take().expect("node is running");
         node.stop();
+        self.replicas -= 1;
         self.wait_for(&format!("node {replica} to take over"), || {
             role(self.node(replica).port()).as_deref() == Some("master")
         });
@@ -216,16 +210,19 @@ impl TestCluster {
             .unwrap_or_else(|| panic!("no running node on port {port}"))
     }
 
-    /// Polls until every running node reports `cluster_state:ok` and the same
-    /// view of which nodes are masters.
+    /// Polls until every running node reports `cluster_state:ok`, the same
+    /// masters serving slots, and every healthy replica as a replica (a node
+    /// that just changed role is known as such everywhere).
     fn wait_until_ok(&self, what: &str) {
         self.wait_for(&format!("{what} to report cluster_state:ok"), || {
-            let views: Vec<Option<String>> = self
-                .running()
-                .map(|(_, n)| masters_view(n.port()))
-                .collect();
+            let views: Vec<Option<(String, usize)>> =
+                self.running().map(|(_, n)| view(n.port())).collect();
             self.running().all(|(_, n)| cluster_ok(n.port()))
-                && views.iter().all(|v| v.is_some() && *v == views[0])
+                && views.iter().all(|v| {
+                    v.as_ref()
+                        .is_some_and(|(_, replicas)| *replicas == self.replicas)
+                        && *v == views[0]
+                })
         });
     }
 
@@ -280,20 +277,26 @@ fn role(port: u16) -> Option<String> {
         .and_then(|r| r.lines().next().map(|l| l.trim().to_owned()))
 }
 
-/// The sorted addresses of the healthy masters that serve slots, as one node
-/// sees them.
-fn masters_view(port: u16) -> Option<String> {
+/// As one node sees the cluster: the sorted addresses of the healthy masters
+/// that serve slots, and how many healthy replicas there are.
+fn view(port: u16) -> Option<(String, usize)> {
     let nodes = cli(port, &["CLUSTER", "NODES"]).ok()?;
-    let mut masters: Vec<String> = nodes
-        .lines()
-        .filter_map(|l| {
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            let healthy = fields.get(2)?.contains("master") && !fields[2].contains("fail");
-            (healthy && fields.len() > 8).then(|| fields[1].to_owned())
-        })
-        .collect();
+    let mut masters = Vec::new();
+    let mut replicas = 0;
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(flags) = fields.get(2) else { continue };
+        if flags.contains("fail") {
+            continue;
+        }
+        if flags.contains("master") && fields.len() > 8 {
+            masters.push(fields[1].to_owned());
+        } else if flags.contains("slave") {
+            replicas += 1;
+        }
+    }
     masters.sort();
-    Some(masters.join(" "))
+    Some((masters.join(" "), replicas))
 }
 
 #[cfg(test)]

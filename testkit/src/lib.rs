@@ -1,7 +1,8 @@
 //! Stand-ins for paygate's tests (unit and integration): a throwaway
-//! `redis-server` ([`TestRedis`]) and a loopback HTTP server ([`TestServer`]).
+//! `redis-server` ([`TestRedis`]), a Redis Cluster of them ([`TestCluster`])
+//! and a loopback HTTP server ([`TestServer`]).
 //!
-//! Both belong to one test each, pick their port from the OS, and clean up on
+//! Each belongs to one test, pick their port from the OS, and clean up on
 //! drop, so tests never share state and all run in parallel. Every wait here
 //! polls or awaits a signal with a deadline ([`DEADLINE`]); nothing sleeps to
 //! synchronize. This crate knows nothing about paygate itself.
