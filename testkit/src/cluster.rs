@@ -19,8 +19,10 @@ const NODE_TIMEOUT_MS: &str = "1000";
 
 /// A Redis Cluster owned by one test.
 pub struct TestCluster {
-    /// Every node; `None` once stopped with [`TestCluster::kill`].
-    nodes: Vec<Option<TestRedis>>,
+    /// Every node, in start order.
+    nodes: Vec<TestRedis>,
+    /// Whether each node is running (not stopped by `kill` or `stop`).
+    up: Vec<bool>,
     /// How many healthy replicas every node must see before the cluster
     /// counts as settled.
     replicas: usize,
@@ -33,12 +35,12 @@ impl TestCluster {
     pub fn start(masters: usize, replicas_per_master: usize) -> TestCluster {
         assert!(masters >= 3, "a Redis Cluster needs at least 3 masters");
         let count = masters * (1 + replicas_per_master);
-        let nodes: Vec<Option<TestRedis>> = (0..count)
+        let nodes: Vec<TestRedis> = (0..count)
             .map(|_| {
                 // The bus port is given explicitly: the default (port + 10000)
                 // may be taken or above 65535 for an OS-chosen port.
                 let bus = free_port().to_string();
-                Some(TestRedis::start_with(&[
+                TestRedis::start_with(&[
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
@@ -51,10 +53,11 @@ impl TestCluster {
                     // for more replicas (a manual failover waits for the sync).
                     "--repl-diskless-sync-delay",
                     "0",
-                ]))
+                ])
             })
             .collect();
         let cluster = TestCluster {
+            up: vec![true; nodes.len()],
             nodes,
             replicas: masters * replicas_per_master,
         };
@@ -99,9 +102,15 @@ impl TestCluster {
         self.running().map(|(_, n)| n.url()).collect()
     }
 
+    /// The URL of node `index`, running or not.
+    pub fn node_url(&self, index: usize) -> String {
+        self.nodes[index].url()
+    }
+
     /// A running node, by index (0-based, in start order).
     pub fn node(&self, index: usize) -> &TestRedis {
-        self.nodes[index].as_ref().expect("node is running")
+        assert!(self.up[index], "node {index} is not running");
+        &self.nodes[index]
     }
 
     /// The text of one `redis-cli` command on node `index`.
@@ -150,8 +159,7 @@ impl TestCluster {
     /// Returns the new master's index.
     pub fn kill(&mut self, master: usize) -> usize {
         let replica = self.replica_of(master);
-        let mut node = self.nodes[master].take().expect("node is running");
-        node.stop();
+        self.stop(master);
         self.replicas -= 1;
         self.wait_for(&format!("node {replica} to take over"), || {
             role(self.node(replica).port()).as_deref() == Some("master")
@@ -163,8 +171,19 @@ impl TestCluster {
     /// Kills a node without waiting for anything (e.g. a master without
     /// replicas, to see the cluster fail).
     pub fn stop(&mut self, index: usize) {
-        let mut node = self.nodes[index].take().expect("node is running");
-        node.stop();
+        assert!(self.up[index], "node {index} is not running");
+        self.nodes[index].stop();
+        self.up[index] = false;
+    }
+
+    /// Starts a node stopped with [`TestCluster::stop`] again, on its port and
+    /// with its `nodes.conf` (its data is gone: nothing is persisted), and
+    /// waits until the cluster is ok.
+    pub fn restart(&mut self, index: usize) {
+        assert!(!self.up[index], "node {index} is running");
+        self.nodes[index].restart();
+        self.up[index] = true;
+        self.wait_until_ok("the cluster after a restart");
     }
 
     /// Whether node `index` reports `cluster_state:ok`.
@@ -173,10 +192,7 @@ impl TestCluster {
     }
 
     fn running(&self) -> impl Iterator<Item = (usize, &TestRedis)> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
+        self.nodes.iter().enumerate().filter(|(i, _)| self.up[*i])
     }
 
     /// The index of a replica of `master` (by `CLUSTER NODES` on the master).

@@ -42,7 +42,7 @@ fn delivery(event_id: &str) -> Delivery {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_the_store_behaviour_suite_on_three_masters() {
-    let mut cluster = TestCluster::start(3, 0);
+    let cluster = TestCluster::start(3, 0);
     let store = RedisStore::new_cluster(&cluster.seed_url(), "t:").unwrap();
     behaviour::run_all(&store).await;
 
@@ -81,7 +81,7 @@ async fn passes_the_store_behaviour_suite_on_three_masters() {
     // dies, the cluster reports a failure, and readiness fails with it.
     store.ping().await.unwrap();
     let (dead, _) = users[1];
-    cluster.stop(dead);
+    let (cluster, ()) = blocking(cluster, move |c| c.stop(dead)).await;
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while store.ping().await.is_ok() {
         assert!(
@@ -90,6 +90,27 @@ async fn passes_the_store_behaviour_suite_on_three_masters() {
         );
         // Polling interval, not a synchronization.
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A store seeded with the dead node starts anyway (it connects lazily)
+    // and fails; once the node is back, both stores recover by themselves.
+    let late = RedisStore::new_cluster(&cluster.node_url(dead), "t:").unwrap();
+    assert!(late.ping().await.is_err());
+    let (_cluster, ()) = blocking(cluster, move |c| c.restart(dead)).await;
+    for store in [&store, &late] {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while store.ping().await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the store does not recover when the cluster is whole again"
+            );
+            // Polling interval, not a synchronization.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        store
+            .update("after", &|_| Some(Entitlement::default()))
+            .await
+            .unwrap();
     }
 }
 
@@ -261,4 +282,19 @@ async fn failovers_of_a_users_master_are_followed() {
     .await;
     assert!(heard.is_ok(), "no invalidation heard after the seed died");
     drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_cluster_is_an_error_not_a_hang() {
+    let port = paygate_testkit::free_port();
+    let store = RedisStore::new_cluster(&format!("redis://127.0.0.1:{port}/0"), "u:").unwrap();
+    let started = tokio::time::Instant::now();
+    assert!(store.load("u").await.is_err());
+    assert!(store.ping().await.is_err());
+    assert!(store.update("u", &|c| c).await.is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "each operation is bounded: {:?}",
+        started.elapsed()
+    );
 }
