@@ -1,9 +1,11 @@
 //! The Redis store on a real Redis Cluster ([`TestCluster`]): the whole store
-//! behaviour suite, records spread over several masters, readiness, and a
-//! master failed over while updates go on.
+//! behaviour suite, records spread over several masters, readiness (failing
+//! with a dead master, recovering by itself), and a user's master failed over
+//! (coordinated, then by a crash) while updates go on.
 //!
-//! Each test owns its cluster; the two run in parallel, so the wall time is
-//! about one cluster start plus one failover.
+//! Each test owns its cluster (3 masters; 3 more nodes as replicas for the
+//! failovers); they run in parallel, so the wall time is about one cluster
+//! start plus the failovers: 5 to 8 s.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
