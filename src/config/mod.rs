@@ -129,9 +129,10 @@ impl StoreConfig {
 }
 
 /// `store.redis_mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RedisMode {
     /// One server (or a proxy in front of many) at `redis_url`.
+    #[default]
     Standalone,
     /// Redis Cluster; `redis_url` is a seed node, the others are discovered.
     Cluster,
@@ -795,6 +796,14 @@ fn compile_store(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<Sto
         }
     };
     let replica_ack_timeout = s.duration("replica_ack_timeout", Duration::from_secs(1), errors);
+    // `WAIT` counts the replicas of one shard; a webhook's writes span several
+    // shards of a cluster, so one `WAIT` cannot confirm them.
+    if redis_mode == Some(RedisMode::Cluster) && min_replica_acks.is_some_and(|n| n > 0) {
+        errors.push(
+            "store.min_replica_acks",
+            "is not supported with redis_mode = \"cluster\" (WAIT confirms one shard only); use 0",
+        );
+    }
     let audit_max_entries = match s.integer("audit_max_entries", errors) {
         None => Some(50),
         Some(n) if (1..=10_000).contains(&n) => Some(n as usize),

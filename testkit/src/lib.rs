@@ -1,17 +1,20 @@
 //! Stand-ins for paygate's tests (unit and integration): a throwaway
-//! `redis-server` ([`TestRedis`], with TLS through [`tls`]) and a loopback HTTP
+//! `redis-server` ([`TestRedis`], with TLS through [`tls`]), a Redis Cluster of
+//! them ([`TestCluster`]), Sentinel ([`TestSentinel`]) and a loopback HTTP
 //! server ([`TestServer`]).
 //!
-//! Both belong to one test each, pick their port from the OS, and clean up on
+//! Each belongs to one test, pick their port from the OS, and clean up on
 //! drop, so tests never share state and all run in parallel. Every wait here
 //! polls or awaits a signal with a deadline ([`DEADLINE`]); nothing sleeps to
 //! synchronize. This crate knows nothing about paygate itself.
 
+pub mod cluster;
 pub mod http;
 pub mod redis;
 pub mod sentinel;
 pub mod tls;
 
+pub use cluster::TestCluster;
 pub use http::{full, Body, Log, Reply, Seen, TestServer};
 pub use redis::{free_port, TestRedis};
 pub use sentinel::TestSentinel;

@@ -10,7 +10,14 @@
 //!   capped at `store.audit_max_entries`, expires `store.audit_ttl` after its last entry);
 //! - `{prefix}deliveries`: recent webhook deliveries (list, newest first, capped);
 //! - `{prefix}unlinked`: set of customer ids with events but no user link;
+//! - `{prefix}ready`: readiness probe on a cluster (`1`, expires after a minute);
 //! - channel `{prefix}invalidate`: JSON arrays of user ids whose record changed.
+//!
+//! On a Redis Cluster no command, pipeline or script spans two slots: the
+//! per-record keys carry their own hash tag, the three global keys are one key
+//! each (one slot), and `complete_event` splits into single-slot pipelines.
+//! Invalidations use plain `PUBLISH`, which a cluster broadcasts to every node,
+//! so the listener may subscribe on any node (see `conn.rs`).
 //!
 //! Writes are optimistic compare-and-set: read, compute in Rust, then a Lua
 //! script swaps the value only if it is still what was read; on a conflict the
@@ -212,6 +219,7 @@ impl RedisStore {
             tls_client_cert_file: config.tls_client_cert_file.clone(),
             tls_client_key_file: config.tls_client_key_file.clone(),
             sentinel,
+            mode: config.redis_mode,
         })?;
         let store = RedisStore::with(topology, &config.key_prefix, Settings::from(config));
         // Once, in the background: the store connects lazily and must not
@@ -269,6 +277,17 @@ impl RedisStore {
     pub(crate) fn new(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
         let topology = conn::connect(&ConnectOptions {
             url: url.to_owned(),
+            ..ConnectOptions::default()
+        })?;
+        Ok(RedisStore::with(topology, prefix, Settings::default()))
+    }
+
+    /// A Redis Cluster seeded with `url`, with the default settings (tests).
+    #[cfg(test)]
+    pub(crate) fn new_cluster(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+        let topology = conn::connect(&ConnectOptions {
+            url: url.to_owned(),
+            mode: RedisMode::Cluster,
             ..ConnectOptions::default()
         })?;
         Ok(RedisStore::with(topology, prefix, Settings::default()))
@@ -355,6 +374,23 @@ impl RedisStore {
         self.run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
             .await
             .map(|_| ())
+    }
+
+    /// Recent deliveries. One key, so one slot on a cluster; only ever touched
+    /// by commands and pipelines of this key alone, which is why it needs no
+    /// hash tag (and keeps its name from before cluster support).
+    fn deliveries_key(&self) -> String {
+        format!("{}deliveries", self.prefix)
+    }
+
+    /// Customers without a user link: one key, like [`Self::deliveries_key`].
+    fn unlinked_key(&self) -> String {
+        format!("{}unlinked", self.prefix)
+    }
+
+    /// Written (expiring) by readiness on a cluster, to prove a primary takes writes.
+    fn ready_probe_key(&self) -> String {
+        format!("{}ready", self.prefix)
     }
 
     async fn push_capped<T: Serialize>(
@@ -593,17 +629,22 @@ impl RedisStore {
         let channel = self.channel();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
+            // Failed attempts in a row: on a cluster, each one tries another node.
+            let mut failures = 0;
             loop {
                 // Taken before the client, so a switch while subscribing is seen.
                 let mut switches = topology.switches();
+                let attempt = failures;
+                failures += 1;
                 let subscribed = async {
-                    let client = topology.pubsub_client().await?;
+                    let client = topology.pubsub_client(attempt).await?;
                     client.get_async_pubsub().await
                 };
                 match tokio::time::timeout(OP_TIMEOUT, subscribed).await {
                     Ok(Ok(mut pubsub)) => {
                         if pubsub.subscribe(&channel).await.is_ok() {
                             backoff = Duration::from_millis(100);
+                            failures = 0;
                             crate::metrics::store_reconnect();
                             on_change(Invalidation::All);
                             let mut messages = pubsub.on_message();
@@ -648,6 +689,39 @@ impl RedisStore {
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         })
+    }
+}
+
+impl RedisStore {
+    /// `complete_event` on a cluster, where no pipeline may span slots: two
+    /// single-slot pipelines sent together, so still one round trip of wall time.
+    /// 1. On the event key's node: `PUBLISH` (keyless on the server, and a
+    ///    cluster broadcasts it to every node), then `SET` the event id. In this
+    ///    order, so an event id is never remembered without its announcement
+    ///    having gone out: a redelivery would be taken for a duplicate and the
+    ///    other instances would keep a stale entry.
+    /// 2. On the deliveries list's node: `LPUSH` + `LTRIM`.
+    async fn complete_event_on_cluster(
+        &self,
+        event_id: &str,
+        users: &[String],
+        delivery: &Delivery,
+    ) -> Result<(), StoreError> {
+        let event_key = self.event_key(event_id);
+        let mut announce = redis::pipe();
+        if !users.is_empty() {
+            let payload =
+                serde_json::to_string(users).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            announce.publish(self.channel(), payload).ignore();
+        }
+        announce
+            .set_ex(&event_key, 1, self.settings.event_ttl_secs)
+            .ignore();
+        let (event_key, announce) = (&event_key, &announce);
+        let mark = self.run(|mut c| async move { c.pipeline_at(event_key, announce).await });
+        let record = self.record_delivery(delivery);
+        futures_util::future::try_join(mark, record).await?;
+        Ok(())
     }
 }
 
@@ -715,17 +789,12 @@ impl EntitlementStore for RedisStore {
     }
 
     async fn record_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
-        self.push_capped(
-            format!("{}deliveries", self.prefix),
-            delivery,
-            DELIVERIES_KEPT,
-        )
-        .await
+        self.push_capped(self.deliveries_key(), delivery, DELIVERIES_KEPT)
+            .await
     }
 
     async fn recent_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-        self.read_list(format!("{}deliveries", self.prefix), limit)
-            .await
+        self.read_list(self.deliveries_key(), limit).await
     }
 
     async fn append_audit(&self, user_id: &str, entry: &AuditEntry) -> Result<(), StoreError> {
@@ -744,8 +813,7 @@ impl EntitlementStore for RedisStore {
     }
 
     async fn set_unlinked(&self, customer_id: &str, unlinked: bool) -> Result<(), StoreError> {
-        let key = format!("{}unlinked", self.prefix);
-        let key = &key;
+        let key = &self.unlinked_key();
         if unlinked {
             self.run(|mut c| async move { c.sadd::<_, _, ()>(key, customer_id).await })
                 .await
@@ -758,7 +826,7 @@ impl EntitlementStore for RedisStore {
     async fn unlinked_page(&self, cursor: u64, limit: usize) -> Result<UnlinkedPage, StoreError> {
         // SSCAN does bounded work per call; SMEMBERS on a large set blocks
         // Redis for every client (about 0.3 s per million members).
-        let key = &format!("{}unlinked", self.prefix);
+        let key = &self.unlinked_key();
         let count = limit.clamp(1, UNLINKED_MAX_PAGE);
         let (next_cursor, mut customers): (u64, Vec<String>) = self
             .run(|mut c| async move {
@@ -784,9 +852,14 @@ impl EntitlementStore for RedisStore {
         users: &[String],
         delivery: &Delivery,
     ) -> Result<(), StoreError> {
+        if self.topology.conn.is_cluster() {
+            return self
+                .complete_event_on_cluster(event_id, users, delivery)
+                .await;
+        }
         // One pipelined round trip instead of three: on the ingestion path every
         // round trip counts (see benches/ingest.rs).
-        let deliveries = format!("{}deliveries", self.prefix);
+        let deliveries = self.deliveries_key();
         let record =
             serde_json::to_string(delivery).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut pipe = redis::pipe();
@@ -807,6 +880,12 @@ impl EntitlementStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if self.topology.conn.is_cluster() {
+            // The cluster serves every slot and a primary takes a write (see
+            // `conn::ready`).
+            let probe = &self.ready_probe_key();
+            return self.run(|c| conn::ready(c, probe)).await;
+        }
         self.writable().await
     }
 
@@ -826,6 +905,9 @@ impl EntitlementStore for RedisStore {
         "redis"
     }
 }
+
+#[cfg(test)]
+mod cluster_tests;
 
 #[cfg(test)]
 mod tests {

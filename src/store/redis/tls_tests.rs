@@ -22,7 +22,7 @@ fn options(url: &str, ca: Option<&Path>, identity: Option<&TlsFiles>) -> Connect
         tls_ca_file: ca.map(Path::to_path_buf),
         tls_client_cert_file: identity.map(|f| f.client_cert.clone()),
         tls_client_key_file: identity.map(|f| f.client_key.clone()),
-        sentinel: None,
+        ..ConnectOptions::default()
     }
 }
 
