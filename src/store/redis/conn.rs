@@ -376,7 +376,12 @@ fn connect_sentinel(
         .map_err(|e| StoreError::Unavailable(format!("bad redis_url: {e}")))?;
     let client = redis::Client::open(base.clone())
         .map_err(|e| StoreError::Unavailable(format!("bad redis_url: {e}")))?;
-    let handle = Sentinel::new(&sentinel.urls, &sentinel.master, base)
+    let tls = if base_url.starts_with("rediss://") {
+        tls_certificates(options)?
+    } else {
+        None
+    };
+    let handle = Sentinel::new(&sentinel.urls, &sentinel.master, base, tls)
         .map_err(|e| StoreError::Unavailable(format!("bad sentinel_urls: {e}")))?;
     Ok(Topology {
         waits: Conn::Sentinel(handle.for_waits()),

@@ -921,6 +921,30 @@ mod tests {
         crate::store::behaviour::run_all(&store).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_acl_user_with_a_password_passes_the_suite_and_a_wrong_one_is_not_shown() {
+        let redis = TestRedis::start();
+        redis.command(&[
+            "ACL",
+            "SETUSER",
+            "paygate",
+            "on",
+            ">s3cret-pw",
+            "~*",
+            "&*",
+            "+@all",
+        ]);
+        let url = format!("redis://paygate:s3cret-pw@127.0.0.1:{}/0", redis.port());
+        let store = RedisStore::new(&url, "acl:").unwrap();
+        crate::store::behaviour::run_all(&store).await;
+
+        let wrong = format!("redis://paygate:not-the-pw@127.0.0.1:{}/0", redis.port());
+        let store = RedisStore::new(&wrong, "acl:").unwrap();
+        let error = store.ping().await.expect_err("a wrong password is refused");
+        let text = error.to_string();
+        assert!(!text.contains("not-the-pw"), "{text}");
+    }
+
     fn ttl(redis: &TestRedis, key: &str) -> i64 {
         redis
             .command(&["TTL", key])

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, ConnectionAddr, ConnectionInfo, Pipeline, RedisError, RedisResult, Value};
+use redis::{
+    Cmd, ConnectionAddr, ConnectionInfo, Pipeline, RedisError, RedisResult, TlsCertificates, Value,
+};
 use tokio::sync::watch;
 
 /// Deadline for one question to one sentinel or one candidate master.
@@ -46,6 +48,8 @@ struct Shared {
     name: String,
     /// Credentials, database and TLS of the master (its address is replaced).
     base: ConnectionInfo,
+    /// `store.tls_ca_file` / client identity for a `rediss://` master.
+    tls: Option<TlsCertificates>,
     current: Mutex<Option<Master>>,
     /// Serializes rediscovery, so a burst of failures asks the sentinels once.
     asking: tokio::sync::Mutex<Option<Instant>>,
@@ -91,6 +95,7 @@ impl Sentinel {
         sentinel_urls: &[String],
         name: &str,
         base: ConnectionInfo,
+        tls: Option<TlsCertificates>,
     ) -> RedisResult<Sentinel> {
         let sentinels = sentinel_urls
             .iter()
@@ -102,6 +107,7 @@ impl Sentinel {
                 sentinels,
                 name: name.to_owned(),
                 base,
+                tls,
                 current: Mutex::new(None),
                 asking: tokio::sync::Mutex::new(None),
                 switches,
@@ -229,7 +235,10 @@ impl Sentinel {
             return Ok(current.clone());
         }
         let info = self.shared.base.clone().set_addr(self.address(&host, port));
-        let client = redis::Client::open(info)?;
+        let client = match &self.shared.tls {
+            Some(tls) => redis::Client::build_with_tls(info, tls.clone())?,
+            None => redis::Client::open(info)?,
+        };
         let mut commands =
             ConnectionManager::new_with_config(client.clone(), manager_config()).await?;
         check_role(&mut commands).await?;
