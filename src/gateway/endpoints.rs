@@ -36,7 +36,10 @@ pub(crate) async fn readiness(gateway: &Gateway) -> Response<Full<Bytes>> {
         );
     }
     let store = gateway.entitlements.store();
-    match tokio::time::timeout(std::time::Duration::from_secs(1), store.ping()).await {
+    // 1.5 s: long enough for a refused TLS handshake (about 1.2 s with the
+    // connection manager's retries) to answer with its reason, short enough
+    // that a load balancer sees 503 within 2 s of the store going away.
+    match tokio::time::timeout(std::time::Duration::from_millis(1500), store.ping()).await {
         Ok(Ok(())) => json_response(
             StatusCode::OK,
             &json!({"status": "ready", "store": store.kind()}),
