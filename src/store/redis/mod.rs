@@ -402,11 +402,14 @@ impl RedisStore {
         let text = serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // Not MULTI/EXEC: a trim that did not run leaves the list one entry
         // over its cap until the next push, which costs nothing to tolerate;
-        // the transaction cost two commands on every delivery.
+        // the transaction cost two commands on every delivery. The list
+        // expires `event_ttl` after its last push: only records live forever.
         let mut pipe = redis::pipe();
         pipe.lpush(&key, text)
             .ignore()
             .ltrim(&key, 0, cap as isize - 1)
+            .ignore()
+            .expire(&key, self.settings.event_ttl_secs as i64)
             .ignore();
         let pipe = &pipe;
         self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
@@ -873,6 +876,8 @@ impl EntitlementStore for RedisStore {
             .lpush(&deliveries, record)
             .ignore()
             .ltrim(&deliveries, 0, DELIVERIES_KEPT as isize - 1)
+            .ignore()
+            .expire(&deliveries, self.settings.event_ttl_secs as i64)
             .ignore();
         let pipe = &pipe;
         self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
@@ -1019,6 +1024,10 @@ mod tests {
             .await
             .unwrap();
         assert!((1..=600).contains(&ttl(&redis, "t:{e:evt_ttl}")));
+        assert!(
+            (1..=600).contains(&ttl(&redis, "t:deliveries")),
+            "the deliveries list expires event_ttl after its last delivery"
+        );
         store.mark_event("evt_ttl2").await.unwrap();
         assert!((1..=600).contains(&ttl(&redis, "t:{e:evt_ttl2}")));
     }
