@@ -257,3 +257,75 @@ fn upstream_with_path_is_refused() {
     let text = "[upstream]\nurl = \"http://127.0.0.1:8000/base\"\n[jwt]\nsecret_env = \"PAYGATE_JWT_SECRET\"\n";
     assert_eq!(keys(compile(text).unwrap_err()), vec!["upstream.url"]);
 }
+
+#[test]
+fn production_redis_keys_compile_with_their_defaults() {
+    let store = compile(MINIMAL).unwrap().store;
+    assert_eq!(store.redis_mode, RedisMode::Standalone);
+    assert_eq!(store.min_replica_acks, 0);
+    assert_eq!(store.replica_ack_timeout, Duration::from_secs(1));
+    assert_eq!(store.audit_max_entries, 50);
+    assert_eq!(store.audit_ttl, Duration::from_secs(180 * 86_400));
+    assert_eq!(store.event_ttl, Duration::from_secs(30 * 86_400));
+    assert!(!store.is_redis());
+
+    let sentinel = format!(
+        "{MINIMAL}[store]\nredis_mode = \"sentinel\"\nsentinel_urls = [\"redis://127.0.0.1:26379\"]\n\
+         sentinel_master = \"mymaster\"\nmin_replica_acks = 1\nreplica_ack_timeout = \"500ms\"\n\
+         audit_max_entries = 10\naudit_ttl = \"7d\"\nevent_ttl = \"3d\"\n"
+    );
+    let store = compile(&sentinel).unwrap().store;
+    assert_eq!(store.redis_mode, RedisMode::Sentinel);
+    assert!(
+        store.is_redis(),
+        "sentinel mode is Redis without a redis_url"
+    );
+    assert_eq!(store.sentinel_master.as_deref(), Some("mymaster"));
+    assert_eq!(store.min_replica_acks, 1);
+    assert_eq!(store.replica_ack_timeout, Duration::from_millis(500));
+    assert_eq!(store.audit_max_entries, 10);
+    assert_eq!(store.event_ttl, Duration::from_secs(3 * 86_400));
+}
+
+#[test]
+fn production_redis_mistakes_are_named_by_key() {
+    let cases: &[(&str, &str)] = &[
+        ("redis_mode = \"replicated\"", "store.redis_mode"),
+        ("redis_mode = \"sentinel\"\nsentinel_master = \"m\"", "store.sentinel_urls"),
+        (
+            "redis_mode = \"sentinel\"\nsentinel_urls = [\"redis://127.0.0.1:26379\"]",
+            "store.sentinel_master",
+        ),
+        (
+            "redis_mode = \"sentinel\"\nsentinel_urls = [\"http://x\"]\nsentinel_master = \"m\"",
+            "store.sentinel_urls",
+        ),
+        ("redis_mode = \"cluster\"", "store.redis_url"),
+        (
+            "redis_url = \"redis://127.0.0.1:7000\"\nredis_mode = \"cluster\"\nmin_replica_acks = 1",
+            "store.min_replica_acks",
+        ),
+        (
+            "redis_url = \"redis://127.0.0.1:6379\"\nsentinel_master = \"m\"",
+            "store.redis_mode",
+        ),
+        ("tls_ca_file = \"/nonexistent/ca.pem\"", "store.tls_ca_file"),
+        (
+            "tls_client_cert_file = \"Cargo.toml\"",
+            "store.tls_client_cert_file",
+        ),
+        ("min_replica_acks = 17", "store.min_replica_acks"),
+        ("audit_max_entries = 0", "store.audit_max_entries"),
+        ("event_ttl = \"0s\"", "store.event_ttl"),
+        ("audit_ttl = \"soon\"", "store.audit_ttl"),
+    ];
+    for (lines, key) in cases {
+        let text = format!("{MINIMAL}[store]\n{lines}\n");
+        let err = compile(&text).expect_err(lines);
+        let found = keys(err);
+        assert!(
+            found.iter().any(|k| k == key),
+            "{lines:?}: expected an error on {key}, got {found:?}"
+        );
+    }
+}
