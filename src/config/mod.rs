@@ -319,9 +319,16 @@ impl Config {
         let mut out = String::new();
         let _ = writeln!(out, "listen     {}", self.server.listen);
         let _ = writeln!(out, "upstream   {}", self.upstream.url);
-        let store = match &self.store.redis_url {
-            Some(url) => format!("redis {}", redact_url(url)),
-            None => "memory (embedded, one instance, not durable)".to_string(),
+        let store = &self.store;
+        let store = match (store.redis_mode, &store.redis_url) {
+            (RedisMode::Sentinel, _) => format!(
+                "redis sentinel, master {:?} from {} sentinel(s)",
+                store.sentinel_master.as_deref().unwrap_or_default(),
+                store.sentinel_urls.len()
+            ),
+            (RedisMode::Cluster, Some(url)) => format!("redis cluster, seed {}", redact_url(url)),
+            (_, Some(url)) => format!("redis {}", redact_url(url)),
+            (_, None) => "memory (embedded, one instance, not durable)".to_string(),
         };
         let _ = writeln!(out, "store      {store}");
         let algs: Vec<String> = self
