@@ -7,6 +7,11 @@
 //! state is read with `redis-cli` (its replies are nested arrays, which the
 //! plain [`TestRedis::command`] does not parse), so `redis-cli` must be
 //! installed next to `redis-server`.
+//!
+//! [`TestSentinel::start_tls`] makes the same deployment with the servers'
+//! clients, replication and the sentinels' links to the servers on TLS ports,
+//! so the sentinels name the TLS ports (each server keeps a plain port for
+//! this crate's readiness checks and inspection only).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -15,6 +20,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::redis::{free_port, TestRedis};
+use crate::tls::TlsFiles;
 use crate::DEADLINE;
 
 /// The master name the sentinels monitor.
@@ -35,14 +41,19 @@ impl Drop for SentinelProcess {
 }
 
 impl SentinelProcess {
-    fn spawn(master_port: u16, quorum: usize) -> Result<SentinelProcess, String> {
+    /// `tls`: reach the servers over TLS (`master_port` is then a TLS port).
+    fn spawn(
+        master_port: u16,
+        quorum: usize,
+        tls: Option<&TlsFiles>,
+    ) -> Result<SentinelProcess, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let port = free_port();
         let config = dir.path().join("sentinel.conf");
         // Low detection and failover timeouts keep the tests short; the
         // down-after is still well above a loaded machine's scheduling hiccups
         // so no failover happens unless a test asks for one.
-        let text = format!(
+        let mut text = format!(
             "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
              sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} {quorum}\n\
              sentinel down-after-milliseconds {MASTER_NAME} 2000\n\
@@ -51,6 +62,17 @@ impl SentinelProcess {
             dir = dir.path().display(),
             log = dir.path().join("sentinel.log").display(),
         );
+        if let Some(files) = tls {
+            // `tls-replication` makes a sentinel speak TLS to the servers it
+            // monitors; its own port stays plain.
+            text.push_str(&format!(
+                "tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+                 tls-auth-clients no\ntls-replication yes\n",
+                files.server_cert.display(),
+                files.server_key.display(),
+                files.ca_cert.display(),
+            ));
+        }
         std::fs::write(&config, text).map_err(|e| e.to_string())?;
         let child = Command::new("redis-server")
             .arg(&config)
@@ -73,6 +95,8 @@ pub struct TestSentinel {
     /// `nodes[master]` is the current master, the other one its replica.
     nodes: [TestRedis; 2],
     master: usize,
+    /// The port the sentinels know each node by (its TLS port under TLS).
+    announced: [u16; 2],
     sentinels: Vec<SentinelProcess>,
 }
 
@@ -85,25 +109,65 @@ impl TestSentinel {
 
     /// Like [`TestSentinel::start`] with `count` sentinels (quorum: a majority).
     pub fn start_with_sentinels(count: usize) -> TestSentinel {
-        let master = TestRedis::start_with(&["--repl-diskless-sync", "no"]);
-        let master_port = master.port().to_string();
-        let replica = TestRedis::start_with(&[
-            "--replicaof",
-            "127.0.0.1",
-            &master_port,
-            "--repl-diskless-sync",
-            "no",
-        ]);
+        TestSentinel::start_deployment(count, None)
+    }
+
+    /// Like [`TestSentinel::start`], over TLS with `files` (no client
+    /// certificates required): replication and the sentinels' links use the
+    /// servers' TLS ports, so `SENTINEL get-master-addr-by-name` answers a TLS
+    /// port (see [`TestRedis::tls_url`]). The sentinels themselves stay plain.
+    pub fn start_tls(files: &TlsFiles) -> TestSentinel {
+        TestSentinel::start_deployment(1, Some(files))
+    }
+
+    fn start_deployment(count: usize, tls: Option<&TlsFiles>) -> TestSentinel {
+        let path = |p: &std::path::Path| p.to_str().expect("UTF-8 temp path").to_owned();
+        let tls_args = |port: &str| -> Vec<String> {
+            let Some(files) = tls else {
+                return Vec::new();
+            };
+            vec![
+                "--tls-port".into(),
+                port.into(),
+                "--tls-cert-file".into(),
+                path(&files.server_cert),
+                "--tls-key-file".into(),
+                path(&files.server_key),
+                "--tls-ca-cert-file".into(),
+                path(&files.ca_cert),
+                "--tls-auth-clients".into(),
+                "no".into(),
+                "--tls-replication".into(),
+                "yes".into(),
+            ]
+        };
+        let start = |replica_of: Option<u16>| {
+            let tls_port = free_port();
+            let mut args = tls_args(&tls_port.to_string());
+            args.extend(["--repl-diskless-sync".into(), "no".into()]);
+            if let Some(port) = replica_of {
+                args.extend(["--replicaof".into(), "127.0.0.1".into(), port.to_string()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let node = TestRedis::start_with(&args);
+            // A replica announces (and a sentinel then names) its TLS port
+            // when it replicates over TLS.
+            let announced = if tls.is_some() { tls_port } else { node.port() };
+            (node, announced)
+        };
+        let (master, master_announced) = start(None);
+        let (replica, replica_announced) = start(Some(master_announced));
         let quorum = count / 2 + 1;
         let sentinels = (0..count)
             .map(|_| {
-                SentinelProcess::spawn(master.port(), quorum)
+                SentinelProcess::spawn(master_announced, quorum, tls)
                     .unwrap_or_else(|e| panic!("sentinel did not start: {e}"))
             })
             .collect();
         let deployment = TestSentinel {
             nodes: [master, replica],
             master: 0,
+            announced: [master_announced, replica_announced],
             sentinels,
         };
         deployment.wait_until_settled("start");
@@ -165,6 +229,8 @@ impl TestSentinel {
     /// and the other one is its replica with a live link.
     fn wait_until_settled(&self, what: &str) {
         let master_port = self.master().port();
+        let master_announced = self.announced[self.master];
+        let replica_announced = self.announced[1 - self.master];
         let deadline = Instant::now() + DEADLINE;
         loop {
             let reported = self.sentinels.iter().all(|s| {
@@ -173,12 +239,12 @@ impl TestSentinel {
                     &["SENTINEL", "get-master-addr-by-name", MASTER_NAME],
                 );
                 let known = cli(s.port, &["SENTINEL", "replicas", MASTER_NAME]);
-                addr.lines().nth(1) == Some(master_port.to_string().as_str())
-                    && known.contains(&self.replica().port().to_string())
+                addr.lines().nth(1) == Some(master_announced.to_string().as_str())
+                    && known.contains(&replica_announced.to_string())
             });
             let master_role = cli(master_port, &["ROLE"]);
             let replica_info = cli(self.replica().port(), &["INFO", "replication"]);
-            let in_sync = replica_info.contains(&format!("master_port:{master_port}"))
+            let in_sync = replica_info.contains(&format!("master_port:{master_announced}"))
                 && replica_info.contains("master_link_status:up");
             if reported && master_role.lines().next() == Some("master") && in_sync {
                 return;

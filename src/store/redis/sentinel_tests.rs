@@ -1,11 +1,12 @@
 //! The Redis store through Sentinel and next to replicas, against real
-//! `redis-server`s: the behaviour suite, following a forced failover (commands
-//! and pub/sub), readiness that means writable, and `WAIT` before an
-//! acknowledgement. Waits poll with a deadline; nothing sleeps to synchronize.
+//! `redis-server`s: the behaviour suite (also with the master on TLS),
+//! following a forced failover (commands and pub/sub), readiness that means
+//! writable, and `WAIT` before an acknowledgement. Waits poll with a deadline;
+//! nothing sleeps to synchronize.
 
 use std::time::Duration;
 
-use paygate_testkit::{TestSentinel, DEADLINE};
+use paygate_testkit::{tls, TestSentinel, DEADLINE};
 use tokio::time::Instant;
 
 use super::*;
@@ -53,6 +54,44 @@ async fn passes_the_store_behaviour_suite_through_sentinel() {
     crate::store::behaviour::run_all(&store).await;
     // The writes went to the master the sentinel named.
     assert!(!deployment.master().keys("t:*").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_masters_over_tls_pass_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tls::generate(dir.path());
+    let deployment = TestSentinel::start_tls(&files);
+    // The base URL gives only the scheme (its address is never dialled); the
+    // master's address is the TLS port the sentinel names.
+    let topology = conn::connect(&ConnectOptions {
+        url: "rediss://127.0.0.1:1/0".into(),
+        tls_ca_file: Some(files.ca_cert.clone()),
+        sentinel: Some(SentinelOptions {
+            urls: deployment.sentinel_urls(),
+            master: deployment.master_name().into(),
+        }),
+        ..ConnectOptions::default()
+    })
+    .unwrap();
+    let settings = Settings {
+        min_replica_acks: 1,
+        replica_ack_timeout: Duration::from_secs(2),
+        ..Settings::default()
+    };
+    let store = RedisStore::with(topology, "t:", settings);
+    crate::store::behaviour::run_all(&store).await;
+    assert!(!deployment.master().keys("t:*").is_empty());
+    // The port the sentinel names serves only TLS (a plain client is refused
+    // there), so the suite ran over TLS.
+    let plain = RedisStore::new(
+        &deployment
+            .master()
+            .tls_url()
+            .replace("rediss://", "redis://"),
+        "t:",
+    )
+    .unwrap();
+    assert!(plain.ping().await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
