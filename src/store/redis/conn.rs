@@ -381,7 +381,13 @@ fn connect_sentinel(
     } else {
         None
     };
-    let handle = Sentinel::new(&sentinel.urls, &sentinel.master, base, tls)
+    // The sentinels themselves: `rediss://` ones with the same CA and identity.
+    let sentinels = sentinel
+        .urls
+        .iter()
+        .map(|url| self::client(url, options))
+        .collect::<Result<Vec<_>, _>>()?;
+    let handle = Sentinel::new(sentinels, &sentinel.master, base, tls)
         .map_err(|e| StoreError::Unavailable(format!("bad sentinel_urls: {e}")))?;
     Ok(Topology {
         waits: Conn::Sentinel(handle.for_waits()),

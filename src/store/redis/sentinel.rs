@@ -92,15 +92,11 @@ impl Sentinel {
     /// Lazy: nothing is asked until the first command. `base` is the master's
     /// `redis_url` (credentials, db, `rediss://`), its host and port ignored.
     pub(crate) fn new(
-        sentinel_urls: &[String],
+        sentinels: Vec<redis::Client>,
         name: &str,
         base: ConnectionInfo,
         tls: Option<TlsCertificates>,
     ) -> RedisResult<Sentinel> {
-        let sentinels = sentinel_urls
-            .iter()
-            .map(|u| redis::Client::open(u.as_str()))
-            .collect::<RedisResult<Vec<_>>>()?;
         let (switches, _) = watch::channel(0);
         Ok(Sentinel {
             shared: Arc::new(Shared {
