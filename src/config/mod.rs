@@ -380,7 +380,7 @@ impl Config {
 }
 
 /// Hides a password in a `redis://user:pass@host` URL for display.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***@{}", &url[..scheme], &url[at + 1..])

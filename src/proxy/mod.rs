@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use crate::config::UpstreamConfig;
 use crate::deny::Deny;
 use crate::outbound::error_chain;
-pub(crate) use body::{BodyEnd, BodyWatch, LimitedBody};
+pub(crate) use body::{BodyEnd, BodyWatch, BoxError, LimitedBody};
 pub(crate) use pool::UpstreamBody;
 
 /// The application behind the gateway and a connection pool to it.

@@ -28,9 +28,7 @@ use crate::admin::AdminApi;
 use crate::config::ServerConfig;
 use crate::gateway::{Gateway, GatewayBody};
 use crate::proxy::headers::Peer;
-
-/// A response body's error, as hyper takes it.
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::proxy::BoxError;
 use conn::{ClientIo, ConnState, Deadlines, Tracked};
 
 /// Connections the kernel may queue before `accept` (at least

@@ -21,7 +21,7 @@ use redis::{
 };
 
 use super::sentinel::Sentinel;
-use crate::config::RedisMode;
+use crate::config::{redact_url, RedisMode};
 use crate::store::StoreError;
 
 /// What connecting needs to know, from `[store]`.
@@ -404,7 +404,7 @@ fn connect_sentinel(
 /// hold a password).
 pub(crate) fn client(url: &str, options: &ConnectOptions) -> Result<redis::Client, StoreError> {
     let bad_url = |e: redis::RedisError| {
-        StoreError::Unavailable(format!("bad redis URL {}: {e}", redacted(url)))
+        StoreError::Unavailable(format!("bad redis URL {}: {e}", redact_url(url)))
     };
     if !url.starts_with("rediss://") {
         return redis::Client::open(url).map_err(bad_url);
@@ -491,16 +491,6 @@ fn pem_has(pem: &[u8], label: &str) -> bool {
     String::from_utf8_lossy(pem).lines().any(|line| {
         line.starts_with("-----BEGIN ") && line.trim_end().ends_with(&format!("{label}-----"))
     })
-}
-
-/// `url` with any password hidden, for errors.
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
 }
 
 /// The cluster client, seeded with `redis_url` (the other nodes are learned
