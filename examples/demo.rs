@@ -81,7 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("\nCtrl-C to stop.");
 
-    let gateway = paygate::Gateway::build(config).await?;
+    let gateway = paygate::Live::build(config).await?;
     paygate::server::run(listener, None, gateway, paygate::server::shutdown_signal()).await;
     Ok(())
 }

@@ -30,7 +30,7 @@ mod webhook;
 pub use auth::mint_token;
 pub use cli::main;
 pub use config::{Config, ConfigErrors};
-pub use gateway::Gateway;
+pub use gateway::{Gateway, Live};
 pub use telemetry::init as init_logging;
 
 /// The internals the criterion benches in `benches/` measure. Only with the

@@ -125,6 +125,10 @@ fn register() {
         "Times the invalidation subscription was (re)established."
     );
     describe_counter!("paygate_jwks_refreshes_total", "JWKS fetches, by result.");
+    describe_counter!(
+        "paygate_config_reloads_total",
+        "Config reloads (SIGHUP), by result: ok, or error (the running config stayed)."
+    );
     for decision in DECISIONS {
         counter!("paygate_requests_total", "route" => "default", "decision" => *decision)
             .absolute(0);
@@ -146,6 +150,7 @@ fn register() {
     counter!("paygate_store_reconnects_total").absolute(0);
     for result in ["ok", "error"] {
         counter!("paygate_jwks_refreshes_total", "result" => result).absolute(0);
+        counter!("paygate_config_reloads_total", "result" => result).absolute(0);
     }
 }
 
@@ -294,6 +299,12 @@ pub(crate) fn store_error() {
 
 pub(crate) fn store_reconnect() {
     counter!("paygate_store_reconnects_total").increment(1);
+}
+
+/// One config reload: applied, or refused with the running config kept.
+pub(crate) fn config_reload(ok: bool) {
+    counter!("paygate_config_reloads_total", "result" => if ok { "ok" } else { "error" })
+        .increment(1);
 }
 
 pub(crate) fn jwks_refresh(ok: bool) {

@@ -1,22 +1,69 @@
 //! Logging setup: human text or JSON lines on stderr (stdout is reserved for
-//! machine-readable output such as `paygate token` and the listening line).
+//! machine-readable output such as `paygate token` and the listening line),
+//! with a level that a config reload can change.
 
 use crate::config::{LogConfig, LogFormat};
 
+/// Replaces the subscriber's filter.
+type SetFilter = Box<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// Changes the running log filter (`log.level`) on a config reload.
+pub(crate) struct LogLevel {
+    /// `None` when `RUST_LOG` chose the filter: the environment outranks the
+    /// file, on reload as at start.
+    set: Option<SetFilter>,
+}
+
+impl LogLevel {
+    /// Applies `log.level` from a reloaded config. The level was validated
+    /// with the config, so only a missing subscriber (another one was already
+    /// installed, as in tests) makes this fail.
+    pub(crate) fn apply(&self, log: &LogConfig) -> Result<(), String> {
+        match &self.set {
+            Some(set) => set(tracing_subscriber::EnvFilter::new(&log.level)),
+            None => {
+                tracing::info!("RUST_LOG is set: it keeps choosing the log level over log.level");
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `log.level`.
 pub fn init(log: &LogConfig) {
-    let filter = std::env::var("RUST_LOG")
+    let _ = install(log);
+}
+
+/// [`init`], returning the handle a reload changes the level through.
+pub(crate) fn install(log: &LogConfig) -> LogLevel {
+    let from_env = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&log.level));
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok());
+    let env_chose = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&log.level));
     // Colours only for a person at a terminal; CI logs and files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
-    let _ = match log.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    // The two formats are two subscriber types; the handle is boxed so the
+    // reload code needs neither.
+    let set: SetFilter = match log.format {
+        LogFormat::Json => {
+            let builder = builder.json().flatten_event(true).with_filter_reloading();
+            let handle = builder.reload_handle();
+            let _ = builder.try_init();
+            Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
+        }
+        LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            let _ = builder.try_init();
+            Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
+        }
     };
+    LogLevel {
+        set: (!env_chose).then_some(set),
+    }
 }

@@ -37,7 +37,7 @@ use crate::auth::{authorization_bearer, Credential};
 use crate::clock::{rfc3339, unix_now};
 use crate::deny::json_response;
 use crate::gateway::endpoints::readiness;
-use crate::gateway::Gateway;
+use crate::gateway::Live;
 use crate::routes::path::hex_value;
 use crate::store::{StoreError, DELIVERIES_KEPT};
 use crate::webhook::body::ReadError;
@@ -53,12 +53,10 @@ pub(crate) const DEFAULT_DELIVERIES: usize = 100;
 /// The Prometheus text exposition format version the body follows.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
-/// The admin API over a running gateway: its config, cache and store.
+/// The admin API over a running gateway: its config, cache and store, as the
+/// current generation has them (a reload changes the admin token too).
 pub(crate) struct AdminApi {
-    gateway: Arc<Gateway>,
-    /// SHA-256 of `admin.token`; `None` when no token is configured, which
-    /// locks the protected paths for everyone.
-    token_digest: Option<[u8; 32]>,
+    live: Arc<Live>,
 }
 
 /// Why the admin API answers with an error (`{"error", "code"}`, like the gateway's).
@@ -324,21 +322,22 @@ pub(crate) fn authorized(headers: &HeaderMap, expected: Option<&[u8; 32]>) -> bo
     digests_equal(&sha256(token.as_bytes()), expected)
 }
 
+/// SHA-256 of `admin.token`; `None` when no token is configured, which locks
+/// the protected paths for everyone.
+fn token_digest(config: &crate::config::Config) -> Option<[u8; 32]> {
+    config
+        .admin
+        .as_ref()
+        .and_then(|a| a.token.as_deref())
+        .map(|t| sha256(t.as_bytes()))
+}
+
 impl AdminApi {
-    pub(crate) fn new(gateway: Arc<Gateway>) -> AdminApi {
-        let token_digest = gateway
-            .config
-            .admin
-            .as_ref()
-            .and_then(|a| a.token.as_deref())
-            .map(|t| sha256(t.as_bytes()));
-        if token_digest.is_none() {
+    pub(crate) fn new(live: Arc<Live>) -> AdminApi {
+        if token_digest(&live.current().config).is_none() {
             tracing::warn!("admin.token is not set: /users, /webhooks and /customers on the admin listener answer 401 to everyone");
         }
-        AdminApi {
-            gateway,
-            token_digest,
-        }
+        AdminApi { live }
     }
 
     /// Handles one request. Never fails: every error becomes a JSON response.
@@ -368,7 +367,10 @@ impl AdminApi {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let path = request.uri().path();
-        if needs_token(path) && !authorized(request.headers(), self.token_digest.as_ref()) {
+        let gateway = self.live.current();
+        if needs_token(path)
+            && !authorized(request.headers(), token_digest(&gateway.config).as_ref())
+        {
             return Err(AdminError::Unauthenticated);
         }
         let route = route(path)?;
@@ -377,7 +379,7 @@ impl AdminApi {
                 allow: route.allow(),
             });
         }
-        let gateway = &*self.gateway;
+        let gateway = &*gateway;
         let store = gateway.entitlements.store();
         let rules = &gateway.config.access.rules;
         match route {
@@ -400,7 +402,7 @@ impl AdminApi {
             Route::Override(id) => {
                 let now = unix_now();
                 let change = if request.method() == Method::PUT {
-                    let body = read_body(request, self.gateway.config.server.body_timeout).await?;
+                    let body = read_body(request, gateway.config.server.body_timeout).await?;
                     let grant = users::parse_override_body(&body, now).map_err(|e| {
                         AdminError::BadRequest {
                             field: e.field,
@@ -447,7 +449,7 @@ impl AdminApi {
                 Ok(json_response(StatusCode::OK, &json!({"deliveries": list})))
             }
             Route::CustomerLink(customer) => {
-                let body = read_body(request, self.gateway.config.server.body_timeout).await?;
+                let body = read_body(request, gateway.config.server.body_timeout).await?;
                 let link = customers::parse_link_body(&body).map_err(|e| {
                     tracing::info!(target: "paygate::admin", customer = %customer, field = %e.field, reason = %e.message, "operator link refused");
                     AdminError::BadRequest {

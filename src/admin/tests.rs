@@ -191,10 +191,10 @@ listen = "127.0.0.1:0"
 
 async fn api(admin_token: Option<&str>) -> (AdminApi, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
-    let gateway = Gateway::with_store(config(admin_token), store.clone())
+    let live = Live::with_store(config(admin_token), store.clone())
         .await
         .expect("gateway builds");
-    (AdminApi::new(gateway), store)
+    (AdminApi::new(live), store)
 }
 
 async fn call(

@@ -2,6 +2,7 @@
 //! place that prints for humans and chooses exit codes.
 
 mod admin;
+mod reload;
 mod sync;
 
 use std::io::Write;
@@ -144,7 +145,7 @@ pub fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Serve => serve(config),
+        Command::Serve => serve(config, path),
         Command::Sync { dry_run } => block_on(async {
             crate::telemetry::init(&config.log);
             sync::run(config, dry_run).await
@@ -185,8 +186,8 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn serve(config: Config) -> ExitCode {
-    crate::telemetry::init(&config.log);
+fn serve(config: Config, path: PathBuf) -> ExitCode {
+    let log_level = crate::telemetry::install(&config.log);
     // One worker: a current-thread runtime, so a request never wakes another
     // thread (the upstream connection task and the client's run side by side).
     let mut builder = match config.server.workers {
@@ -203,16 +204,24 @@ fn serve(config: Config) -> ExitCode {
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
     runtime.block_on(async move {
+        // First of all: from here on a SIGHUP is a reload request, never the
+        // default action (which ends the process).
+        #[cfg(unix)]
+        let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(signal) => signal,
+            Err(e) => return fail(&format!("cannot handle SIGHUP: {e}")),
+        };
         let listen = config.server.listen;
         let listener = match crate::server::bind(listen) {
             Ok(l) => l,
             Err(e) => return fail(&format!("server.listen: cannot bind {listen}: {e}")),
         };
-        let gateway = match crate::gateway::Gateway::build(config).await {
+        let gateway = match crate::gateway::Live::build(config).await {
             Ok(g) => g,
             Err(e) => return fail(&e),
         };
-        let admin_listener = match gateway.config.admin.clone() {
+        let running = gateway.current().config.clone();
+        let admin_listener = match running.admin.clone() {
             Some(admin) => match crate::server::bind(admin.listen) {
                 Ok(l) => Some(l),
                 Err(e) => return fail(&format!("admin.listen: cannot bind {}: {e}", admin.listen)),
@@ -220,7 +229,16 @@ fn serve(config: Config) -> ExitCode {
             None => None,
         };
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| listen.to_string());
-        tracing::info!(%addr, upstream = %gateway.config.upstream.url, store = gateway.entitlements.store().kind(), "paygate started");
+        tracing::info!(%addr, upstream = %running.upstream.url, store = gateway.current().entitlements.store().kind(), "paygate started");
+        #[cfg(unix)]
+        tokio::spawn(
+            reload::Reloader {
+                path,
+                live: gateway.clone(),
+                log: log_level,
+            }
+            .run(hangups),
+        );
         // The first line on stdout: scripts and tests read the bound address from it.
         let mut stdout = std::io::stdout();
         let _ = writeln!(stdout, "paygate listening on http://{addr}");

@@ -6,6 +6,7 @@
 //! typed, already-validated values from here.
 
 mod reader;
+mod restart;
 pub(crate) mod units;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use crate::routes::{self, Policy, Route, RouteTable};
 
 pub(crate) use reader::ConfigError;
 use reader::{Errors, Section};
+pub(crate) use restart::keep_restart_only;
 
 /// The validated configuration every module is built from.
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@
 //! - a cache hit does no store I/O.
 
 pub(crate) mod endpoints;
+mod live;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,14 +29,17 @@ use crate::metrics::Decision;
 use crate::proxy::headers::Peer;
 use crate::proxy::{self, headers, BodyWatch, LimitedBody, Upstream, UpstreamBody};
 use crate::routes::{path, Policy, Requirements};
-use crate::store::{self, EntitlementCache, EntitlementStore, Invalidation};
+use crate::store::{EntitlementCache, EntitlementStore};
 use crate::webhook::WebhookEndpoint;
+pub use live::Live;
 
 /// What the client gets back: the upstream's streamed body, or a small body the
 /// gateway made itself. `Either` avoids boxing on the hot path.
 pub(crate) type GatewayBody = Either<UpstreamBody, Full<Bytes>>;
 
-/// Everything a request needs, built once at start and shared by all connections.
+/// Everything a request needs, built from one config and shared by all
+/// connections: one generation. A reload builds the next generation and [`Live`]
+/// swaps it in; requests in flight keep the one they started with.
 pub struct Gateway {
     pub(crate) config: Arc<Config>,
     pub(crate) auth: Arc<Authenticator>,
@@ -45,8 +49,9 @@ pub struct Gateway {
     upstream: Upstream,
     /// Counters and histograms per route, registered once.
     request_metrics: crate::metrics::RequestMetrics,
-    /// Set on SIGTERM/SIGINT: readiness answers 503 so load balancers stop sending.
-    draining: AtomicBool,
+    /// Set on SIGTERM/SIGINT: readiness answers 503 so load balancers stop
+    /// sending. Shared by every generation (a reload does not undo a drain).
+    draining: Arc<AtomicBool>,
 }
 
 /// What became of a request that a step let through, for the `decision`
@@ -107,41 +112,36 @@ struct IdentityValues {
 }
 
 impl Gateway {
-    /// Builds the gateway from a validated config: store, cache, authenticator, upstream pool.
-    pub async fn build(config: Config) -> Result<Arc<Gateway>, String> {
-        let store = store::open(&config.store)?;
-        Self::with_store(config, store).await
-    }
-
-    /// Like [`Gateway::build`] with a given store (tests and benches inject one).
-    pub(crate) async fn with_store(
+    /// Builds one generation from a validated config over an open store. With
+    /// `previous` (a reload), the entitlement cache is kept when the new config
+    /// would build the same one, so a reload does not turn every lookup into a
+    /// miss; the process-wide parts (metrics, the invalidation listener) are
+    /// [`Live`]'s, set up once.
+    pub(crate) async fn generation(
         config: Config,
         store: Arc<dyn EntitlementStore>,
-    ) -> Result<Arc<Gateway>, String> {
-        crate::metrics::init();
-        crate::metrics::spawn_upkeep();
+        draining: Arc<AtomicBool>,
+        previous: Option<&Gateway>,
+    ) -> Result<Gateway, String> {
         let http = crate::outbound::OutboundClient::new(std::time::Duration::from_secs(10));
         let auth = Arc::new(Authenticator::new(config.jwt.clone(), http).await?);
         auth.spawn_refresher();
-        let stale_for =
-            (config.store.on_store_error == OnStoreError::Stale).then_some(config.store.max_stale);
-        let entitlements = EntitlementCache::new(
-            store.clone(),
-            config.store.cache_ttl,
-            config.store.cache_capacity,
-            stale_for,
-            config.access.rules.clone(),
-        );
-        // Other instances announce the users they changed; drop those entries
-        // so a webhook anywhere is seen everywhere within a second.
-        let cache = entitlements.clone();
-        store.listen_for_invalidations(Box::new(move |change| match change {
-            Invalidation::User(user) => {
-                let cache = cache.clone();
-                tokio::spawn(async move { cache.invalidate(&user).await });
+        let entitlements = match previous {
+            Some(previous) if same_cache(&previous.config, &config) => {
+                previous.entitlements.clone()
             }
-            Invalidation::All => cache.invalidate_all(),
-        }));
+            _ => {
+                let stale_for = (config.store.on_store_error == OnStoreError::Stale)
+                    .then_some(config.store.max_stale);
+                EntitlementCache::new(
+                    store.clone(),
+                    config.store.cache_ttl,
+                    config.store.cache_capacity,
+                    stale_for,
+                    config.access.rules.clone(),
+                )
+            }
+        };
         let webhook = config.stripe.clone().map(|stripe| {
             WebhookEndpoint::new(stripe, Applier::new(store.clone()), entitlements.clone())
         });
@@ -153,19 +153,15 @@ impl Gateway {
             .map(|r| r.prefix.as_str())
             .chain(["default", "/_paygate", "webhook"]);
         let request_metrics = crate::metrics::RequestMetrics::new(labels);
-        Ok(Arc::new(Gateway {
+        Ok(Gateway {
             config: Arc::new(config),
             auth,
             entitlements,
             webhook,
             upstream,
             request_metrics,
-            draining: AtomicBool::new(false),
-        }))
-    }
-
-    pub(crate) fn start_draining(&self) {
-        self.draining.store(true, Ordering::Release);
+            draining,
+        })
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -174,7 +170,7 @@ impl Gateway {
 
     /// Handles one request. Never fails: every error becomes a response here.
     pub(crate) async fn handle(
-        &self,
+        self: Arc<Self>,
         request: Request<Incoming>,
         peer: &Peer,
     ) -> Response<GatewayBody> {
@@ -495,6 +491,17 @@ impl Gateway {
             features,
         })
     }
+}
+
+/// Whether two configs build the same entitlement cache (so a reload may keep
+/// the warm one): same store, lifetimes, size, outage policy and access rules.
+fn same_cache(running: &Config, next: &Config) -> bool {
+    let (a, b) = (&running.store, &next.store);
+    a.cache_ttl == b.cache_ttl
+        && a.cache_capacity == b.cache_capacity
+        && a.on_store_error == b.on_store_error
+        && a.max_stale == b.max_stale
+        && running.access.rules == next.access.rules
 }
 
 /// The client's host for `X-Forwarded-Host`: the absolute-form target's

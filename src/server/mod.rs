@@ -26,7 +26,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::admin::AdminApi;
 use crate::config::ServerConfig;
-use crate::gateway::{Gateway, GatewayBody};
+use crate::gateway::{Gateway, GatewayBody, Live};
 use crate::proxy::headers::Peer;
 use crate::proxy::BoxError;
 use conn::{ClientIo, ConnState, Deadlines, Tracked};
@@ -66,7 +66,7 @@ pub(crate) trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Response<Self::Body>> + Send;
 }
 
-impl Handler for Gateway {
+impl Handler for Live {
     type Body = GatewayBody;
 
     fn handle(
@@ -74,7 +74,10 @@ impl Handler for Gateway {
         request: Request<Incoming>,
         peer: &Peer,
     ) -> impl Future<Output = Response<GatewayBody>> + Send {
-        Gateway::handle(self, request, peer)
+        // Each request takes the generation current when it arrives and keeps
+        // it to the end, so a reload never changes a request half-way.
+        // The future owns that generation (no wrapping future around it).
+        Gateway::handle(self.current(), request, peer)
     }
 }
 
@@ -94,14 +97,17 @@ impl Handler for AdminApi {
 /// until `shutdown` resolves. Then the gateway is marked as draining (readiness
 /// 503), both listeners stop accepting, and in-flight requests get up to
 /// `server.shutdown_grace`. Returns `true` when every connection finished in time.
+///
+/// The listener settings (`[server]` limits and deadlines) are read once, here:
+/// a reload does not change them (it logs that they need a restart).
 pub async fn run(
     listener: TcpListener,
     admin: Option<TcpListener>,
-    gateway: Arc<Gateway>,
+    gateway: Arc<Live>,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let config = gateway.config.clone();
+    let config = gateway.current().config.clone();
     let signal = async {
         shutdown.await;
         gateway.start_draining();

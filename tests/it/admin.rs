@@ -24,7 +24,7 @@ use tokio::time::{sleep, Instant};
 const ADMIN_TOKEN: &str = "admin-e2e-token-7d1f3c9a2b4e6f80";
 
 /// The admin API of one running gateway.
-struct Admin {
+pub(crate) struct Admin {
     addr: SocketAddr,
 }
 
@@ -56,7 +56,7 @@ impl Admin {
             .await
     }
 
-    async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         let resp = self.send(get("/metrics")).await;
         assert_eq!(resp.status, 200, "/metrics: {:?}", resp.text());
         assert_eq!(
@@ -68,7 +68,7 @@ impl Admin {
 }
 
 /// Reads the admin address from the gateway's second stdout line.
-async fn admin_of(gw: &Gateway) -> Admin {
+pub(crate) async fn admin_of(gw: &Gateway) -> Admin {
     const PREFIX: &str = "[stdout] paygate admin listening on http://";
     let deadline = Instant::now() + DEADLINE;
     loop {

@@ -19,6 +19,7 @@ mod redis_cluster;
 mod redis_sentinel;
 mod redis_store;
 mod redis_tls;
+mod reload;
 mod sync;
 mod webhook_attacks;
 mod webhooks;
