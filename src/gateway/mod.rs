@@ -120,8 +120,11 @@ impl Gateway {
     ) -> Result<Arc<Gateway>, String> {
         crate::metrics::init();
         crate::metrics::spawn_upkeep();
-        let http = crate::outbound::OutboundClient::new(std::time::Duration::from_secs(10));
-        let auth = Arc::new(Authenticator::new(config.jwt.clone(), http).await?);
+        let http = crate::outbound::OutboundClient::new(
+            std::time::Duration::from_secs(10),
+            &config.outbound,
+        )?;
+        let auth = Arc::new(Authenticator::new(config.jwt.clone(), http.clone()).await?);
         auth.spawn_refresher();
         let stale_for =
             (config.store.on_store_error == OnStoreError::Stale).then_some(config.store.max_stale);
@@ -143,7 +146,12 @@ impl Gateway {
             Invalidation::All => cache.invalidate_all(),
         }));
         let webhook = config.stripe.clone().map(|stripe| {
-            WebhookEndpoint::new(stripe, Applier::new(store.clone()), entitlements.clone())
+            WebhookEndpoint::new(
+                stripe,
+                Applier::new(store.clone()),
+                entitlements.clone(),
+                &http,
+            )
         });
         let upstream = Upstream::new(&config.upstream);
         let labels = config
