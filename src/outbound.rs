@@ -396,6 +396,100 @@ mod tests {
         assert!(matches!(err, OutboundError::Transport(_)), "{err:?}");
     }
 
+    /// A TLS test server with a CA made here, answering `200 trusted` to
+    /// `GET /`; returns it with the directory holding `ca.pem`.
+    async fn tls_server() -> (TestServer, tempfile::TempDir, paygate_testkit::TlsFiles) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tls = paygate_testkit::tls::generate(dir.path());
+        let server = TestServer::routes_tls(
+            &tls.server_cert,
+            &tls.server_key,
+            [("GET", "/", Reply::new(200).body("trusted"))],
+        )
+        .await;
+        (server, dir, tls)
+    }
+
+    #[tokio::test]
+    async fn a_private_ca_is_trusted_only_through_ca_file() {
+        let (server, _dir, tls) = tls_server().await;
+        let url = format!("{}/", server.url());
+        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+        let system_only = OutboundClient::for_tests(Duration::from_secs(5));
+        let err = system_only
+            .get(&url, &[], 100)
+            .await
+            .err()
+            .expect("an unknown CA must be refused");
+        let text = err.to_string();
+        assert!(
+            matches!(err, OutboundError::Transport(_)) && text.contains("UnknownIssuer"),
+            "{text}"
+        );
+
+        let config = OutboundConfig {
+            ca_file: Some(tls.ca_cert.clone()),
+        };
+        let with_ca = OutboundClient::new(Duration::from_secs(5), &config).expect("client");
+        let res = with_ca.get(&url, &[], 100).await.expect("trusted");
+        assert_eq!(res.status, StatusCode::OK);
+        assert_eq!(&res.body[..], b"trusted");
+
+        // Another CA of the same kind does not vouch for this server.
+        let other = tempfile::tempdir().expect("temp dir");
+        let other = paygate_testkit::tls::generate(other.path());
+        let config = OutboundConfig {
+            ca_file: Some(other.ca_cert),
+        };
+        let wrong_ca = OutboundClient::new(Duration::from_secs(5), &config).expect("client");
+        assert!(wrong_ca.get(&url, &[], 100).await.is_err());
+    }
+
+    #[test]
+    fn ca_file_errors_name_the_key_and_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tls = paygate_testkit::tls::generate(dir.path());
+        let build = |path: &Path| {
+            let config = OutboundConfig {
+                ca_file: Some(path.to_path_buf()),
+            };
+            OutboundClient::new(Duration::from_secs(1), &config)
+                .err()
+                .expect("must fail")
+        };
+        let missing = dir.path().join("missing.pem");
+        let err = build(&missing);
+        assert!(
+            err.starts_with("outbound.ca_file: cannot read") && err.contains("missing.pem"),
+            "{err}"
+        );
+        // A PEM file without any certificate (a private key).
+        let err = build(&tls.server_key);
+        assert!(
+            err.starts_with("outbound.ca_file: no certificate") && err.contains("server.key"),
+            "{err}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").expect("write");
+        assert!(build(&empty).starts_with("outbound.ca_file: no certificate"));
+    }
+
+    #[tokio::test]
+    async fn with_timeout_changes_only_the_deadline() {
+        let slow = Reply::new(200).delay(Duration::from_secs(5));
+        let server = TestServer::routes([("GET", "/", slow)]).await;
+        let client = OutboundClient::for_tests(Duration::from_secs(30));
+        let hasty = client.with_timeout(Duration::from_millis(100));
+        let err = hasty
+            .get(&format!("{}/", server.url()), &[], 100)
+            .await
+            .err()
+            .expect("must time out");
+        assert!(matches!(err, OutboundError::Timeout), "{err:?}");
+        assert_eq!(client.timeout, Duration::from_secs(30));
+    }
+
     #[tokio::test]
     async fn bad_urls_and_headers_are_rejected_before_any_io() {
         let client = OutboundClient::for_tests(Duration::from_secs(5));

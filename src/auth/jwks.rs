@@ -477,8 +477,9 @@ mod tests {
     // Public parts of the shared throwaway test keys, as a provider would
     // publish them.
     use crate::auth::test_support::{
-        advance_clock, JwksServer, EC1_X as EC_X, EC1_Y as EC_Y, ED_X, RSA_N,
+        advance_clock, settings, JwksServer, EC1_X as EC_X, EC1_Y as EC_Y, ED_X, RSA_N,
     };
+    use paygate_testkit::{Reply, TestServer};
     use serde_json::json;
 
     fn rsa(kid: Option<&str>) -> serde_json::Value {
@@ -644,6 +645,130 @@ mod tests {
             Lookup::Found(_)
         ));
         assert_eq!(server.hits(), 4);
+    }
+
+    /// A provider on loopback publishing its discovery document (issuer: its
+    /// own URL) and two key sets, `/keys1` (kid `r1`) and `/keys2` (`r2`);
+    /// the document names `/keys1`.
+    async fn provider() -> (TestServer, String) {
+        let server = TestServer::routes([
+            (
+                "GET",
+                "/keys1",
+                Reply::new(200).body(jwks(json!([rsa(Some("r1"))]))),
+            ),
+            (
+                "GET",
+                "/keys2",
+                Reply::new(200).body(jwks(json!([rsa(Some("r2"))]))),
+            ),
+        ])
+        .await;
+        let issuer = server.url();
+        publish(&server, &issuer, "/keys1");
+        (server, issuer)
+    }
+
+    fn publish(server: &TestServer, issuer: &str, keys: &str) {
+        let document = json!({"issuer": issuer, "jwks_uri": format!("{}{keys}", server.url())});
+        server.route(
+            "GET",
+            "/.well-known/openid-configuration",
+            Reply::new(200).body(document.to_string()),
+        );
+    }
+
+    fn discovery_settings(issuer: &str) -> JwtSettings {
+        JwtSettings {
+            secret: None,
+            discovery: true,
+            issuer: Some(issuer.to_owned()),
+            ..settings(&[Algorithm::RS256])
+        }
+    }
+
+    fn has(jwks: &Jwks, kid: &str) -> bool {
+        matches!(
+            jwks.current().find(Algorithm::RS256, Some(kid)),
+            Lookup::Found(_)
+        )
+    }
+
+    #[tokio::test]
+    async fn discovery_finds_the_keys_and_refresh_follows_a_moved_jwks_uri() {
+        let (server, issuer) = provider().await;
+        let http = OutboundClient::for_tests(Duration::from_secs(5));
+        let jwks = Jwks::start(&discovery_settings(&issuer), http)
+            .await
+            .expect("discovery")
+            .expect("a key set");
+        assert!(has(&jwks, "r1"));
+
+        publish(&server, &issuer, "/keys2");
+        assert_eq!(jwks.refresh().await, Ok(1));
+        assert!(has(&jwks, "r2") && !has(&jwks, "r1"));
+
+        // A failed re-discovery keeps the URL in use: the keys still refresh.
+        server.route("GET", "/.well-known/openid-configuration", Reply::new(503));
+        let before = server.requests().len();
+        assert_eq!(jwks.refresh().await, Ok(1));
+        let paths: Vec<String> = server.requests()[before..]
+            .iter()
+            .map(|seen| seen.path().to_owned())
+            .collect();
+        assert_eq!(paths, ["/.well-known/openid-configuration", "/keys2"]);
+        assert!(has(&jwks, "r2"));
+
+        // An unknown kid refetches the keys, not the discovery document.
+        let before = server.requests().len();
+        let (seen, _) = jwks.snapshot();
+        jwks.refresh_on_miss(seen).await;
+        let paths: Vec<String> = server.requests()[before..]
+            .iter()
+            .map(|seen| seen.path().to_owned())
+            .collect();
+        assert_eq!(paths, ["/keys2"]);
+    }
+
+    #[tokio::test]
+    async fn discovery_failures_at_start_are_errors_that_say_why() {
+        let (server, issuer) = provider().await;
+        let http = || OutboundClient::for_tests(Duration::from_secs(5));
+
+        // The document speaks for the issuer without the trailing slash.
+        let slash = format!("{issuer}/");
+        let err = Jwks::start(&discovery_settings(&slash), http())
+            .await
+            .err()
+            .expect("issuer mismatch");
+        assert!(
+            err.contains(&format!(
+                "the provider says issuer {issuer:?} but jwt.issuer is {slash:?}"
+            )),
+            "{err}"
+        );
+
+        server.route("GET", "/.well-known/openid-configuration", Reply::new(404));
+        let err = Jwks::start(&discovery_settings(&issuer), http())
+            .await
+            .err()
+            .expect("no document");
+        assert!(
+            err.starts_with("jwt.discovery:") && err.contains("404"),
+            "{err}"
+        );
+
+        // Nothing listens on the port of a dropped server.
+        drop(server);
+        let err = Jwks::start(&discovery_settings(&issuer), http())
+            .await
+            .err()
+            .expect("unreachable");
+        assert!(
+            err.starts_with("jwt.discovery: cannot fetch")
+                && err.contains("/.well-known/openid-configuration"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
