@@ -180,7 +180,7 @@ impl OutboundClient {
             .client
             .request(request)
             .await
-            .map_err(|e| OutboundError::Transport(error_chain(&e)))?;
+            .map_err(|e| OutboundError::Transport(with_trust_hint(error_chain(&e))))?;
         let (parts, mut body) = response.into_parts();
 
         // Refuse early when the server announces a body over the cap, so that
@@ -299,6 +299,19 @@ fn system_roots() -> &'static RootCertStore {
         }
         roots
     })
+}
+
+/// Adds what to do to a certificate error: the operator reading "invalid
+/// peer certificate: UnknownIssuer" needs to know where paygate takes its
+/// trust from.
+fn with_trust_hint(mut text: String) -> String {
+    if text.contains("invalid peer certificate") {
+        text.push_str(
+            " (paygate trusts the system's root certificates, SSL_CERT_FILE / SSL_CERT_DIR \
+             when set, and outbound.ca_file)",
+        );
+    }
+    text
 }
 
 /// Renders an error with its sources, because hyper's top-level messages
