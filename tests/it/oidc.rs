@@ -5,7 +5,9 @@
 //! tokens; a token from another key is refused. The CA is trusted through
 //! `outbound.ca_file` or `SSL_CERT_FILE`; without either, and when the
 //! document names another issuer, `serve` stops at start with a message
-//! that says why.
+//! that says why. A process without any system root certificate falls back
+//! to the bundled roots (logged) and still trusts `outbound.ca_file`; a plain
+//! `http://` issuer works with a warning.
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use paygate_testkit::tls::{self, TlsFiles};
@@ -274,6 +276,45 @@ async fn a_plain_http_issuer_works_with_a_warning() {
         // Polling interval for the log reader thread, not a synchronization.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    let token = rs256(
+        jwt::RSA_PRIVATE_PEM,
+        Some(KID),
+        &provider_claims("alice", &issuer),
+    );
+    let got = forwarded(&gw, &up, get("/api/banking").bearer(&token)).await;
+    assert_eq!(got.header_all("x-user-id"), ["alice"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_any_system_root_the_bundled_roots_stand_in_and_ca_file_still_counts() {
+    let provider = Provider::start().await;
+    let issuer = provider.issuer();
+    let up = Upstream::start().await;
+    // Both variables naming nothing: the process finds no system root at all,
+    // as in a scratch container.
+    let config = issuer_only(&up, &issuer)
+        .set_str("outbound.ca_file", "provider-ca.pem")
+        .file("provider-ca.pem", &provider.ca_pem())
+        .env("SSL_CERT_FILE", "/nonexistent/paygate-test-roots.pem")
+        .env("SSL_CERT_DIR", "/nonexistent/paygate-test-roots");
+    let gw = Gateway::start(&config).await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !gw.log().contains("no system root certificates found") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no fallback warning in:\n{}",
+            gw.log()
+        );
+        // Polling interval for the log reader thread, not a synchronization.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        gw.log()
+            .matches("no system root certificates found")
+            .count(),
+        1,
+        "logged once"
+    );
     let token = rs256(
         jwt::RSA_PRIVATE_PEM,
         Some(KID),
