@@ -20,7 +20,7 @@ use toml::{Table, Value};
 
 use crate::auth::JwtSettings;
 use crate::entitlement::{AccessRules, SubscriptionStatus};
-pub use crate::outbound::OutboundConfig;
+use crate::outbound::OutboundConfig;
 use crate::routes::{self, Policy, Route, RouteTable};
 
 pub(crate) use reader::ConfigError;
