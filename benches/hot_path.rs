@@ -67,7 +67,7 @@ fn hot_path(c: &mut Criterion) {
     let auth = runtime
         .block_on(Authenticator::new(
             config.jwt.clone(),
-            OutboundClient::new(Duration::from_secs(1)),
+            OutboundClient::new(Duration::from_secs(1), &Default::default()).unwrap(),
         ))
         .unwrap();
     let auth = Arc::new(auth);
@@ -174,7 +174,7 @@ fn token_check(c: &mut Criterion) {
         let auth = runtime
             .block_on(Authenticator::new(
                 settings,
-                OutboundClient::new(Duration::from_secs(1)),
+                OutboundClient::new(Duration::from_secs(1), &Default::default()).unwrap(),
             ))
             .unwrap();
         runtime.block_on(auth.verify(&token)).unwrap();

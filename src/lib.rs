@@ -43,7 +43,7 @@ pub mod bench {
     pub use crate::entitlement::{
         decide, AccessSummary, Entitlement, Subscription, SubscriptionStatus,
     };
-    pub use crate::outbound::OutboundClient;
+    pub use crate::outbound::{OutboundClient, OutboundConfig};
     pub use crate::routes::path::normalize;
     pub use crate::store::{EntitlementCache, EntitlementStore, MemoryStore};
     pub use crate::stripe::event::parse as parse_event;

@@ -1,11 +1,20 @@
-//! HTTP client for control-plane calls (the JWKS endpoint now, the Stripe API
-//! later): one pooled hyper-util legacy client over hyper-rustls, speaking
-//! https with the webpki roots and plain http for tests and local setups.
+//! HTTP client for control-plane calls (the identity provider's discovery
+//! document and keys, the Stripe API): one pooled hyper-util legacy client
+//! over hyper-rustls, speaking https and plain http (tests and local setups).
+//!
+//! Whom it trusts: the system's root certificates (`SSL_CERT_FILE` /
+//! `SSL_CERT_DIR` when set, as OpenSSL reads them) plus the PEM certificates
+//! of `outbound.ca_file`, so an identity provider behind a private CA works
+//! without rebuilding anything. Only a system without any root certificate
+//! (a scratch container) falls back to Mozilla's roots as webpki-roots ships
+//! them.
 //!
 //! It must not be used to forward user traffic: it buffers whole bodies (up to
 //! a cap) and applies one deadline to the whole exchange, which is right for
 //! small JSON documents and wrong for proxied requests.
 
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -16,6 +25,9 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::RootCertStore;
 
 /// How long an idle pooled connection is kept. Control-plane calls are rare
 /// (a JWKS refresh every few minutes), so keeping connections longer than
@@ -25,6 +37,15 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The value of the `User-Agent` header, so the identity provider and Stripe
 /// can tell paygate's calls apart in their logs.
 const USER_AGENT_VALUE: &str = concat!("paygate/", env!("CARGO_PKG_VERSION"));
+
+/// The `[outbound]` settings, as the config module compiles them.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundConfig {
+    /// PEM file of extra certificate authorities trusted next to the
+    /// system's roots (a private CA in front of the identity provider).
+    /// Already resolved against the config file's directory.
+    pub ca_file: Option<PathBuf>,
+}
 
 /// A cheap-to-clone handle on a shared connection pool for control-plane
 /// calls. Every request gets the same deadline, set at construction.
@@ -70,24 +91,41 @@ pub struct OutboundResponse {
 
 impl OutboundClient {
     /// Builds the client. `timeout` bounds every request made through it,
-    /// from connecting to the last byte of the body.
-    pub fn new(timeout: Duration) -> Self {
+    /// from connecting to the last byte of the body. Err (naming the key)
+    /// when `outbound.ca_file` cannot be read or holds no usable certificate.
+    pub fn new(timeout: Duration, config: &OutboundConfig) -> Result<Self, String> {
+        let mut roots = system_roots().clone();
+        if let Some(path) = &config.ca_file {
+            for (index, cert) in read_ca_file(path)?.into_iter().enumerate() {
+                roots.add(cert).map_err(|e| {
+                    format!(
+                        "outbound.ca_file: certificate {} in {} is not usable: {e}",
+                        index + 1,
+                        path.display()
+                    )
+                })?;
+            }
+        }
+
+        // The provider is named rather than taken from rustls' process-wide
+        // default: that default is only implied by crate features, and a
+        // second provider enabled by some dependency would make it ambiguous
+        // (rustls then panics on first use).
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("outbound TLS settings: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
         let mut http = HttpConnector::new();
         // The connector must accept `https` URIs so that the TLS layer on top
         // of it can handle them; by default it refuses anything but `http`.
         http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));
         http.set_nodelay(true);
-
-        // `with_webpki_roots` takes rustls' process-default crypto provider,
-        // which rustls derives from its crate features: paygate enables
-        // exactly one (`ring`, through hyper-rustls), so no global
-        // `install_default` call is needed. Should another dependency ever
-        // enable a second rustls provider, this is the line to change to
-        // `with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())`,
-        // which needs `rustls` as a direct dependency.
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -95,7 +133,22 @@ impl OutboundClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(https);
-        OutboundClient { client, timeout }
+        Ok(OutboundClient { client, timeout })
+    }
+
+    /// The same connection pool with another deadline per request, for a
+    /// caller whose calls may legitimately take longer (or must be shorter).
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        OutboundClient {
+            client: self.client.clone(),
+            timeout,
+        }
+    }
+
+    /// A client trusting the system's roots only, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(timeout: Duration) -> Self {
+        OutboundClient::new(timeout, &OutboundConfig::default()).expect("outbound client")
     }
 
     /// GET with extra headers; body read fully but capped at `max_body` bytes.
@@ -127,7 +180,7 @@ impl OutboundClient {
             .client
             .request(request)
             .await
-            .map_err(|e| OutboundError::Transport(error_chain(&e)))?;
+            .map_err(|e| OutboundError::Transport(with_trust_hint(error_chain(&e))))?;
         let (parts, mut body) = response.into_parts();
 
         // Refuse early when the server announces a body over the cap, so that
@@ -199,6 +252,68 @@ fn build_get(url: &str, headers: &[(&str, &str)]) -> Result<Request<Empty<Bytes>
     Ok(request)
 }
 
+/// The certificates of a PEM file of certificate authorities
+/// (`outbound.ca_file`); Err, naming the key, when the file cannot be read or
+/// holds no certificate. Other PEM blocks (a key, say) are skipped.
+pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("outbound.ca_file: cannot read {}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("outbound.ca_file: {} is not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "outbound.ca_file: no certificate (-----BEGIN CERTIFICATE-----) in {}",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// The system's root certificates, read once per process: they come from
+/// files (or `SSL_CERT_FILE` / `SSL_CERT_DIR`) that do not change while it
+/// runs, and reading a few hundred certificates on every client built would
+/// be wasted work. Without any, Mozilla's roots stand in, which is logged
+/// (once) since it means the system's own trust settings are not applied.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let loaded = rustls_native_certs::load_native_certs();
+        let mut roots = RootCertStore::empty();
+        let (added, ignored) = roots.add_parsable_certificates(loaded.certs);
+        if !loaded.errors.is_empty() || ignored > 0 {
+            let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+            tracing::debug!(
+                added,
+                ignored,
+                ?errors,
+                "some system root certificates could not be loaded"
+            );
+        }
+        if roots.is_empty() {
+            tracing::warn!(
+                "no system root certificates found (nor through SSL_CERT_FILE / SSL_CERT_DIR); \
+                 outbound HTTPS trusts the webpki-roots bundle (Mozilla's roots) instead"
+            );
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        roots
+    })
+}
+
+/// Adds what to do to a certificate error: the operator reading "invalid
+/// peer certificate: UnknownIssuer" needs to know where paygate takes its
+/// trust from.
+fn with_trust_hint(mut text: String) -> String {
+    if text.contains("invalid peer certificate") {
+        text.push_str(
+            " (paygate trusts the system's root certificates, SSL_CERT_FILE / SSL_CERT_DIR \
+             when set, and outbound.ca_file)",
+        );
+    }
+    text
+}
+
 /// Renders an error with its sources, because hyper's top-level messages
 /// ("client error (Connect)") hide the part an operator needs ("connection
 /// refused", "invalid peer certificate").
@@ -239,7 +354,7 @@ mod tests {
                 .expect("response")
         })
         .await;
-        let client = OutboundClient::new(Duration::from_secs(5));
+        let client = OutboundClient::for_tests(Duration::from_secs(5));
         let res = client
             .get(&format!("{}/x", server.url()), &[("x-test", "yes")], 1024)
             .await
@@ -256,7 +371,7 @@ mod tests {
     async fn body_over_cap_is_refused() {
         let server =
             TestServer::routes([("GET", "/", Reply::new(200).body(vec![b'a'; 4096]))]).await;
-        let client = OutboundClient::new(Duration::from_secs(5));
+        let client = OutboundClient::for_tests(Duration::from_secs(5));
         let err = client
             .get(&format!("{}/", server.url()), &[], 100)
             .await
@@ -269,7 +384,7 @@ mod tests {
     async fn slow_server_times_out() {
         let slow = Reply::new(200).delay(Duration::from_secs(5));
         let server = TestServer::routes([("GET", "/", slow)]).await;
-        let client = OutboundClient::new(Duration::from_millis(100));
+        let client = OutboundClient::for_tests(Duration::from_millis(100));
         let err = client
             .get(&format!("{}/", server.url()), &[], 100)
             .await
@@ -285,7 +400,7 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             listener.local_addr().expect("addr")
         };
-        let client = OutboundClient::new(Duration::from_secs(5));
+        let client = OutboundClient::for_tests(Duration::from_secs(5));
         let err = client
             .get(&format!("http://{addr}/"), &[], 100)
             .await
@@ -294,9 +409,103 @@ mod tests {
         assert!(matches!(err, OutboundError::Transport(_)), "{err:?}");
     }
 
+    /// A TLS test server with a CA made here, answering `200 trusted` to
+    /// `GET /`; returns it with the directory holding `ca.pem`.
+    async fn tls_server() -> (TestServer, tempfile::TempDir, paygate_testkit::TlsFiles) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tls = paygate_testkit::tls::generate(dir.path());
+        let server = TestServer::routes_tls(
+            &tls.server_cert,
+            &tls.server_key,
+            [("GET", "/", Reply::new(200).body("trusted"))],
+        )
+        .await;
+        (server, dir, tls)
+    }
+
+    #[tokio::test]
+    async fn a_private_ca_is_trusted_only_through_ca_file() {
+        let (server, _dir, tls) = tls_server().await;
+        let url = format!("{}/", server.url());
+        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+        let system_only = OutboundClient::for_tests(Duration::from_secs(5));
+        let err = system_only
+            .get(&url, &[], 100)
+            .await
+            .err()
+            .expect("an unknown CA must be refused");
+        let text = err.to_string();
+        assert!(
+            matches!(err, OutboundError::Transport(_)) && text.contains("UnknownIssuer"),
+            "{text}"
+        );
+
+        let config = OutboundConfig {
+            ca_file: Some(tls.ca_cert.clone()),
+        };
+        let with_ca = OutboundClient::new(Duration::from_secs(5), &config).expect("client");
+        let res = with_ca.get(&url, &[], 100).await.expect("trusted");
+        assert_eq!(res.status, StatusCode::OK);
+        assert_eq!(&res.body[..], b"trusted");
+
+        // Another CA of the same kind does not vouch for this server.
+        let other = tempfile::tempdir().expect("temp dir");
+        let other = paygate_testkit::tls::generate(other.path());
+        let config = OutboundConfig {
+            ca_file: Some(other.ca_cert),
+        };
+        let wrong_ca = OutboundClient::new(Duration::from_secs(5), &config).expect("client");
+        assert!(wrong_ca.get(&url, &[], 100).await.is_err());
+    }
+
+    #[test]
+    fn ca_file_errors_name_the_key_and_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tls = paygate_testkit::tls::generate(dir.path());
+        let build = |path: &Path| {
+            let config = OutboundConfig {
+                ca_file: Some(path.to_path_buf()),
+            };
+            OutboundClient::new(Duration::from_secs(1), &config)
+                .err()
+                .expect("must fail")
+        };
+        let missing = dir.path().join("missing.pem");
+        let err = build(&missing);
+        assert!(
+            err.starts_with("outbound.ca_file: cannot read") && err.contains("missing.pem"),
+            "{err}"
+        );
+        // A PEM file without any certificate (a private key).
+        let err = build(&tls.server_key);
+        assert!(
+            err.starts_with("outbound.ca_file: no certificate") && err.contains("server.key"),
+            "{err}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").expect("write");
+        assert!(build(&empty).starts_with("outbound.ca_file: no certificate"));
+    }
+
+    #[tokio::test]
+    async fn with_timeout_changes_only_the_deadline() {
+        let slow = Reply::new(200).delay(Duration::from_secs(5));
+        let server = TestServer::routes([("GET", "/", slow)]).await;
+        let client = OutboundClient::for_tests(Duration::from_secs(30));
+        let hasty = client.with_timeout(Duration::from_millis(100));
+        let err = hasty
+            .get(&format!("{}/", server.url()), &[], 100)
+            .await
+            .err()
+            .expect("must time out");
+        assert!(matches!(err, OutboundError::Timeout), "{err:?}");
+        assert_eq!(client.timeout, Duration::from_secs(30));
+    }
+
     #[tokio::test]
     async fn bad_urls_and_headers_are_rejected_before_any_io() {
-        let client = OutboundClient::new(Duration::from_secs(5));
+        let client = OutboundClient::for_tests(Duration::from_secs(5));
         for url in ["not a url", "ftp://example.com/", "/relative"] {
             let err = client.get(url, &[], 10).await.err().expect("must fail");
             assert!(

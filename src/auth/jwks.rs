@@ -10,6 +10,11 @@
 //! flight (concurrent misses wait for it instead of starting their own), and
 //! at most one miss-triggered fetch per cooldown. A failed fetch keeps the
 //! keys that were there before.
+//!
+//! The key set's URL is `jwt.jwks_url`, or the `jwks_uri` that OpenID Connect
+//! discovery found for `jwt.issuer` (`discovery.rs`); a discovered URL is
+//! looked up again with every periodic refresh, so a provider that moves its
+//! keys is followed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +27,8 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::time::Instant;
 
+use super::discovery;
+use super::settings::JwtSettings;
 use crate::outbound::OutboundClient;
 
 /// Upper bound on a JWKS document. Real ones are a few KiB (a handful of RSA
@@ -248,7 +255,9 @@ fn signing_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
 
 /// A JWKS endpoint and the keys last fetched from it.
 pub(crate) struct Jwks {
-    url: String,
+    /// The issuer whose discovery document names the key set's URL; `None`
+    /// when the URL was configured (`jwt.jwks_url`).
+    discovered_for: Option<String>,
     http: OutboundClient,
     /// Minimum time between two fetches triggered by unknown key ids.
     cooldown: Duration,
@@ -262,26 +271,73 @@ pub(crate) struct Jwks {
     attempts: AtomicU64,
     /// Held for the whole of a fetch, so there is one fetch at a time; it is
     /// an async mutex because it is held across the HTTP call. It guards
-    /// the time of the last miss-triggered fetch, which only fetchers touch.
+    /// what only fetchers touch: the URL and the time of the last
+    /// miss-triggered fetch.
     fetch: tokio::sync::Mutex<FetchState>,
 }
 
-#[derive(Default)]
 struct FetchState {
+    /// Where the keys are fetched from; a re-discovery may change it.
+    url: String,
     last_miss_fetch: Option<Instant>,
 }
 
 impl Jwks {
-    /// Creates the fetcher with an empty key set; call [`Jwks::refresh`] to
-    /// load the keys.
+    /// The key set `settings` name, with its keys fetched once; `None` when
+    /// the keys are static only (no `jwks_url`, no discovery).
+    ///
+    /// With discovery, the discovery document is read first, and any failure
+    /// there (unreachable, an untrusted certificate, another issuer) is an
+    /// error: without it paygate does not know where the keys are. A failed
+    /// fetch of the keys themselves is only logged, as for a configured
+    /// `jwks_url`: the refresher tries again, and tokens that need those keys
+    /// are invalid until then.
+    pub(crate) async fn start(
+        settings: &JwtSettings,
+        http: OutboundClient,
+    ) -> Result<Option<Arc<Jwks>>, String> {
+        let (url, discovered_for) = match (&settings.jwks_url, settings.discovery) {
+            (Some(url), _) => (url.clone(), None),
+            (None, true) => {
+                let issuer = settings
+                    .issuer
+                    .as_deref()
+                    .ok_or("jwt.discovery: needs jwt.issuer")?;
+                if issuer.starts_with("http://") {
+                    tracing::warn!(%issuer, "jwt.issuer uses plain http: the discovery document and the keys can be tampered with in transit");
+                }
+                let found = discovery::discover(issuer, &http).await?;
+                tracing::info!(%issuer, jwks_uri = %found.jwks_uri, "OpenID Connect discovery: taking the keys from the provider's jwks_uri");
+                (found.jwks_uri, Some(issuer.to_owned()))
+            }
+            (None, false) => return Ok(None),
+        };
+        if url.starts_with("http://") && discovered_for.is_none() {
+            tracing::warn!(%url, "jwt.jwks_url uses plain http: the keys can be tampered with in transit");
+        }
+        let mut jwks = Jwks::new(url.clone(), http, settings.jwks_cooldown);
+        jwks.discovered_for = discovered_for;
+        let jwks = Arc::new(jwks);
+        if jwks.load().await.is_err() {
+            // The failure itself is logged by the fetch.
+            tracing::warn!(%url, "no JWKS keys at start; tokens signed with them are invalid until a refresh succeeds");
+        }
+        Ok(Some(jwks))
+    }
+
+    /// Creates the fetcher for a configured URL with an empty key set; call
+    /// [`Jwks::refresh`] to load the keys.
     pub(crate) fn new(url: String, http: OutboundClient, cooldown: Duration) -> Self {
         Jwks {
-            url,
+            discovered_for: None,
             http,
             cooldown,
             keys: RwLock::new(Arc::new(KeySet::default())),
             attempts: AtomicU64::new(0),
-            fetch: tokio::sync::Mutex::new(FetchState::default()),
+            fetch: tokio::sync::Mutex::new(FetchState {
+                url,
+                last_miss_fetch: None,
+            }),
         }
     }
 
@@ -308,12 +364,39 @@ impl Jwks {
         )
     }
 
-    /// Fetches the keys now (start-up and the periodic refresher), waiting
-    /// for a fetch already in flight to finish first. Returns how many usable
-    /// keys the new set holds; on error the previous keys stay in place.
+    /// Fetches the keys now (the periodic refresher), waiting for a fetch
+    /// already in flight to finish first; a discovered key set's URL is
+    /// looked up again before. Returns how many usable keys the new set
+    /// holds; on error the previous keys stay in place.
     pub(crate) async fn refresh(&self) -> Result<usize, String> {
-        let _fetching = self.fetch.lock().await;
-        self.fetch_and_store().await
+        let mut state = self.fetch.lock().await;
+        if let Some(issuer) = &self.discovered_for {
+            self.rediscover(issuer, &mut state).await;
+        }
+        self.fetch_and_store(&state.url).await
+    }
+
+    /// Fetches the keys from the current URL, without re-discovery (start-up,
+    /// right after discovery).
+    async fn load(&self) -> Result<usize, String> {
+        let state = self.fetch.lock().await;
+        self.fetch_and_store(&state.url).await
+    }
+
+    /// Reads the issuer's discovery document again and follows a changed
+    /// `jwks_uri`. A failure keeps the URL in use: the keys there are still
+    /// the best guess, and the failure is logged for the operator.
+    async fn rediscover(&self, issuer: &str, state: &mut FetchState) {
+        match discovery::discover(issuer, &self.http).await {
+            Ok(found) if found.jwks_uri != state.url => {
+                tracing::info!(%issuer, old = %state.url, new = %found.jwks_uri, "the identity provider moved its keys; following its jwks_uri");
+                state.url = found.jwks_uri;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%issuer, %error, url = %state.url, "OpenID Connect re-discovery failed; keeping the key set URL");
+            }
+        }
     }
 
     /// Called when no key fits a token. Fetches the keys again unless a
@@ -331,28 +414,28 @@ impl Jwks {
         let now = Instant::now();
         if let Some(last) = state.last_miss_fetch {
             if now.saturating_duration_since(last) < self.cooldown {
-                tracing::debug!(url = %self.url, "unknown JWT key id; JWKS refetch suppressed by cooldown");
+                tracing::debug!(url = %state.url, "unknown JWT key id; JWKS refetch suppressed by cooldown");
                 return self.current();
             }
         }
         state.last_miss_fetch = Some(now);
-        tracing::info!(url = %self.url, "unknown JWT key id; refetching JWKS");
+        tracing::info!(url = %state.url, "unknown JWT key id; refetching JWKS");
         // A failure is already logged, and the old keys are what the caller
         // retries with either way.
-        let _ = self.fetch_and_store().await;
+        let _ = self.fetch_and_store(&state.url).await;
         self.current()
     }
 
-    /// One fetch. The caller holds the fetch lock.
-    async fn fetch_and_store(&self) -> Result<usize, String> {
-        let result = self.fetch_once().await;
+    /// One fetch from `url`. The caller holds the fetch lock.
+    async fn fetch_and_store(&self, url: &str) -> Result<usize, String> {
+        let result = self.fetch_once(url).await;
         crate::metrics::jwks_refresh(result.is_ok());
         match &result {
             Ok(set) => {
-                tracing::debug!(url = %self.url, keys = set.len(), "JWKS refreshed");
+                tracing::debug!(%url, keys = set.len(), "JWKS refreshed");
             }
             Err(error) => {
-                tracing::warn!(url = %self.url, %error, "JWKS refresh failed; keeping the previous keys");
+                tracing::warn!(%url, %error, "JWKS refresh failed; keeping the previous keys");
             }
         }
         let result = result.map(|set| {
@@ -367,10 +450,10 @@ impl Jwks {
         result
     }
 
-    async fn fetch_once(&self) -> Result<KeySet, String> {
+    async fn fetch_once(&self, url: &str) -> Result<KeySet, String> {
         let response = self
             .http
-            .get(&self.url, &[], MAX_JWKS_BODY)
+            .get(url, &[], MAX_JWKS_BODY)
             .await
             .map_err(|e| e.to_string())?;
         if !response.status.is_success() {
@@ -394,8 +477,9 @@ mod tests {
     // Public parts of the shared throwaway test keys, as a provider would
     // publish them.
     use crate::auth::test_support::{
-        advance_clock, JwksServer, EC1_X as EC_X, EC1_Y as EC_Y, ED_X, RSA_N,
+        advance_clock, settings, JwksServer, EC1_X as EC_X, EC1_Y as EC_Y, ED_X, RSA_N,
     };
+    use paygate_testkit::{Reply, TestServer};
     use serde_json::json;
 
     fn rsa(kid: Option<&str>) -> serde_json::Value {
@@ -538,7 +622,7 @@ mod tests {
         let server = JwksServer::start(jwks(json!([rsa(Some("r1"))]))).await;
         let jwks_client = Jwks::new(
             server.url(),
-            OutboundClient::new(Duration::from_secs(5)),
+            OutboundClient::for_tests(Duration::from_secs(5)),
             Duration::from_secs(30),
         );
         assert_eq!(jwks_client.refresh().await, Ok(1));
@@ -563,12 +647,136 @@ mod tests {
         assert_eq!(server.hits(), 4);
     }
 
+    /// A provider on loopback publishing its discovery document (issuer: its
+    /// own URL) and two key sets, `/keys1` (kid `r1`) and `/keys2` (`r2`);
+    /// the document names `/keys1`.
+    async fn provider() -> (TestServer, String) {
+        let server = TestServer::routes([
+            (
+                "GET",
+                "/keys1",
+                Reply::new(200).body(jwks(json!([rsa(Some("r1"))]))),
+            ),
+            (
+                "GET",
+                "/keys2",
+                Reply::new(200).body(jwks(json!([rsa(Some("r2"))]))),
+            ),
+        ])
+        .await;
+        let issuer = server.url();
+        publish(&server, &issuer, "/keys1");
+        (server, issuer)
+    }
+
+    fn publish(server: &TestServer, issuer: &str, keys: &str) {
+        let document = json!({"issuer": issuer, "jwks_uri": format!("{}{keys}", server.url())});
+        server.route(
+            "GET",
+            "/.well-known/openid-configuration",
+            Reply::new(200).body(document.to_string()),
+        );
+    }
+
+    fn discovery_settings(issuer: &str) -> JwtSettings {
+        JwtSettings {
+            secret: None,
+            discovery: true,
+            issuer: Some(issuer.to_owned()),
+            ..settings(&[Algorithm::RS256])
+        }
+    }
+
+    fn has(jwks: &Jwks, kid: &str) -> bool {
+        matches!(
+            jwks.current().find(Algorithm::RS256, Some(kid)),
+            Lookup::Found(_)
+        )
+    }
+
+    #[tokio::test]
+    async fn discovery_finds_the_keys_and_refresh_follows_a_moved_jwks_uri() {
+        let (server, issuer) = provider().await;
+        let http = OutboundClient::for_tests(Duration::from_secs(5));
+        let jwks = Jwks::start(&discovery_settings(&issuer), http)
+            .await
+            .expect("discovery")
+            .expect("a key set");
+        assert!(has(&jwks, "r1"));
+
+        publish(&server, &issuer, "/keys2");
+        assert_eq!(jwks.refresh().await, Ok(1));
+        assert!(has(&jwks, "r2") && !has(&jwks, "r1"));
+
+        // A failed re-discovery keeps the URL in use: the keys still refresh.
+        server.route("GET", "/.well-known/openid-configuration", Reply::new(503));
+        let before = server.requests().len();
+        assert_eq!(jwks.refresh().await, Ok(1));
+        let paths: Vec<String> = server.requests()[before..]
+            .iter()
+            .map(|seen| seen.path().to_owned())
+            .collect();
+        assert_eq!(paths, ["/.well-known/openid-configuration", "/keys2"]);
+        assert!(has(&jwks, "r2"));
+
+        // An unknown kid refetches the keys, not the discovery document.
+        let before = server.requests().len();
+        let (seen, _) = jwks.snapshot();
+        jwks.refresh_on_miss(seen).await;
+        let paths: Vec<String> = server.requests()[before..]
+            .iter()
+            .map(|seen| seen.path().to_owned())
+            .collect();
+        assert_eq!(paths, ["/keys2"]);
+    }
+
+    #[tokio::test]
+    async fn discovery_failures_at_start_are_errors_that_say_why() {
+        let (server, issuer) = provider().await;
+        let http = || OutboundClient::for_tests(Duration::from_secs(5));
+
+        // The document speaks for the issuer without the trailing slash.
+        let slash = format!("{issuer}/");
+        let err = Jwks::start(&discovery_settings(&slash), http())
+            .await
+            .err()
+            .expect("issuer mismatch");
+        assert!(
+            err.contains(&format!(
+                "the provider says issuer {issuer:?} but jwt.issuer is {slash:?}"
+            )),
+            "{err}"
+        );
+
+        server.route("GET", "/.well-known/openid-configuration", Reply::new(404));
+        let err = Jwks::start(&discovery_settings(&issuer), http())
+            .await
+            .err()
+            .expect("no document");
+        assert!(
+            err.starts_with("jwt.discovery:") && err.contains("404"),
+            "{err}"
+        );
+
+        // Nothing listens on the port of a dropped server.
+        drop(server);
+        let err = Jwks::start(&discovery_settings(&issuer), http())
+            .await
+            .err()
+            .expect("unreachable");
+        assert!(
+            err.starts_with("jwt.discovery: cannot fetch")
+                && err.contains("/.well-known/openid-configuration"),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn misses_are_rate_limited_by_the_cooldown() {
         let server = JwksServer::start(jwks(json!([rsa(Some("r1"))]))).await;
         let jwks_client = Jwks::new(
             server.url(),
-            OutboundClient::new(Duration::from_secs(5)),
+            OutboundClient::for_tests(Duration::from_secs(5)),
             Duration::from_millis(300),
         );
         let (seen, _) = jwks_client.snapshot();

@@ -34,6 +34,8 @@
 //! - `identity.rs`: [`Identity`], [`AuthError`] and the user-id syntax;
 //! - `settings.rs`: [`JwtSettings`] and the static keys they yield;
 //! - `jwks.rs`: the identity provider's key set and its refresh;
+//! - `discovery.rs`: the key set's URL from the issuer's OpenID Connect
+//!   discovery document (`jwt.discovery`);
 //! - `mint.rs`: [`mint_token`], for `paygate token`.
 //!
 //! Time is always the caller's: verification takes `now` (unix seconds,
@@ -43,6 +45,7 @@
 
 mod cache;
 mod claims;
+mod discovery;
 mod extract;
 mod header;
 mod identity;

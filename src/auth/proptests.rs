@@ -100,7 +100,7 @@ fn harness() -> &'static Harness {
                 runtime
                     .block_on(Authenticator::new(
                         s.clone(),
-                        OutboundClient::new(Duration::from_secs(1)),
+                        OutboundClient::for_tests(Duration::from_secs(1)),
                     ))
                     .expect("authenticator")
             })

@@ -20,6 +20,10 @@ pub struct JwtSettings {
     pub public_key_pem: Option<Vec<u8>>,
     /// Where the identity provider publishes its keys (refreshed, kid-aware).
     pub jwks_url: Option<String>,
+    /// Find the key set through OpenID Connect discovery: the `jwks_uri` of
+    /// `{issuer}/.well-known/openid-configuration` (see `discovery.rs`).
+    /// The config module only sets it with an issuer and without `jwks_url`.
+    pub discovery: bool,
     /// Required `iss` value, when set.
     pub issuer: Option<String>,
     /// Required member of `aud`, when set.
@@ -48,6 +52,7 @@ impl fmt::Debug for JwtSettings {
                 &self.public_key_pem.as_ref().map(|k| k.len()),
             )
             .field("jwks_url", &self.jwks_url)
+            .field("discovery", &self.discovery)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
@@ -99,10 +104,10 @@ pub(super) fn static_keys(settings: &JwtSettings) -> Result<Vec<AlgorithmEntry>,
             Some(key)
         } else {
             let key = public_keys.iter().find(|k| k.family() == family).cloned();
-            if key.is_none() && settings.jwks_url.is_none() {
+            if key.is_none() && settings.jwks_url.is_none() && !settings.discovery {
                 return Err(format!(
                     "jwt.algorithms: {alg:?} is allowed but neither a public key of that type \
-                     (public_key_file) nor jwks_url is configured"
+                     (public_key_file) nor jwks_url (nor discovery) is configured"
                 ));
             }
             key
@@ -147,7 +152,7 @@ mod tests {
 
     #[tokio::test]
     async fn new_refuses_broken_static_key_settings() {
-        let http = || OutboundClient::new(Duration::from_secs(1));
+        let http = || OutboundClient::for_tests(Duration::from_secs(1));
         let cases = [
             settings(&[]),
             JwtSettings {

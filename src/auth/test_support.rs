@@ -105,6 +105,7 @@ pub(super) fn settings(algorithms: &[Algorithm]) -> JwtSettings {
         secret: Some(SECRET.to_vec()),
         public_key_pem: None,
         jwks_url: None,
+        discovery: false,
         issuer: None,
         audience: None,
         leeway: 0,
@@ -132,7 +133,7 @@ pub(super) fn jwks_settings(url: String, algorithms: &[Algorithm]) -> JwtSetting
 }
 
 pub(super) async fn authenticator(settings: JwtSettings) -> Authenticator {
-    Authenticator::new(settings, OutboundClient::new(Duration::from_secs(5)))
+    Authenticator::new(settings, OutboundClient::for_tests(Duration::from_secs(5)))
         .await
         .expect("authenticator")
 }

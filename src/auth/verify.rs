@@ -48,27 +48,15 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Builds key material; when jwks_url is set, fetches it once (an error is
-    /// returned only for static-key problems; a JWKS fetch failure at start is
+    /// Builds key material; when jwks_url is set or discovery finds it,
+    /// fetches the keys once (an error is returned for static-key problems and
+    /// a failed discovery; a JWKS fetch failure at start is
     /// logged with tracing::warn and retried by the refresher, tokens fail as
     /// Invalid until keys exist).
     pub async fn new(settings: JwtSettings, http: OutboundClient) -> Result<Self, String> {
         let algorithms = static_keys(&settings)?;
 
-        let jwks = match &settings.jwks_url {
-            Some(url) => {
-                if url.starts_with("http://") {
-                    tracing::warn!(%url, "jwt.jwks_url uses plain http: the keys can be tampered with in transit");
-                }
-                let jwks = Arc::new(Jwks::new(url.clone(), http, settings.jwks_cooldown));
-                if jwks.refresh().await.is_err() {
-                    // The failure itself is logged by the fetch.
-                    tracing::warn!(%url, "no JWKS keys at start; tokens signed with them are invalid until a refresh succeeds");
-                }
-                Some(jwks)
-            }
-            None => None,
-        };
+        let jwks = Jwks::start(&settings, http).await?;
 
         Ok(Authenticator {
             settings,

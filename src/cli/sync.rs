@@ -60,11 +60,11 @@ pub(super) async fn run(config: Config, dry_run: bool) -> ExitCode {
         ));
     }
 
-    let api = StripeApi::new(
-        &stripe.api_base,
-        &api_key,
-        OutboundClient::new(REQUEST_TIMEOUT),
-    );
+    let http = match OutboundClient::new(REQUEST_TIMEOUT, &config.outbound) {
+        Ok(http) => http,
+        Err(e) => return fail(&e),
+    };
+    let api = StripeApi::new(&stripe.api_base, &api_key, http);
     let options = SyncOptions {
         dry_run,
         user_metadata_keys: stripe.user_metadata_keys.clone(),

@@ -21,6 +21,7 @@ use toml::{Table, Value};
 
 use crate::auth::JwtSettings;
 use crate::entitlement::{AccessRules, SubscriptionStatus};
+use crate::outbound::OutboundConfig;
 use crate::routes::{self, Policy, Route, RouteTable};
 
 pub(crate) use reader::ConfigError;
@@ -42,6 +43,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub log: LogConfig,
     pub headers: IdentityHeaders,
+    /// `[outbound]`: whom control-plane HTTPS calls trust.
+    pub outbound: OutboundConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +273,7 @@ impl Config {
         let admin = compile_admin(&root, &ctx, &mut errors);
         let log = compile_log(&root, &mut errors);
         let headers = compile_headers(&root, &mut errors);
+        let outbound = compile_outbound(&root, &ctx, &mut errors);
 
         if let Some(Some(stripe)) = &stripe {
             if stripe.webhook_path.starts_with("/_paygate/") {
@@ -281,7 +285,7 @@ impl Config {
         }
 
         match (
-            server, upstream, jwt, store, stripe, access, routes, admin, log, headers,
+            server, upstream, jwt, store, stripe, access, routes, admin, log, headers, outbound,
         ) {
             (
                 Some(server),
@@ -294,6 +298,7 @@ impl Config {
                 Some(admin),
                 Some(log),
                 Some(headers),
+                Some(outbound),
             ) if errors.0.is_empty() => Ok(Config {
                 server,
                 upstream,
@@ -305,6 +310,7 @@ impl Config {
                 admin,
                 log,
                 headers,
+                outbound,
             }),
             _ => {
                 if errors.0.is_empty() {
@@ -393,7 +399,7 @@ pub(crate) fn redact_url(url: &str) -> String {
 
 const KNOWN_SECTIONS: &[&str] = &[
     "server", "upstream", "jwt", "store", "stripe", "access", "routes", "plans", "admin", "log",
-    "headers",
+    "headers", "outbound",
 ];
 
 struct Ctx<'a> {
@@ -587,9 +593,25 @@ fn compile_jwt(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<JwtSe
     use jsonwebtoken::Algorithm;
     let mut s = Section::from_root(root, "jwt", errors);
     let mut ok = true;
-    let names = s
-        .string_list("algorithms", errors)
-        .unwrap_or_else(|| vec!["HS256".into()]);
+    let listed = s.string_list("algorithms", errors);
+    // Keys that come only from the identity provider's key set (no secret, no
+    // static key) decide the algorithms themselves: an RSA key verifies RS*
+    // and PS*, an EC key ES*, an Ed25519 key EdDSA, and a key's own `alg`
+    // narrows that further. So without an explicit list every asymmetric
+    // algorithm is allowed, and HS* never is.
+    let keys_from_jwks_only = (s.has("jwks_url") || s.has("discovery"))
+        && !(s.has("secret") || s.has("secret_env") || s.has("public_key_file"));
+    let names = listed.unwrap_or_else(|| {
+        if keys_from_jwks_only {
+            [
+                "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+            ]
+            .map(String::from)
+            .to_vec()
+        } else {
+            vec!["HS256".into()]
+        }
+    });
     let mut algorithms = Vec::new();
     for (i, name) in names.iter().enumerate() {
         match Algorithm::from_str(name) {
@@ -625,6 +647,20 @@ fn compile_jwt(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<JwtSe
             errors.push("jwt.jwks_url", format!("{url:?} is not an http(s) URL"));
         }
     }
+    let discovery = s.bool("discovery", errors).unwrap_or(false);
+    let issuer = s.string("issuer", errors);
+    if discovery {
+        ok &= check_discovery(
+            issuer.as_deref(),
+            [
+                ("jwks_url", s.has("jwks_url")),
+                ("public_key_file", s.has("public_key_file")),
+                ("secret", s.has("secret")),
+                ("secret_env", s.has("secret_env")),
+            ],
+            errors,
+        );
+    }
     let is_hs = |a: &Algorithm| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
     if algorithms.iter().any(is_hs) && secret.is_none() {
         ok = false;
@@ -633,9 +669,13 @@ fn compile_jwt(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<JwtSe
             "an HS* algorithm is allowed but no secret is configured (secret or secret_env)",
         );
     }
-    if algorithms.iter().any(|a| !is_hs(a)) && public_key_pem.is_none() && jwks_url.is_none() {
+    if algorithms.iter().any(|a| !is_hs(a))
+        && public_key_pem.is_none()
+        && jwks_url.is_none()
+        && !discovery
+    {
         ok = false;
-        errors.push("jwt.algorithms", "an asymmetric algorithm is allowed but neither public_key_file nor jwks_url is configured");
+        errors.push("jwt.algorithms", "an asymmetric algorithm is allowed but neither public_key_file nor jwks_url (nor issuer with discovery = true) is configured");
     }
     if secret.as_ref().is_some_and(|s| s.len() < 16) {
         errors.push(
@@ -643,7 +683,6 @@ fn compile_jwt(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<JwtSe
             "is shorter than 16 bytes; use a long random secret",
         );
     }
-    let issuer = s.string("issuer", errors);
     let audience = s.string("audience", errors);
     let leeway = s.duration("leeway", Duration::from_secs(30), errors);
     let user_claim = s
@@ -664,6 +703,7 @@ fn compile_jwt(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<JwtSe
         secret: secret.map(String::into_bytes),
         public_key_pem,
         jwks_url,
+        discovery,
         issuer,
         audience,
         leeway: leeway?.as_secs(),
@@ -672,6 +712,79 @@ fn compile_jwt(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<JwtSe
         jwks_refresh: jwks_refresh?,
         jwks_cooldown: jwks_cooldown?,
     })
+}
+
+/// The rules of `jwt.discovery = true`: the keys come from the issuer's
+/// discovery document, so `jwt.issuer` must be an http(s) URL and no other
+/// key source (`others`: each key with whether it is set) may compete with
+/// it. Returns whether they all hold.
+fn check_discovery<const N: usize>(
+    issuer: Option<&str>,
+    others: [(&str, bool); N],
+    errors: &mut Errors,
+) -> bool {
+    let mut ok = true;
+    match issuer {
+        None => {
+            ok = false;
+            errors.push(
+                "jwt.discovery",
+                "needs jwt.issuer: the keys are found from the issuer's /.well-known/openid-configuration",
+            );
+        }
+        Some(issuer) => {
+            let is_url = (issuer.starts_with("https://") || issuer.starts_with("http://"))
+                && issuer
+                    .parse::<http::Uri>()
+                    .is_ok_and(|uri| uri.host().is_some_and(|h| !h.is_empty()));
+            if !is_url || issuer.contains(['?', '#']) {
+                ok = false;
+                errors.push(
+                    "jwt.issuer",
+                    format!(
+                        "{issuer:?} is not an http(s) URL without query or fragment, which discovery = true needs"
+                    ),
+                );
+            }
+        }
+    }
+    let set: Vec<&str> = others
+        .iter()
+        .filter(|(_, is_set)| *is_set)
+        .map(|(key, _)| *key)
+        .collect();
+    if !set.is_empty() {
+        ok = false;
+        errors.push(
+            "jwt.discovery",
+            format!(
+                "discovery = true takes the keys from the identity provider; remove {}",
+                set.iter()
+                    .map(|key| format!("jwt.{key}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    ok
+}
+
+/// `[outbound]`: extra certificate authorities for control-plane HTTPS
+/// (identity provider, Stripe API). The file is read here too, so that
+/// `check-config` reports an unreadable or empty one.
+fn compile_outbound(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<OutboundConfig> {
+    let mut s = Section::from_root(root, "outbound", errors);
+    let ca_file = s.string("ca_file", errors).map(|f| ctx.resolve(&f));
+    s.finish(errors);
+    if let Some(path) = &ca_file {
+        if let Err(e) = crate::outbound::read_ca_file(path) {
+            // The message already starts with the key.
+            let message = e.strip_prefix("outbound.ca_file: ").unwrap_or(&e);
+            errors.push("outbound.ca_file", message);
+            return None;
+        }
+    }
+    Some(OutboundConfig { ca_file })
 }
 
 fn compile_store(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<StoreConfig> {

@@ -329,3 +329,105 @@ fn production_redis_mistakes_are_named_by_key() {
         );
     }
 }
+
+#[test]
+fn issuer_with_discovery_is_enough_and_allows_the_asymmetric_algorithms() {
+    let c = compile(
+        "[upstream]\nurl = \"http://127.0.0.1:8000\"\n[jwt]\nissuer = \"https://id.example.com/\"\ndiscovery = true\n",
+    )
+    .unwrap();
+    assert!(c.jwt.discovery);
+    assert_eq!(c.jwt.issuer.as_deref(), Some("https://id.example.com/"));
+    assert!(c.jwt.secret.is_none() && c.jwt.jwks_url.is_none());
+    use jsonwebtoken::Algorithm::*;
+    assert_eq!(
+        c.jwt.algorithms,
+        vec![RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA]
+    );
+    // A configured jwks_url alone gets the same default.
+    let c = compile(
+        "[upstream]\nurl = \"http://127.0.0.1:8000\"\n[jwt]\njwks_url = \"https://id.example.com/jwks\"\n",
+    )
+    .unwrap();
+    assert!(!c.jwt.discovery);
+    assert!(c
+        .jwt
+        .algorithms
+        .iter()
+        .all(|a| !matches!(a, HS256 | HS384 | HS512)));
+    // An explicit list still wins.
+    let c = compile(
+        "[upstream]\nurl = \"http://127.0.0.1:8000\"\n[jwt]\nissuer = \"https://id.example.com\"\ndiscovery = true\nalgorithms = [\"ES256\"]\n",
+    )
+    .unwrap();
+    assert_eq!(c.jwt.algorithms, vec![ES256]);
+}
+
+#[test]
+fn discovery_mistakes_are_named_by_key() {
+    let base = "[upstream]\nurl = \"http://127.0.0.1:8000\"\n[jwt]\ndiscovery = true\n";
+    let cases = [
+        ("", "jwt.discovery", "needs jwt.issuer"),
+        (
+            "issuer = \"https://id.example.com\"\njwks_url = \"https://id.example.com/jwks\"\n",
+            "jwt.discovery",
+            "jwt.jwks_url",
+        ),
+        (
+            "issuer = \"https://id.example.com\"\npublic_key_file = \"Cargo.toml\"\n",
+            "jwt.discovery",
+            "jwt.public_key_file",
+        ),
+        (
+            "issuer = \"https://id.example.com\"\nsecret_env = \"PAYGATE_JWT_SECRET\"\n",
+            "jwt.discovery",
+            "jwt.secret_env",
+        ),
+        ("issuer = \"id.example.com\"\n", "jwt.issuer", "http(s) URL"),
+        (
+            "issuer = \"https://id.example.com/?tenant=1\"\n",
+            "jwt.issuer",
+            "http(s) URL",
+        ),
+    ];
+    for (lines, key, words) in cases {
+        let text = format!("{base}{lines}");
+        let err = compile(&text).expect_err(lines);
+        assert!(
+            err.0
+                .iter()
+                .any(|e| e.key == key && e.message.contains(words)),
+            "{lines:?}: expected {key}: ...{words}..., got {err}"
+        );
+    }
+    let err = compile("[upstream]\nurl = \"http://127.0.0.1:8000\"\n[jwt]\ndiscovery = \"yes\"\n")
+        .expect_err("not a bool");
+    assert!(keys(err).iter().any(|k| k == "jwt.discovery"));
+}
+
+#[test]
+fn outbound_ca_file_is_resolved_read_and_must_hold_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = paygate_testkit::tls::generate(dir.path());
+    let text = format!("{MINIMAL}[outbound]\nca_file = \"ca.pem\"\n");
+    let c = Config::compile(&text, dir.path(), &env).unwrap();
+    assert_eq!(c.outbound.ca_file.as_deref(), Some(tls.ca_cert.as_path()));
+    assert!(compile(MINIMAL).unwrap().outbound.ca_file.is_none());
+
+    for (file, words) in [
+        ("missing.pem", "cannot read"),
+        // A key is PEM, but not a certificate.
+        ("server.key", "no certificate"),
+    ] {
+        let text = format!("{MINIMAL}[outbound]\nca_file = \"{file}\"\n");
+        let err = Config::compile(&text, dir.path(), &env).expect_err(file);
+        assert!(
+            err.0
+                .iter()
+                .any(|e| e.key == "outbound.ca_file" && e.message.contains(words)),
+            "{file}: {err}"
+        );
+    }
+    let err = compile(&format!("{MINIMAL}[outbound]\nca_fil = \"ca.pem\"\n")).expect_err("typo");
+    assert!(keys(err).iter().any(|k| k.starts_with("outbound.ca_fil")));
+}

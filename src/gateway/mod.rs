@@ -123,8 +123,11 @@ impl Gateway {
         draining: Arc<AtomicBool>,
         previous: Option<&Gateway>,
     ) -> Result<Gateway, String> {
-        let http = crate::outbound::OutboundClient::new(std::time::Duration::from_secs(10));
-        let auth = Arc::new(Authenticator::new(config.jwt.clone(), http).await?);
+        let http = crate::outbound::OutboundClient::new(
+            std::time::Duration::from_secs(10),
+            &config.outbound,
+        )?;
+        let auth = Arc::new(Authenticator::new(config.jwt.clone(), http.clone()).await?);
         auth.spawn_refresher();
         let entitlements = match previous {
             Some(previous) if same_cache(&previous.config, &config) => {
@@ -143,7 +146,12 @@ impl Gateway {
             }
         };
         let webhook = config.stripe.clone().map(|stripe| {
-            WebhookEndpoint::new(stripe, Applier::new(store.clone()), entitlements.clone())
+            WebhookEndpoint::new(
+                stripe,
+                Applier::new(store.clone()),
+                entitlements.clone(),
+                &http,
+            )
         });
         let upstream = Upstream::new(&config.upstream);
         let labels = config

@@ -589,7 +589,7 @@ mod tests {
         StripeApi::new(
             &format!("http://{addr}/"),
             KEY,
-            OutboundClient::new(Duration::from_secs(5)),
+            OutboundClient::for_tests(Duration::from_secs(5)),
         )
         .with_retry(fast)
     }
@@ -635,7 +635,7 @@ mod tests {
         let api = StripeApi::new(
             "http://127.0.0.1:1",
             KEY,
-            OutboundClient::new(Duration::from_secs(1)),
+            OutboundClient::for_tests(Duration::from_secs(1)),
         );
         assert!(!format!("{api:?}").contains(KEY));
     }

@@ -73,19 +73,21 @@ pub(crate) struct WebhookEndpoint {
 }
 
 impl WebhookEndpoint {
-    /// The endpoint for `config`, with a Stripe API client when it has a key.
-    pub(crate) fn new(config: StripeConfig, applier: Applier, cache: EntitlementCache) -> Self {
+    /// The endpoint for `config`, with a Stripe API client (on `http`'s
+    /// connection pool) when it has a key.
+    pub(crate) fn new(
+        config: StripeConfig,
+        applier: Applier,
+        cache: EntitlementCache,
+        http: &OutboundClient,
+    ) -> Self {
         let stripe_api = config
             .api_key
             .as_deref()
             .filter(|key| !key.is_empty())
             .map(|key| {
-                StripeApi::new(
-                    &config.api_base,
-                    key,
-                    OutboundClient::new(STRIPE_API_TIMEOUT),
-                )
-                .with_retry(RetryPolicy::WEBHOOK)
+                StripeApi::new(&config.api_base, key, http.with_timeout(STRIPE_API_TIMEOUT))
+                    .with_retry(RetryPolicy::WEBHOOK)
             });
         let reading = Semaphore::new(config.max_concurrent);
         WebhookEndpoint {

@@ -8,10 +8,15 @@
 //! need in a [`Log`]. Either way the server listens on `127.0.0.1:0`, counts the
 //! connections it accepts, and stops accepting when dropped. It must stay a
 //! well-behaved hyper server: byte-exact misbehaviour belongs in raw sockets.
+//!
+//! [`TestServer::start_tls`] and [`TestServer::routes_tls`] serve the same over
+//! HTTPS with a certificate from [`crate::tls::generate`], for clients that must
+//! trust (or refuse) a CA made in the test.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +32,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
 
 use crate::DEADLINE;
 
@@ -176,6 +183,8 @@ type Routes = Mutex<Vec<(String, String, Reply)>>;
 /// A running server on `127.0.0.1:0`. Stops accepting when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// `"http"`, or `"https"` for a TLS server.
+    scheme: &'static str,
     connections: Arc<AtomicUsize>,
     routes: Arc<Routes>,
     seen: Arc<Log<Seen>>,
@@ -196,7 +205,30 @@ impl TestServer {
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<Body>> + Send + 'static,
     {
-        TestServer::serve(Arc::default(), Arc::default(), handler).await
+        TestServer::serve(Arc::default(), Arc::default(), None, handler).await
+    }
+
+    /// [`TestServer::start`] over HTTPS (HTTP/1.1), with the PEM certificate
+    /// chain at `cert_pem` and its key at `key_pem` (such as
+    /// [`crate::TlsFiles::server_cert`] and `server_key`). A client that
+    /// refuses the certificate just sees its handshake fail.
+    pub async fn start_tls<F, Fut>(cert_pem: &Path, key_pem: &Path, handler: F) -> TestServer
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Body>> + Send + 'static,
+    {
+        let acceptor = tls_acceptor(cert_pem, key_pem);
+        TestServer::serve(Arc::default(), Arc::default(), Some(acceptor), handler).await
+    }
+
+    /// [`TestServer::routes`] over HTTPS, with the certificate and key of
+    /// [`TestServer::start_tls`].
+    pub async fn routes_tls<'a>(
+        cert_pem: &Path,
+        key_pem: &Path,
+        routes: impl IntoIterator<Item = (&'a str, &'a str, Reply)>,
+    ) -> TestServer {
+        TestServer::with_routes(Some(tls_acceptor(cert_pem, key_pem)), routes).await
     }
 
     /// Answers each `(method, path, reply)` route with its reply (after reading
@@ -204,10 +236,17 @@ impl TestServer {
     pub async fn routes<'a>(
         routes: impl IntoIterator<Item = (&'a str, &'a str, Reply)>,
     ) -> TestServer {
+        TestServer::with_routes(None, routes).await
+    }
+
+    async fn with_routes<'a>(
+        tls: Option<TlsAcceptor>,
+        routes: impl IntoIterator<Item = (&'a str, &'a str, Reply)>,
+    ) -> TestServer {
         let table: Arc<Routes> = Arc::default();
         let seen: Arc<Log<Seen>> = Arc::default();
         let (answer_table, answer_seen) = (table.clone(), seen.clone());
-        let server = TestServer::serve(table, seen, move |req| {
+        let server = TestServer::serve(table, seen, tls, move |req| {
             answer(answer_table.clone(), answer_seen.clone(), req)
         })
         .await;
@@ -224,9 +263,9 @@ impl TestServer {
         routes.push((method.to_string(), path.to_string(), reply));
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` for a TLS server.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// How many TCP connections the server has accepted (pool reuse shows here).
@@ -247,7 +286,12 @@ impl TestServer {
         })
     }
 
-    async fn serve<F, Fut>(routes: Arc<Routes>, seen: Arc<Log<Seen>>, handler: F) -> TestServer
+    async fn serve<F, Fut>(
+        routes: Arc<Routes>,
+        seen: Arc<Log<Seen>>,
+        tls: Option<TlsAcceptor>,
+        handler: F,
+    ) -> TestServer
     where
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<Body>> + Send + 'static,
@@ -259,29 +303,62 @@ impl TestServer {
         let connections = Arc::new(AtomicUsize::new(0));
         let handler = Arc::new(handler);
         let accepted = connections.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let accept = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let handler = handler.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let response = handler(req);
                         async move { Ok::<_, Infallible>(response.await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        // A failed handshake (the client refused the
+                        // certificate) just ends the connection.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                    }
                 });
             }
         });
         TestServer {
             addr,
+            scheme,
             connections,
             routes,
             seen,
             accept,
         }
     }
+}
+
+/// A TLS acceptor (HTTP/1.1 over ALPN) for the PEM chain and key files.
+fn tls_acceptor(cert_pem: &Path, key_pem: &Path) -> TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert_pem)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .unwrap_or_else(|e| panic!("read the certificate {}: {e}", cert_pem.display()));
+    let key = PrivateKeyDer::from_pem_file(key_pem)
+        .unwrap_or_else(|e| panic!("read the key {}: {e}", key_pem.display()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("a usable certificate and key");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsAcceptor::from(Arc::new(config))
 }
 
 /// The route handler: read and record the request, then answer its route.

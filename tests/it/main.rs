@@ -12,6 +12,7 @@ mod billing_repros;
 mod cli;
 mod hardening;
 mod layers;
+mod oidc;
 mod paths;
 mod paywall;
 mod proxy;
