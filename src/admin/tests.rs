@@ -453,7 +453,7 @@ fn refused_deliveries_are_merged_in_by_time_with_their_reason() {
         result: "applied".into(),
         at,
     };
-    let refusal = |reason: &str, at| crate::store::RefusedDelivery {
+    let refusal = |reason: &str, at| RefusedDelivery {
         reason: reason.into(),
         event_id: None,
         event_type: None,
