@@ -471,7 +471,12 @@ fn refused_deliveries_are_merged_in_by_time_with_their_reason() {
         .collect();
     assert_eq!(
         order,
-        ["no_matching_signature", "evt_3", "timestamp_out_of_tolerance", "evt_1"]
+        [
+            "no_matching_signature",
+            "evt_3",
+            "timestamp_out_of_tolerance",
+            "evt_1"
+        ]
     );
     assert_eq!(list[0]["result"], "refused");
     assert_eq!(list[0]["event_id"], Value::Null);

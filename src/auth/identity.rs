@@ -111,7 +111,7 @@ impl AuthError {
         tracing::info!(
             target: "paygate::auth",
             reason = %self.reason(),
-            detail = self.detail(),
+            detail = %self.detail(),
             "token refused"
         );
     }

@@ -15,6 +15,7 @@ mod layers;
 mod paths;
 mod paywall;
 mod proxy;
+mod reasons;
 mod redis_cluster;
 mod redis_sentinel;
 mod redis_store;
