@@ -433,7 +433,15 @@ impl Gateway {
         let verified = match (policy, credential) {
             (Policy::Public, Credential::None | Credential::Ambiguous) => return Ok(None),
             (Policy::Public, Credential::Token(token)) => {
-                return Ok(self.auth.verify(token).await.ok())
+                return Ok(match self.auth.verify(token).await {
+                    Ok(identity) => Some(identity),
+                    // Not a refusal (the request goes on anonymously), but
+                    // an operator debugging a login wants to see why.
+                    Err(error) => {
+                        tracing::debug!(target: "paygate::auth", reason = %error.reason(), detail = %error.detail(), "token ignored on a public route");
+                        None
+                    }
+                });
             }
             (_, credential) => match credential.required() {
                 Ok(token) => self.auth.verify(token).await,
