@@ -410,3 +410,51 @@ async fn refused_webhooks_are_logged_and_listed_with_their_reason() {
         );
     }
 }
+
+/// On Redis, refusals land in their own capped list; with the store frozen or
+/// gone a forged delivery still gets its `400` (the write is off the answer's
+/// path and its failure changes nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_on_redis_are_listed_apart_and_a_dead_store_changes_no_answer() {
+    let (mut redis, _up, gw) = redis_world(|c| {
+        c.set_str("log.format", "json")
+            .set_str("admin.listen", "127.0.0.1:0")
+            .set_str("admin.token", ADMIN_TOKEN)
+    })
+    .await;
+    let admin = admin_addr(&gw).await;
+    let body = br#"{"id":"evt_forged","object":"event","type":"customer.updated"}"#;
+    let forged = || {
+        stripe::webhook_request(
+            body,
+            &stripe::signature(body, "whsec_forged_0123456789abcdef", now()),
+        )
+    };
+    assert_error(&gw.send(forged()).await, 400, "BAD_SIGNATURE");
+    let deadline = Instant::now() + DEADLINE;
+    while redis.keys("e2e:refused").is_empty() {
+        assert!(Instant::now() < deadline, "no refused list in Redis");
+        // Polling interval for the background write, not a synchronization.
+        sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        redis.keys("e2e:deliveries").is_empty(),
+        "a refusal is no delivery"
+    );
+    let list = deliveries(admin).await;
+    assert_eq!(list.len(), 1, "{list:#?}");
+    assert_eq!(list[0]["result"], "refused");
+    assert_eq!(list[0]["reason"], "no_matching_signature");
+    assert_eq!(list[0]["event_id"], Value::Null, "unverified: nothing kept");
+
+    redis.freeze();
+    assert_error(&gw.send(forged()).await, 400, "BAD_SIGNATURE");
+    redis.thaw();
+    redis.stop();
+    assert_error(&gw.send(forged()).await, 400, "BAD_SIGNATURE");
+    assert_error(
+        &gw.send(post(WEBHOOK_PATH, body.to_vec())).await,
+        400,
+        "BAD_SIGNATURE",
+    );
+}
