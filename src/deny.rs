@@ -72,7 +72,7 @@ impl From<AuthError> for Deny {
         match error {
             AuthError::Missing => Deny::Unauthenticated,
             AuthError::Expired => Deny::TokenExpired,
-            AuthError::Invalid(reason) => Deny::InvalidToken(reason),
+            AuthError::Invalid { reason, .. } => Deny::InvalidToken(reason.as_str()),
         }
     }
 }

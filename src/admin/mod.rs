@@ -8,7 +8,7 @@
 //! | `GET /users/{id}` | yes | stored entitlement, the decision it gives now, the audit trail |
 //! | `PUT /users/{id}/override` | yes | comp access: `{"until", "reason", "features"?}` |
 //! | `DELETE /users/{id}/override` | yes | ends it |
-//! | `GET /webhooks/deliveries?limit=N` | yes | what Stripe sent, newest first |
+//! | `GET /webhooks/deliveries?limit=N` | yes | what Stripe sent, newest first, refused deliveries with their reason among them |
 //! | `GET /customers/unlinked?cursor=C&limit=N` | yes | customers with events but no user, a page at a time |
 //! | `PUT /customers/{id}/link` | yes | operator link: `{"user", "reason"}` (in `customers.rs`) |
 //!
@@ -39,7 +39,7 @@ use crate::deny::json_response;
 use crate::gateway::endpoints::readiness;
 use crate::gateway::Live;
 use crate::routes::path::hex_value;
-use crate::store::{StoreError, DELIVERIES_KEPT};
+use crate::store::{Delivery, RefusedDelivery, StoreError, DELIVERIES_KEPT, REFUSALS_KEPT};
 use crate::webhook::body::ReadError;
 
 use users::{write_override, OverrideChange, UserView};
@@ -277,6 +277,36 @@ fn unlinked_paging(query: Option<&str>) -> Result<(u64, usize), AdminError> {
     Ok((cursor, limit))
 }
 
+/// The deliveries and the refused deliveries (two lists, each newest first) as
+/// one list, newest first, at most `limit` entries. A refusal reads
+/// `"result": "refused"` with its `reason`; its event id and type are `null`
+/// unless the body's signature verified.
+fn merge_deliveries(
+    deliveries: &[Delivery],
+    refused: &[RefusedDelivery],
+    limit: usize,
+) -> Vec<serde_json::Value> {
+    let (mut delivered, mut refused) = (deliveries.iter().peekable(), refused.iter().peekable());
+    let mut list = Vec::with_capacity(limit.min(deliveries.len() + refused.len()));
+    while list.len() < limit {
+        let refusal_next = match (delivered.peek(), refused.peek()) {
+            (Some(d), Some(r)) => r.at > d.at,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+            (None, None) => break,
+        };
+        let entry = if refusal_next {
+            let Some(r) = refused.next() else { break };
+            json!({"event_id": r.event_id, "type": r.event_type, "result": "refused", "reason": r.reason, "at": rfc3339(Some(r.at))})
+        } else {
+            let Some(d) = delivered.next() else { break };
+            json!({"event_id": d.event_id, "type": d.event_type, "result": d.result, "at": rfc3339(Some(d.at))})
+        };
+        list.push(entry);
+    }
+    list
+}
+
 /// `?limit=N` for the deliveries list: 1..=DELIVERIES_KEPT, default 100.
 fn deliveries_limit(query: Option<&str>) -> Result<usize, AdminError> {
     let Some(value) = query
@@ -442,10 +472,8 @@ impl AdminApi {
             Route::Deliveries => {
                 let limit = deliveries_limit(request.uri().query())?;
                 let deliveries = store.recent_deliveries(limit).await?;
-                let list: Vec<_> = deliveries
-                    .iter()
-                    .map(|d| json!({"event_id": d.event_id, "type": d.event_type, "result": d.result, "at": rfc3339(Some(d.at))}))
-                    .collect();
+                let refused = store.recent_refusals(limit.min(REFUSALS_KEPT)).await?;
+                let list = merge_deliveries(&deliveries, &refused, limit);
                 Ok(json_response(StatusCode::OK, &json!({"deliveries": list})))
             }
             Route::CustomerLink(customer) => {

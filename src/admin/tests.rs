@@ -444,3 +444,44 @@ async fn unlinked_customers_are_paged_with_a_cursor() {
         );
     }
 }
+
+#[test]
+fn refused_deliveries_are_merged_in_by_time_with_their_reason() {
+    let delivery = |id: &str, at| Delivery {
+        event_id: id.into(),
+        event_type: "customer.updated".into(),
+        result: "applied".into(),
+        at,
+    };
+    let refusal = |reason: &str, at| RefusedDelivery {
+        reason: reason.into(),
+        event_id: None,
+        event_type: None,
+        at,
+    };
+    let deliveries = [delivery("evt_3", 30), delivery("evt_1", 10)];
+    let refused = [
+        refusal("no_matching_signature", 40),
+        refusal("timestamp_out_of_tolerance", 20),
+    ];
+    let list = merge_deliveries(&deliveries, &refused, 10);
+    let order: Vec<&str> = list
+        .iter()
+        .map(|d| d["reason"].as_str().or(d["event_id"].as_str()).unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "no_matching_signature",
+            "evt_3",
+            "timestamp_out_of_tolerance",
+            "evt_1"
+        ]
+    );
+    assert_eq!(list[0]["result"], "refused");
+    assert_eq!(list[0]["event_id"], Value::Null);
+    assert_eq!(list[0]["type"], Value::Null);
+    assert_eq!(list[1].get("reason"), None);
+    assert_eq!(merge_deliveries(&deliveries, &refused, 3).len(), 3);
+    assert!(merge_deliveries(&[], &[], 10).is_empty());
+}

@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::identity::{is_valid_user_id, AuthError, Identity};
+use super::identity::{is_valid_user_id, loggable, AuthError, Identity, TokenReason};
 use super::settings::JwtSettings;
 use super::token::with_b64_decoded;
 
@@ -50,50 +50,101 @@ pub(super) fn read_claims(
         deserializer.end()?;
         Ok::<_, serde_json::Error>(found)
     })
-    .ok_or(AuthError::Invalid("malformed token"))?
-    .map_err(|_| AuthError::Invalid("malformed claims"))?;
+    .ok_or(AuthError::invalid(
+        TokenReason::Malformed,
+        "payload is not base64url",
+    ))?
+    .map_err(|_| AuthError::invalid(TokenReason::Malformed, "payload is not a JSON object"))?;
 
     if found.duplicate {
-        return Err(AuthError::Invalid("duplicate claim"));
+        return Err(AuthError::invalid(
+            TokenReason::Malformed,
+            "a registered or the user claim appears twice",
+        ));
     }
     let user_id = found
         .user
-        .ok_or(AuthError::Invalid("missing user claim"))?
+        .ok_or(AuthError::invalid(
+            TokenReason::UserClaimInvalid,
+            "no user claim",
+        ))?
         .into_user_id()
-        .map_err(AuthError::Invalid)?;
+        .map_err(|detail| AuthError::invalid(TokenReason::UserClaimInvalid, detail))?;
     let expires_at = found
         .exp
-        .ok_or(AuthError::Invalid("missing exp"))?
+        .ok_or(AuthError::invalid(TokenReason::Malformed, "no exp"))?
         .numeric_date()
-        .ok_or(AuthError::Invalid("malformed exp"))?;
+        .ok_or(AuthError::invalid(
+            TokenReason::Malformed,
+            "exp is not a NumericDate",
+        ))?;
     let leeway = i64::try_from(settings.leeway).unwrap_or(i64::MAX);
     if let Some(nbf) = found.nbf {
-        let nbf = nbf
-            .numeric_date()
-            .ok_or(AuthError::Invalid("malformed nbf"))?;
+        let nbf = nbf.numeric_date().ok_or(AuthError::invalid(
+            TokenReason::Malformed,
+            "nbf is not a NumericDate",
+        ))?;
         if nbf > now.saturating_add(leeway) {
-            return Err(AuthError::Invalid("token not yet valid"));
+            return Err(AuthError::invalid_with(
+                TokenReason::NotYetValid,
+                format!("nbf={nbf} now={now} leeway={leeway}s"),
+            ));
         }
     }
-    if settings.issuer.is_some() {
-        match found.iss {
-            None => return Err(AuthError::Invalid("missing iss")),
-            Some(ClaimValue::Str { matches: true, .. }) => {}
-            Some(_) => return Err(AuthError::Invalid("wrong issuer")),
+    if let Some(expected) = settings.issuer.as_deref() {
+        if !matches!(found.iss, Some(ClaimValue::Str { matches: true, .. })) {
+            return Err(mismatch(
+                TokenReason::IssuerMismatch,
+                segment,
+                "iss",
+                expected,
+            ));
         }
     }
-    if settings.audience.is_some() {
-        match found.aud {
-            None => return Err(AuthError::Invalid("missing aud")),
-            Some(ClaimValue::Str { matches: true, .. } | ClaimValue::Strings { matches: true }) => {
-            }
-            Some(_) => return Err(AuthError::Invalid("wrong audience")),
+    if let Some(expected) = settings.audience.as_deref() {
+        if !matches!(
+            found.aud,
+            Some(ClaimValue::Str { matches: true, .. } | ClaimValue::Strings { matches: true })
+        ) {
+            return Err(mismatch(
+                TokenReason::AudienceMismatch,
+                segment,
+                "aud",
+                expected,
+            ));
         }
     }
     if is_expired(expires_at, now, settings.leeway) {
         return Err(AuthError::Expired);
     }
     Identity::new(user_id, expires_at)
+}
+
+/// The refusal of a claim that is not the configured value, with both values
+/// for the log (`expected="…" got="…"`; issuers and audiences are no
+/// secrets, and a one-character difference such as a trailing `/` is what
+/// the operator needs to see). The claims reader compares without keeping
+/// the token's value, so it is read again here, on the refusal path only.
+fn mismatch(reason: TokenReason, segment: &str, claim: &str, expected: &str) -> AuthError {
+    let got = with_b64_decoded(segment, |json| {
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(json)
+            .ok()
+            .and_then(|mut claims| claims.remove(claim))
+    })
+    .flatten();
+    let got = match got {
+        None => "none".to_string(),
+        Some(serde_json::Value::String(text)) => loggable(&text),
+        // Compact JSON is already escaped; only its length needs a bound.
+        Some(other) => {
+            let text = other.to_string();
+            match text.char_indices().nth(100) {
+                Some((cut, _)) => format!("{}…", &text[..cut]),
+                None => text,
+            }
+        }
+    };
+    AuthError::invalid_with(reason, format!("expected={} got={got}", loggable(expected)))
 }
 
 /// Whether a token with this `exp` is past it at `now`, allowing `leeway`
@@ -418,7 +469,7 @@ mod tests {
         let missing = hs256(json!({"sub": "alice", "exp": exp}));
         assert_eq!(
             auth.verify(&missing).await,
-            Err(AuthError::Invalid("missing user claim"))
+            Err(invalid(TokenReason::UserClaimInvalid))
         );
         for value in [
             json!(""),
@@ -441,7 +492,7 @@ mod tests {
         ] {
             let token = hs256(json!({"user_id": value, "exp": exp}));
             assert!(
-                matches!(auth.verify(&token).await, Err(AuthError::Invalid(_))),
+                matches!(auth.verify(&token).await, Err(AuthError::Invalid { .. })),
                 "{value}"
             );
         }
@@ -454,7 +505,7 @@ mod tests {
         let token = resign_hs256(&token);
         assert_eq!(
             auth.verify(&token).await,
-            Err(AuthError::Invalid("duplicate claim"))
+            Err(invalid(TokenReason::Malformed))
         );
     }
 
@@ -464,7 +515,7 @@ mod tests {
         let token = hs256(json!({"sub": "alice"}));
         assert_eq!(
             auth.verify(&token).await,
-            Err(AuthError::Invalid("missing exp"))
+            Err(invalid(TokenReason::Malformed))
         );
         for exp in [
             json!("tomorrow"),
@@ -476,7 +527,7 @@ mod tests {
             let token = hs256(json!({"sub": "alice", "exp": exp}));
             assert_eq!(
                 auth.verify(&token).await,
-                Err(AuthError::Invalid("malformed exp")),
+                Err(invalid(TokenReason::Malformed)),
                 "{exp}"
             );
         }
@@ -517,7 +568,7 @@ mod tests {
         let token = hs256(json!({"sub": "alice", "exp": exp, "nbf": now() + 300}));
         assert_eq!(
             auth.verify(&token).await,
-            Err(AuthError::Invalid("token not yet valid"))
+            Err(invalid(TokenReason::NotYetValid))
         );
         // Within the leeway, and in the past, it is fine.
         let token = hs256(json!({"sub": "alice", "exp": exp, "nbf": now() + 10}));
@@ -539,12 +590,12 @@ mod tests {
         let wrong = hs256(json!({"sub": "alice", "exp": exp, "iss": "https://evil.example.com/"}));
         assert_eq!(
             auth.verify(&wrong).await,
-            Err(AuthError::Invalid("wrong issuer"))
+            Err(invalid(TokenReason::IssuerMismatch))
         );
         let missing = hs256(json!({"sub": "alice", "exp": exp}));
         assert_eq!(
             auth.verify(&missing).await,
-            Err(AuthError::Invalid("missing iss"))
+            Err(invalid(TokenReason::IssuerMismatch))
         );
     }
 
@@ -563,12 +614,12 @@ mod tests {
         let wrong = hs256(json!({"sub": "alice", "exp": exp, "aud": "admin"}));
         assert_eq!(
             auth.verify(&wrong).await,
-            Err(AuthError::Invalid("wrong audience"))
+            Err(invalid(TokenReason::AudienceMismatch))
         );
         let missing = hs256(json!({"sub": "alice", "exp": exp}));
         assert_eq!(
             auth.verify(&missing).await,
-            Err(AuthError::Invalid("missing aud"))
+            Err(invalid(TokenReason::AudienceMismatch))
         );
 
         // Without a configured audience, a token's `aud` is not held against it.
@@ -595,7 +646,7 @@ mod tests {
             let claims = format!(r#"{{"sub":"alice","exp":{exp},"{name}":1,"{name}":1}}"#);
             assert_eq!(
                 check(claims.clone()).await,
-                Err(AuthError::Invalid("duplicate claim")),
+                Err(invalid(TokenReason::Malformed)),
                 "{claims}"
             );
         }
@@ -608,7 +659,7 @@ mod tests {
         // Not an object.
         assert_eq!(
             check(format!(r#"["alice",{exp}]"#)).await,
-            Err(AuthError::Invalid("malformed claims"))
+            Err(invalid(TokenReason::Malformed))
         );
         // A fractional exp is rounded; a huge one never expires.
         let fractional = check(format!(r#"{{"sub":"alice","exp":{exp}.5}}"#)).await;
@@ -619,7 +670,7 @@ mod tests {
         for nbf in [r#""0""#, "null", "-1", "true"] {
             assert_eq!(
                 check(format!(r#"{{"sub":"alice","exp":{exp},"nbf":{nbf}}}"#)).await,
-                Err(AuthError::Invalid("malformed nbf")),
+                Err(invalid(TokenReason::Malformed)),
                 "{nbf}"
             );
         }
@@ -635,7 +686,7 @@ mod tests {
             format!(r#"{{"exp":{past}}}"#),
         ] {
             assert!(
-                matches!(check(other.clone()).await, Err(AuthError::Invalid(_))),
+                matches!(check(other.clone()).await, Err(AuthError::Invalid { .. })),
                 "{other}"
             );
         }
@@ -662,25 +713,41 @@ mod tests {
             .await
             .is_ok());
         for (iss, aud, reason) in [
-            (json!(["https://id.example/"]), json!("api"), "wrong issuer"),
-            (json!(null), json!("api"), "wrong issuer"),
-            (json!("https://id.example"), json!("api"), "wrong issuer"),
+            (
+                json!(["https://id.example/"]),
+                json!("api"),
+                TokenReason::IssuerMismatch,
+            ),
+            (json!(null), json!("api"), TokenReason::IssuerMismatch),
+            (
+                json!("https://id.example"),
+                json!("api"),
+                TokenReason::IssuerMismatch,
+            ),
             (
                 json!("https://id.example/"),
                 json!(["api", 1]),
-                "wrong audience",
+                TokenReason::AudienceMismatch,
             ),
-            (json!("https://id.example/"), json!([]), "wrong audience"),
+            (
+                json!("https://id.example/"),
+                json!([]),
+                TokenReason::AudienceMismatch,
+            ),
             (
                 json!("https://id.example/"),
                 json!({"api": true}),
-                "wrong audience",
+                TokenReason::AudienceMismatch,
             ),
-            (json!("https://id.example/"), json!("API"), "wrong audience"),
+            (
+                json!("https://id.example/"),
+                json!("API"),
+                TokenReason::AudienceMismatch,
+            ),
         ] {
             assert_eq!(
                 auth.verify(&with(iss.clone(), aud.clone())).await,
-                Err(AuthError::Invalid(reason)),
+                Err(invalid(reason)),
                 "{iss} {aud}"
             );
         }

@@ -7,7 +7,7 @@
 use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
 
-use super::identity::AuthError;
+use super::identity::{AuthError, TokenReason};
 
 /// What a request offers as a credential (see [`extract_token`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,7 @@ impl<'a> Credential<'a> {
         match self {
             Credential::Token(token) => Ok(token),
             Credential::None => Err(AuthError::Missing),
-            Credential::Ambiguous => Err(AuthError::Invalid(AMBIGUOUS)),
+            Credential::Ambiguous => Err(AuthError::invalid(TokenReason::Malformed, AMBIGUOUS)),
         }
     }
 }
@@ -127,6 +127,7 @@ pub(super) fn bearer_token(value: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::test_support::invalid;
     use http::HeaderValue;
 
     /// The token `extract_token` finds; panics on an ambiguous credential.
@@ -234,7 +235,7 @@ mod tests {
             assert_eq!(authorization_bearer(&map), Credential::Ambiguous);
             assert_eq!(
                 extract_token(&map, None).required(),
-                Err(AuthError::Invalid(AMBIGUOUS))
+                Err(invalid(TokenReason::Malformed))
             );
         }
         let map = headers(&[("authorization", "Bearer a.b.c")]);

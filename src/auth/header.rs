@@ -12,7 +12,7 @@ use std::str::FromStr;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde::de::{self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, Visitor};
 
-use super::identity::AuthError;
+use super::identity::{AuthError, TokenReason};
 use super::token::with_b64_decoded;
 
 /// The parts of a token header that decide how it is verified.
@@ -39,7 +39,8 @@ pub(super) struct TokenHeader {
 /// Duplicate `alg`, `kid` or `crit` make the header malformed: which one
 /// counts would depend on the parser.
 pub(super) fn read_header(segment: &str) -> Result<TokenHeader, AuthError> {
-    const MALFORMED: AuthError = AuthError::Invalid("malformed token");
+    const MALFORMED: AuthError =
+        AuthError::invalid(TokenReason::Malformed, "header is not a JWT header");
     with_b64_decoded(segment, |json| {
         let mut deserializer = serde_json::Deserializer::from_slice(json);
         let raw = deserializer
@@ -47,12 +48,15 @@ pub(super) fn read_header(segment: &str) -> Result<TokenHeader, AuthError> {
             .and_then(|raw| deserializer.end().map(|()| raw))
             .map_err(|_| MALFORMED)?;
         if raw.crit {
-            return Err(AuthError::Invalid("unsupported critical header"));
+            return Err(AuthError::invalid(
+                TokenReason::Malformed,
+                "header has crit (no extension is supported)",
+            ));
         }
-        let alg = raw
-            .alg
-            .ok_or(MALFORMED)?
-            .ok_or(AuthError::Invalid("algorithm not allowed"))?;
+        let alg = raw.alg.ok_or(MALFORMED)?.ok_or(AuthError::invalid(
+            TokenReason::AlgNotAllowed,
+            "alg names no algorithm paygate knows",
+        ))?;
         let kid = match alg.family() {
             AlgorithmFamily::Hmac => None,
             _ => raw.kid.map(Cow::into_owned),
@@ -203,7 +207,6 @@ impl<'de> Visitor<'de> for KeyId {
 #[cfg(test)]
 mod tests {
     use crate::auth::test_support::*;
-    use crate::auth::AuthError;
     use jsonwebtoken::Algorithm;
 
     #[tokio::test]
@@ -216,7 +219,7 @@ mod tests {
                 let token = raw_token(&header, &claims, signature);
                 assert_eq!(
                     auth.verify(&token).await,
-                    Err(AuthError::Invalid("algorithm not allowed")),
+                    Err(invalid(TokenReason::AlgNotAllowed)),
                     "{alg}"
                 );
             }
@@ -224,7 +227,7 @@ mod tests {
         let token = raw_token(r#"{"typ":"JWT"}"#, &claims, "");
         assert_eq!(
             auth.verify(&token).await,
-            Err(AuthError::Invalid("malformed token"))
+            Err(invalid(TokenReason::Malformed))
         );
     }
 
@@ -245,7 +248,7 @@ mod tests {
             let header = format!(r#"{{"alg":"HS256","crit":{crit}}}"#);
             assert_eq!(
                 auth.verify(&signed_raw(&header, &claims)).await,
-                Err(AuthError::Invalid("unsupported critical header")),
+                Err(invalid(TokenReason::Malformed)),
                 "{crit}"
             );
         }
@@ -253,7 +256,7 @@ mod tests {
         let header = r#"{"alg":"HS256","\u0063rit":null}"#;
         assert_eq!(
             auth.verify(&signed_raw(header, &claims)).await,
-            Err(AuthError::Invalid("unsupported critical header"))
+            Err(invalid(TokenReason::Malformed))
         );
     }
 
@@ -287,7 +290,7 @@ mod tests {
         ] {
             assert_eq!(
                 auth.verify(&signed_raw(bad, &claims)).await,
-                Err(AuthError::Invalid("malformed token")),
+                Err(invalid(TokenReason::Malformed)),
                 "{bad}"
             );
         }
@@ -295,7 +298,7 @@ mod tests {
             let header = format!(r#"{{"alg":"{unknown}"}}"#);
             assert_eq!(
                 auth.verify(&signed_raw(&header, &claims)).await,
-                Err(AuthError::Invalid("algorithm not allowed")),
+                Err(invalid(TokenReason::AlgNotAllowed)),
                 "{unknown}"
             );
         }

@@ -1070,7 +1070,7 @@ fn verdict(result: &Result<Identity, AuthError>) -> Result<Verdict, TestCaseErro
             expires_at: identity.expires_at,
         },
         Err(AuthError::Expired) => Verdict::Expired,
-        Err(AuthError::Invalid(_)) => Verdict::Invalid,
+        Err(AuthError::Invalid { .. }) => Verdict::Invalid,
         Err(AuthError::Missing) => return Err(TestCaseError::fail("verify answered Missing")),
     })
 }
@@ -1206,8 +1206,8 @@ fn generated_tokens_reach_every_verdict() {
         let result = harness
             .runtime
             .block_on(harness.authenticators[index].verify_uncached_at(&token, NOW));
-        if let Err(AuthError::Invalid(reason)) = result {
-            *reasons.entry(reason).or_default() += 1;
+        if let Err(error @ AuthError::Invalid { .. }) = result {
+            *reasons.entry(error.reason().as_str()).or_default() += 1;
         }
     }
     eprintln!(

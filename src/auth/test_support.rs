@@ -13,7 +13,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use paygate_testkit::{Reply, TestServer};
 use serde_json::{json, Value};
 
-use super::{Authenticator, JwtSettings};
+pub(super) use super::identity::TokenReason;
+use super::{AuthError, Authenticator, JwtSettings};
 use crate::outbound::OutboundClient;
 
 // ---- keys, settings, tokens --------------------------------------------------
@@ -296,4 +297,10 @@ pub(super) async fn settle() {
     tokio::time::pause();
     tokio::time::sleep(Duration::from_millis(1)).await;
     tokio::time::resume();
+}
+
+/// An invalid-token refusal for `reason`, to compare results with (refusals
+/// compare by reason; the detail is free text).
+pub(super) fn invalid(reason: TokenReason) -> AuthError {
+    AuthError::invalid(reason, "")
 }

@@ -7,7 +7,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::{DecodeSliceError, Engine};
 
-use super::identity::AuthError;
+use super::identity::{AuthError, TokenReason};
 
 /// The three parts of a compact JWS (`header.payload.signature`, base64url
 /// without padding), still encoded.
@@ -23,7 +23,8 @@ impl<'t> TokenParts<'t> {
     /// Exactly two dots, or the token is malformed. The parts may be empty
     /// here; an empty one fails to decode or to verify later.
     pub(super) fn split(token: &'t str) -> Result<TokenParts<'t>, AuthError> {
-        const MALFORMED: AuthError = AuthError::Invalid("malformed token");
+        const MALFORMED: AuthError =
+            AuthError::invalid(TokenReason::Malformed, "not three dot-separated parts");
         let (signed, signature) = token.rsplit_once('.').ok_or(MALFORMED)?;
         let (header, payload) = signed.split_once('.').ok_or(MALFORMED)?;
         if payload.contains('.') {
@@ -82,7 +83,7 @@ mod tests {
             good.replacen('.', "..", 1),
         ] {
             assert!(
-                matches!(auth.verify(&bad).await, Err(AuthError::Invalid(_))),
+                matches!(auth.verify(&bad).await, Err(AuthError::Invalid { .. })),
                 "{bad}"
             );
         }

@@ -17,7 +17,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use super::cache::{Cached, VerifiedTokens};
 use super::claims::read_claims;
 use super::header::read_header;
-use super::identity::{AuthError, Identity};
+use super::identity::{loggable, AuthError, Identity, TokenReason};
 use super::jwks::{Jwks, Lookup};
 use super::settings::{static_keys, AlgorithmEntry, JwtSettings};
 use super::token::TokenParts;
@@ -139,7 +139,10 @@ impl Authenticator {
         now: i64,
     ) -> Result<Identity, AuthError> {
         if token.len() > MAX_TOKEN_LEN {
-            return Err(AuthError::Invalid("token too large"));
+            return Err(AuthError::invalid(
+                TokenReason::Malformed,
+                "token longer than 16 KiB",
+            ));
         }
         let parts = TokenParts::split(token)?;
         let header = read_header(parts.header)?;
@@ -147,7 +150,12 @@ impl Authenticator {
             .algorithms
             .iter()
             .find(|entry| entry.alg == header.alg)
-            .ok_or(AuthError::Invalid("algorithm not allowed"))?;
+            .ok_or_else(|| {
+                AuthError::invalid_with(
+                    TokenReason::AlgNotAllowed,
+                    format!("alg={:?} is not in jwt.algorithms", header.alg),
+                )
+            })?;
 
         // HS* never looks at the JWKS, and a static key is used when there is
         // no JWKS or the token does not name a key: a token that names one
@@ -155,23 +163,18 @@ impl Authenticator {
         let use_static = header.alg.family() == AlgorithmFamily::Hmac
             || (entry.static_key.is_some() && (self.jwks.is_none() || header.kid.is_none()));
         if use_static {
-            let key = entry
-                .static_key
-                .as_ref()
-                .ok_or(AuthError::Invalid("no key for algorithm"))?;
+            let key = entry.static_key.as_ref().ok_or(NO_KEY)?;
             return self.decode(&parts, key, header.alg, now);
         }
         let Some(jwks) = &self.jwks else {
-            return Err(AuthError::Invalid("no key for algorithm"));
+            return Err(NO_KEY);
         };
 
         let kid = header.kid.as_deref();
         let (seen_attempts, keys) = jwks.snapshot();
         match keys.find(header.alg, kid) {
             Lookup::Found(key) => return self.decode(&parts, key, header.alg, now),
-            Lookup::WrongAlgorithm => {
-                return Err(AuthError::Invalid("key does not match algorithm"))
-            }
+            Lookup::WrongAlgorithm => return Err(wrong_algorithm(header.alg, kid)),
             Lookup::NotFound => {}
         }
         // The snapshot is dropped before waiting, so a refresh is never kept
@@ -180,8 +183,14 @@ impl Authenticator {
         let keys = jwks.refresh_on_miss(seen_attempts).await;
         match keys.find(header.alg, kid) {
             Lookup::Found(key) => self.decode(&parts, key, header.alg, now),
-            Lookup::WrongAlgorithm => Err(AuthError::Invalid("key does not match algorithm")),
-            Lookup::NotFound => Err(AuthError::Invalid("unknown key id")),
+            Lookup::WrongAlgorithm => Err(wrong_algorithm(header.alg, kid)),
+            Lookup::NotFound => Err(AuthError::invalid_with(
+                TokenReason::UnknownKid,
+                match kid {
+                    Some(kid) => format!("kid={} is not in the key set", loggable(kid)),
+                    None => "no kid, and no static key for the algorithm".to_string(),
+                },
+            )),
         }
     }
 
@@ -202,18 +211,43 @@ impl Authenticator {
     ) -> Result<Identity, AuthError> {
         match jsonwebtoken::crypto::verify(parts.signature, parts.signed.as_bytes(), key, alg) {
             Ok(true) => {}
-            Ok(false) => return Err(AuthError::Invalid("bad signature")),
+            Ok(false) => {
+                return Err(AuthError::invalid(
+                    TokenReason::BadSignature,
+                    "signature does not verify",
+                ))
+            }
             Err(err) => return Err(map_jwt_error(err)),
         }
         read_claims(parts.payload, &self.settings, now)
     }
 }
 
+/// A token of an allowed algorithm for which no key is configured (an
+/// asymmetric algorithm without a public key or a JWKS).
+const NO_KEY: AuthError =
+    AuthError::invalid(TokenReason::UnknownKid, "no key is configured for the alg");
+
+/// A token whose `kid` names a key of another type than its `alg`: the
+/// algorithm-confusion shape, refused before any check.
+fn wrong_algorithm(alg: Algorithm, kid: Option<&str>) -> AuthError {
+    AuthError::invalid_with(
+        TokenReason::AlgNotAllowed,
+        format!(
+            "alg={alg:?} does not fit the key kid={}",
+            loggable(kid.unwrap_or_default())
+        ),
+    )
+}
+
 /// Maps a failure of jsonwebtoken's signature check to our reason.
 fn map_jwt_error(err: jsonwebtoken::errors::Error) -> AuthError {
-    let reason = match err.kind() {
-        ErrorKind::InvalidSignature => "bad signature",
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => "algorithm not allowed",
+    let (reason, detail) = match err.kind() {
+        ErrorKind::InvalidSignature => (TokenReason::BadSignature, "signature does not verify"),
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => (
+            TokenReason::AlgNotAllowed,
+            "alg does not fit the selected key",
+        ),
         ErrorKind::InvalidRsaKey(_)
         | ErrorKind::InvalidEcdsaKey
         | ErrorKind::InvalidEddsaKey
@@ -221,23 +255,28 @@ fn map_jwt_error(err: jsonwebtoken::errors::Error) -> AuthError {
             // The token cannot be checked because a configured or published
             // key is broken: that is the operator's problem to see.
             tracing::warn!(error = %err, "JWT verification key is unusable");
-            "unusable verification key"
+            (
+                TokenReason::BadSignature,
+                "the verification key is unusable",
+            )
         }
         // The signature part is not base64url.
-        ErrorKind::Base64(_) => "malformed token",
-        _ => "invalid token",
+        ErrorKind::Base64(_) => (TokenReason::Malformed, "signature is not base64url"),
+        _ => (TokenReason::BadSignature, "signature check failed"),
     };
-    AuthError::Invalid(reason)
+    AuthError::invalid(reason, detail)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::test_support::*;
+    use crate::auth::Credential;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
     use jsonwebtoken::EncodingKey;
     use serde_json::json;
+    use serde_json::Value;
     use tokio::task::JoinSet;
 
     // ---- HS256, the cache, and the order of the checks ---------------------
@@ -288,7 +327,7 @@ mod tests {
         );
         assert_eq!(
             auth.verify(&token).await,
-            Err(AuthError::Invalid("bad signature"))
+            Err(invalid(TokenReason::BadSignature))
         );
     }
 
@@ -303,12 +342,12 @@ mod tests {
         );
         assert_eq!(
             auth.verify(&token).await,
-            Err(AuthError::Invalid("algorithm not allowed"))
+            Err(invalid(TokenReason::AlgNotAllowed))
         );
         let token = es256(EC1_PRIVATE, None, valid_claims());
         assert_eq!(
             auth.verify(&token).await,
-            Err(AuthError::Invalid("algorithm not allowed"))
+            Err(invalid(TokenReason::AlgNotAllowed))
         );
     }
 
@@ -326,7 +365,7 @@ mod tests {
             "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.sig",
         ] {
             assert!(
-                matches!(auth.verify(token).await, Err(AuthError::Invalid(_))),
+                matches!(auth.verify(token).await, Err(AuthError::Invalid { .. })),
                 "{token:?}"
             );
         }
@@ -338,7 +377,7 @@ mod tests {
         parts[1] = &forged_payload;
         assert_eq!(
             auth.verify(&parts.join(".")).await,
-            Err(AuthError::Invalid("bad signature"))
+            Err(invalid(TokenReason::BadSignature))
         );
         // A header with critical extensions paygate does not implement.
         let token = raw_token(
@@ -348,7 +387,7 @@ mod tests {
         );
         assert_eq!(
             auth.verify(&resign_hs256(&token)).await,
-            Err(AuthError::Invalid("unsupported critical header"))
+            Err(invalid(TokenReason::Malformed))
         );
     }
 
@@ -367,7 +406,7 @@ mod tests {
         let auth = authenticator(public_key_settings(Algorithm::RS256, RSA_PUBLIC)).await;
         assert_eq!(
             auth.verify(&forged).await,
-            Err(AuthError::Invalid("algorithm not allowed"))
+            Err(invalid(TokenReason::AlgNotAllowed))
         );
 
         // Even with HS256 allowed next to RS256, HS tokens are only ever
@@ -379,7 +418,7 @@ mod tests {
         .await;
         assert_eq!(
             auth.verify(&forged).await,
-            Err(AuthError::Invalid("bad signature"))
+            Err(invalid(TokenReason::BadSignature))
         );
         assert!(auth.verify(&hs256(valid_claims())).await.is_ok());
     }
@@ -404,7 +443,7 @@ mod tests {
         let token = es256(EC1_PRIVATE, None, valid_claims());
         assert_eq!(
             auth.verify(&token).await,
-            Err(AuthError::Invalid("algorithm not allowed"))
+            Err(invalid(TokenReason::AlgNotAllowed))
         );
     }
 
@@ -418,7 +457,7 @@ mod tests {
         // Signed by another P-256 key.
         assert_eq!(
             auth.verify(&es256(EC2_PRIVATE, None, valid_claims())).await,
-            Err(AuthError::Invalid("bad signature"))
+            Err(invalid(TokenReason::BadSignature))
         );
     }
 
@@ -451,7 +490,7 @@ mod tests {
         let huge = "a".repeat(MAX_TOKEN_LEN + 1);
         assert_eq!(
             auth.verify(&huge).await,
-            Err(AuthError::Invalid("token too large"))
+            Err(invalid(TokenReason::Malformed))
         );
     }
 
@@ -485,13 +524,13 @@ mod tests {
         assert_eq!(
             auth.verify(&es256(EC1_PRIVATE, Some("k2"), valid_claims()))
                 .await,
-            Err(AuthError::Invalid("bad signature"))
+            Err(invalid(TokenReason::BadSignature))
         );
         // An ES256 token naming the RSA key is refused outright.
         assert_eq!(
             auth.verify(&es256(EC1_PRIVATE, Some("r1"), valid_claims()))
                 .await,
-            Err(AuthError::Invalid("key does not match algorithm"))
+            Err(invalid(TokenReason::AlgNotAllowed))
         );
         let rsa_key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).expect("rsa key");
         assert!(auth
@@ -559,14 +598,14 @@ mod tests {
         let results = flood(0).join_all().await;
         assert!(results
             .iter()
-            .all(|r| *r == Err(AuthError::Invalid("unknown key id"))));
+            .all(|r| *r == Err(invalid(TokenReason::UnknownKid))));
         assert_eq!(server.hits(), 2, "fifty misses share one fetch");
 
         // Within the cooldown, another flood fetches nothing.
         let results = flood(1).join_all().await;
         assert!(results
             .iter()
-            .all(|r| *r == Err(AuthError::Invalid("unknown key id"))));
+            .all(|r| *r == Err(invalid(TokenReason::UnknownKid))));
         assert_eq!(server.hits(), 2, "the cooldown holds");
 
         // Once it has passed (tokio's clock moved, not waited for), one more
@@ -614,13 +653,13 @@ mod tests {
         let results = flood(0).join_all().await;
         assert!(results
             .iter()
-            .all(|r| *r == Err(AuthError::Invalid("unknown key id"))));
+            .all(|r| *r == Err(invalid(TokenReason::UnknownKid))));
         assert_eq!(server.hits(), 2, "fifty misses share one fetch");
 
         let results = flood(1).join_all().await;
         assert!(results
             .iter()
-            .all(|r| *r == Err(AuthError::Invalid("unknown key id"))));
+            .all(|r| *r == Err(invalid(TokenReason::UnknownKid))));
         assert_eq!(server.hits(), 2, "the cooldown holds");
 
         assert!(auth
@@ -641,7 +680,7 @@ mod tests {
         let unknown = es256(EC2_PRIVATE, Some("k2"), valid_claims());
         assert_eq!(
             auth.verify(&unknown).await,
-            Err(AuthError::Invalid("unknown key id"))
+            Err(invalid(TokenReason::UnknownKid))
         );
         assert_eq!(server.hits(), 2);
         assert!(auth
@@ -662,7 +701,7 @@ mod tests {
         let token = es256(EC1_PRIVATE, Some("k1"), valid_claims());
         assert_eq!(
             auth.verify(&token).await,
-            Err(AuthError::Invalid("unknown key id"))
+            Err(invalid(TokenReason::UnknownKid))
         );
 
         server.set_status(200);
@@ -726,5 +765,213 @@ mod tests {
             .verify(&sign(Algorithm::EdDSA, &key, None, valid_claims()))
             .await
             .is_ok());
+    }
+
+    // ---- the reason of every refusal -----------------------------------------
+
+    /// Each refusal site gives its one word, and the detail says what an
+    /// operator needs (both issuers, the alg, the kid) without the token.
+    #[tokio::test]
+    async fn every_refusal_names_its_reason() {
+        let auth = authenticator(JwtSettings {
+            issuer: Some("http://127.0.0.1:24000/".to_owned()),
+            audience: Some("api".to_owned()),
+            ..settings(&[Algorithm::HS256])
+        })
+        .await;
+        let exp = now() + 600;
+        let good =
+            json!({"sub": "alice", "exp": exp, "iss": "http://127.0.0.1:24000/", "aud": "api"});
+        let with = |change: Value| {
+            let mut claims = good.clone();
+            for (k, v) in change.as_object().unwrap() {
+                if v.is_null() {
+                    claims.as_object_mut().unwrap().remove(k);
+                } else {
+                    claims[k] = v.clone();
+                }
+            }
+            hs256(claims)
+        };
+        let mut tampered = with(json!({}));
+        tampered.pop();
+        tampered.push(if tampered.ends_with('A') { 'B' } else { 'A' });
+        let hs384 = sign(
+            Algorithm::HS384,
+            &EncodingKey::from_secret(SECRET),
+            None,
+            good.clone(),
+        );
+        let cases: Vec<(&str, String, TokenReason, &str)> = vec![
+            (
+                "garbage",
+                "not-a-jwt".to_owned(),
+                TokenReason::Malformed,
+                "three",
+            ),
+            (
+                "bad base64 header",
+                "!!.e30.x".to_owned(),
+                TokenReason::Malformed,
+                "header",
+            ),
+            (
+                "too large",
+                "a".repeat(MAX_TOKEN_LEN + 1),
+                TokenReason::Malformed,
+                "16 KiB",
+            ),
+            (
+                "duplicate claim",
+                signed_raw(
+                    r#"{"alg":"HS256"}"#,
+                    &format!(r#"{{"sub":"a","sub":"b","exp":{exp}}}"#),
+                ),
+                TokenReason::Malformed,
+                "twice",
+            ),
+            (
+                "crit",
+                signed_raw(r#"{"alg":"HS256","crit":[]}"#, &good.to_string()),
+                TokenReason::Malformed,
+                "crit",
+            ),
+            (
+                "expired",
+                with(json!({"exp": now() - 3600})),
+                TokenReason::Expired,
+                "",
+            ),
+            (
+                "not yet valid",
+                with(json!({"nbf": now() + 3600})),
+                TokenReason::NotYetValid,
+                "nbf=",
+            ),
+            (
+                "bad signature",
+                tampered,
+                TokenReason::BadSignature,
+                "does not verify",
+            ),
+            (
+                "alg not allowed",
+                hs384,
+                TokenReason::AlgNotAllowed,
+                "HS384",
+            ),
+            (
+                "alg none",
+                raw_token(r#"{"alg":"none"}"#, &good.to_string(), ""),
+                TokenReason::AlgNotAllowed,
+                "no algorithm",
+            ),
+            (
+                "issuer without the slash",
+                with(json!({"iss": "http://127.0.0.1:24000"})),
+                TokenReason::IssuerMismatch,
+                r#"expected="http://127.0.0.1:24000/" got="http://127.0.0.1:24000""#,
+            ),
+            (
+                "no issuer",
+                with(json!({"iss": null})),
+                TokenReason::IssuerMismatch,
+                "got=none",
+            ),
+            (
+                "issuer not a string",
+                with(json!({"iss": ["x"]})),
+                TokenReason::IssuerMismatch,
+                r#"got=["x"]"#,
+            ),
+            (
+                "audience",
+                with(json!({"aud": "web"})),
+                TokenReason::AudienceMismatch,
+                r#"expected="api" got="web""#,
+            ),
+            (
+                "no user claim",
+                with(json!({"sub": null})),
+                TokenReason::UserClaimInvalid,
+                "no user claim",
+            ),
+            (
+                "user claim with a space",
+                with(json!({"sub": "al ice"})),
+                TokenReason::UserClaimInvalid,
+                "visible ASCII",
+            ),
+            (
+                "user claim an object",
+                with(json!({"sub": {"id": 1}})),
+                TokenReason::UserClaimInvalid,
+                "string or integer",
+            ),
+        ];
+        for (name, token, reason, detail) in cases {
+            let error = auth.verify(&token).await.expect_err(name);
+            assert_eq!(error.reason(), reason, "{name}: {error}");
+            assert!(
+                error.detail().contains(detail),
+                "{name}: {:?}",
+                error.detail()
+            );
+            assert!(
+                !token.is_empty() && !error.detail().contains(&token),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            Credential::None.required().map(drop),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            Credential::None.required().unwrap_err().reason().as_str(),
+            "missing"
+        );
+        assert_eq!(
+            Credential::Ambiguous.required().unwrap_err().reason(),
+            TokenReason::Malformed
+        );
+        // A cached token that expired since is `expired` too.
+        let soon = with(json!({"exp": now() + 1}));
+        assert!(auth.verify_at(&soon, now()).await.is_ok());
+        assert_eq!(
+            auth.verify_at(&soon, now() + 10)
+                .await
+                .unwrap_err()
+                .reason(),
+            TokenReason::Expired
+        );
+    }
+
+    /// The kid a token names is in the log of an unknown kid (quoted, cut),
+    /// and a kid naming a key of another type is `alg_not_allowed`.
+    #[tokio::test]
+    async fn unknown_and_mismatched_kids_are_named() {
+        let server = JwksServer::start(jwk_set(&[jwk_ec("k1", EC1_X, EC1_Y)])).await;
+        let auth = authenticator(JwtSettings {
+            jwks_cooldown: Duration::ZERO,
+            ..jwks_settings(server.url(), &[Algorithm::ES256, Algorithm::RS256])
+        })
+        .await;
+        let unknown = auth
+            .verify(&es256(EC2_PRIVATE, Some("k2\nforged"), valid_claims()))
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.reason(), TokenReason::UnknownKid);
+        assert_eq!(
+            unknown.detail(),
+            r#"kid="k2\nforged" is not in the key set"#
+        );
+        let confused = raw_token(
+            r#"{"alg":"RS256","kid":"k1"}"#,
+            &valid_claims().to_string(),
+            "AAAA",
+        );
+        let error = auth.verify(&confused).await.unwrap_err();
+        assert_eq!(error.reason(), TokenReason::AlgNotAllowed, "{error}");
+        assert!(error.detail().contains("RS256"), "{error}");
     }
 }

@@ -437,7 +437,15 @@ impl Gateway {
         let verified = match (policy, credential) {
             (Policy::Public, Credential::None | Credential::Ambiguous) => return Ok(None),
             (Policy::Public, Credential::Token(token)) => {
-                return Ok(self.auth.verify(token).await.ok())
+                return Ok(match self.auth.verify(token).await {
+                    Ok(identity) => Some(identity),
+                    // Not a refusal (the request goes on anonymously), but
+                    // an operator debugging a login wants to see why.
+                    Err(error) => {
+                        tracing::debug!(target: "paygate::auth", reason = %error.reason(), detail = %error.detail(), "token ignored on a public route");
+                        None
+                    }
+                });
             }
             (_, credential) => match credential.required() {
                 Ok(token) => self.auth.verify(token).await,
@@ -445,7 +453,7 @@ impl Gateway {
             },
         };
         verified.map(Some).map_err(|error: AuthError| {
-            tracing::info!(target: "paygate::auth", reason = %error, "token refused");
+            error.log_refusal();
             Deny::from(error)
         })
     }
@@ -453,7 +461,9 @@ impl Gateway {
     /// Step 5: the identity headers for a verified caller, or the refusal its
     /// entitlement gives on a subscription route. Each reading's features must
     /// be granted: the first refusal stands. On other routes the caller passes
-    /// and the upstream learns the state from the headers.
+    /// and the upstream learns the state from the headers. Every 402 is logged
+    /// with its reason (`checkout_required`, `subscription_inactive` with the
+    /// status, `feature_missing` with the feature).
     async fn entitle(
         &self,
         identity: &Identity,
@@ -489,7 +499,21 @@ impl Gateway {
             .try_fold("none", |_, required| found.check(required));
         let (status, features) = match verdict {
             Ok(status) => (status, found.features_header().cloned()),
-            Err(refusal) if policy == Policy::Subscription => return Err(refusal.into()),
+            Err(refusal) if policy == Policy::Subscription => {
+                let user_id = identity.user_id.as_str();
+                match refusal {
+                    Refusal::CheckoutRequired => {
+                        tracing::info!(reason = %"checkout_required", user_id, "request refused: payment required");
+                    }
+                    Refusal::SubscriptionRequired { status } => {
+                        tracing::info!(reason = %"subscription_inactive", status, user_id, "request refused: payment required");
+                    }
+                    Refusal::UpgradeRequired { feature } => {
+                        tracing::info!(reason = %"feature_missing", feature, user_id, "request refused: payment required");
+                    }
+                }
+                return Err(refusal.into());
+            }
             Err(Refusal::SubscriptionRequired { status }) => (status, None),
             Err(Refusal::CheckoutRequired | Refusal::UpgradeRequired { .. }) => ("none", None),
         };

@@ -11,6 +11,7 @@ pub(crate) async fn run_all(store: &dyn EntitlementStore) {
     customer_records_round_trip(store).await;
     events_are_remembered(store).await;
     deliveries_and_audit_are_capped_newest_first(store).await;
+    refusals_are_capped_apart_from_deliveries(store).await;
     unlinked_customers_are_listed(store).await;
     unlinked_pages_walk_every_customer_once_removals_or_not(store).await;
     audited_updates_write_the_record_and_its_entry(store).await;
@@ -124,6 +125,37 @@ async fn deliveries_and_audit_are_capped_newest_first(store: &dyn EntitlementSto
     assert_eq!(trail.len(), AUDIT_KEPT);
     assert_eq!(trail[0].summary, format!("change {}", AUDIT_KEPT + 4));
     assert!(store.audit("nobody", 10).await.unwrap().is_empty());
+}
+
+async fn refusals_are_capped_apart_from_deliveries(store: &dyn EntitlementStore) {
+    use super::{RefusedDelivery, REFUSALS_KEPT};
+    let before = store.recent_deliveries(1000).await.unwrap();
+    for i in 0..(REFUSALS_KEPT + 5) {
+        let r = RefusedDelivery {
+            reason: format!("reason_{i}"),
+            event_id: None,
+            event_type: None,
+            at: i as i64,
+        };
+        store.record_refusal(&r).await.unwrap();
+    }
+    let verified = RefusedDelivery {
+        reason: "bad_payload".into(),
+        event_id: Some("evt_bad".into()),
+        event_type: Some("customer.updated".into()),
+        at: 999,
+    };
+    store.record_refusal(&verified).await.unwrap();
+    let refused = store.recent_refusals(1000).await.unwrap();
+    assert_eq!(refused.len(), REFUSALS_KEPT);
+    assert_eq!(refused[0], verified, "newest first");
+    assert_eq!(refused[1].reason, format!("reason_{}", REFUSALS_KEPT + 4));
+    assert_eq!(store.recent_refusals(2).await.unwrap().len(), 2);
+    assert_eq!(
+        store.recent_deliveries(1000).await.unwrap(),
+        before,
+        "refusals never push out deliveries"
+    );
 }
 
 async fn unlinked_customers_are_listed(store: &dyn EntitlementStore) {

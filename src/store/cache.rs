@@ -441,6 +441,18 @@ mod tests {
         ) -> Result<Vec<crate::store::Delivery>, StoreError> {
             self.inner.recent_deliveries(limit).await
         }
+        async fn record_refusal(
+            &self,
+            r: &crate::store::RefusedDelivery,
+        ) -> Result<(), StoreError> {
+            self.inner.record_refusal(r).await
+        }
+        async fn recent_refusals(
+            &self,
+            limit: usize,
+        ) -> Result<Vec<crate::store::RefusedDelivery>, StoreError> {
+            self.inner.recent_refusals(limit).await
+        }
         async fn append_audit(
             &self,
             user: &str,

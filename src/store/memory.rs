@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    AuditEntry, Delivery, EntitlementStore, StoreError, UnlinkedPage, Update, AUDIT_KEPT,
-    DELIVERIES_KEPT,
+    AuditEntry, Delivery, EntitlementStore, RefusedDelivery, StoreError, UnlinkedPage, Update,
+    AUDIT_KEPT, DELIVERIES_KEPT, REFUSALS_KEPT,
 };
 use crate::billing::record::CustomerRecord;
 use crate::entitlement::{Entitlement, UnixTime};
@@ -28,6 +28,7 @@ struct Data {
     /// count, so sweeping costs O(1) per mark).
     next_event_sweep: usize,
     deliveries: VecDeque<Delivery>,
+    refusals: VecDeque<RefusedDelivery>,
     audit: HashMap<String, VecDeque<AuditEntry>>,
     unlinked: Unlinked,
 }
@@ -220,6 +221,17 @@ impl EntitlementStore for MemoryStore {
 
     async fn recent_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
         Ok(self.lock().deliveries.iter().take(limit).cloned().collect())
+    }
+
+    async fn record_refusal(&self, refusal: &RefusedDelivery) -> Result<(), StoreError> {
+        let mut data = self.lock();
+        data.refusals.push_front(refusal.clone());
+        data.refusals.truncate(REFUSALS_KEPT);
+        Ok(())
+    }
+
+    async fn recent_refusals(&self, limit: usize) -> Result<Vec<RefusedDelivery>, StoreError> {
+        Ok(self.lock().refusals.iter().take(limit).cloned().collect())
     }
 
     async fn append_audit(&self, user_id: &str, entry: &AuditEntry) -> Result<(), StoreError> {

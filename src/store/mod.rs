@@ -75,6 +75,25 @@ pub struct Delivery {
     pub at: UnixTime,
 }
 
+/// A webhook delivery the endpoint refused, kept (capped, in a list of its
+/// own) so an operator can see why deliveries fail without reading logs.
+///
+/// Kept apart from [`Delivery`] so that a flood of forged deliveries can only
+/// push out older refusals, never the record of what was applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedDelivery {
+    /// Why it was refused: a word of docs/webhooks.md "Refusals"
+    /// (`no_matching_signature`, `timestamp_out_of_tolerance`, ...).
+    pub reason: String,
+    /// The event id and type, only from a body whose signature verified (a
+    /// `bad_payload`); nothing an unverified sender wrote is ever kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    pub at: UnixTime,
+}
+
 /// One change to a user's entitlement: what changed it and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -89,6 +108,9 @@ pub struct AuditEntry {
 /// (`store.audit_max_entries`).
 pub(crate) const DELIVERIES_KEPT: usize = 1000;
 pub(crate) const AUDIT_KEPT: usize = 50;
+/// How many refused deliveries are kept: enough to see a pattern, small
+/// enough that a flood of forged ones costs nothing to hold.
+pub(crate) const REFUSALS_KEPT: usize = 100;
 
 /// One page of the unlinked-customer list (see [`EntitlementStore::unlinked_page`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -163,6 +185,13 @@ pub trait EntitlementStore: Send + Sync + 'static {
 
     /// The most recent deliveries, newest first.
     async fn recent_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Remembers a refused webhook delivery (newest first, capped at
+    /// [`REFUSALS_KEPT`], in a list apart from the deliveries).
+    async fn record_refusal(&self, refusal: &RefusedDelivery) -> Result<(), StoreError>;
+
+    /// The most recent refused deliveries, newest first.
+    async fn recent_refusals(&self, limit: usize) -> Result<Vec<RefusedDelivery>, StoreError>;
 
     /// Appends to a user's audit trail (newest first, capped at
     /// `store.audit_max_entries`; Redis expires a trail untouched for `store.audit_ttl`).

@@ -8,10 +8,15 @@
 //! `stripe.max_body`, a missing or malformed `Stripe-Signature`, a `t` outside the
 //! tolerance, more than `stripe.max_concurrent` bodies already being read. A body
 //! must then arrive whole within `stripe.body_timeout`.
+//!
+//! Every refusal is logged with its `reason` and kept in the store's capped
+//! list of refused deliveries (at most [`REFUSALS_RECORDED_PER_SECOND`] a
+//! second, so a flood of forged deliveries cannot turn into a flood of writes).
 
 pub(crate) mod body;
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,6 +40,12 @@ use crate::stripe::{event, signature};
 /// entitlement paging). Short: on failure the answer is `503` and Stripe
 /// redelivers later, which beats holding the delivery open.
 const STRIPE_API_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Refused deliveries written to the store per second, at most (per
+/// instance). Stripe's own failing deliveries come a few a minute; beyond
+/// this it is a flood, already visible in the log and the metrics, and each
+/// write would be one more thing an unauthenticated sender makes us do.
+const REFUSALS_RECORDED_PER_SECOND: u64 = 10;
 
 /// How a delivery ended, for the access log and (later) metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +81,8 @@ pub(crate) struct WebhookEndpoint {
     /// memory a flood of large, slow deliveries can pin, since every body must be held
     /// whole before its signature can be checked.
     reading: Semaphore,
+    /// Bounds the refusals written to the store (see [`RecordBudget`]).
+    refusals_recorded: RecordBudget,
 }
 
 impl WebhookEndpoint {
@@ -96,6 +109,7 @@ impl WebhookEndpoint {
             cache,
             stripe_api,
             reading,
+            refusals_recorded: RecordBudget::default(),
         }
     }
 
@@ -110,7 +124,7 @@ impl WebhookEndpoint {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if request.method() != Method::POST {
-            return Err(refuse("method_not_allowed", Deny::MethodNotAllowed));
+            return Err(self.refuse("method_not_allowed", Deny::MethodNotAllowed));
         }
         // 1. A declared length over the limit: no point reading any of it.
         let max = self.config.max_body;
@@ -120,19 +134,19 @@ impl WebhookEndpoint {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > max) {
-            return Err(refuse("body_too_large", Deny::PayloadTooLarge));
+            return Err(self.refuse("body_too_large", Deny::PayloadTooLarge));
         }
         // 2. The header, and the time it claims, before the body: a request that could
         // never verify must not get the gateway to hold its body.
         let tolerance = i64::try_from(self.config.tolerance.as_secs()).unwrap_or(i64::MAX);
         let header = signature::SignatureHeader::from_request(request.headers())
             .and_then(|header| header.check_time(tolerance, unix_now()).map(|()| header))
-            .map_err(refuse_signature)?;
+            .map_err(|e| self.refuse_signature(e))?;
         // 3. A reading slot. Held until the raw body is dropped, so at most
         // `max_concurrent` bodies are in memory at once whatever their senders do.
         let Ok(slot) = self.reading.try_acquire() else {
             crate::metrics::webhook("unread", "rejected");
-            return Err(refuse("overloaded", Deny::Overloaded));
+            return Err(self.refuse("overloaded", Deny::Overloaded));
         };
         // 4. The body: whole within the deadline (a total limit, so trickling does
         // not extend it), counted against the limit. On any refusal the blocks read so
@@ -141,30 +155,36 @@ impl WebhookEndpoint {
         let blocks = match tokio::time::timeout(self.config.body_timeout, read).await {
             Ok(Ok(blocks)) => blocks,
             Ok(Err(body::ReadError::TooLarge)) => {
-                return Err(refuse("body_too_large", Deny::PayloadTooLarge))
+                return Err(self.refuse("body_too_large", Deny::PayloadTooLarge))
             }
             Ok(Err(body::ReadError::Broken)) => {
-                return Err(refuse(
+                return Err(self.refuse(
                     "body_unreadable",
                     Deny::BadRequest("the request body could not be read"),
                 ))
             }
             Err(_elapsed) => {
                 crate::metrics::webhook("unread", "rejected");
-                return Err(refuse("body_timeout", Deny::RequestTimeout));
+                return Err(self.refuse("body_timeout", Deny::RequestTimeout));
             }
         };
         // 5. The signature, over the pieces as they arrived (no copy).
         header
             .verify(blocks.pieces(), &self.config.webhook_secrets)
-            .map_err(refuse_signature)?;
-        // 6. Only a verified body is made contiguous and parsed.
-        let parsed = event::parse(&blocks.contiguous(), &self.config.user_metadata_keys);
+            .map_err(|e| self.refuse_signature(e))?;
+        // 6. Only a verified body is made contiguous and parsed. Its id and type
+        // are kept with a refusal only now that the signature vouches for them.
+        let parsed = {
+            let body = blocks.contiguous();
+            event::parse(&body, &self.config.user_metadata_keys)
+                .map_err(|e| (e, id_and_type(&body)))
+        };
         drop(blocks);
         drop(slot);
-        let event = parsed.map_err(|e| {
+        let event = parsed.map_err(|(e, (event_id, event_type))| {
             crate::metrics::webhook("unparsed", "rejected");
-            tracing::info!(target: "paygate::webhook", reason = "bad_payload", error = %e, "webhook refused");
+            tracing::info!(target: "paygate::webhook", reason = %"bad_payload", error = %e, "webhook refused");
+            self.record_refusal("bad_payload", event_id, event_type);
             Deny::BadPayload(e.to_string())
         })?;
 
@@ -352,14 +372,123 @@ impl WebhookEndpoint {
     }
 }
 
-/// Logs a refusal with its reason (never the header's value: it is derived from the
-/// secret) and hands the answer back.
-fn refuse(reason: &'static str, deny: Deny) -> Deny {
-    tracing::info!(target: "paygate::webhook", reason, status = deny.status().as_u16(), "webhook refused");
-    deny
+impl WebhookEndpoint {
+    /// Logs a refusal with its reason (never the header's value: it is derived from
+    /// the secret), keeps it in the refused-deliveries list, and hands the answer back.
+    fn refuse(&self, reason: &'static str, deny: Deny) -> Deny {
+        tracing::info!(target: "paygate::webhook", reason = %reason, status = deny.status().as_u16(), "webhook refused");
+        self.record_refusal(reason, None, None);
+        deny
+    }
+
+    fn refuse_signature(&self, error: signature::SignatureError) -> Deny {
+        crate::metrics::webhook("unverified", "rejected");
+        self.refuse(error.reason(), Deny::BadSignature(error.to_string()))
+    }
+
+    /// Keeps a refusal in the store's capped list, within the per-second
+    /// budget, in a task of its own: the answer neither waits for the store nor
+    /// changes when the write fails (a failure is logged at debug; the refusal
+    /// itself is in the log already).
+    fn record_refusal(
+        &self,
+        reason: &'static str,
+        event_id: Option<String>,
+        event_type: Option<String>,
+    ) {
+        let now = unix_now();
+        if !self.refusals_recorded.take(now) {
+            return;
+        }
+        let refusal = crate::store::RefusedDelivery {
+            reason: reason.to_string(),
+            event_id,
+            event_type,
+            at: now,
+        };
+        let store = std::sync::Arc::clone(self.applier.store());
+        tokio::spawn(async move {
+            if let Err(e) = store.record_refusal(&refusal).await {
+                tracing::debug!(target: "paygate::webhook", error = %e, "could not record the refused delivery");
+            }
+        });
+    }
 }
 
-fn refuse_signature(error: signature::SignatureError) -> Deny {
-    crate::metrics::webhook("unverified", "rejected");
-    refuse(error.reason(), Deny::BadSignature(error.to_string()))
+/// A budget of [`REFUSALS_RECORDED_PER_SECOND`] writes per wall-clock second,
+/// in one atomic word: the second in the high bits, the count in the low 16.
+#[derive(Default)]
+struct RecordBudget(AtomicU64);
+
+impl RecordBudget {
+    /// Whether one more refusal may be written in second `now`.
+    fn take(&self, now: i64) -> bool {
+        let second = u64::try_from(now).unwrap_or(0) << 16;
+        let mut current = self.0.load(Ordering::Relaxed);
+        loop {
+            let next = if current >> 16 == second >> 16 {
+                let count = current & 0xffff;
+                if count >= REFUSALS_RECORDED_PER_SECOND {
+                    return false;
+                }
+                current + 1
+            } else {
+                second | 1
+            };
+            match self
+                .0
+                .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+}
+
+/// The `id` and `type` of a verified body that is no usable event, when it
+/// has them as strings (each cut to 255 bytes): what an operator needs to find
+/// the delivery in Stripe's dashboard.
+fn id_and_type(body: &[u8]) -> (Option<String>, Option<String>) {
+    let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(body) else {
+        return (None, None);
+    };
+    let mut text = |key: &str| match object.remove(key) {
+        Some(serde_json::Value::String(mut text)) => {
+            let mut cut = text.len().min(255);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            Some(text)
+        }
+        _ => None,
+    };
+    (text("id"), text("type"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_budget_is_per_second() {
+        let budget = RecordBudget::default();
+        let taken = (0..20).filter(|_| budget.take(1_700_000_000)).count();
+        assert_eq!(taken as u64, REFUSALS_RECORDED_PER_SECOND);
+        assert!(budget.take(1_700_000_001), "a new second, a new budget");
+    }
+
+    #[test]
+    fn only_string_ids_and_types_are_kept_and_cut() {
+        assert_eq!(
+            id_and_type(br#"{"id":"evt_1","type":"x.y","data":1}"#),
+            (Some("evt_1".into()), Some("x.y".into()))
+        );
+        assert_eq!(id_and_type(br#"{"id":7}"#), (None, None));
+        assert_eq!(id_and_type(b"not json"), (None, None));
+        let long = format!(r#"{{"id":"{}"}}"#, "é".repeat(200));
+        let (id, _) = id_and_type(long.as_bytes());
+        assert!(id.unwrap().len() <= 255);
+    }
 }

@@ -54,7 +54,11 @@ async fn json_access_log_has_the_fields_and_never_the_token() {
     assert_eq!(line["decision"], "allow");
     assert_eq!(line["user_id"], "alice");
     assert!(line["latency_ms"].as_f64().is_some(), "{line}");
-    let denied_line = wait_for_line(&gw, |v| v["user_id"] == "nobody-subscribed").await;
+    // The access line, not the `request refused` line that names the same user.
+    let denied_line = wait_for_line(&gw, |v| {
+        v["target"] == "paygate::access" && v["user_id"] == "nobody-subscribed"
+    })
+    .await;
     assert_eq!(denied_line["decision"], "checkout_required");
     assert_eq!(denied_line["status"], 402);
 

@@ -16,6 +16,7 @@ mod oidc;
 mod paths;
 mod paywall;
 mod proxy;
+mod reasons;
 mod redis_cluster;
 mod redis_sentinel;
 mod redis_store;

@@ -9,12 +9,14 @@
 //! - `{prefix}{u:<user id>}:audit`: the user's audit trail (list, newest first,
 //!   capped at `store.audit_max_entries`, expires `store.audit_ttl` after its last entry);
 //! - `{prefix}deliveries`: recent webhook deliveries (list, newest first, capped);
+//! - `{prefix}refused`: recent refused webhook deliveries (list, newest first,
+//!   capped apart, so forged ones never push out the record of applied ones);
 //! - `{prefix}unlinked`: set of customer ids with events but no user link;
 //! - `{prefix}ready`: readiness probe on a cluster (`1`, expires after a minute);
 //! - channel `{prefix}invalidate`: JSON arrays of user ids whose record changed.
 //!
 //! On a Redis Cluster no command, pipeline or script spans two slots: the
-//! per-record keys carry their own hash tag, the three global keys are one key
+//! per-record keys carry their own hash tag, the four global keys are one key
 //! each (one slot), and `complete_event` splits into single-slot pipelines.
 //! Invalidations use plain `PUBLISH`, which a cluster broadcasts to every node,
 //! so the listener may subscribe on any node (see `conn.rs`).
@@ -33,8 +35,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    Audit, AuditEntry, Delivery, EntitlementStore, Invalidation, OnInvalidation, StoreError,
-    UnlinkedPage, Update, AUDIT_KEPT, DELIVERIES_KEPT,
+    Audit, AuditEntry, Delivery, EntitlementStore, Invalidation, OnInvalidation, RefusedDelivery,
+    StoreError, UnlinkedPage, Update, AUDIT_KEPT, DELIVERIES_KEPT, REFUSALS_KEPT,
 };
 use crate::billing::record::CustomerRecord;
 use crate::config::StoreConfig;
@@ -381,6 +383,11 @@ impl RedisStore {
     /// hash tag (and keeps its name from before cluster support).
     fn deliveries_key(&self) -> String {
         format!("{}deliveries", self.prefix)
+    }
+
+    /// Refused deliveries: one key, like [`Self::deliveries_key`].
+    fn refusals_key(&self) -> String {
+        format!("{}refused", self.prefix)
     }
 
     /// Customers without a user link: one key, like [`Self::deliveries_key`].
@@ -798,6 +805,15 @@ impl EntitlementStore for RedisStore {
 
     async fn recent_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
         self.read_list(self.deliveries_key(), limit).await
+    }
+
+    async fn record_refusal(&self, refusal: &RefusedDelivery) -> Result<(), StoreError> {
+        self.push_capped(self.refusals_key(), refusal, REFUSALS_KEPT)
+            .await
+    }
+
+    async fn recent_refusals(&self, limit: usize) -> Result<Vec<RefusedDelivery>, StoreError> {
+        self.read_list(self.refusals_key(), limit).await
     }
 
     async fn append_audit(&self, user_id: &str, entry: &AuditEntry) -> Result<(), StoreError> {
