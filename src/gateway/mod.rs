@@ -178,7 +178,7 @@ impl Gateway {
 
     /// Handles one request. Never fails: every error becomes a response here.
     pub(crate) async fn handle(
-        self: Arc<Self>,
+        &self,
         request: Request<Incoming>,
         peer: &Peer,
     ) -> Response<GatewayBody> {

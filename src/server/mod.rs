@@ -66,7 +66,7 @@ pub(crate) trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Response<Self::Body>> + Send;
 }
 
-impl Handler for Live {
+impl Handler for Gateway {
     type Body = GatewayBody;
 
     fn handle(
@@ -74,10 +74,47 @@ impl Handler for Live {
         request: Request<Incoming>,
         peer: &Peer,
     ) -> impl Future<Output = Response<GatewayBody>> + Send {
-        // Each request takes the generation current when it arrives and keeps
-        // it to the end, so a reload never changes a request half-way.
-        // The future owns that generation (no wrapping future around it).
-        Gateway::handle(self.current(), request, peer)
+        Gateway::handle(self, request, peer)
+    }
+}
+
+/// Where a listener gets the handler for each request.
+pub(crate) trait Handlers: Send + Sync + 'static {
+    type Handler: Handler;
+
+    /// The handler for a request arriving now; the request keeps it to its end.
+    fn current(&self) -> Arc<Self::Handler>;
+
+    /// Changes whenever [`Handlers::current`] would return another handler.
+    fn generation(&self) -> u64;
+}
+
+/// The public listener serves whichever gateway generation is current when a
+/// request arrives, so a reload never changes a request half-way.
+impl Handlers for Live {
+    type Handler = Gateway;
+
+    fn current(&self) -> Arc<Gateway> {
+        Live::current(self)
+    }
+
+    fn generation(&self) -> u64 {
+        Live::generation(self)
+    }
+}
+
+/// A handler that never changes (the admin API reads the current generation itself).
+struct Fixed<H>(Arc<H>);
+
+impl<H: Handler> Handlers for Fixed<H> {
+    type Handler = H;
+
+    fn current(&self) -> Arc<H> {
+        self.0.clone()
+    }
+
+    fn generation(&self) -> u64 {
+        0
     }
 }
 
@@ -118,7 +155,7 @@ pub async fn run(
     let admin = async {
         match admin {
             Some(listener) => {
-                let api = Arc::new(AdminApi::new(gateway.clone()));
+                let api = Arc::new(Fixed(Arc::new(AdminApi::new(gateway.clone()))));
                 serve(listener, api, &config.server, stop_rx.clone()).await
             }
             None => true,
@@ -135,9 +172,9 @@ pub async fn run(
 
 /// One listener's accept loop until `stop` turns true, then its drain (up to
 /// `server.shutdown_grace`). Returns `true` when every connection finished in time.
-async fn serve<H: Handler>(
+async fn serve<H: Handlers>(
     listener: TcpListener,
-    handler: Arc<H>,
+    handlers: Arc<H>,
     server: &ServerConfig,
     mut stop: watch::Receiver<bool>,
 ) -> bool {
@@ -189,7 +226,7 @@ async fn serve<H: Handler>(
         };
         let _ = stream.set_nodelay(true);
         let accepted = tokio::time::Instant::now();
-        let handler = handler.clone();
+        let handlers = handlers.clone();
         let builder = builder.clone();
         let alive = alive.clone();
         let mut stop = stop.clone();
@@ -213,8 +250,19 @@ async fn serve<H: Handler>(
             let client = Peer::new(peer);
             let state = Arc::new(ConnState::default());
             let io = ClientIo::new(stream, state.clone(), deadlines, accepted);
+            // The connection keeps the handler generation it last used and
+            // looks the current one up only after a reload: per request that
+            // is one load and a compare besides the reference count.
+            let kept = std::cell::RefCell::new((handlers.generation(), handlers.current()));
             let service = service_fn(move |request| {
-                let handler = handler.clone();
+                let handler = {
+                    let mut kept = kept.borrow_mut();
+                    let now = handlers.generation();
+                    if kept.0 != now {
+                        *kept = (now, handlers.current());
+                    }
+                    kept.1.clone()
+                };
                 let client = client.clone();
                 // Marks the connection busy until the response body has been
                 // written, so the idle deadline never cuts a response short.
