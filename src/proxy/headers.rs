@@ -76,13 +76,24 @@ fn hop_index_ignoring_case(token: &str) -> Option<usize> {
 pub(crate) struct Peer {
     pub addr: SocketAddr,
     pub ip_header: HeaderValue,
+    /// The connection is TLS: `X-Forwarded-Proto` is `https`.
+    pub tls: bool,
 }
 
 impl Peer {
     pub(crate) fn new(addr: SocketAddr) -> Peer {
         let ip_header = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Peer { addr, ip_header }
+        Peer {
+            addr,
+            ip_header,
+            tls: false,
+        }
+    }
+
+    /// The same peer, on a TLS connection.
+    pub(crate) fn over_tls(self) -> Peer {
+        Peer { tls: true, ..self }
     }
 }
 
@@ -302,7 +313,8 @@ pub(crate) fn set_forwarded(
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        let proto = if peer.tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     }
     // A trusted proxy's value is kept only when it is one valid authority.
     let keep_forwarded_host = trusted
@@ -590,6 +602,12 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "app.example.com");
+
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", "http".parse().unwrap());
+        let peer = Peer::new("192.0.2.7:1234".parse().unwrap()).over_tls();
+        set_forwarded(&mut h, &peer, &trusted, Some(&host));
+        assert_eq!(h["x-forwarded-proto"], "https", "a TLS connection is https");
     }
 
     #[test]
