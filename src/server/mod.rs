@@ -1,12 +1,18 @@
-//! Accepting connections: the HTTP/1.1 server loop, the connection limit, the
+//! Accepting connections: the server loop, the connection limit, the
 //! per-connection head/idle deadlines and graceful drain, the same for the
 //! public listener and the admin one. Knows nothing about paywalls; it hands
 //! each request to a [`Handler`] (the [`Gateway`] or the admin API).
+//!
+//! The public listener speaks HTTP/1.1 in cleartext; with `[server.tls]`, TLS
+//! with HTTP/2 or HTTP/1.1 as ALPN chooses; with `server.h2c`, HTTP/2 with
+//! prior knowledge in cleartext too. The admin listener is always cleartext
+//! HTTP/1.1.
 //!
 //! Shape borrowed from mini-redis: `run` takes an already-bound listener and a
 //! shutdown future, so tests bind port 0 and trigger shutdown themselves.
 
 mod conn;
+pub(crate) mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,9 +24,9 @@ use http::{Request, Response};
 use http_body::Body;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::{http1, http2};
+use hyper::service::{service_fn, Service};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Semaphore};
 
@@ -30,6 +36,7 @@ use crate::gateway::{Gateway, GatewayBody};
 use crate::proxy::headers::Peer;
 use crate::proxy::BoxError;
 use conn::{ClientIo, ConnState, Deadlines, Tracked};
+pub use tls::Tls;
 
 /// Connections the kernel may queue before `accept` (at least
 /// 1,024). Linux caps it at `net.core.somaxconn` (4,096 on current kernels).
@@ -90,14 +97,24 @@ impl Handler for AdminApi {
     }
 }
 
-/// Serves the gateway on `listener`, and the admin API on `admin` when given,
-/// until `shutdown` resolves. Then the gateway is marked as draining (readiness
+/// What a listener speaks besides cleartext HTTP/1.1 (which is `None`: an
+/// HTTP/2 preface is then answered with GOAWAY). The admin listener has none.
+enum Edge {
+    /// Cleartext HTTP/1.1, or HTTP/2 with prior knowledge (`server.h2c`).
+    H2c,
+    /// TLS; ALPN chooses HTTP/2 or HTTP/1.1.
+    Tls(Arc<Tls>),
+}
+
+/// Serves the gateway on `listener` (over TLS with `tls`), and the admin API
+/// on `admin` when given, until `shutdown` resolves. Then the gateway is marked as draining (readiness
 /// 503), both listeners stop accepting, and in-flight requests get up to
 /// `server.shutdown_grace`. Returns `true` when every connection finished in time.
 pub async fn run(
     listener: TcpListener,
     admin: Option<TcpListener>,
     gateway: Arc<Gateway>,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -108,12 +125,30 @@ pub async fn run(
         tracing::info!(grace = ?config.server.shutdown_grace, "draining in-flight requests");
         let _ = stop_tx.send(true);
     };
-    let public = serve(listener, gateway.clone(), &config.server, stop_rx.clone());
+    let edge = match tls {
+        Some(tls) => Some(Edge::Tls(tls)),
+        None if config.server.h2c => Some(Edge::H2c),
+        None => None,
+    };
+    let public = serve(
+        listener,
+        gateway.clone(),
+        &config.server,
+        edge,
+        stop_rx.clone(),
+    );
     let admin = async {
         match admin {
             Some(listener) => {
                 let api = Arc::new(AdminApi::new(gateway.clone()));
-                serve(listener, api, &config.server, stop_rx.clone()).await
+                serve(
+                    listener,
+                    api,
+                    &config.server,
+                    None,
+                    stop_rx.clone(),
+                )
+                .await
             }
             None => true,
         }
@@ -133,6 +168,7 @@ async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     server: &ServerConfig,
+    edge: Option<Edge>,
     mut stop: watch::Receiver<bool>,
 ) -> bool {
     let mut builder = http1::Builder::new();
@@ -150,6 +186,18 @@ async fn serve<H: Handler>(
         // would move the parser's header array to the heap on every request.
         .max_header_size(MAX_HEAD_BYTES)
         .keep_alive(true);
+    // Shared by the connections of a TLS or h2c listener; `None` for plain
+    // HTTP/1.1, whose connections then carry nothing more than before.
+    let edge = match edge {
+        None => None,
+        Some(edge) => {
+            let mut h2 = http2::Builder::new(TokioExecutor::new());
+            h2.timer(TokioTimer::new())
+                // The same 64 KiB as an HTTP/1.1 head (decoded names and values).
+                .max_header_list_size(MAX_HEAD_BYTES as u32);
+            Some(Arc::new((edge, h2)))
+        }
+    };
     let deadlines = Deadlines {
         head: server.header_timeout,
         idle: server.keepalive_timeout,
@@ -185,6 +233,7 @@ async fn serve<H: Handler>(
         let accepted = tokio::time::Instant::now();
         let handler = handler.clone();
         let builder = builder.clone();
+        let edge = edge.clone();
         let alive = alive.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
@@ -204,36 +253,63 @@ async fn serve<H: Handler>(
                 drop(alive);
                 return;
             }
-            let client = Peer::new(peer);
             let state = Arc::new(ConnState::default());
-            let io = ClientIo::new(stream, state.clone(), deadlines, accepted);
-            let service = service_fn(move |request| {
-                let handler = handler.clone();
-                let client = client.clone();
-                // Marks the connection busy until the response body has been
-                // written, so the idle deadline never cuts a response short.
-                let busy = state.begin();
-                async move {
-                    let response = handler.handle(request, &client).await;
-                    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                        // A WebSocket tunnel has its own life; the HTTP
-                        // deadlines stop with the switch.
-                        busy.switched();
-                    }
-                    Ok::<_, std::convert::Infallible>(response.map(|body| Tracked::new(body, busy)))
+            let result = match edge.as_deref() {
+                None => {
+                    let io = ClientIo::<_, false>::new(stream, state.clone(), deadlines, accepted, true);
+                    let service = service(handler, Peer::new(peer), state);
+                    serve_http1(&builder, io, service, &mut stop).await
                 }
-            });
-            let connection = builder
-                .serve_connection(TokioIo::new(io), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
-                    // Finish the request in flight (if any), then close instead
-                    // of waiting for the next keep-alive request.
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+                Some((Edge::H2c, h2)) => {
+                    let head = accepted + deadlines.head;
+                    let sniffed = tokio::select! {
+                        sniffed = tokio::time::timeout_at(head, conn::sniff_h2(stream)) => sniffed.ok().and_then(Result::ok),
+                        _ = stop.wait_for(|stopping| *stopping) => None,
+                    };
+                    let service = service(handler, Peer::new(peer), state.clone());
+                    match sniffed {
+                        Some((true, stream)) => {
+                            let io = ClientIo::<_, true>::new(stream, state, deadlines, accepted, false);
+                            serve_http2(h2, io, service, &mut stop).await
+                        }
+                        Some((false, stream)) => {
+                            let io = ClientIo::<_, false>::new(stream, state, deadlines, accepted, false);
+                            serve_http1(&builder, io, service, &mut stop).await
+                        }
+                        None => Ok(()),
+                    }
+                }
+                Some((Edge::Tls(tls), h2)) => {
+                    // The handshake counts against the first head's deadline.
+                    let head = accepted + deadlines.head;
+                    let handshake = tokio::select! {
+                        done = tokio::time::timeout_at(head, tls.acceptor().accept(stream)) => match done {
+                            Ok(Ok(stream)) => Some(stream),
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, %peer, "TLS handshake failed");
+                                None
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake not complete within server.header_timeout");
+                                None
+                            }
+                        },
+                        _ = stop.wait_for(|stopping| *stopping) => None,
+                    };
+                    match handshake {
+                        Some(stream) => {
+                            let h2_chosen = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
+                            let service = service(handler, Peer::new(peer).over_tls(), state.clone());
+                            if h2_chosen {
+                                let io = ClientIo::<_, true>::new(stream, state, deadlines, accepted, false);
+                                serve_http2(h2, io, service, &mut stop).await
+                            } else {
+                                let io = ClientIo::<_, false>::new(stream, state, deadlines, accepted, true);
+                                serve_http1(&builder, io, service, &mut stop).await
+                            }
+                        }
+                        None => Ok(()),
+                    }
                 }
             };
             if let Err(error) = result {
@@ -249,6 +325,92 @@ async fn serve<H: Handler>(
     tokio::time::timeout(server.shutdown_grace, all_closed.recv())
         .await
         .is_ok()
+}
+
+/// The per-connection service: hands each request (each stream, on HTTP/2)
+/// to `handler` and keeps the connection marked busy until its response has
+/// been written, so the idle deadline never cuts a response short.
+fn service<H: Handler>(
+    handler: Arc<H>,
+    client: Peer,
+    state: Arc<ConnState>,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<Tracked<H::Body>>,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
+       + Send
+       + 'static {
+    service_fn(move |request| {
+        let handler = handler.clone();
+        let client = client.clone();
+        let busy = state.begin();
+        async move {
+            let response = handler.handle(request, &client).await;
+            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                // A WebSocket tunnel has its own life; the HTTP
+                // deadlines stop with the switch.
+                busy.switched();
+            }
+            Ok::<_, std::convert::Infallible>(response.map(|body| Tracked::new(body, busy)))
+        }
+    })
+}
+
+/// One HTTP/1.1 connection until it ends; on shutdown the request in flight
+/// (if any) finishes, then the connection closes instead of waiting for the
+/// next keep-alive request.
+async fn serve_http1<I, S, B>(
+    builder: &http1::Builder,
+    io: I,
+    service: S,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = std::convert::Infallible>,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
+}
+
+/// One HTTP/2 connection until it ends; on shutdown GOAWAY stops new streams
+/// and the ones in flight finish.
+async fn serve_http2<I, S, B>(
+    builder: &http2::Builder<TokioExecutor>,
+    io: I,
+    service: S,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = std::convert::Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -22,7 +22,8 @@ pub(crate) const ALPN_H2: &[u8] = b"h2";
 pub(crate) const ALPN_HTTP11: &[u8] = b"http/1.1";
 
 /// The listener's TLS: what accepts handshakes and the certificate they get.
-pub(crate) struct Tls {
+/// Public with [`run`], which takes it; `reload` swaps the certificate.
+pub struct Tls {
     acceptor: TlsAcceptor,
     current: Arc<CurrentCert>,
 }
@@ -45,7 +46,7 @@ impl ResolvesServerCert for CurrentCert {
 
 impl Tls {
     /// Reads the certificate chain and key; the error names the config key at fault.
-    pub(crate) fn load(config: &TlsConfig) -> Result<Arc<Tls>, String> {
+    pub fn load(config: &TlsConfig) -> Result<Arc<Tls>, String> {
         let key = certified_key(config).map_err(|e| e.to_string())?;
         let current = Arc::new(CurrentCert(ArcSwap::new(key)));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -63,7 +64,7 @@ impl Tls {
 
     /// Reads the files again and, if they are good, serves them to every new
     /// handshake; on an error the current certificate stays.
-    pub(crate) fn reload(&self, config: &TlsConfig) -> Result<(), String> {
+    pub fn reload(&self, config: &TlsConfig) -> Result<(), String> {
         let key = certified_key(config).map_err(|e| e.to_string())?;
         self.current.0.store(key);
         Ok(())
