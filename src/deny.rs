@@ -9,8 +9,8 @@
 //! statuses or JSON bodies.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::header::HeaderName;
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use serde_json::json;

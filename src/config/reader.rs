@@ -159,7 +159,11 @@ impl<'a> Section<'a> {
             other => {
                 errors.push(
                     self.key(key),
-                    format!("must be a table ([{}]), found {}", self.key(key), other.type_str()),
+                    format!(
+                        "must be a table ([{}]), found {}",
+                        self.key(key),
+                        other.type_str()
+                    ),
                 );
                 None
             }

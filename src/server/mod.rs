@@ -141,14 +141,7 @@ pub async fn run(
         match admin {
             Some(listener) => {
                 let api = Arc::new(AdminApi::new(gateway.clone()));
-                serve(
-                    listener,
-                    api,
-                    &config.server,
-                    None,
-                    stop_rx.clone(),
-                )
-                .await
+                serve(listener, api, &config.server, None, stop_rx.clone()).await
             }
             None => true,
         }
@@ -256,7 +249,8 @@ async fn serve<H: Handler>(
             let state = Arc::new(ConnState::default());
             let result = match edge.as_deref() {
                 None => {
-                    let io = ClientIo::<_, false>::new(stream, state.clone(), deadlines, accepted, true);
+                    let io =
+                        ClientIo::<_, false>::new(stream, state.clone(), deadlines, accepted, true);
                     let service = service(handler, Peer::new(peer), state);
                     serve_http1(&builder, io, service, &mut stop).await
                 }
@@ -269,11 +263,14 @@ async fn serve<H: Handler>(
                     let service = service(handler, Peer::new(peer), state.clone());
                     match sniffed {
                         Some((true, stream)) => {
-                            let io = ClientIo::<_, true>::new(stream, state, deadlines, accepted, false);
+                            let io =
+                                ClientIo::<_, true>::new(stream, state, deadlines, accepted, false);
                             serve_http2(h2, io, service, &mut stop).await
                         }
                         Some((false, stream)) => {
-                            let io = ClientIo::<_, false>::new(stream, state, deadlines, accepted, false);
+                            let io = ClientIo::<_, false>::new(
+                                stream, state, deadlines, accepted, false,
+                            );
                             serve_http1(&builder, io, service, &mut stop).await
                         }
                         None => Ok(()),
@@ -298,13 +295,19 @@ async fn serve<H: Handler>(
                     };
                     match handshake {
                         Some(stream) => {
-                            let h2_chosen = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
-                            let service = service(handler, Peer::new(peer).over_tls(), state.clone());
+                            let h2_chosen =
+                                stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
+                            let service =
+                                service(handler, Peer::new(peer).over_tls(), state.clone());
                             if h2_chosen {
-                                let io = ClientIo::<_, true>::new(stream, state, deadlines, accepted, false);
+                                let io = ClientIo::<_, true>::new(
+                                    stream, state, deadlines, accepted, false,
+                                );
                                 serve_http2(h2, io, service, &mut stop).await
                             } else {
-                                let io = ClientIo::<_, false>::new(stream, state, deadlines, accepted, true);
+                                let io = ClientIo::<_, false>::new(
+                                    stream, state, deadlines, accepted, true,
+                                );
                                 serve_http1(&builder, io, service, &mut stop).await
                             }
                         }

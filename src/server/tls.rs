@@ -78,6 +78,7 @@ impl Tls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -93,7 +94,6 @@ mod tests {
     /// Handshakes with `tls` trusting `ca_pem`; returns the leaf presented and
     /// the ALPN protocol chosen.
     async fn handshake(tls: &Tls, ca_pem: &[u8]) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
-        use rustls::pki_types::pem::PemObject;
         let (client_side, server_side) = tokio::io::duplex(64 * 1024);
         let acceptor = tls.acceptor().clone();
         let server = tokio::spawn(async move {
@@ -174,7 +174,10 @@ mod tests {
             key_file: good.key_file.clone(),
         };
         let error = Tls::load(&missing).unwrap_err();
-        assert!(error.starts_with("server.tls.cert_file: cannot read"), "{error}");
+        assert!(
+            error.starts_with("server.tls.cert_file: cannot read"),
+            "{error}"
+        );
         let swapped = TlsConfig {
             cert_file: good.key_file.clone(),
             key_file: good.cert_file.clone(),

@@ -20,5 +20,6 @@ mod redis_sentinel;
 mod redis_store;
 mod redis_tls;
 mod sync;
+mod tls_h2;
 mod webhook_attacks;
 mod webhooks;
