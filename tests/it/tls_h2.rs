@@ -305,6 +305,57 @@ async fn h2c_is_served_only_when_enabled() {
     gw.assert_nothing_forwarded(&up).await;
 }
 
+#[tokio::test]
+async fn an_h2_connection_is_idle_only_with_no_stream_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = paygate_testkit::tls::generate(dir.path());
+    let release = Signal::new();
+    let held = release.clone();
+    let up = Upstream::with(move |request| match request.target.as_str() {
+        "/health/hold" => Reply::HoldUntil(held.clone()),
+        _ => Reply::Ok,
+    })
+    .await;
+    let cfg = Config::new(&up.url())
+        .set_str("server.keepalive_timeout", "1s")
+        .tls(&files);
+    let gw = Gateway::start(&cfg).await;
+
+    // One connection with a stream in flight (its response held upstream)...
+    let mut busy = h2_tls(gw.addr, ca(&gw)).await;
+    let watch = busy.clone();
+    let held_call = tokio::spawn(async move {
+        send_h2(&mut busy, h2_get("/health/hold").body(whole("")).unwrap()).await
+    });
+    up.wait_arrivals(1).await;
+    // ...and one opened after it, whose only stream completes.
+    let mut idle = h2_tls(gw.addr, ca(&gw)).await;
+    let answer = send_h2(&mut idle, h2_get("/health/quick").body(whole("")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+
+    // The idle one is closed after keepalive_timeout; the busy one, whose
+    // deadline started earlier, is still open and its answer arrives.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !idle.is_closed() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "an idle HTTP/2 connection should be closed after keepalive_timeout"
+        );
+        // Polling interval, not a synchronization.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        !watch.is_closed(),
+        "a connection with a stream in flight is not idle"
+    );
+    release.fire();
+    let answer = held_call.await.unwrap().unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body, "upstream ok");
+}
+
 /// What the HTTP/2 upstream saw of one request.
 #[derive(Debug, Clone)]
 struct H2Seen {
