@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::admin::AdminApi;
@@ -180,7 +180,7 @@ async fn serve<H: Handler>(
         .max_header_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     // Shared by the connections of a TLS or h2c listener; `None` for plain
-    // HTTP/1.1, whose connections then carry nothing more than before.
+    // HTTP/1.1, whose connections carry no HTTP/2 or TLS state.
     let edge = match edge {
         None => None,
         Some(edge) => {
@@ -224,103 +224,35 @@ async fn serve<H: Handler>(
         };
         let _ = stream.set_nodelay(true);
         let accepted = tokio::time::Instant::now();
-        let handler = handler.clone();
-        let builder = builder.clone();
-        let edge = edge.clone();
+        let conn = Conn {
+            stream,
+            peer,
+            handler: handler.clone(),
+            deadlines,
+            accepted,
+            stop: stop.clone(),
+        };
         let alive = alive.clone();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            // hyper is handed the socket only once the client has sent
-            // something: it allocates its 8 KiB read and write buffers at the
-            // start, which 4,000 idle connections turned into ~80 MB. A client
-            // silent for header_timeout is dropped here, unparsed.
-            let mut first = [0u8; 1];
-            let first_bytes = tokio::select! {
-                // `peek` waits for a byte (or EOF); `readable` may answer at once.
-                ready = tokio::time::timeout(deadlines.head, stream.peek(&mut first)) => matches!(ready, Ok(Ok(1))),
-                _ = stop.wait_for(|stopping| *stopping) => false,
-            };
-            if !first_bytes {
-                tracing::debug!(%peer, "connection closed before its first byte (header_timeout or shutdown)");
-                drop(slot);
-                drop(alive);
-                return;
+        // Two task bodies, so a plain HTTP/1.1 connection's task holds none of
+        // the TLS or HTTP/2 state (an idle one stays ~2 KiB).
+        match &edge {
+            None => {
+                let builder = builder.clone();
+                tokio::spawn(async move {
+                    conn.serve_plain(&builder).await;
+                    drop(slot);
+                    drop(alive);
+                });
             }
-            let state = Arc::new(ConnState::default());
-            let result = match edge.as_deref() {
-                None => {
-                    let io =
-                        ClientIo::<_, false>::new(stream, state.clone(), deadlines, accepted, true);
-                    let service = service(handler, Peer::new(peer), state);
-                    serve_http1(&builder, io, service, &mut stop).await
-                }
-                Some((Edge::H2c, h2)) => {
-                    let head = accepted + deadlines.head;
-                    let sniffed = tokio::select! {
-                        sniffed = tokio::time::timeout_at(head, conn::sniff_h2(stream)) => sniffed.ok().and_then(Result::ok),
-                        _ = stop.wait_for(|stopping| *stopping) => None,
-                    };
-                    let service = service(handler, Peer::new(peer), state.clone());
-                    match sniffed {
-                        Some((true, stream)) => {
-                            let io =
-                                ClientIo::<_, true>::new(stream, state, deadlines, accepted, false);
-                            serve_http2(h2, io, service, &mut stop).await
-                        }
-                        Some((false, stream)) => {
-                            let io = ClientIo::<_, false>::new(
-                                stream, state, deadlines, accepted, false,
-                            );
-                            serve_http1(&builder, io, service, &mut stop).await
-                        }
-                        None => Ok(()),
-                    }
-                }
-                Some((Edge::Tls(tls), h2)) => {
-                    // The handshake counts against the first head's deadline.
-                    let head = accepted + deadlines.head;
-                    let handshake = tokio::select! {
-                        done = tokio::time::timeout_at(head, tls.acceptor().accept(stream)) => match done {
-                            Ok(Ok(stream)) => Some(stream),
-                            Ok(Err(error)) => {
-                                tracing::debug!(%error, %peer, "TLS handshake failed");
-                                None
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake not complete within server.header_timeout");
-                                None
-                            }
-                        },
-                        _ = stop.wait_for(|stopping| *stopping) => None,
-                    };
-                    match handshake {
-                        Some(stream) => {
-                            let h2_chosen =
-                                stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
-                            let service =
-                                service(handler, Peer::new(peer).over_tls(), state.clone());
-                            if h2_chosen {
-                                let io = ClientIo::<_, true>::new(
-                                    stream, state, deadlines, accepted, false,
-                                );
-                                serve_http2(h2, io, service, &mut stop).await
-                            } else {
-                                let io = ClientIo::<_, false>::new(
-                                    stream, state, deadlines, accepted, true,
-                                );
-                                serve_http1(&builder, io, service, &mut stop).await
-                            }
-                        }
-                        None => Ok(()),
-                    }
-                }
-            };
-            if let Err(error) = result {
-                tracing::debug!(%error, %peer, "connection ended with an error");
+            Some(edge) => {
+                let (builder, edge) = (builder.clone(), edge.clone());
+                tokio::spawn(async move {
+                    conn.serve_edge(&builder, &edge.0, &edge.1).await;
+                    drop(slot);
+                    drop(alive);
+                });
             }
-            drop(slot);
-            drop(alive);
-        });
+        }
     }
 
     drop(listener);
@@ -328,6 +260,130 @@ async fn serve<H: Handler>(
     tokio::time::timeout(server.shutdown_grace, all_closed.recv())
         .await
         .is_ok()
+}
+
+/// One accepted connection and what serving it needs.
+struct Conn<H> {
+    stream: TcpStream,
+    peer: SocketAddr,
+    handler: Arc<H>,
+    deadlines: Deadlines,
+    accepted: tokio::time::Instant,
+    stop: watch::Receiver<bool>,
+}
+
+impl<H: Handler> Conn<H> {
+    /// Waits for the client's first byte. hyper is handed the socket only
+    /// once the client has sent something: it allocates its 8 KiB read and
+    /// write buffers at the start, which 4,000 idle connections turned into
+    /// ~80 MB. A client silent for header_timeout is dropped here, unparsed.
+    async fn first_byte(&mut self) -> bool {
+        let mut first = [0u8; 1];
+        let first_bytes = tokio::select! {
+            // `peek` waits for a byte (or EOF); `readable` may answer at once.
+            ready = tokio::time::timeout(self.deadlines.head, self.stream.peek(&mut first)) => matches!(ready, Ok(Ok(1))),
+            _ = self.stop.wait_for(|stopping| *stopping) => false,
+        };
+        if !first_bytes {
+            tracing::debug!(peer = %self.peer, "connection closed before its first byte (header_timeout or shutdown)");
+        }
+        first_bytes
+    }
+
+    /// Cleartext HTTP/1.1 (an HTTP/2 preface gets GOAWAY).
+    async fn serve_plain(mut self, builder: &http1::Builder) {
+        if !self.first_byte().await {
+            return;
+        }
+        let state = Arc::new(ConnState::default());
+        let io = ClientIo::<_, false>::new(
+            self.stream,
+            state.clone(),
+            self.deadlines,
+            self.accepted,
+            true,
+        );
+        let service = service(self.handler, Peer::new(self.peer), state);
+        if let Err(error) = serve_http1(builder, io, service, &mut self.stop).await {
+            tracing::debug!(%error, peer = %self.peer, "connection ended with an error");
+        }
+    }
+
+    /// h2c (the first bytes choose HTTP/2 or HTTP/1.1) or TLS (ALPN chooses).
+    async fn serve_edge(
+        mut self,
+        builder: &http1::Builder,
+        edge: &Edge,
+        h2: &http2::Builder<TokioExecutor>,
+    ) {
+        if !self.first_byte().await {
+            return;
+        }
+        let (peer, deadlines, accepted) = (self.peer, self.deadlines, self.accepted);
+        // The protocol choice (and the TLS handshake) counts against the
+        // first head's deadline.
+        let head = accepted + deadlines.head;
+        let state = Arc::new(ConnState::default());
+        let stop = &mut self.stop;
+        let result = match edge {
+            Edge::H2c => {
+                let sniffed = tokio::select! {
+                    sniffed = tokio::time::timeout_at(head, conn::sniff_h2(self.stream)) => sniffed.ok().and_then(Result::ok),
+                    _ = stop.wait_for(|stopping| *stopping) => None,
+                };
+                let service = service(self.handler, Peer::new(peer), state.clone());
+                match sniffed {
+                    Some((true, stream)) => {
+                        let io =
+                            ClientIo::<_, true>::new(stream, state, deadlines, accepted, false);
+                        serve_http2(h2, io, service, stop).await
+                    }
+                    Some((false, stream)) => {
+                        let io =
+                            ClientIo::<_, false>::new(stream, state, deadlines, accepted, false);
+                        serve_http1(builder, io, service, stop).await
+                    }
+                    None => Ok(()),
+                }
+            }
+            Edge::Tls(tls) => {
+                let handshake = tokio::select! {
+                    done = tokio::time::timeout_at(head, tls.acceptor().accept(self.stream)) => match done {
+                        Ok(Ok(stream)) => Some(stream),
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, %peer, "TLS handshake failed");
+                            None
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake not complete within server.header_timeout");
+                            None
+                        }
+                    },
+                    _ = stop.wait_for(|stopping| *stopping) => None,
+                };
+                match handshake {
+                    Some(stream) => {
+                        let h2_chosen = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
+                        let service =
+                            service(self.handler, Peer::new(peer).over_tls(), state.clone());
+                        if h2_chosen {
+                            let io =
+                                ClientIo::<_, true>::new(stream, state, deadlines, accepted, false);
+                            serve_http2(h2, io, service, stop).await
+                        } else {
+                            let io =
+                                ClientIo::<_, false>::new(stream, state, deadlines, accepted, true);
+                            serve_http1(builder, io, service, stop).await
+                        }
+                    }
+                    None => Ok(()),
+                }
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, %peer, "connection ended with an error");
+        }
+    }
 }
 
 /// The per-connection service: hands each request (each stream, on HTTP/2)
