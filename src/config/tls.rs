@@ -67,3 +67,83 @@ pub(crate) fn certified_key(tls: &TlsConfig) -> Result<Arc<CertifiedKey>, Config
             ),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    fn compile(dir: &std::path::Path, extra: &str) -> Result<Config, Vec<String>> {
+        let text = format!(
+            "[upstream]\nurl = \"http://127.0.0.1:8000\"\n{extra}\n[jwt]\nsecret = \"a-test-secret-of-32-bytes-length\"\n"
+        );
+        Config::compile(&text, dir, &|_| None)
+            .map_err(|e| e.0.into_iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn edge_keys_default_off_and_compile_when_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = compile(dir.path(), "").unwrap();
+        assert!(plain.server.tls.is_none());
+        assert!(!plain.server.h2c);
+        assert!(!plain.upstream.http2);
+
+        let files = paygate_testkit::tls::generate(dir.path());
+        let config = compile(
+            dir.path(),
+            "http2 = true\n[server]\nh2c = true\n[server.tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"",
+        )
+        .unwrap();
+        let tls = config.server.tls.unwrap();
+        assert_eq!(
+            tls.cert_file, files.server_cert,
+            "relative to the config file"
+        );
+        assert_eq!(tls.key_file, files.server_key);
+        assert!(config.server.h2c);
+        assert!(config.upstream.http2);
+    }
+
+    #[test]
+    fn tls_mistakes_are_named_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        paygate_testkit::tls::generate(dir.path());
+        let errors = |extra: &str| compile(dir.path(), extra).unwrap_err();
+
+        let e = errors("[server.tls]\ncert_file = \"server.pem\"");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("server.tls.key_file: is required")),
+            "{e:?}"
+        );
+        let e = errors("[server.tls]\ncert_file = \"server.pem\"\nkey_file = \"client.key\"");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("server.tls.key_file:") && e.contains("does not match")),
+            "{e:?}"
+        );
+        let e = errors("[server.tls]\ncert_file = \"missing.pem\"\nkey_file = \"server.key\"");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("server.tls.cert_file: cannot read")),
+            "{e:?}"
+        );
+        let e = errors("[server.tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\nca_file = \"ca.pem\"");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("server.tls.ca_file: unknown key")),
+            "{e:?}"
+        );
+        let e = errors("[server]\ntls = \"on\"\nh2c = \"yes\"");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("server.tls: must be a table")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("server.h2c: must be true or false")),
+            "{e:?}"
+        );
+    }
+}
