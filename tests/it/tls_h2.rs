@@ -356,6 +356,40 @@ async fn an_h2_connection_is_idle_only_with_no_stream_in_flight() {
     assert_eq!(answer.body, "upstream ok");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_h2_streams_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = paygate_testkit::tls::generate(dir.path());
+    let release = Signal::new();
+    let held = release.clone();
+    let up = Upstream::with(move |_| Reply::HoldUntil(held.clone())).await;
+    let mut gw = Gateway::start(&Config::new(&up.url()).tls(&files)).await;
+
+    let mut h2 = h2_tls(gw.addr, ca(&gw)).await;
+    let in_flight = tokio::spawn(async move {
+        send_h2(&mut h2, h2_get("/health/slow").body(whole("")).unwrap()).await
+    });
+    up.wait_arrivals(1).await;
+    gw.signal("TERM");
+    // Draining once the listener takes no new TLS connection.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while https::tls(gw.addr, ca(&gw), &[b"h2"]).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gateway never stopped accepting after SIGTERM"
+        );
+        // Polling interval, not a synchronization.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The stream in flight on an open connection still finishes.
+    release.fire();
+    let answer = in_flight.await.unwrap().unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body, "upstream ok");
+    let status = gw.wait_exit().await;
+    assert_eq!(status.code(), Some(0), "log:\n{}", gw.log());
+}
+
 /// What the HTTP/2 upstream saw of one request.
 #[derive(Debug, Clone)]
 struct H2Seen {
