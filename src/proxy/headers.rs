@@ -8,7 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, HOST, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE,
 };
 use ipnet::IpNet;
 
@@ -378,6 +379,26 @@ fn hex16(n: u64) -> [u8; 16] {
     out
 }
 
+/// Joins the `Cookie` fields an HTTP/2 client split into crumbs (browsers do,
+/// for header compression) into the one field HTTP/1.1 allows, with `; `
+/// between them (RFC 9113 §8.2.3): an HTTP/1.1 application often reads only
+/// the first `Cookie` line.
+pub(crate) fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    let mut crumbs = headers.get_all(COOKIE).iter();
+    if crumbs.next().is_none() || crumbs.next().is_none() {
+        return;
+    }
+    let joined = headers
+        .get_all(COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, value);
+    }
+}
+
 /// Replaces `Host` with the upstream's authority (the original goes to `X-Forwarded-Host`).
 pub(crate) fn set_host(headers: &mut HeaderMap, authority: &HeaderValue) {
     headers.insert(HOST, authority.clone());
@@ -608,6 +629,24 @@ mod tests {
         let peer = Peer::new("192.0.2.7:1234".parse().unwrap()).over_tls();
         set_forwarded(&mut h, &peer, &trusted, Some(&host));
         assert_eq!(h["x-forwarded-proto"], "https", "a TLS connection is https");
+    }
+
+    #[test]
+    fn http2_cookie_crumbs_become_one_field() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", "a=1".parse().unwrap());
+        h.append("cookie", "b=2; c=3".parse().unwrap());
+        h.append("cookie", "d=4".parse().unwrap());
+        join_cookie_crumbs(&mut h);
+        assert_eq!(
+            h.get_all("cookie").iter().collect::<Vec<_>>(),
+            ["a=1; b=2; c=3; d=4"]
+        );
+        let mut one = HeaderMap::new();
+        one.insert("cookie", "a=1".parse().unwrap());
+        join_cookie_crumbs(&mut one);
+        assert_eq!(one["cookie"], "a=1");
+        join_cookie_crumbs(&mut HeaderMap::new());
     }
 
     #[test]

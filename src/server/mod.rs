@@ -33,7 +33,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::admin::AdminApi;
 use crate::config::ServerConfig;
 use crate::gateway::{Gateway, GatewayBody};
-use crate::proxy::headers::Peer;
+use crate::proxy::headers::{self, Peer};
 use crate::proxy::BoxError;
 use conn::{ClientIo, ConnState, Deadlines, Tracked};
 pub use tls::Tls;
@@ -303,7 +303,7 @@ impl<H: Handler> Conn<H> {
             self.accepted,
             true,
         );
-        let service = service(self.handler, Peer::new(self.peer), state);
+        let service = service::<H, false>(self.handler, Peer::new(self.peer), state);
         if let Err(error) = serve_http1(builder, io, service, &mut self.stop).await {
             tracing::debug!(%error, peer = %self.peer, "connection ended with an error");
         }
@@ -331,14 +331,16 @@ impl<H: Handler> Conn<H> {
                     sniffed = tokio::time::timeout_at(head, conn::sniff_h2(self.stream)) => sniffed.ok().and_then(Result::ok),
                     _ = stop.wait_for(|stopping| *stopping) => None,
                 };
-                let service = service(self.handler, Peer::new(peer), state.clone());
+                let (handler, client) = (self.handler, Peer::new(peer));
                 match sniffed {
                     Some((true, stream)) => {
+                        let service = service::<H, true>(handler, client, state.clone());
                         let io =
                             ClientIo::<_, true>::new(stream, state, deadlines, accepted, false);
                         serve_http2(h2, io, service, stop).await
                     }
                     Some((false, stream)) => {
+                        let service = service::<H, false>(handler, client, state.clone());
                         let io =
                             ClientIo::<_, false>::new(stream, state, deadlines, accepted, false);
                         serve_http1(builder, io, service, stop).await
@@ -364,13 +366,14 @@ impl<H: Handler> Conn<H> {
                 match handshake {
                     Some(stream) => {
                         let h2_chosen = stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2);
-                        let service =
-                            service(self.handler, Peer::new(peer).over_tls(), state.clone());
+                        let (handler, client) = (self.handler, Peer::new(peer).over_tls());
                         if h2_chosen {
+                            let service = service::<H, true>(handler, client, state.clone());
                             let io =
                                 ClientIo::<_, true>::new(stream, state, deadlines, accepted, false);
                             serve_http2(h2, io, service, stop).await
                         } else {
+                            let service = service::<H, false>(handler, client, state.clone());
                             let io =
                                 ClientIo::<_, false>::new(stream, state, deadlines, accepted, true);
                             serve_http1(builder, io, service, stop).await
@@ -386,10 +389,10 @@ impl<H: Handler> Conn<H> {
     }
 }
 
-/// The per-connection service: hands each request (each stream, on HTTP/2)
-/// to `handler` and keeps the connection marked busy until its response has
-/// been written, so the idle deadline never cuts a response short.
-fn service<H: Handler>(
+/// The per-connection service: hands each request (each stream, on HTTP/2:
+/// `MUX`) to `handler` and keeps the connection marked busy until its response
+/// has been written, so the idle deadline never cuts a response short.
+fn service<H: Handler, const MUX: bool>(
     handler: Arc<H>,
     client: Peer,
     state: Arc<ConnState>,
@@ -401,7 +404,12 @@ fn service<H: Handler>(
 > + Clone
        + Send
        + 'static {
-    service_fn(move |request| {
+    service_fn(move |mut request: Request<Incoming>| {
+        if MUX {
+            // From here on a request is one whatever its version: HTTP/2's
+            // split `Cookie` fields are joined as HTTP/1.1 needs them.
+            headers::join_cookie_crumbs(request.headers_mut());
+        }
         let handler = handler.clone();
         let client = client.clone();
         let busy = state.begin();

@@ -56,9 +56,13 @@ async fn https_over_http1_and_h2_reaches_the_upstream_as_https() {
     assert_eq!(answer.version, Version::HTTP_11);
 
     let mut h2 = h2_tls(gw.addr, ca(&gw)).await;
-    let answer = send_h2(&mut h2, h2_get("/health/two").body(whole("")).unwrap())
-        .await
+    // Browsers split cookies over several fields on HTTP/2.
+    let request = h2_get("/health/two")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(whole(""))
         .unwrap();
+    let answer = send_h2(&mut h2, request).await.unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.version, Version::HTTP_2);
     assert_eq!(answer.body, "upstream ok");
@@ -73,6 +77,11 @@ async fn https_over_http1_and_h2_reaches_the_upstream_as_https() {
         seen[1].header("x-forwarded-host"),
         Some("app.example.com:8443"),
         ":authority becomes X-Forwarded-Host"
+    );
+    assert_eq!(
+        seen[1].header_all("cookie"),
+        ["a=1; b=2"],
+        "one Cookie field for an HTTP/1.1 upstream"
     );
     assert_ne!(
         seen[1].header("host"),
