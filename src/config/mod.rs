@@ -544,6 +544,12 @@ fn compile_server(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<Se
     let tls = s
         .table("tls", errors)
         .and_then(|table| compile_server_tls(table, ctx, errors));
+    if h2c && s.has("tls") {
+        errors.push(
+            "server.h2c",
+            "is for a cleartext listener; with [server.tls], HTTP/2 comes through ALPN",
+        );
+    }
     s.finish(errors);
     Some(ServerConfig {
         listen: listen?,

@@ -91,7 +91,7 @@ mod tests {
         let files = paygate_testkit::tls::generate(dir.path());
         let config = compile(
             dir.path(),
-            "http2 = true\n[server]\nh2c = true\n[server.tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"",
+            "http2 = true\n[server.tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"",
         )
         .unwrap();
         let tls = config.server.tls.unwrap();
@@ -100,8 +100,9 @@ mod tests {
             "relative to the config file"
         );
         assert_eq!(tls.key_file, files.server_key);
-        assert!(config.server.h2c);
         assert!(config.upstream.http2);
+        let h2c = compile(dir.path(), "[server]\nh2c = true").unwrap();
+        assert!(h2c.server.h2c);
     }
 
     #[test]
@@ -132,6 +133,14 @@ mod tests {
         assert!(
             e.iter()
                 .any(|e| e.starts_with("server.tls.ca_file: unknown key")),
+            "{e:?}"
+        );
+        let e = errors(
+            "[server]\nh2c = true\n[server.tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"",
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("server.h2c: is for a cleartext listener")),
             "{e:?}"
         );
         let e = errors("[server]\ntls = \"on\"\nh2c = \"yes\"");
