@@ -399,6 +399,27 @@ async fn sigterm_drains_in_flight_h2_streams_then_exits_zero() {
     assert_eq!(status.code(), Some(0), "log:\n{}", gw.log());
 }
 
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_cut_at_header_timeout() {
+    let (up, gw, _dir) = tls_world(|cfg| cfg.set_str("server.header_timeout", "1s")).await;
+    let mut conn = gw.connect().await;
+    // The first byte of a TLS record, then nothing.
+    conn.write(&[0x16]).await.unwrap();
+    match conn.read_to_close().await {
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            panic!("the handshake is still open long after header_timeout: {e}")
+        }
+        _ => {} // closed or reset
+    }
+    // The listener still serves.
+    let mut h2 = h2_tls(gw.addr, ca(&gw)).await;
+    let answer = send_h2(&mut h2, h2_get("/health/after").body(whole("")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(up.wait_requests(1).await.len(), 1);
+}
+
 /// What the HTTP/2 upstream saw of one request.
 #[derive(Debug, Clone)]
 struct H2Seen {
