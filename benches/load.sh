@@ -10,12 +10,19 @@
 # ratios. Then measures paygate's RSS: idle, during a 1 GiB streamed upload, and
 # after MEM_USERS distinct users were cached.
 #
+# HTTP/2 row: h2load (Debian package nghttp2-client, installed if missing) drives
+# paygate with [server.tls] (a second instance) and nginx with TLS and HTTP/2
+# (another server block of the same nginx proxy), both with one self-signed
+# openssl certificate, in the same interleaved rounds; the report gives req/s,
+# mean latency and the paygate/nginx ratio.
+#
 #   bash benches/load.sh            # full run: 3 rounds x 10 s per target (~7 min on 2 cores)
 #   QUICK=1 bash benches/load.sh    # smoke run: 1 round x 3 s, 100k users for memory
 #
 # Environment (defaults in brackets; QUICK=1 changes the marked ones):
 #   ROUNDS [3, quick 1]  DURATION [10s, quick 3s]  WARMUP [2s, quick 1s]
-#   CONNECTIONS [32]  THREADS [2]  (wrk -c / -t, identical for every target)
+#   CONNECTIONS [32]  THREADS [2]  (wrk -c / -t, identical for every target; h2load too)
+#   H2_STREAMS [4]  concurrent streams per HTTP/2 connection (h2load -m)
 #   COLD_USERS [100000]  users of the cold-path target (cache holds 10000, ttl 1s)
 #   COLD_TOKENS_PER_USER [3]  distinct tokens per cold user, so that the rotation
 #       (300k tokens) also outruns paygate's verified-token cache (100k, 60 s)
@@ -42,6 +49,7 @@ else
 fi
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
+H2_STREAMS=${H2_STREAMS:-4}
 COLD_USERS=${COLD_USERS:-100000}
 COLD_CACHE=10000
 COLD_TOKENS_PER_USER=${COLD_TOKENS_PER_USER:-3}
@@ -57,6 +65,16 @@ SCRIPT=load.sh
 # shellcheck source=load/common.sh
 . "$LOAD/common.sh"
 ensure_tools nginx wrk redis-server curl openssl python3
+# h2load is in Debian's nghttp2-client package (ensure_tools installs packages
+# named like their tool).
+if ! command -v h2load >/dev/null; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  say "installing nghttp2-client (apt-get) for h2load"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null
+fi
+command -v h2load >/dev/null || die "h2load is missing (Debian package nghttp2-client)"
 ensure_paygate
 make_tmp load
 
@@ -101,6 +119,18 @@ redis-cli -p "$REDIS_PORT" ping >/dev/null || die "redis did not start"
 # --- upstream and nginx proxy ------------------------------------------------------------
 UP_PORT=$(free_port)
 NGX_PORT=$(free_port)
+NGX_H2_PORT=$(free_port)
+# One self-signed certificate for both TLS proxies (h2load does not verify it).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout "$TMP/tls.key" -out "$TMP/tls.crt" 2>/dev/null || die "openssl could not make a certificate"
+# `http2 on;` exists from nginx 1.25.1; older ones take `http2` on the listen line.
+ngx_version=$("$NGINX" -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p')
+if printf '%s\n%s\n' 1.25.1 "$ngx_version" | sort -V -C; then
+  NGX_H2_LISTEN="listen 127.0.0.1:$NGX_H2_PORT ssl; http2 on;"
+else
+  NGX_H2_LISTEN="listen 127.0.0.1:$NGX_H2_PORT ssl http2;"
+fi
 mkdir -p "$TMP/up" "$TMP/ngx"
 nginx_conf "$TMP/up" on "$(cat <<EOF
   log_format upload '\$status \$request_time';
@@ -123,6 +153,16 @@ nginx_conf "$TMP/ngx" on "$(cat <<EOF
   }
   server {
     listen 127.0.0.1:$NGX_PORT;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+  server {
+    $NGX_H2_LISTEN
+    ssl_certificate $TMP/tls.crt;
+    ssl_certificate_key $TMP/tls.key;
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;
@@ -195,8 +235,18 @@ start_paygate() { # NAME: sets PG_PID and PG_URL
 }
 paygate_config warm 60s 100000
 paygate_config cold 1s "$COLD_CACHE"
+# The warm config plus TLS (ALPN h2), for the HTTP/2 row.
+paygate_config h2 60s 100000
+cat >>"$TMP/h2.toml" <<EOF
+
+[server.tls]
+cert_file = "$TMP/tls.crt"
+key_file = "$TMP/tls.key"
+EOF
 start_paygate warm; WARM_PID=$PG_PID; WARM_URL=$PG_URL
 start_paygate cold; COLD_PID=$PG_PID; COLD_URL=$PG_URL
+start_paygate h2; H2_URL=$PG_URL
+case "$H2_URL" in https://*) ;; *) die "paygate (h2) does not listen with TLS: $H2_URL" ;; esac
 
 # --- Tokens and entitlements ------------------------------------------------------------------
 say "minting tokens and webhooks"
@@ -228,9 +278,9 @@ entitled=$(redis-cli -p "$REDIS_PORT" --scan --pattern 'paygate:{u:u*}' | wc -l)
 expect_status() { # WANT URL [TOKEN]
   local got
   if [ -n "${3:-}" ]; then
-    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $3" "$2")
+    got=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $3" "$2")
   else
-    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$2")
+    got=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 5 "$2")
   fi
   [ "$got" = "$1" ] || die "expected $1 from $2 (token ${3:0:120}), got $got"
 }
@@ -242,6 +292,8 @@ expect_status 200 "$WARM_URL/api/check" "$HS_TOKEN"
 expect_status 200 "$WARM_URL/api/check" "$RS_TOKEN"
 expect_status 401 "$WARM_URL/api/check"
 expect_status 200 "$WARM_URL/public/check"
+expect_status 200 "$H2_URL/api/check" "$HS_TOKEN"
+expect_status 200 "https://127.0.0.1:$NGX_H2_PORT/api/check"
 say "entitled $entitled users in ${ingest_secs}s; spot checks passed"
 
 # --- Load rounds -------------------------------------------------------------------------------
@@ -283,6 +335,34 @@ parse_wrk() { # FILE -> "rps p50_ms p99_ms non2xx socket_errors requests"
     END { printf "%.0f %.3f %.3f %d %d %d\n", rps, p50, p99, non2xx, errors, requests }
   ' "$1"
 }
+H2_TARGETS=(nginx-h2 pg-h2)
+describe_h2() {
+  case "$1" in
+    nginx-h2) echo "nginx, TLS + HTTP/2, reverse proxy (same worker as the nginx target)" ;;
+    pg-h2) echo "paygate (1 worker), TLS + HTTP/2, subscription route, HS256 token, cached user" ;;
+  esac
+}
+run_h2load() { # TARGET DURATION OUTFILE
+  local common=(-t"$THREADS" -c"$CONNECTIONS" -m"$H2_STREAMS" -D"${2%s}")
+  case "$1" in
+    nginx-h2) h2load "${common[@]}" "https://127.0.0.1:$NGX_H2_PORT/api/data" ;;
+    pg-h2) h2load "${common[@]}" -H "authorization: Bearer $HS_TOKEN" "$H2_URL/api/data" ;;
+  esac >"$3" 2>&1
+}
+parse_h2load() { # FILE -> "rps mean_ms non2xx failed requests"; dies unless h2 was spoken
+  grep -q '^Application protocol: h2' "$1" || { cat "$1" >&2; die "h2load did not speak h2 ($1)"; }
+  awk '
+    function ms(v,   n, u) {
+      n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+      if (u == "us") return n / 1000; if (u == "s") return n * 1000; return n
+    }
+    /^finished in/ { rps = $4 }
+    /^requests:/ { requests = $2; failed = $10 + $12 + $14 }
+    /^status codes:/ { non2xx = $5 + $7 + $9 }
+    /^time for request:/ { mean = ms($6) }
+    END { printf "%.0f %.3f %d %d %d\n", rps, mean, non2xx, failed, requests }
+  ' "$1"
+}
 redis_commands() { redis-cli -p "$REDIS_PORT" info stats | awk -F: '/^total_commands_processed:/ {print $2 + 0}'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
@@ -290,6 +370,7 @@ mkdir -p "$OUT/raw"
 rm -f "$OUT"/raw/*.txt
 say "warm-up: $WARMUP per target"
 for t in "${TARGETS[@]}"; do run_wrk "$t" "$WARMUP" "$TMP/warmup.txt"; done
+for t in "${H2_TARGETS[@]}"; do run_h2load "$t" "$WARMUP" "$TMP/warmup.txt"; done
 WARM_RSS_BEFORE=$(rss_kib "$WARM_PID")
 for r in $(seq "$ROUNDS"); do
   for t in "${TARGETS[@]}"; do
@@ -301,6 +382,12 @@ for r in $(seq "$ROUNDS"); do
     # Redis commands per request: ~0 when the cache answers, ~1 on the cold path.
     per=$(awk -v c=$((after - before)) -v n="$requests" 'BEGIN {printf "%.3f", (n > 0 ? c / n : 0)}')
     echo "$t $r $rps $p50 $p99 $non2xx $errs $requests $per" >>"$TMP/rounds"
+  done
+  for t in "${H2_TARGETS[@]}"; do
+    say "round $r/$ROUNDS: $t ($DURATION, h2load)"
+    run_h2load "$t" "$DURATION" "$OUT/raw/$t.round$r.txt"
+    read -r rps mean non2xx failed requests < <(parse_h2load "$OUT/raw/$t.round$r.txt")
+    echo "$t $r $rps $mean $non2xx $failed $requests" >>"$TMP/h2rounds"
   done
 done
 WARM_RSS_AFTER=$(rss_kib "$WARM_PID")
@@ -368,6 +455,12 @@ for t in "${TARGETS[@]}"; do
   BAD[$t]=$(awk -v t="$t" '$1 == t {s += $6 + $7} END {print s + 0}' "$TMP/rounds")
   REDIS[$t]=$(median $(awk -v t="$t" '$1 == t {print $9}' "$TMP/rounds"))
 done
+declare -A MEAN
+for t in "${H2_TARGETS[@]}"; do
+  RPS[$t]=$(median $(awk -v t="$t" '$1 == t {print $3}' "$TMP/h2rounds"))
+  MEAN[$t]=$(median $(awk -v t="$t" '$1 == t {print $4}' "$TMP/h2rounds"))
+  BAD[$t]=$(awk -v t="$t" '$1 == t {s += $5 + $6} END {print s + 0}' "$TMP/h2rounds")
+done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
 revision=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || revision="$revision+dirty"
@@ -396,9 +489,18 @@ git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || rev
       "$(ratio "${RPS[$t]}" "${RPS[direct]}")" "$(ratio "${P99[$t]}" "${P99[nginx]}")"
   done
   echo
+  echo "HTTP/2 over TLS: h2load -t$THREADS -c$CONNECTIONS -m$H2_STREAMS -D$DURATION (same rounds; h2load reports no percentiles)"
+  printf '%-10s %10s %9s %7s  %s\n' target req/s mean_ms errors "what"
+  for t in "${H2_TARGETS[@]}"; do
+    printf '%-10s %10.0f %9.3f %7s  %s\n' "$t" "${RPS[$t]}" "${MEAN[$t]}" "${BAD[$t]}" "$(describe_h2 "$t")"
+  done
+  echo "(errors: non-2xx answers + failed/errored/timed-out requests, summed over the rounds)"
+  printf '%-10s %14s %14s\n' target "rps/nginx-h2" "mean/nginx-h2"
+  printf '%-10s %14s %14s\n' pg-h2 "$(ratio "${RPS[pg-h2]}" "${RPS[nginx-h2]}")" "$(ratio "${MEAN[pg-h2]}" "${MEAN[nginx-h2]}")"
+  echo
   echo "per round (req/s):"
-  for t in "${TARGETS[@]}"; do
-    printf '  %-10s %s\n' "$t" "$(awk -v t="$t" '$1 == t {printf "%s ", $3}' "$TMP/rounds")"
+  for t in "${TARGETS[@]}" "${H2_TARGETS[@]}"; do
+    printf '  %-10s %s\n' "$t" "$(cat "$TMP/rounds" "$TMP/h2rounds" | awk -v t="$t" '$1 == t {printf "%s ", $3}')"
   done
   echo
   echo "memory (paygate VmRSS; a fresh instance, Redis store, cache_capacity $((MEM_USERS + 1000)), cache_ttl 1h):"
@@ -425,6 +527,13 @@ cp "$TMP/report.txt" "$OUT/report.txt"
   for t in "${TARGETS[@]}"; do
     echo "median target=$t rps=${RPS[$t]} p50_ms=${P50[$t]} p99_ms=${P99[$t]} errors=${BAD[$t]} redis_cmds_per_request=${REDIS[$t]}"
   done
+  while read -r t r rps mean non2xx failed requests; do
+    echo "round target=$t round=$r rps=$rps mean_ms=$mean non2xx=$non2xx failed=$failed requests=$requests"
+  done <"$TMP/h2rounds"
+  for t in "${H2_TARGETS[@]}"; do
+    echo "median target=$t rps=${RPS[$t]} mean_ms=${MEAN[$t]} errors=${BAD[$t]}"
+  done
+  echo "ratio target=pg-h2 rps_vs_nginx_h2=$(ratio "${RPS[pg-h2]}" "${RPS[nginx-h2]}") mean_vs_nginx_h2=$(ratio "${MEAN[pg-h2]}" "${MEAN[nginx-h2]}")"
   for t in pg-public pg-hs256 pg-rs256 pg-cold; do
     echo "ratio target=$t rps_vs_nginx=$(ratio "${RPS[$t]}" "${RPS[nginx]}") rps_vs_direct=$(ratio "${RPS[$t]}" "${RPS[direct]}") p99_vs_nginx=$(ratio "${P99[$t]}" "${P99[nginx]}")"
   done

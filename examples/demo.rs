@@ -82,6 +82,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\nCtrl-C to stop.");
 
     let gateway = paygate::Live::build(config).await?;
-    paygate::server::run(listener, None, gateway, paygate::server::shutdown_signal()).await;
+    paygate::server::run(
+        listener,
+        None,
+        gateway,
+        None,
+        paygate::server::shutdown_signal(),
+    )
+    .await;
     Ok(())
 }

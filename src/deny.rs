@@ -4,10 +4,14 @@
 //! Nothing here decides *whether* to deny; callers decide and hand over a
 //! [`Deny`]. Keeping the mapping in one function keeps status codes, error codes
 //! and headers consistent across the proxy, the webhook endpoint and `/me`.
+//! A gRPC caller gets the same refusal in gRPC's terms ([`is_grpc`]): HTTP 200
+//! with `grpc-status` and `grpc-message`, since gRPC clients do not read HTTP
+//! statuses or JSON bodies.
 
 use bytes::Bytes;
+use http::header::HeaderName;
 use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{Response, StatusCode};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use serde_json::json;
 
@@ -231,6 +235,79 @@ impl Deny {
     }
 }
 
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+/// True for a gRPC call: HTTP/2 (gRPC needs it, so an HTTP/1.1 request costs one
+/// comparison) with a `content-type` of `application/grpc` or a subtype
+/// (`application/grpc+proto`, `application/grpc+json`).
+pub(crate) fn is_grpc<B>(request: &Request<B>) -> bool {
+    request.version() == Version::HTTP_2
+        && request
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|value| is_grpc_content_type(value.as_bytes()))
+}
+
+fn is_grpc_content_type(value: &[u8]) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    value.len() >= GRPC.len()
+        && value[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+        && matches!(value.get(GRPC.len()), None | Some(b'+' | b';'))
+}
+
+impl Deny {
+    /// The refusal as the caller can read it: gRPC's trailers-only answer for a
+    /// gRPC call, the JSON one otherwise.
+    pub(crate) fn into_response_for(
+        self,
+        access: &AccessConfig,
+        grpc: bool,
+    ) -> Response<Full<Bytes>> {
+        if grpc {
+            self.into_grpc_response()
+        } else {
+            self.into_response(access)
+        }
+    }
+
+    /// The gRPC status code for this refusal, from its HTTP status: 401 is
+    /// `UNAUTHENTICATED` (16); 402 and 403 `PERMISSION_DENIED` (7); 400
+    /// `INVALID_ARGUMENT` (3); 404 and 405 `UNIMPLEMENTED` (12); 408 and 504
+    /// `DEADLINE_EXCEEDED` (4); 413 and 429 `RESOURCE_EXHAUSTED` (8); other 5xx
+    /// `UNAVAILABLE` (14); anything else `UNKNOWN` (2).
+    pub(crate) fn grpc_status(&self) -> u8 {
+        match self.status().as_u16() {
+            401 => 16,
+            402 | 403 => 7,
+            400 => 3,
+            404 | 405 => 12,
+            408 | 504 => 4,
+            413 | 429 => 8,
+            500..=599 => 14,
+            _ => 2,
+        }
+    }
+
+    /// A trailers-only gRPC answer: HTTP 200, `content-type: application/grpc`,
+    /// `grpc-status` and the refusal's code as `grpc-message`, no body.
+    pub(crate) fn into_grpc_response(self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(
+            GRPC_STATUS.clone(),
+            HeaderValue::from(u16::from(self.grpc_status())),
+        );
+        // The code is upper-case ASCII and `_`: nothing gRPC's percent-encoding changes.
+        headers.insert(GRPC_MESSAGE.clone(), HeaderValue::from_static(self.code()));
+        if matches!(self.status().as_u16(), 503) {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
 /// A JSON response with the given status; used for the gateway's own endpoints too.
 pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
@@ -305,5 +382,52 @@ mod tests {
         }
         let (_, headers, _) = body(Deny::EntitlementUnavailable).await;
         assert!(headers.contains_key(RETRY_AFTER));
+    }
+
+    #[test]
+    fn grpc_calls_get_grpc_status_and_the_code() {
+        let r = Deny::CheckoutRequired.into_response_for(&access(), true);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/grpc");
+        assert_eq!(r.headers()["grpc-status"], "7");
+        assert_eq!(r.headers()["grpc-message"], "CHECKOUT_REQUIRED");
+        let r = Deny::Unauthenticated.into_response_for(&access(), true);
+        assert_eq!(r.headers()["grpc-status"], "16");
+        assert_eq!(r.headers()["grpc-message"], "UNAUTHENTICATED");
+        for (deny, code) in [
+            (Deny::BadPath("x".into()), 3),
+            (Deny::PayloadTooLarge, 8),
+            (Deny::NotFound, 12),
+            (Deny::UpstreamUnavailable, 14),
+            (Deny::UpstreamTimeout, 4),
+            (Deny::EntitlementUnavailable, 14),
+        ] {
+            assert_eq!(deny.grpc_status(), code, "{deny:?}");
+        }
+        let json = Deny::CheckoutRequired.into_response_for(&access(), false);
+        assert_eq!(json.status(), 402);
+    }
+
+    #[test]
+    fn only_http2_with_a_grpc_content_type_is_grpc() {
+        let request = |version, content_type: &str| {
+            Request::builder()
+                .version(version)
+                .header(CONTENT_TYPE, content_type)
+                .body(())
+                .unwrap()
+        };
+        assert!(is_grpc(&request(Version::HTTP_2, "application/grpc")));
+        assert!(is_grpc(&request(Version::HTTP_2, "application/grpc+proto")));
+        assert!(is_grpc(&request(Version::HTTP_2, "Application/GRPC")));
+        assert!(!is_grpc(&request(Version::HTTP_11, "application/grpc")));
+        assert!(!is_grpc(&request(Version::HTTP_2, "application/grpc-web")));
+        assert!(!is_grpc(&request(Version::HTTP_2, "application/json")));
+        assert!(!is_grpc(
+            &Request::builder()
+                .version(Version::HTTP_2)
+                .body(())
+                .unwrap()
+        ));
     }
 }

@@ -216,6 +216,15 @@ fn serve(config: Config, path: PathBuf) -> ExitCode {
             Ok(l) => l,
             Err(e) => return fail(&format!("server.listen: cannot bind {listen}: {e}")),
         };
+        // Read before anything starts: a certificate that cannot be served
+        // stops the start with its key named.
+        let tls = match &config.server.tls {
+            Some(tls) => match crate::server::Tls::load(tls) {
+                Ok(tls) => Some(tls),
+                Err(e) => return fail(&e),
+            },
+            None => None,
+        };
         let gateway = match crate::gateway::Live::build(config).await {
             Ok(g) => g,
             Err(e) => return fail(&e),
@@ -236,19 +245,21 @@ fn serve(config: Config, path: PathBuf) -> ExitCode {
                 path,
                 live: gateway.clone(),
                 log: log_level,
+                tls: tls.clone(),
             }
             .run(hangups),
         );
         // The first line on stdout: scripts and tests read the bound address from it.
         let mut stdout = std::io::stdout();
-        let _ = writeln!(stdout, "paygate listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let _ = writeln!(stdout, "paygate listening on {scheme}://{addr}");
         if let Some(admin_listener) = &admin_listener {
             let admin_addr = admin_listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
             let _ = writeln!(stdout, "paygate admin listening on http://{admin_addr}");
         }
         let _ = stdout.flush();
         let shutdown = crate::server::shutdown_signal();
-        if crate::server::run(listener, admin_listener, gateway, shutdown).await {
+        if crate::server::run(listener, admin_listener, gateway, tls, shutdown).await {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::config::{keep_restart_only, Config};
 use crate::gateway::Live;
+use crate::server::Tls;
 use crate::telemetry::LogLevel;
 
 /// What a reload changes besides the gateway itself.
@@ -16,6 +17,8 @@ pub(super) struct Reloader {
     pub(super) path: PathBuf,
     pub(super) live: Arc<Live>,
     pub(super) log: LogLevel,
+    /// The listener's certificate, when it serves TLS.
+    pub(super) tls: Option<Arc<Tls>>,
 }
 
 impl Reloader {
@@ -61,6 +64,14 @@ impl Reloader {
                 return false;
             }
         };
+        // The certificate last: it cannot fail half-way (it was read and
+        // checked with the config), and nothing is installed if it does.
+        if let (Some(tls), Some(files)) = (&self.tls, &next.server.tls) {
+            if let Err(error) = tls.reload(files) {
+                tracing::error!(%error, "config reload refused: the running config stays");
+                return false;
+            }
+        }
         self.live.install(generation);
         if next.log.level != running.log.level {
             if let Err(error) = self.log.apply(&next.log) {

@@ -7,6 +7,7 @@
 
 mod reader;
 mod restart;
+pub(crate) mod tls;
 pub(crate) mod units;
 
 use std::collections::HashMap;
@@ -67,6 +68,20 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// An idle keep-alive connection is closed after this long.
     pub keepalive_timeout: Duration,
+    /// `[server.tls]`: the listener speaks TLS (ALPN `h2`, `http/1.1`).
+    pub tls: Option<TlsConfig>,
+    /// HTTP/2 with prior knowledge on the cleartext listener (never through
+    /// `Upgrade: h2c`).
+    pub h2c: bool,
+}
+
+/// The public listener's certificate chain and key, PEM files. Validated
+/// (readable, a certificate and a key present, the key matching the leaf) at
+/// compile time and read again on each reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +93,9 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// How long an idle pooled upstream connection is kept.
     pub pool_idle_timeout: Duration,
+    /// Speak HTTP/2 (prior knowledge) to the upstream, on one multiplexed
+    /// connection: for gRPC backends.
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,7 +274,7 @@ impl Config {
             }
         }
 
-        let server = compile_server(&root, &mut errors);
+        let server = compile_server(&root, &ctx, &mut errors);
         let upstream = compile_upstream(&root, &mut errors);
         let jwt = compile_jwt(&root, &ctx, &mut errors);
         let store = compile_store(&root, &ctx, &mut errors);
@@ -470,7 +488,7 @@ fn parse_addr(
     }
 }
 
-fn compile_server(root: &Table, errors: &mut Errors) -> Option<ServerConfig> {
+fn compile_server(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<ServerConfig> {
     let mut s = Section::from_root(root, "server", errors);
     let listen_text = s
         .string("listen", errors)
@@ -530,6 +548,16 @@ fn compile_server(root: &Table, errors: &mut Errors) -> Option<ServerConfig> {
             errors.push(format!("server.{key}"), "must be greater than zero");
         }
     }
+    let h2c = s.bool("h2c", errors).unwrap_or(false);
+    let tls = s
+        .table("tls", errors)
+        .and_then(|table| compile_server_tls(table, ctx, errors));
+    if h2c && s.has("tls") {
+        errors.push(
+            "server.h2c",
+            "is for a cleartext listener; with [server.tls], HTTP/2 comes through ALPN",
+        );
+    }
     s.finish(errors);
     Some(ServerConfig {
         listen: listen?,
@@ -541,7 +569,37 @@ fn compile_server(root: &Table, errors: &mut Errors) -> Option<ServerConfig> {
         body_timeout: body_timeout?,
         max_connections: max_connections?,
         keepalive_timeout: keepalive_timeout?,
+        tls,
+        h2c,
     })
+}
+
+/// `[server.tls]`: both files are required, and what they hold is checked
+/// here (the same check a reload runs), so `check-config` catches a key that
+/// does not match its certificate.
+fn compile_server_tls(table: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<TlsConfig> {
+    let mut s = Section::new("server.tls", Some(table));
+    let mut file = |key: &'static str, s: &mut Section<'_>| match s.string(key, errors) {
+        Some(path) => Some(ctx.resolve(&path)),
+        None => {
+            if !s.has(key) {
+                errors.push(s.key(key), "is required with [server.tls]");
+            }
+            None
+        }
+    };
+    let cert_file = file("cert_file", &mut s);
+    let key_file = file("key_file", &mut s);
+    s.finish(errors);
+    let tls = TlsConfig {
+        cert_file: cert_file?,
+        key_file: key_file?,
+    };
+    if let Err(error) = tls::certified_key(&tls) {
+        errors.push(error.key, error.message);
+        return None;
+    }
+    Some(tls)
 }
 
 fn compile_upstream(root: &Table, errors: &mut Errors) -> Option<UpstreamConfig> {
@@ -580,12 +638,14 @@ fn compile_upstream(root: &Table, errors: &mut Errors) -> Option<UpstreamConfig>
     let connect_timeout = s.duration("connect_timeout", Duration::from_secs(2), errors);
     let timeout = s.duration("timeout", Duration::from_secs(30), errors);
     let pool_idle_timeout = s.duration("pool_idle_timeout", Duration::from_secs(90), errors);
+    let http2 = s.bool("http2", errors).unwrap_or(false);
     s.finish(errors);
     Some(UpstreamConfig {
         url: url?,
         connect_timeout: connect_timeout?,
         timeout: timeout?,
         pool_idle_timeout: pool_idle_timeout?,
+        http2,
     })
 }
 

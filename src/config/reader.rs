@@ -151,6 +151,25 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// A nested table (`[section.key]`); `None` when absent, and an error when
+    /// the key holds something else.
+    pub(super) fn table(&mut self, key: &'a str, errors: &mut Errors) -> Option<&'a Table> {
+        match self.raw(key)? {
+            Value::Table(t) => Some(t),
+            other => {
+                errors.push(
+                    self.key(key),
+                    format!(
+                        "must be a table ([{}]), found {}",
+                        self.key(key),
+                        other.type_str()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// A duration string; `default` when absent, `None` (and an error) when invalid.
     pub(super) fn duration(
         &mut self,

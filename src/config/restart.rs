@@ -40,6 +40,12 @@ pub(crate) fn keep_restart_only(running: &Config, next: &mut Config) -> Vec<&'st
         old.shutdown_grace,
         new.shutdown_grace
     );
+    keep!("server.h2c", old.h2c, new.h2c);
+    // TLS on or off is the listener's; the files' contents reload.
+    if old.tls.is_some() != new.tls.is_some() {
+        new.tls = old.tls.clone();
+        kept.push("server.tls");
+    }
     keep!("log.format", running.log.format, next.log.format);
 
     // The admin listener: started or not, and where, is fixed; its token reloads.

@@ -7,7 +7,7 @@
 //! What a reload cannot change (listeners, the store connection) stays with the
 //! process: the store is opened once here and handed to every generation.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwap;
@@ -19,10 +19,6 @@ use crate::store::{self, EntitlementStore, Invalidation};
 /// The gateway as the listeners see it: whichever generation is current.
 pub struct Live {
     current: ArcSwap<Gateway>,
-    /// Bumped after each swap, so a connection can keep its generation and
-    /// look at one number per request instead of the pointer (see
-    /// [`Live::generation`]).
-    generation: AtomicU64,
     store: Arc<dyn EntitlementStore>,
     /// Shared with every generation: readiness reads it there.
     draining: Arc<AtomicBool>,
@@ -46,7 +42,6 @@ impl Live {
         let first = Gateway::generation(config, store.clone(), draining.clone(), None).await?;
         let live = Arc::new(Live {
             current: ArcSwap::from_pointee(first),
-            generation: AtomicU64::new(0),
             store: store.clone(),
             draining,
         });
@@ -90,15 +85,6 @@ impl Live {
     /// Makes `next` current: the next request is served by it.
     pub(crate) fn install(&self, next: Gateway) {
         self.current.store(Arc::new(next));
-        // After the store: whoever sees the new number finds the new pointer.
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-
-    /// A number that changes after every [`Live::install`]: a connection that
-    /// kept the generation it last saw needs [`Live::current`] only when this
-    /// moved (one plain load per request on the hot path).
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
     }
 
     pub(crate) fn start_draining(&self) {

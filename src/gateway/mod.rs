@@ -189,6 +189,9 @@ impl Gateway {
         let logged = tracing::enabled!(target: "paygate::access", tracing::Level::INFO)
             .then(|| (request.method().clone(), request.uri().clone()));
 
+        // Decided before `route` consumes the request: a gRPC caller's refusals
+        // are framed as gRPC statuses.
+        let grpc = crate::deny::is_grpc(&request);
         let mut outcome = Outcome {
             route: "default",
             user: None,
@@ -203,7 +206,7 @@ impl Gateway {
                         .map_or_else(|| refusal.decision(), Verdict::label);
                     (
                         refusal
-                            .into_response(&self.config.access)
+                            .into_response_for(&self.config.access, grpc)
                             .map(Either::Right),
                         decision,
                     )

@@ -8,7 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, HOST, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE,
 };
 use ipnet::IpNet;
 
@@ -76,13 +77,24 @@ fn hop_index_ignoring_case(token: &str) -> Option<usize> {
 pub(crate) struct Peer {
     pub addr: SocketAddr,
     pub ip_header: HeaderValue,
+    /// The connection is TLS: `X-Forwarded-Proto` is `https`.
+    pub tls: bool,
 }
 
 impl Peer {
     pub(crate) fn new(addr: SocketAddr) -> Peer {
         let ip_header = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Peer { addr, ip_header }
+        Peer {
+            addr,
+            ip_header,
+            tls: false,
+        }
+    }
+
+    /// The same peer, on a TLS connection.
+    pub(crate) fn over_tls(self) -> Peer {
+        Peer { tls: true, ..self }
     }
 }
 
@@ -302,7 +314,8 @@ pub(crate) fn set_forwarded(
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        let proto = if peer.tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     }
     // A trusted proxy's value is kept only when it is one valid authority.
     let keep_forwarded_host = trusted
@@ -364,6 +377,26 @@ fn hex16(n: u64) -> [u8; 16] {
         *byte = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
     }
     out
+}
+
+/// Joins the `Cookie` fields an HTTP/2 client split into crumbs (browsers do,
+/// for header compression) into the one field HTTP/1.1 allows, with `; `
+/// between them (RFC 9113 §8.2.3): an HTTP/1.1 application often reads only
+/// the first `Cookie` line.
+pub(crate) fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    let mut crumbs = headers.get_all(COOKIE).iter();
+    if crumbs.next().is_none() || crumbs.next().is_none() {
+        return;
+    }
+    let joined = headers
+        .get_all(COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, value);
+    }
 }
 
 /// Replaces `Host` with the upstream's authority (the original goes to `X-Forwarded-Host`).
@@ -590,6 +623,30 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "app.example.com");
+
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", "http".parse().unwrap());
+        let peer = Peer::new("192.0.2.7:1234".parse().unwrap()).over_tls();
+        set_forwarded(&mut h, &peer, &trusted, Some(&host));
+        assert_eq!(h["x-forwarded-proto"], "https", "a TLS connection is https");
+    }
+
+    #[test]
+    fn http2_cookie_crumbs_become_one_field() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", "a=1".parse().unwrap());
+        h.append("cookie", "b=2; c=3".parse().unwrap());
+        h.append("cookie", "d=4".parse().unwrap());
+        join_cookie_crumbs(&mut h);
+        assert_eq!(
+            h.get_all("cookie").iter().collect::<Vec<_>>(),
+            ["a=1; b=2; c=3; d=4"]
+        );
+        let mut one = HeaderMap::new();
+        one.insert("cookie", "a=1".parse().unwrap());
+        join_cookie_crumbs(&mut one);
+        assert_eq!(one["cookie"], "a=1");
+        join_cookie_crumbs(&mut HeaderMap::new());
     }
 
     #[test]

@@ -36,11 +36,16 @@ impl Upstream {
         // Small request/response heads must not wait for Nagle's algorithm.
         http.set_nodelay(true);
         http.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+            .https_or_http();
+        // An `https://` upstream is offered (through ALPN) only the version
+        // paygate will speak to it.
+        let connector = if config.http2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        };
         let authority = config
             .url
             .authority()
@@ -48,7 +53,12 @@ impl Upstream {
             .expect("config validated an authority");
         let host_header = HeaderValue::from_str(authority.as_str())
             .expect("an authority is a valid header value");
-        let pool = pool::Pool::new(connector, config.url.clone(), config.pool_idle_timeout);
+        let pool = pool::Pool::new(
+            connector,
+            config.url.clone(),
+            config.pool_idle_timeout,
+            config.http2,
+        );
         Upstream {
             pool,
             host_header,

@@ -14,6 +14,10 @@
 //! means the connection is not reused. A request that hyper could not even
 //! start writing on a pooled connection (the upstream had just closed it) is
 //! retried once on a new connection, as hyper-util's client did.
+//!
+//! With `upstream.http2` (gRPC backends) there is no pool: one HTTP/2
+//! connection (prior knowledge on `http://`, ALPN `h2` on `https://`) carries
+//! every request as its own stream, and a new one is opened when it closes.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
@@ -21,11 +25,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::header::{HeaderValue, HOST, TE};
+use http::{Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http2;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::ServiceExt;
 
 use super::body::{BoxError, LimitedBody};
@@ -37,6 +44,19 @@ const MAX_IDLE: usize = 256;
 
 pub(crate) struct Pool {
     inner: Arc<Inner>,
+    /// `Some` with `upstream.http2`: the one multiplexed connection used instead
+    /// of the HTTP/1.1 pool.
+    multiplexed: Option<Multiplexed>,
+}
+
+/// The HTTP/2 connection to the upstream, shared by every request.
+struct Multiplexed {
+    /// The connection's handle (cloned per request); `None` before the first
+    /// request. A closed one is replaced on the next request.
+    current: Mutex<Option<http2::SendRequest<LimitedBody>>>,
+    /// Held while connecting, so a burst after a close opens one connection,
+    /// not one per request.
+    connecting: tokio::sync::Mutex<()>,
 }
 
 struct Inner {
@@ -85,15 +105,29 @@ impl SendError {
 
 impl Pool {
     /// Must be called inside a Tokio runtime: it starts the idle reaper.
-    pub(crate) fn new(connector: Connector, target: Uri, idle_timeout: Duration) -> Pool {
+    /// With `http2`, requests go as streams of one HTTP/2 connection.
+    pub(crate) fn new(
+        connector: Connector,
+        target: Uri,
+        idle_timeout: Duration,
+        http2: bool,
+    ) -> Pool {
         let inner = Arc::new(Inner {
             connector,
             target,
             idle: Mutex::new(Vec::new()),
             idle_timeout,
         });
-        spawn_reaper(Arc::downgrade(&inner));
-        Pool { inner }
+        let multiplexed = if http2 {
+            Some(Multiplexed {
+                current: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+            })
+        } else {
+            spawn_reaper(Arc::downgrade(&inner));
+            None
+        };
+        Pool { inner, multiplexed }
     }
 
     /// Sends `request` (origin-form URI, `Host` set) on an idle connection or a
@@ -103,6 +137,9 @@ impl Pool {
         &self,
         mut request: Request<LimitedBody>,
     ) -> Result<Response<UpstreamBody>, SendError> {
+        if let Some(multiplexed) = &self.multiplexed {
+            return self.send_h2(multiplexed, request).await;
+        }
         let mut retried = false;
         loop {
             let (mut sender, pooled) = match self.checkout() {
@@ -130,6 +167,94 @@ impl Pool {
                 },
             }
         }
+    }
+
+    /// [`Pool::send`] over the HTTP/2 connection. The target becomes absolute
+    /// (HTTP/2 carries scheme and authority as pseudo-headers, replacing
+    /// `Host`), and `TE: trailers` is sent: gRPC servers require it, and
+    /// trailers are passed on to the client.
+    async fn send_h2(
+        &self,
+        multiplexed: &Multiplexed,
+        mut request: Request<LimitedBody>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let mut parts = self.inner.target.clone().into_parts();
+        parts.path_and_query = request.uri().path_and_query().cloned();
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+        *request.version_mut() = Version::HTTP_2;
+        request.headers_mut().remove(HOST);
+        request
+            .headers_mut()
+            .insert(TE, HeaderValue::from_static("trailers"));
+        let mut retried = false;
+        loop {
+            let mut sender = self.h2_sender(multiplexed).await?;
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    return Ok(response.map(|inner| UpstreamBody { inner, back: None }));
+                }
+                Err(mut error) => match error.take_message() {
+                    // The connection closed (GOAWAY, upstream restart) before
+                    // this stream started: send it once on a new connection.
+                    Some(unsent) if !retried => {
+                        retried = true;
+                        request = unsent;
+                        // This handle's connection took no new stream: the
+                        // next request opens another.
+                        *multiplexed
+                            .current
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = None;
+                    }
+                    _ => return Err(SendError::Request(error.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The open HTTP/2 connection, or a new one when there is none.
+    async fn h2_sender(
+        &self,
+        multiplexed: &Multiplexed,
+    ) -> Result<http2::SendRequest<LimitedBody>, SendError> {
+        let open = || {
+            let current = multiplexed
+                .current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            current.as_ref().filter(|s| !s.is_closed()).cloned()
+        };
+        if let Some(sender) = open() {
+            return Ok(sender);
+        }
+        let _connecting = multiplexed.connecting.lock().await;
+        if let Some(sender) = open() {
+            return Ok(sender);
+        }
+        let io = self
+            .inner
+            .connector
+            .clone()
+            .oneshot(self.inner.target.clone())
+            .await
+            .map_err(SendError::Connect)?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(SendError::Request)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        *multiplexed
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+        Ok(sender)
     }
 
     /// The most recently used connection that can take a request now. Closed

@@ -1,7 +1,12 @@
 //! One client connection's socket as hyper sees it: the request-head deadline
 //! (`server.header_timeout`, from a head's first byte), the idle deadline
 //! between requests (`server.keepalive_timeout`), and the answer to an HTTP/2
-//! client that skipped the upgrade (prior knowledge).
+//! client that skipped the upgrade (prior knowledge) when HTTP/2 is off; with
+//! `server.h2c`, the look at the first bytes that tells HTTP/2 from HTTP/1.1.
+//!
+//! The socket may be TCP or TLS over TCP. On an HTTP/2 connection (`MUX`)
+//! streams are multiplexed: it is idle when no stream is in flight, and frames
+//! that arrive meanwhile (PING, SETTINGS, WINDOW_UPDATE) do not start a head.
 //!
 //! Why here and not in hyper: hyper's `header_read_timeout` starts as soon as
 //! the connection is ready for a head, so it also runs while a keep-alive
@@ -21,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -131,8 +136,8 @@ const H2_GOAWAY: &[u8] = &[
     0, 0, 0, 0xd, // HTTP_1_1_REQUIRED
 ];
 
-pub(super) struct ClientIo {
-    stream: TcpStream,
+pub(super) struct ClientIo<S = TcpStream, const MUX: bool = false> {
+    stream: S,
     state: Arc<ConnState>,
     limits: Deadlines,
     /// Made on the first wait; reset, never reallocated, after that.
@@ -150,12 +155,15 @@ pub(super) struct ClientIo {
     accepted: Instant,
 }
 
-impl ClientIo {
+impl<S, const MUX: bool> ClientIo<S, MUX> {
+    /// `refuse_h2`: answer an HTTP/2 preface with GOAWAY (HTTP/2 is off and
+    /// hyper would otherwise answer it as a bad HTTP/1.1 request).
     pub(super) fn new(
-        stream: TcpStream,
+        stream: S,
         state: Arc<ConnState>,
         limits: Deadlines,
         accepted: Instant,
+        refuse_h2: bool,
     ) -> Self {
         ClientIo {
             stream,
@@ -165,7 +173,7 @@ impl ClientIo {
             armed: Armed::Nothing,
             seen: 0,
             head_started: false,
-            sniffed: false,
+            sniffed: !refuse_h2,
             registered: false,
             accepted,
         }
@@ -247,7 +255,7 @@ impl ClientIo {
     }
 }
 
-impl AsyncRead for ClientIo {
+impl<S: AsyncRead + AsyncWrite + Unpin, const MUX: bool> AsyncRead for ClientIo<S, MUX> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -264,7 +272,7 @@ impl AsyncRead for ClientIo {
                         let n = got.len().min(H2_PREFACE_START.len());
                         if got[..n] == H2_PREFACE_START[..n] && n == H2_PREFACE_START.len() {
                             // Best effort: the socket buffer is empty at this point.
-                            let _ = this.stream.try_write(H2_GOAWAY);
+                            let _ = Pin::new(&mut this.stream).poll_write(cx, H2_GOAWAY);
                             tracing::debug!(
                                 "HTTP/2 prior knowledge refused with GOAWAY(HTTP_1_1_REQUIRED)"
                             );
@@ -274,7 +282,8 @@ impl AsyncRead for ClientIo {
                             )));
                         }
                     }
-                    if this.state.busy.load(Ordering::Relaxed) == 0 {
+                    // HTTP/2 frames between streams are not a request head.
+                    if !MUX && this.state.busy.load(Ordering::Relaxed) == 0 {
                         // No clock read here: the head deadline is armed at
                         // the next wait, i.e. only if the head does not
                         // complete in this read. The first head's deadline
@@ -297,7 +306,7 @@ impl AsyncRead for ClientIo {
     }
 }
 
-impl AsyncWrite for ClientIo {
+impl<S: AsyncWrite + Unpin, const MUX: bool> AsyncWrite for ClientIo<S, MUX> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -324,5 +333,95 @@ impl AsyncWrite for ClientIo {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// The whole HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A stream whose first bytes were already read (to choose the protocol) and
+/// are handed out again before the rest.
+pub(super) struct Prefixed<S> {
+    prefix: [u8; 24],
+    start: usize,
+    end: usize,
+    inner: S,
+}
+
+/// Reads the first bytes of a cleartext connection until they either are the
+/// HTTP/2 preface (prior knowledge: `true`) or cannot be (`false`, HTTP/1.1).
+/// An HTTP/1.1 request line differs from the preface within its first few
+/// bytes, so this usually takes one read.
+pub(super) async fn sniff_h2(mut stream: TcpStream) -> io::Result<(bool, Prefixed<TcpStream>)> {
+    let mut prefix = [0u8; 24];
+    let mut end = 0;
+    let h2 = loop {
+        let n = stream.read(&mut prefix[end..]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        end += n;
+        if prefix[..end] != H2_PREFACE[..end] {
+            break false;
+        }
+        if end == H2_PREFACE.len() {
+            break true;
+        }
+    };
+    Ok((
+        h2,
+        Prefixed {
+            prefix,
+            start: 0,
+            end,
+            inner: stream,
+        },
+    ))
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.start < this.end {
+            let n = (this.end - this.start).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.start..this.start + n]);
+            this.start += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -23,5 +23,6 @@ mod redis_store;
 mod redis_tls;
 mod reload;
 mod sync;
+mod tls_h2;
 mod webhook_attacks;
 mod webhooks;

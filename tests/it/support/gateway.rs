@@ -118,6 +118,9 @@ pub(crate) struct Config {
     env: Vec<(String, String)>,
     /// Extra files written next to the config (name, content).
     files: Vec<(String, String)>,
+    /// With [`Config::tls`]: the PEM of the CA that signed the gateway's
+    /// certificate, which clients (and the readiness probe) trust.
+    tls_ca: Option<String>,
 }
 
 /// Quotes a string as a TOML basic string.
@@ -185,7 +188,21 @@ impl Config {
             users: Some(standard_users()),
             env: Vec::new(),
             files: Vec::new(),
+            tls_ca: None,
         }
+    }
+
+    /// Serves TLS with the server certificate of `files` (copied next to the
+    /// config as `tls-cert.pem` and `tls-key.pem`); clients trust its CA.
+    pub(crate) fn tls(self, files: &paygate_testkit::TlsFiles) -> Config {
+        let read = |p: &Path| std::fs::read_to_string(p).expect("read generated PEM");
+        let mut cfg = self
+            .file("tls-cert.pem", &read(&files.server_cert))
+            .file("tls-key.pem", &read(&files.server_key))
+            .set_str("server.tls.cert_file", "tls-cert.pem")
+            .set_str("server.tls.key_file", "tls-key.pem");
+        cfg.tls_ca = Some(read(&files.ca_cert));
+        cfg
     }
 
     /// Sets `section.key` to a raw TOML value (adds the section if needed).
@@ -325,6 +342,8 @@ impl Config {
 pub(crate) struct Gateway {
     /// Where it listens, from its `paygate listening on` line.
     pub addr: SocketAddr,
+    /// The CA clients trust, when it serves TLS (`paygate listening on https://`).
+    pub ca: Option<String>,
     child: Child,
     /// stderr (and any stdout after the first line), for failure messages.
     log: Arc<Mutex<String>>,
@@ -394,6 +413,7 @@ impl Gateway {
         });
         let mut gw = Gateway {
             addr: "127.0.0.1:1".parse().unwrap(),
+            ca: cfg.tls_ca.clone(),
             child,
             log,
             log_threads: vec![out_thread, err_thread],
@@ -407,15 +427,50 @@ impl Gateway {
             Ok(Err(_)) => return Err(gw.fail("paygate closed stdout without a `listening` line")),
             Err(_) => return Err(gw.fail("paygate printed no `listening` line in time")),
         };
+        let scheme = if gw.ca.is_some() { "https" } else { "http" };
         let Some(addr) = line
-            .strip_prefix("paygate listening on http://")
+            .strip_prefix(&format!("paygate listening on {scheme}://"))
             .and_then(|a| a.trim_end().parse::<SocketAddr>().ok())
         else {
             return Err(gw.fail(&format!(
-                "first stdout line must be `paygate listening on http://127.0.0.1:PORT`, got {line:?}"
+                "first stdout line must be `paygate listening on {scheme}://127.0.0.1:PORT`, got {line:?}"
             )));
         };
         gw.addr = addr;
+        if let Some(ca) = gw.ca.clone() {
+            // Ready once a TLS request for the health endpoint is answered.
+            let deadline = Instant::now() + DEADLINE;
+            loop {
+                if let Ok(Some(status)) = gw.child.try_wait() {
+                    gw.exit = Some(status);
+                    return Err(gw.fail(&format!(
+                        "paygate exited ({status}) before becoming healthy"
+                    )));
+                }
+                if let Ok((stream, _)) = super::https::tls(addr, &ca, &[b"http/1.1"]).await {
+                    if let Ok((mut sender, connection)) =
+                        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                            .await
+                    {
+                        tokio::spawn(connection);
+                        let request = http::Request::get("/_paygate/healthz")
+                            .header("host", "localhost")
+                            .body(super::https::whole(""))
+                            .unwrap();
+                        if let Ok(answer) = super::https::send_h1(&mut sender, request).await {
+                            if answer.status == 200 {
+                                return Ok(gw);
+                            }
+                        }
+                    }
+                }
+                if Instant::now() > deadline {
+                    return Err(gw.fail("/_paygate/healthz never answered 200 over TLS"));
+                }
+                // Polling interval between readiness probes, not a synchronization.
+                sleep(Duration::from_millis(25)).await;
+            }
+        }
 
         let deadline = Instant::now() + DEADLINE;
         loop {

@@ -14,6 +14,7 @@
 //! wait has a deadline ([`DEADLINE`]) after which the test fails with a message.
 
 pub(crate) mod gateway;
+pub(crate) mod https;
 pub(crate) mod jwt;
 pub(crate) mod raw;
 pub(crate) mod stripe;
