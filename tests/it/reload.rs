@@ -201,3 +201,62 @@ async fn repeated_sighups_never_end_the_process() {
     gw.signal("TERM");
     assert!(gw.wait_exit().await.success(), "{}", gw.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_serves_the_new_certificate_to_new_handshakes_only() {
+    use crate::support::https::{h1_tls, send_h1, tls, whole};
+    let dir = tempfile::tempdir().unwrap();
+    let first = paygate_testkit::tls::generate(&dir.path().join("first"));
+    let second = paygate_testkit::tls::generate(&dir.path().join("second"));
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let (ca_first, ca_second) = (read(&first.ca_cert), read(&second.ca_cert));
+
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&base(&up).tls(&first)).await;
+    let admin = admin_of(&gw).await;
+    assert!(tls(gw.addr, &ca_second, &[b"http/1.1"]).await.is_err());
+    // A connection opened on the old certificate, kept across the reload.
+    let mut kept = h1_tls(gw.addr, &ca_first).await;
+
+    // Renewed in place, as certbot or cert-manager do.
+    std::fs::write(gw.dir().join("tls-cert.pem"), read(&second.server_cert)).unwrap();
+    std::fs::write(gw.dir().join("tls-key.pem"), read(&second.server_key)).unwrap();
+    reload(&gw, &admin, "ok").await;
+
+    assert!(
+        tls(gw.addr, &ca_first, &[b"http/1.1"]).await.is_err(),
+        "a new handshake still got the old certificate"
+    );
+    let mut renewed = h1_tls(gw.addr, &ca_second).await;
+    let get = |path: &str| {
+        http::Request::get(path)
+            .header("host", "app.example.com")
+            .body(whole(""))
+            .unwrap()
+    };
+    assert_eq!(
+        send_h1(&mut renewed, get("/health/new"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        send_h1(&mut kept, get("/health/old")).await.unwrap().status,
+        200
+    );
+
+    // A key that does not match its certificate is refused; the renewed
+    // certificate stays.
+    std::fs::write(gw.dir().join("tls-key.pem"), read(&first.server_key)).unwrap();
+    reload(&gw, &admin, "error").await;
+    assert!(gw.log().contains("server.tls"), "{}", gw.log());
+    let mut again = h1_tls(gw.addr, &ca_second).await;
+    assert_eq!(
+        send_h1(&mut again, get("/health/again"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+}
