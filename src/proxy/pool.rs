@@ -138,7 +138,11 @@ impl Pool {
         mut request: Request<LimitedBody>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         if let Some(multiplexed) = &self.multiplexed {
-            return self.send_h2(multiplexed, request).await;
+            // Boxed: the HTTP/2 path (its connect and handshake above all)
+            // would otherwise make every request's future several KiB larger,
+            // and hyper moves that future once per request: measured at
+            // +9,000 instructions per HTTP/1.1 request with callgrind.
+            return Box::pin(self.send_h2(multiplexed, request)).await;
         }
         let mut retried = false;
         loop {
