@@ -63,7 +63,7 @@ async fn me<B>(gateway: &Gateway, request: &Request<B>) -> Result<Response<Full<
             Ok(token) => gateway.auth.verify(token).await,
             Err(error) => Err(error),
         };
-    let identity = identity?;
+    let identity = identity.inspect_err(|error| error.log_refusal())?;
     let found = gateway
         .entitlements
         .get(&identity.user_id)

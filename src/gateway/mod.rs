@@ -254,8 +254,10 @@ impl Gateway {
             .then(|| hyper::upgrade::on(&mut request));
 
         // 1. Path safety: everything below uses the normalized path only.
-        let normalized =
-            path::normalize(request.uri().path()).map_err(|e| Deny::BadPath(e.to_string()))?;
+        let normalized = path::normalize(request.uri().path()).map_err(|e| {
+            tracing::info!(reason = %e, "refused: bad path");
+            Deny::BadPath(e.to_string())
+        })?;
 
         // 2. The gateway's own endpoints and the webhook are never forwarded, in
         // any spelling the application could read as them: compared the way

@@ -458,3 +458,27 @@ async fn refusals_on_redis_are_listed_apart_and_a_dead_store_changes_no_answer()
         "BAD_SIGNATURE",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_me_endpoint_and_a_bad_path_log_their_refusals_too() {
+    let (_up, gw) = world(|c| c.set_str("log.format", "json")).await;
+    assert_error(
+        &gw.send(get("/_paygate/me").bearer("not.a.token")).await,
+        401,
+        "INVALID_TOKEN",
+    );
+    let line = token_refusal(&gw, "malformed").await;
+    assert!(!line.to_string().contains("not.a.token"), "{line}");
+
+    let resp = gw.send(get("/api/a%2fb")).await;
+    assert_eq!(resp.status, 400, "{:?}", resp.text());
+    let line = logged(&gw, "`refused: bad path`", |v| {
+        v["message"] == "refused: bad path"
+    })
+    .await;
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert!(
+        line["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{line}"
+    );
+}
