@@ -343,8 +343,17 @@ impl Config {
     pub fn summary(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let _ = writeln!(out, "listen     {}", self.server.listen);
-        let _ = writeln!(out, "upstream   {}", self.upstream.url);
+        let protocols = match (&self.server.tls, self.server.h2c) {
+            (Some(tls), _) => format!(
+                "TLS ({}), HTTP/2 and HTTP/1.1 by ALPN",
+                tls.cert_file.display()
+            ),
+            (None, true) => "cleartext HTTP/1.1 and HTTP/2 (h2c)".to_string(),
+            (None, false) => "cleartext HTTP/1.1".to_string(),
+        };
+        let _ = writeln!(out, "listen     {} ({protocols})", self.server.listen);
+        let upstream_version = if self.upstream.http2 { "HTTP/2" } else { "HTTP/1.1" };
+        let _ = writeln!(out, "upstream   {} ({upstream_version})", self.upstream.url);
         let store = &self.store;
         let store = match (store.redis_mode, &store.redis_url) {
             (RedisMode::Sentinel, _) => format!(
@@ -363,7 +372,12 @@ impl Config {
             .iter()
             .map(|a| format!("{a:?}"))
             .collect();
-        let _ = writeln!(out, "jwt        {}", algs.join(", "));
+        let keys = match (&self.jwt.jwks_url, self.jwt.discovery, &self.jwt.issuer) {
+            (Some(url), _, _) => format!("; keys from {url}"),
+            (None, true, Some(issuer)) => format!("; keys by discovery from {issuer}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "jwt        {}{keys}", algs.join(", "));
         if let Some(stripe) = &self.stripe {
             let _ = writeln!(
                 out,
