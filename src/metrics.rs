@@ -319,6 +319,9 @@ pub(crate) fn config_reload(ok: bool) {
 
 /// The serving certificate's `notAfter` (Unix seconds), on load and on every reload.
 pub(crate) fn tls_certificate_expiry(unix: i64) {
+    // The certificate loads before the gateway (which installs the recorder)
+    // is built: a gauge made before `init` would go to the no-op recorder.
+    init();
     gauge!("paygate_tls_certificate_expiry_timestamp_seconds").set(unix as f64);
 }
 

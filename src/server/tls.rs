@@ -157,7 +157,11 @@ fn asn1_time(tag: u8, text: &str) -> Option<i64> {
     let month = time::Month::try_from(field(0)?).ok()?;
     let date = time::Date::from_calendar_date(year, month, field(2)?).ok()?;
     let clock = time::Time::from_hms(field(4)?, field(6)?, field(8)?).ok()?;
-    Some(time::PrimitiveDateTime::new(date, clock).assume_utc().unix_timestamp())
+    Some(
+        time::PrimitiveDateTime::new(date, clock)
+            .assume_utc()
+            .unix_timestamp(),
+    )
 }
 
 #[cfg(test)]
@@ -284,7 +288,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (config, _) = files(dir.path());
         let pem = std::fs::read(&config.cert_file).unwrap();
-        let leaf = CertificateDer::pem_slice_iter(&pem).next().unwrap().unwrap();
+        let leaf = CertificateDer::pem_slice_iter(&pem)
+            .next()
+            .unwrap()
+            .unwrap();
         // rcgen's default validity ends 4096-01-01, written as a GeneralizedTime.
         let expected = time::macros::datetime!(4096-01-01 0:00 UTC).unix_timestamp();
         assert_eq!(not_after(leaf.as_ref()), Some(expected));
@@ -296,7 +303,11 @@ mod tests {
     fn asn1_times_in_both_forms() {
         let t = |tag, text| asn1_time(tag, text);
         assert_eq!(t(0x17, "301231235959Z"), Some(1_924_991_999));
-        assert_eq!(t(0x17, "500101000000Z"), Some(-631_152_000), "YY 50 is 1950");
+        assert_eq!(
+            t(0x17, "500101000000Z"),
+            Some(-631_152_000),
+            "YY 50 is 1950"
+        );
         assert_eq!(t(0x18, "20301231235959Z"), Some(1_924_991_999));
         assert_eq!(t(0x17, "301231235959"), None, "no Z");
         assert_eq!(t(0x17, "3012312359Z"), None, "no seconds");
