@@ -85,3 +85,63 @@ pub(super) fn run(config: &Config, public: bool, timeout: Duration) -> ExitCode 
         Err(e) => super::fail(&format!("unhealthy: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_on_every_address_is_asked_on_loopback() {
+        let ask = |addr: &str| reachable(addr.parse().unwrap()).to_string();
+        assert_eq!(ask("0.0.0.0:9090"), "127.0.0.1:9090");
+        assert_eq!(ask("[::]:9090"), "[::1]:9090");
+        assert_eq!(ask("10.1.2.3:9090"), "10.1.2.3:9090");
+    }
+
+    #[test]
+    fn nothing_listening_is_unhealthy() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let error = check(addr, "/healthz", Duration::from_secs(1)).unwrap_err();
+        assert!(
+            error.starts_with(&format!("cannot connect to {addr}")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn only_a_200_status_line_is_healthy() {
+        use std::io::BufRead;
+        let answer = |reply: &'static str| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = std::thread::spawn(move || {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = std::io::BufReader::new(stream);
+                let mut line = String::new();
+                // Read the request head, then answer.
+                while reader.read_line(&mut line).unwrap() > 2 {
+                    line.clear();
+                }
+                reader.get_mut().write_all(reply.as_bytes()).unwrap();
+            });
+            let result = check(addr, "/healthz", Duration::from_secs(5));
+            server.join().unwrap();
+            result
+        };
+        assert_eq!(
+            answer("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").as_deref(),
+            Ok("HTTP/1.1 200 OK")
+        );
+        let error = answer("HTTP/1.1 503 Service Unavailable\r\n\r\n").unwrap_err();
+        assert!(
+            error.ends_with("HTTP/1.1 503 Service Unavailable"),
+            "{error}"
+        );
+        let error = answer("").unwrap_err();
+        assert!(error.ends_with("closed without an answer"), "{error}");
+        assert!(answer("SSH-2.0-OpenSSH\r\n").is_err());
+    }
+}
