@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build: compile with the full toolchain, ship a small runtime image.
 #   docker build -t paygate .
-#   docker run -p 8080:8080 -p 127.0.0.1:9090:9090 \
+#   docker run -p 8080:8080 -p 127.0.0.1:9090:9090 --add-host=host.docker.internal:host-gateway \
 #     -e PAYGATE_JWT_SECRET -e STRIPE_WEBHOOK_SECRET -e PAYGATE_ADMIN_TOKEN \
 #     -e PAYGATE_UPSTREAM_URL=http://host.docker.internal:8000 paygate
 FROM rust:1-bookworm AS build
