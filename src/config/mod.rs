@@ -259,12 +259,14 @@ impl Config {
         base_dir: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
-        let mut root: Table = toml::from_str(text).map_err(|e| {
+        let root: Table = toml::from_str(text).map_err(|e| {
             ConfigErrors(vec![ConfigError {
                 key: "config".into(),
                 message: format!("not valid TOML: {}", e.message()),
             }])
         })?;
+        // PAYGATE_LISTEN and friends replace their keys before anything reads them.
+        let mut root = root;
         let overridden = apply_env_overrides(&mut root, env);
         let mut errors = Errors::default();
         let ctx = Ctx { base_dir, env };
