@@ -116,12 +116,13 @@ fn identifiers(expr: &str) -> Vec<String> {
     out
 }
 
-/// paygate's metric names a set of expressions uses.
+/// The metric names of paygate's own exposition a set of expressions uses
+/// (`up` and recording rules are Prometheus's).
 fn paygate_metrics(exprs: &[String]) -> BTreeSet<String> {
     exprs
         .iter()
         .flat_map(|e| identifiers(e))
-        .filter(|name| name.starts_with("paygate_"))
+        .filter(|name| name.starts_with("paygate_") || name.starts_with("process_"))
         .collect()
 }
 
