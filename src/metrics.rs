@@ -8,7 +8,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_histogram, histogram, Counter, Histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Histogram, Unit,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -128,6 +131,13 @@ fn register() {
     describe_counter!(
         "paygate_config_reloads_total",
         "Config reloads (SIGHUP), by result: ok, or error (the running config stayed)."
+    );
+    // Set only once a certificate is loaded (never a zero, which would read
+    // as long expired).
+    describe_gauge!(
+        "paygate_tls_certificate_expiry_timestamp_seconds",
+        Unit::Seconds,
+        "When the public listener's TLS certificate (the leaf) expires, Unix time."
     );
     for decision in DECISIONS {
         counter!("paygate_requests_total", "route" => "default", "decision" => *decision)
@@ -305,6 +315,14 @@ pub(crate) fn store_reconnect() {
 pub(crate) fn config_reload(ok: bool) {
     counter!("paygate_config_reloads_total", "result" => if ok { "ok" } else { "error" })
         .increment(1);
+}
+
+/// The serving certificate's `notAfter` (Unix seconds), on load and on every reload.
+pub(crate) fn tls_certificate_expiry(unix: i64) {
+    // The certificate loads before the gateway (which installs the recorder)
+    // is built: a gauge made before `init` would go to the no-op recorder.
+    init();
+    gauge!("paygate_tls_certificate_expiry_timestamp_seconds").set(unix as f64);
 }
 
 pub(crate) fn jwks_refresh(ok: bool) {

@@ -2,6 +2,7 @@
 //! place that prints for humans and chooses exit codes.
 
 mod admin;
+mod healthcheck;
 mod reload;
 mod sync;
 
@@ -58,6 +59,15 @@ pub(crate) enum Command {
     Customer {
         #[command(subcommand)]
         action: CustomerAction,
+    },
+    /// Exit 0 when the running gateway answers its liveness check, 1 otherwise (container HEALTHCHECK).
+    Healthcheck {
+        /// Ask the public listener (`/_paygate/healthz`) even when an admin listener is configured.
+        #[arg(long)]
+        public: bool,
+        /// Give up after this long (connect, send, answer each).
+        #[arg(long, default_value = "2s")]
+        timeout: String,
     },
 }
 
@@ -152,6 +162,11 @@ pub fn main() -> ExitCode {
         }),
         Command::User { action } => block_on(admin::user_command(config, action)),
         Command::Customer { action } => block_on(admin::customer_command(config, action)),
+        Command::Healthcheck { public, timeout } => match parse_duration(&timeout) {
+            Ok(timeout) if !timeout.is_zero() => healthcheck::run(&config, public, timeout),
+            Ok(_) => fail("--timeout must be greater than zero"),
+            Err(e) => fail(&format!("--timeout: {e}")),
+        },
     }
 }
 

@@ -265,6 +265,9 @@ impl Config {
                 message: format!("not valid TOML: {}", e.message()),
             }])
         })?;
+        // PAYGATE_LISTEN and friends replace their keys before anything reads them.
+        let mut root = root;
+        let overridden = apply_env_overrides(&mut root, env);
         let mut errors = Errors::default();
         let ctx = Ctx { base_dir, env };
 
@@ -334,7 +337,7 @@ impl Config {
                 if errors.0.is_empty() {
                     errors.push("config", "invalid configuration");
                 }
-                Err(ConfigErrors(errors.0))
+                Err(ConfigErrors(name_env_overrides(errors.0, &overridden)))
             }
         }
     }
@@ -1434,6 +1437,53 @@ fn compile_headers(root: &Table, errors: &mut Errors) -> Option<IdentityHeaders>
         status: status?,
         entitlements: entitlements?,
     })
+}
+
+/// Environment variables that replace one key of the file, so a container
+/// or a compose file can point one image at its own listener, upstream and
+/// Redis without writing a config file. The value goes into the parsed table
+/// in place of the key's own, and so is validated exactly like it.
+const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
+    ("PAYGATE_LISTEN", "server", "listen"),
+    ("PAYGATE_UPSTREAM_URL", "upstream", "url"),
+    ("PAYGATE_REDIS_URL", "store", "redis_url"),
+];
+
+/// Writes each set (non-empty) override into `root`; returns the keys it
+/// replaced, with their variable, for [`name_env_overrides`]. A section that
+/// is present but not a table is left alone: its own error says what is wrong.
+fn apply_env_overrides(
+    root: &mut Table,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(String, &'static str)> {
+    let mut replaced = Vec::new();
+    for &(var, section, key) in ENV_OVERRIDES {
+        let Some(value) = env(var).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let table = root
+            .entry(section)
+            .or_insert_with(|| Value::Table(Table::new()));
+        if let Value::Table(table) = table {
+            table.insert(key.to_string(), Value::String(value));
+            replaced.push((format!("{section}.{key}"), var));
+        }
+    }
+    replaced
+}
+
+/// An error about an overridden key names the variable first, as in
+/// `PAYGATE_LISTEN (server.listen)`: the file's value was not the one read.
+fn name_env_overrides(
+    mut errors: Vec<ConfigError>,
+    replaced: &[(String, &'static str)],
+) -> Vec<ConfigError> {
+    for error in &mut errors {
+        if let Some((key, var)) = replaced.iter().find(|(key, _)| *key == error.key) {
+            error.key = format!("{var} ({key})");
+        }
+    }
+    errors
 }
 
 #[cfg(test)]

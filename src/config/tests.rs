@@ -431,3 +431,82 @@ fn outbound_ca_file_is_resolved_read_and_must_hold_a_certificate() {
     let err = compile(&format!("{MINIMAL}[outbound]\nca_fil = \"ca.pem\"\n")).expect_err("typo");
     assert!(keys(err).iter().any(|k| k.starts_with("outbound.ca_fil")));
 }
+
+/// `env` plus the given overrides, as a container would set them.
+fn compile_with(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+    let lookup = |name: &str| {
+        vars.iter()
+            .find(|(var, _)| *var == name)
+            .map(|(_, value)| value.to_string())
+            .or_else(|| env(name))
+    };
+    Config::compile(text, Path::new("."), &lookup)
+}
+
+#[test]
+fn environment_overrides_replace_listen_upstream_and_redis() {
+    let c = compile_with(
+        MINIMAL,
+        &[
+            ("PAYGATE_LISTEN", "0.0.0.0:9999"),
+            ("PAYGATE_UPSTREAM_URL", "http://app:3000"),
+            ("PAYGATE_REDIS_URL", "redis://redis:6379/0"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:9999");
+    assert_eq!(c.upstream.url.to_string(), "http://app:3000/");
+    assert_eq!(c.store.redis_url.as_deref(), Some("redis://redis:6379/0"));
+
+    // Unset or empty: the file's values stand.
+    let c = compile_with(MINIMAL, &[("PAYGATE_LISTEN", "")]).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.upstream.url.to_string(), "http://127.0.0.1:8000/");
+    assert_eq!(c.store.redis_url, None);
+}
+
+#[test]
+fn environment_override_wins_over_the_file() {
+    let text = format!("{MINIMAL}\n[server]\nlisten = \"127.0.0.1:1\"\n[store]\nredis_url = \"redis://file:6379\"\n");
+    let c = compile_with(
+        &text,
+        &[
+            ("PAYGATE_LISTEN", "127.0.0.1:2"),
+            ("PAYGATE_REDIS_URL", "redis://env:6379"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:2");
+    assert_eq!(c.store.redis_url.as_deref(), Some("redis://env:6379"));
+}
+
+#[test]
+fn environment_overrides_are_validated_and_named() {
+    let err = compile_with(
+        MINIMAL,
+        &[
+            ("PAYGATE_LISTEN", "not-an-address"),
+            ("PAYGATE_UPSTREAM_URL", "ftp://app"),
+            ("PAYGATE_REDIS_URL", "http://redis:6379"),
+        ],
+    )
+    .unwrap_err();
+    let mut found = keys(err);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "PAYGATE_LISTEN (server.listen)",
+            "PAYGATE_REDIS_URL (store.redis_url)",
+            "PAYGATE_UPSTREAM_URL (upstream.url)",
+        ]
+    );
+}
+
+#[test]
+fn upstream_override_stands_in_for_a_missing_section() {
+    let text = "[jwt]\nsecret_env = \"PAYGATE_JWT_SECRET\"\n";
+    assert!(compile_with(text, &[]).is_err(), "no upstream at all");
+    let c = compile_with(text, &[("PAYGATE_UPSTREAM_URL", "http://app:3000")]).unwrap();
+    assert_eq!(c.upstream.url.to_string(), "http://app:3000/");
+}

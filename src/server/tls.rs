@@ -48,6 +48,7 @@ impl Tls {
     /// Reads the certificate chain and key; the error names the config key at fault.
     pub fn load(config: &TlsConfig) -> Result<Arc<Tls>, String> {
         let key = certified_key(config).map_err(|e| e.to_string())?;
+        record_expiry(&key);
         let current = Arc::new(CurrentCert(ArcSwap::new(key)));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut server = rustls::ServerConfig::builder_with_provider(provider)
@@ -66,6 +67,7 @@ impl Tls {
     /// handshake; on an error the current certificate stays.
     pub fn reload(&self, config: &TlsConfig) -> Result<(), String> {
         let key = certified_key(config).map_err(|e| e.to_string())?;
+        record_expiry(&key);
         self.current.0.store(key);
         Ok(())
     }
@@ -73,6 +75,93 @@ impl Tls {
     pub(super) fn acceptor(&self) -> &TlsAcceptor {
         &self.acceptor
     }
+}
+
+/// Publishes the leaf certificate's `notAfter` for the expiry alert. A leaf
+/// whose validity cannot be read (rustls accepted it, so this is unlikely)
+/// leaves the gauge as it was rather than reporting a wrong date.
+fn record_expiry(key: &CertifiedKey) {
+    match key.cert.first().and_then(|leaf| not_after(leaf.as_ref())) {
+        Some(unix) => crate::metrics::tls_certificate_expiry(unix),
+        None => tracing::warn!("cannot read the certificate's expiry date; paygate_tls_certificate_expiry_timestamp_seconds not updated"),
+    }
+}
+
+/// One DER element of `input`: its tag, its contents and what follows it.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let octets = usize::from(first & 0x7f);
+        if octets == 0 || octets > 4 || rest.len() < octets {
+            return None;
+        }
+        let len = rest[..octets]
+            .iter()
+            .fold(0usize, |len, &b| len << 8 | usize::from(b));
+        rest = &rest[octets..];
+        len
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The `notAfter` of an X.509 certificate, as Unix seconds. Walks
+/// `Certificate → tbsCertificate → validity` (RFC 5280 4.1) by hand: the
+/// dependency tree has no X.509 parser outside the tests, and this is the only
+/// field needed.
+fn not_after(cert: &[u8]) -> Option<i64> {
+    const SEQUENCE: u8 = 0x30;
+    const VERSION: u8 = 0xa0;
+    let (SEQUENCE, cert, _) = der_element(cert)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _) = der_element(cert)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    if let (VERSION, _, after) = der_element(rest)? {
+        rest = after;
+    }
+    // serialNumber, signature, issuer
+    for _ in 0..3 {
+        rest = der_element(rest)?.2;
+    }
+    let (SEQUENCE, validity, _) = der_element(rest)? else {
+        return None;
+    };
+    let not_before_rest = der_element(validity)?.2;
+    let (tag, text, _) = der_element(not_before_rest)?;
+    asn1_time(tag, std::str::from_utf8(text).ok()?)
+}
+
+/// UTCTime (`YYMMDDHHMMSSZ`, years 1950-2049) or GeneralizedTime
+/// (`YYYYMMDDHHMMSSZ`), the two forms RFC 5280 allows, as Unix seconds.
+fn asn1_time(tag: u8, text: &str) -> Option<i64> {
+    const UTC_TIME: u8 = 0x17;
+    const GENERALIZED_TIME: u8 = 0x18;
+    let digits = text.strip_suffix('Z')?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (year, rest) = match (tag, digits.len()) {
+        (UTC_TIME, 12) => {
+            let yy: i32 = digits[..2].parse().ok()?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &digits[2..])
+        }
+        (GENERALIZED_TIME, 14) => (digits[..4].parse().ok()?, &digits[4..]),
+        _ => return None,
+    };
+    let field = |i: usize| rest[i..i + 2].parse::<u8>().ok();
+    let month = time::Month::try_from(field(0)?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, field(2)?).ok()?;
+    let clock = time::Time::from_hms(field(4)?, field(6)?, field(8)?).ok()?;
+    Some(
+        time::PrimitiveDateTime::new(date, clock)
+            .assume_utc()
+            .unix_timestamp(),
+    )
 }
 
 #[cfg(test)]
@@ -192,5 +281,38 @@ mod tests {
         let error = Tls::load(&no_key).unwrap_err();
         assert!(error.starts_with("server.tls.key_file:"), "{error}");
         assert!(error.contains("no private key"), "{error}");
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_leaf() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, _) = files(dir.path());
+        let pem = std::fs::read(&config.cert_file).unwrap();
+        let leaf = CertificateDer::pem_slice_iter(&pem)
+            .next()
+            .unwrap()
+            .unwrap();
+        // rcgen's default validity ends 4096-01-01, written as a GeneralizedTime.
+        let expected = time::macros::datetime!(4096-01-01 0:00 UTC).unix_timestamp();
+        assert_eq!(not_after(leaf.as_ref()), Some(expected));
+        assert_eq!(not_after(&leaf.as_ref()[..40]), None, "truncated");
+        assert_eq!(not_after(b"not DER"), None);
+    }
+
+    #[test]
+    fn asn1_times_in_both_forms() {
+        let t = |tag, text| asn1_time(tag, text);
+        assert_eq!(t(0x17, "301231235959Z"), Some(1_924_991_999));
+        assert_eq!(
+            t(0x17, "500101000000Z"),
+            Some(-631_152_000),
+            "YY 50 is 1950"
+        );
+        assert_eq!(t(0x18, "20301231235959Z"), Some(1_924_991_999));
+        assert_eq!(t(0x17, "301231235959"), None, "no Z");
+        assert_eq!(t(0x17, "3012312359Z"), None, "no seconds");
+        assert_eq!(t(0x18, "301231235959Z"), None, "short GeneralizedTime");
+        assert_eq!(t(0x17, "301332235959Z"), None, "month 13");
+        assert_eq!(t(0x04, "301231235959Z"), None, "not a time");
     }
 }

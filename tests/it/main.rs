@@ -10,6 +10,7 @@ mod admin;
 mod auth;
 mod billing_repros;
 mod cli;
+mod deploy;
 mod hardening;
 mod layers;
 mod oidc;
