@@ -2,16 +2,18 @@
 //! place that prints for humans and chooses exit codes.
 
 mod admin;
+mod demo;
 mod reload;
 mod sync;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::config::{units::parse_duration, Config};
+use crate::config::{units::parse_duration, Config, Secrets};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,6 +61,40 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: CustomerAction,
     },
+    /// The quick start: an echo app and paygate in front of it, with demo users;
+    /// prints curl commands with fresh tokens. Uses its built-in config.
+    Demo {
+        /// Where paygate listens.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the demo's echo application listens.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+        app_listen: SocketAddr,
+    },
+    /// Print shell completions, e.g. `paygate completions bash > /etc/bash_completion.d/paygate`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+impl Command {
+    /// The secrets this command uses: only those must be set in the
+    /// environment (`serve` and `check-config` need every one).
+    fn secrets(&self) -> Secrets {
+        match self {
+            Command::Token { .. } => Secrets {
+                jwt: true,
+                ..Secrets::NONE
+            },
+            Command::Sync { .. } => Secrets {
+                stripe_api_key: true,
+                ..Secrets::NONE
+            },
+            Command::User { .. } | Command::Customer { .. } => Secrets::NONE,
+            _ => Secrets::ALL,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -109,8 +145,24 @@ impl Cli {
 /// Parses `std::env::args` and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that read no config file.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut text = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "paygate", &mut text);
+            out(format_args!("{}", String::from_utf8_lossy(&text)));
+            return ExitCode::SUCCESS;
+        }
+        Command::Demo { listen, app_listen } => {
+            if cli.config.is_some() {
+                return fail("demo runs its built-in config (config/demo.toml); to run your own, use `paygate serve --config FILE`");
+            }
+            return demo::run(*listen, *app_listen);
+        }
+        _ => {}
+    }
     let path = cli.config_path();
-    let config = match Config::load(&path) {
+    let config = match Config::load_needing(&path, cli.command.secrets()) {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("{errors}");
@@ -152,6 +204,8 @@ pub fn main() -> ExitCode {
         }),
         Command::User { action } => block_on(admin::user_command(config, action)),
         Command::Customer { action } => block_on(admin::customer_command(config, action)),
+        // Handled above, before a config is read.
+        Command::Demo { .. } | Command::Completions { .. } => ExitCode::SUCCESS,
     }
 }
 
