@@ -124,7 +124,15 @@ impl Drop for SeedDir {
 impl SeedDir {
     fn create() -> Result<SeedDir, String> {
         let dir = std::env::temp_dir().join(format!("paygate-demo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)
+        // A fresh directory of our own, never one that was already there (a
+        // leftover of a killed demo with the same pid is replaced).
+        let created = match std::fs::create_dir(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::remove_dir_all(&dir).and_then(|()| std::fs::create_dir(&dir))
+            }
+            other => other,
+        };
+        created
             .and_then(|()| std::fs::write(dir.join("demo-users.json"), DEMO_USERS))
             .map_err(|e| format!("cannot write the demo users to {}: {e}", dir.display()))?;
         Ok(SeedDir(dir))

@@ -61,8 +61,10 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: CustomerAction,
     },
-    /// The quick start: an echo app and paygate in front of it, with demo users;
-    /// prints curl commands with fresh tokens. Uses its built-in config.
+    /// The quick start: paygate in front of an echo app, with demo users; prints curl commands.
+    ///
+    /// Runs its built-in config (config/demo.toml) and users (config/demo-users.json)
+    /// on the in-memory store, and prints curl commands with tokens valid for an hour.
     Demo {
         /// Where paygate listens.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -71,7 +73,7 @@ pub(crate) enum Command {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
         app_listen: SocketAddr,
     },
-    /// Print shell completions, e.g. `paygate completions bash > /etc/bash_completion.d/paygate`.
+    /// Print shell completions (`paygate completions bash > /etc/bash_completion.d/paygate`).
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
