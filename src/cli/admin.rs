@@ -3,7 +3,10 @@
 //!
 //! Writes go through `admin::users::write_override` and `admin::customers::write_link`,
 //! exactly as `PUT/DELETE /users/{id}/override` and `PUT /customers/{id}/link`
-//! do, so running gateways on the same Redis see a change within a second. Output is for humans; errors go to stderr with exit 1.
+//! do, so running gateways on the same Redis see a change within a second. On
+//! the in-memory store the writes are refused: that store lives inside each
+//! gateway process, out of this command's reach. Output is for humans; errors
+//! go to stderr with exit 1.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -22,17 +25,36 @@ use crate::store::EntitlementStore;
 
 use super::{fail, out, CustomerAction, UserAction};
 
-/// The store the config names. The memory store lives in this process only, so
-/// writes to it are announced as lost.
+/// The store the config names. A memory store is this process's own copy, so
+/// what it shows is announced as such.
 fn open_store(config: &Config) -> Result<Arc<dyn EntitlementStore>, String> {
     if !config.store.is_redis() {
         eprintln!(
-            "note: no store.redis_url: using an in-memory store{} that lives only in this process; \
-             changes made here are lost when it exits and no running gateway sees them",
-            config.store.seed_file.as_ref().map(|p| format!(" seeded from {}", p.display())).unwrap_or_default()
+            "note: no store.redis_url: showing an in-memory store{} as this process loads it, \
+             not the state of a running gateway",
+            config
+                .store
+                .seed_file
+                .as_ref()
+                .map(|p| format!(" seeded from {}", p.display()))
+                .unwrap_or_default()
         );
     }
     crate::store::open(&config.store)
+}
+
+/// Refuses a write when the store is the in-memory one: it lives inside each
+/// gateway process, so a write here would print success and reach nobody.
+fn refuse_memory_write(config: &Config, command: &str, endpoint: &str) -> Option<ExitCode> {
+    if config.store.is_redis() {
+        return None;
+    }
+    Some(fail(&format!(
+        "`{command}` needs a shared store, and store.redis_url is not set: the in-memory store \
+         lives inside each gateway process, so a write from this command cannot reach a running \
+         gateway. Use the running gateway's admin API instead ({endpoint} on [admin] listen), \
+         or set store.redis_url; nothing was written"
+    )))
 }
 
 /// Runs one `paygate user` action; exit 0 on success, 1 with a message otherwise.
@@ -60,6 +82,20 @@ pub(super) async fn user_command(config: Config, action: UserAction) -> ExitCode
         },
         UserAction::Revoke { .. } => Some(OverrideChange::Revoke),
     };
+    let refused = match &change {
+        Some(OverrideChange::Grant(_)) => {
+            refuse_memory_write(&config, "paygate user grant", "PUT /users/{id}/override")
+        }
+        Some(OverrideChange::Revoke) => refuse_memory_write(
+            &config,
+            "paygate user revoke",
+            "DELETE /users/{id}/override",
+        ),
+        None => None,
+    };
+    if let Some(code) = refused {
+        return code;
+    }
     let store = match open_store(&config) {
         Ok(store) => store,
         Err(e) => return fail(&e),
@@ -103,6 +139,11 @@ pub(super) async fn customer_command(config: Config, action: CustomerAction) -> 
         Ok(link) => link,
         Err(e) => return fail(&format!("--{}: {}", e.field, e.message)),
     };
+    if let Some(code) =
+        refuse_memory_write(&config, "paygate customer link", "PUT /customers/{id}/link")
+    {
+        return code;
+    }
     let store = match open_store(&config) {
         Ok(store) => store,
         Err(e) => return fail(&e),

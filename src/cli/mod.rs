@@ -2,17 +2,19 @@
 //! place that prints for humans and chooses exit codes.
 
 mod admin;
+mod demo;
 mod healthcheck;
 mod reload;
 mod sync;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::config::{units::parse_duration, Config};
+use crate::config::{units::parse_duration, Config, Secrets};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,6 +71,45 @@ pub(crate) enum Command {
         #[arg(long, default_value = "2s")]
         timeout: String,
     },
+    /// The quick start: paygate in front of an echo app, with demo users; prints curl commands.
+    ///
+    /// Runs its built-in config (config/demo.toml) and users (config/demo-users.json)
+    /// on the in-memory store, and prints curl commands with tokens valid for an hour.
+    Demo {
+        /// Where paygate listens.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the demo's echo application listens.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+        app_listen: SocketAddr,
+    },
+    /// Print shell completions (`paygate completions bash > /etc/bash_completion.d/paygate`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+impl Command {
+    /// The secrets this command uses: only those must be set in the
+    /// environment (`serve` and `check-config` need every one).
+    fn secrets(&self) -> Secrets {
+        match self {
+            Command::Token { .. } => Secrets {
+                jwt: true,
+                ..Secrets::NONE
+            },
+            Command::Sync { .. } => Secrets {
+                stripe_api_key: true,
+                ..Secrets::NONE
+            },
+            // The health check reads only where the listeners are.
+            Command::User { .. } | Command::Customer { .. } | Command::Healthcheck { .. } => {
+                Secrets::NONE
+            }
+            _ => Secrets::ALL,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -119,8 +160,24 @@ impl Cli {
 /// Parses `std::env::args` and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that read no config file.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut text = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "paygate", &mut text);
+            out(format_args!("{}", String::from_utf8_lossy(&text)));
+            return ExitCode::SUCCESS;
+        }
+        Command::Demo { listen, app_listen } => {
+            if cli.config.is_some() {
+                return fail("demo runs its built-in config (config/demo.toml); to run your own, use `paygate serve --config FILE`");
+            }
+            return demo::run(*listen, *app_listen);
+        }
+        _ => {}
+    }
     let path = cli.config_path();
-    let config = match Config::load(&path) {
+    let config = match Config::load_needing(&path, cli.command.secrets()) {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("{errors}");
@@ -167,6 +224,8 @@ pub fn main() -> ExitCode {
             Ok(_) => fail("--timeout must be greater than zero"),
             Err(e) => fail(&format!("--timeout: {e}")),
         },
+        // Handled above, before a config is read.
+        Command::Demo { .. } | Command::Completions { .. } => ExitCode::SUCCESS,
     }
 }
 

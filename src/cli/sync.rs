@@ -1,6 +1,7 @@
 //! `paygate sync [--dry-run]`: the command around the sync engine (`crate::sync`):
 //! checks the key and the store, shows progress on stderr, prints the summary on
-//! stdout and chooses the exit code.
+//! stdout (or, when it stops, what it did and a failure line) and chooses the
+//! exit code.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::outbound::OutboundClient;
 use crate::stripe::api::StripeApi;
-use crate::sync::{sync, Progress, SyncOptions};
+use crate::sync::{sync, Progress, Report, SyncOptions};
 
 use super::fail;
 
@@ -89,7 +90,9 @@ pub(super) async fn run(config: Config, dry_run: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(failure) => {
-            let _ = write!(stdout, "{}", failure.partial);
+            // Not the summary: a summary reads as a finished sync. What was
+            // done, then one line saying it failed.
+            let _ = write!(stdout, "{}", failed(&failure.partial));
             let _ = stdout.flush();
             let what = if dry_run {
                 "nothing was written"
@@ -99,6 +102,30 @@ pub(super) async fn run(config: Config, dry_run: bool) -> ExitCode {
             fail(&format!("sync stopped: {}; {what}", failure.error))
         }
     }
+}
+
+/// The stdout of a sync that stopped: the changes made (or, in a dry run,
+/// found) before it stopped, and a `sync FAILED` line.
+fn failed(partial: &Report) -> String {
+    let mut text = String::new();
+    let would = if partial.dry_run { "would " } else { "" };
+    for change in &partial.changes {
+        let _ = writeln!(text, "{would}{change}");
+    }
+    let done = if partial.dry_run {
+        "found before it stopped (dry run: nothing was written)"
+    } else {
+        "written before it stopped"
+    };
+    let _ = writeln!(
+        text,
+        "sync FAILED after reading {} subscriptions of {} customers in {} pages: {} change(s) {done}",
+        partial.subscriptions_read,
+        partial.customers_read,
+        partial.pages,
+        partial.changes.len()
+    );
+    text
 }
 
 /// The progress display on stderr: one line redrawn in place on a terminal, a

@@ -239,9 +239,46 @@ impl std::fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// The secrets a command uses. A secret named by a `*_env` key whose
+/// variable is unset is an error only when its use is listed here; otherwise
+/// it is left out of the compiled config, so `sync` runs without the webhook
+/// secret and `user show` without the JWT secret. `serve` and `check-config`
+/// need them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Secrets {
+    /// `jwt.secret_env`: verifying and minting HS* tokens.
+    pub jwt: bool,
+    /// `stripe.webhook_secret_env` (or `STRIPE_WEBHOOK_SECRET`): verifying webhooks.
+    pub webhook: bool,
+    /// `stripe.api_key_env`: reading the Stripe API.
+    pub stripe_api_key: bool,
+    /// `admin.token_env`: guarding the admin API.
+    pub admin_token: bool,
+}
+
+impl Secrets {
+    pub const ALL: Secrets = Secrets {
+        jwt: true,
+        webhook: true,
+        stripe_api_key: true,
+        admin_token: true,
+    };
+    pub const NONE: Secrets = Secrets {
+        jwt: false,
+        webhook: false,
+        stripe_api_key: false,
+        admin_token: false,
+    };
+}
+
 impl Config {
     /// Reads and compiles `path`, taking secrets from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_needing(path, Secrets::ALL)
+    }
+
+    /// [`Config::load`], requiring only the secrets in `needs`.
+    pub fn load_needing(path: &Path, needs: Secrets) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![ConfigError {
                 key: path.display().to_string(),
@@ -249,7 +286,7 @@ impl Config {
             }])
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::compile(&text, base, &|name| std::env::var(name).ok())
+        Config::compile_needing(&text, base, &|name| std::env::var(name).ok(), needs)
     }
 
     /// Compiles config text. `base_dir` resolves relative file paths; `env`
@@ -259,21 +296,51 @@ impl Config {
         base_dir: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
+        Config::compile_needing(text, base_dir, env, Secrets::ALL)
+    }
+
+    /// [`Config::compile`], requiring only the secrets in `needs`.
+    pub fn compile_needing(
+        text: &str,
+        base_dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        needs: Secrets,
+    ) -> Result<Config, ConfigErrors> {
         let root: Table = toml::from_str(text).map_err(|e| {
+            // Only the position and toml's message: the offending line could
+            // hold a secret, so it is never echoed.
+            let at = e
+                .span()
+                .map(|span| {
+                    let (line, column) = line_column(text, span.start);
+                    format!(" at line {line}, column {column}")
+                })
+                .unwrap_or_default();
             ConfigErrors(vec![ConfigError {
                 key: "config".into(),
-                message: format!("not valid TOML: {}", e.message()),
+                message: format!("not valid TOML{at}: {}", e.message().trim_end()),
             }])
         })?;
         // PAYGATE_LISTEN and friends replace their keys before anything reads them.
         let mut root = root;
         let overridden = apply_env_overrides(&mut root, env);
         let mut errors = Errors::default();
-        let ctx = Ctx { base_dir, env };
+        let ctx = Ctx {
+            base_dir,
+            env,
+            needs,
+        };
 
         for key in root.keys() {
             if !KNOWN_SECTIONS.contains(&key.as_str()) {
-                errors.push(key.clone(), "unknown section or key");
+                errors.push(
+                    key.clone(),
+                    reader::unknown(
+                        "unknown section or key",
+                        key,
+                        KNOWN_SECTIONS.iter().copied(),
+                    ),
+                );
             }
         }
 
@@ -422,6 +489,18 @@ impl Config {
     }
 }
 
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
 /// Hides a password in a `redis://user:pass@host` URL for display.
 pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -440,6 +519,7 @@ const KNOWN_SECTIONS: &[&str] = &[
 struct Ctx<'a> {
     base_dir: &'a Path,
     env: &'a dyn Fn(&str) -> Option<String>,
+    needs: Secrets,
 }
 
 impl Ctx<'_> {
@@ -453,12 +533,14 @@ impl Ctx<'_> {
     }
 
     /// A secret given either inline (`key`) or through an environment variable
-    /// (`key_env`). Both set is an error; a named variable that is unset is an error.
+    /// (`key_env`). Both set is an error; a named variable that is unset is an
+    /// error when the command `needed` the secret, and `None` otherwise.
     fn secret<'a>(
         &self,
         section: &mut Section<'a>,
         key: &'a str,
         env_key: &'a str,
+        needed: bool,
         errors: &mut Errors,
     ) -> Option<String> {
         let inline = section.string(key, errors);
@@ -474,6 +556,7 @@ impl Ctx<'_> {
             (Some(value), None) => Some(value),
             (None, Some(name)) => match (self.env)(&name) {
                 Some(value) if !value.is_empty() => Some(value),
+                _ if !needed => None,
                 _ => {
                     errors.push(
                         section.key(env_key),
@@ -703,7 +786,7 @@ fn compile_jwt(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<JwtSe
         ok = false;
         errors.push("jwt.algorithms", "must list at least one algorithm");
     }
-    let secret = ctx.secret(&mut s, "secret", "secret_env", errors);
+    let secret = ctx.secret(&mut s, "secret", "secret_env", ctx.needs.jwt, errors);
     let public_key_pem = match s.string("public_key_file", errors) {
         None => None,
         Some(file) => match std::fs::read(ctx.resolve(&file)) {
@@ -739,7 +822,9 @@ fn compile_jwt(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<JwtSe
         );
     }
     let is_hs = |a: &Algorithm| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
-    if algorithms.iter().any(is_hs) && secret.is_none() {
+    // With `secret_env` named, an unset variable is reported (or, for a
+    // command that signs and verifies nothing, allowed) by `ctx.secret`.
+    if algorithms.iter().any(is_hs) && secret.is_none() && !s.has("secret_env") {
         ok = false;
         errors.push(
             "jwt.secret_env",
@@ -1067,11 +1152,18 @@ fn compile_stripe(
     }
     let has_secret_key = s.has("webhook_secret") || s.has("webhook_secret_env");
     let secret = if has_secret_key {
-        ctx.secret(&mut s, "webhook_secret", "webhook_secret_env", errors)
+        ctx.secret(
+            &mut s,
+            "webhook_secret",
+            "webhook_secret_env",
+            ctx.needs.webhook,
+            errors,
+        )
     } else {
         // The documented default variable.
         match (ctx.env)("STRIPE_WEBHOOK_SECRET") {
             Some(v) if !v.is_empty() => Some(v),
+            _ if !ctx.needs.webhook => None,
             _ => {
                 errors.push(
                     "stripe.webhook_secret_env",
@@ -1094,7 +1186,13 @@ fn compile_stripe(
     let user_metadata_keys = s
         .string_list("user_metadata_keys", errors)
         .unwrap_or_else(|| vec!["user_id".into(), "djstripe_subscriber".into()]);
-    let api_key = ctx.secret(&mut s, "api_key", "api_key_env", errors);
+    let api_key = ctx.secret(
+        &mut s,
+        "api_key",
+        "api_key_env",
+        ctx.needs.stripe_api_key,
+        errors,
+    );
     let api_base = s
         .string("api_base", errors)
         .unwrap_or_else(|| "https://api.stripe.com".into());
@@ -1371,7 +1469,7 @@ fn compile_admin(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<Opt
         .string("listen", errors)
         .unwrap_or_else(|| "127.0.0.1:9090".into());
     let listen = parse_addr(&s, "listen", &listen_text, errors);
-    let token = ctx.secret(&mut s, "token", "token_env", errors);
+    let token = ctx.secret(&mut s, "token", "token_env", ctx.needs.admin_token, errors);
     if token.as_ref().is_some_and(|t| t.len() < 16) {
         errors.push(
             "admin.token",

@@ -212,14 +212,72 @@ impl<'a> Section<'a> {
         }
     }
 
-    /// Reports every key of the table that no getter asked for.
+    /// Reports every key of the table that no getter asked for, naming the
+    /// closest known key when the unknown one looks like a typo of it.
     pub(super) fn finish(self, errors: &mut Errors) {
         if let Some(table) = self.table {
             for key in table.keys() {
                 if !self.seen.contains(key.as_str()) {
-                    errors.push(format!("{}.{}", self.path, key), "unknown key");
+                    errors.push(
+                        format!("{}.{}", self.path, key),
+                        unknown("unknown key", key, self.seen.iter().copied()),
+                    );
                 }
             }
         }
     }
+}
+
+/// `what`, followed by "did you mean `x`?" when a known key is close to `key`.
+pub(super) fn unknown<'k>(
+    what: &str,
+    key: &str,
+    known: impl IntoIterator<Item = &'k str>,
+) -> String {
+    match closest(key, known) {
+        Some(near) => format!("{what}; did you mean `{near}`?"),
+        None => what.to_string(),
+    }
+}
+
+/// The known key nearest to `key` by edit distance, when it is near enough to
+/// be the likely intent: one edit for keys under six characters, two for
+/// longer ones (so `ttl` never suggests `url`). Ties go to the first in `known`.
+pub(super) fn closest<'k>(key: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    let limit = (key.chars().count() / 3).clamp(1, 2);
+    let mut best: Option<(usize, &'k str)> = None;
+    for candidate in known {
+        let distance = edit_distance(key, candidate);
+        if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, candidate));
+        }
+    }
+    best.map(|(_, k)| k)
+}
+
+/// Edits (insert, delete, substitute, or swap two neighbours) turning `a` into
+/// `b`; a swap counts once because `listne` is one slip, not two.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    // Three rows of the optimal-string-alignment table.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        current[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (previous[j] + 1)
+                .min(current[j - 1] + 1)
+                .min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            current[j] = d;
+        }
+        std::mem::swap(&mut before, &mut previous);
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
 }

@@ -510,3 +510,125 @@ fn upstream_override_stands_in_for_a_missing_section() {
     let c = compile_with(text, &[("PAYGATE_UPSTREAM_URL", "http://app:3000")]).unwrap();
     assert_eq!(c.upstream.url.to_string(), "http://app:3000/");
 }
+
+fn messages(err: ConfigErrors) -> Vec<String> {
+    err.0.into_iter().map(|e| e.to_string()).collect()
+}
+
+#[test]
+fn a_toml_syntax_error_names_its_line_and_column_but_not_the_line() {
+    let text =
+        "[upstream]\nurl = \"http://127.0.0.1:8000\"\n[jwt]\nsecret = \"hunter2-unterminated\n";
+    let errors = messages(compile(text).unwrap_err());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("config: not valid TOML at line 4, column "),
+        "{errors:?}"
+    );
+    assert!(!errors[0].contains("hunter2"), "{errors:?}");
+
+    // Columns count characters, not bytes.
+    let text = "[upstream]\nurl = \"http://127.0.0.1:8000\"\n# é\n  = 1\n";
+    let errors = messages(compile(text).unwrap_err());
+    assert!(
+        errors[0].starts_with("config: not valid TOML at line 4, column 3: "),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn line_column_counts_lines_and_characters_from_one() {
+    assert_eq!(line_column("abc", 0), (1, 1));
+    assert_eq!(line_column("abc\nde", 4), (2, 1));
+    assert_eq!(line_column("abc\nde", 6), (2, 3));
+    assert_eq!(line_column("é\nxé!", 6), (2, 3), "after x and é");
+    assert_eq!(line_column("ab", 99), (1, 3), "past the end: the end");
+}
+
+#[test]
+fn an_unknown_key_names_the_known_key_it_is_close_to() {
+    let text = format!("{MINIMAL}\n[server]\nlistne = \"127.0.0.1:1\"\nshutdown_gracee = \"1s\"\nfoo = 1\n[[routes]]\nprefix = \"/a\"\npolcy = \"public\"\n[stor]\n");
+    let errors = messages(compile(&text).unwrap_err());
+    for expected in [
+        "server.listne: unknown key; did you mean `listen`?",
+        "server.shutdown_gracee: unknown key; did you mean `shutdown_grace`?",
+        "server.foo: unknown key",
+        "routes[0].polcy: unknown key; did you mean `policy`?",
+        "stor: unknown section or key; did you mean `store`?",
+    ] {
+        assert!(
+            errors.iter().any(|e| e == expected),
+            "{expected:?} in {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn only_a_near_key_is_suggested() {
+    use super::reader::closest;
+    let known = ["url", "listen", "timeout", "connect_timeout"];
+    assert_eq!(closest("lisen", known), Some("listen"), "one deletion");
+    assert_eq!(closest("listne", known), Some("listen"), "one swap");
+    assert_eq!(closest("LISTEN", known), Some("listen"), "case");
+    assert_eq!(closest("conect_timout", known), Some("connect_timeout"));
+    assert_eq!(
+        closest("ttl", known),
+        None,
+        "two edits in three letters is another word"
+    );
+    assert_eq!(closest("lstn", known), None);
+    assert_eq!(closest("anything", []), None);
+}
+
+#[test]
+fn only_the_secrets_a_command_needs_must_be_set() {
+    let text = "[upstream]\nurl = \"http://127.0.0.1:8000\"\n[jwt]\nsecret_env = \"NOPE_JWT\"\n\
+                [stripe]\nwebhook_secret_env = \"NOPE_WHSEC\"\napi_key_env = \"NOPE_API\"\n\
+                [admin]\ntoken_env = \"NOPE_ADMIN\"\n";
+    let compile_for = |needs| Config::compile_needing(text, Path::new("."), &env, needs);
+
+    // serve and check-config: every unset variable is named.
+    let all = keys(compile(text).unwrap_err());
+    assert_eq!(
+        all,
+        [
+            "jwt.secret_env",
+            "stripe.webhook_secret_env",
+            "stripe.api_key_env",
+            "admin.token_env"
+        ],
+        "{all:?}"
+    );
+    // A command that needs none compiles, with the secrets left out.
+    let c = compile_for(Secrets::NONE).unwrap();
+    assert!(c.jwt.secret.is_none());
+    let stripe = c.stripe.unwrap();
+    assert!(stripe.webhook_secrets.is_empty() && stripe.api_key.is_none());
+    // A command that needs one is told about that one only.
+    let sync = Secrets {
+        stripe_api_key: true,
+        ..Secrets::NONE
+    };
+    assert_eq!(keys(compile_for(sync).unwrap_err()), ["stripe.api_key_env"]);
+    let token = Secrets {
+        jwt: true,
+        ..Secrets::NONE
+    };
+    assert_eq!(keys(compile_for(token).unwrap_err()), ["jwt.secret_env"]);
+
+    // The default STRIPE_WEBHOOK_SECRET is needed only with the webhook.
+    let text = "[upstream]\nurl = \"http://127.0.0.1:8000\"\n[jwt]\nsecret = \"0123456789abcdef\"\n[stripe]\n";
+    let none = |_: &str| None;
+    assert_eq!(
+        keys(Config::compile(text, Path::new("."), &none).unwrap_err()),
+        ["stripe.webhook_secret_env"]
+    );
+    assert!(Config::compile_needing(text, Path::new("."), &none, Secrets::NONE).is_ok());
+
+    // Configuration mistakes are errors whatever the command needs.
+    let both = "[upstream]\nurl = \"http://127.0.0.1:8000\"\n[jwt]\nsecret = \"0123456789abcdef\"\nsecret_env = \"NOPE_JWT\"\n";
+    assert_eq!(
+        keys(Config::compile_needing(both, Path::new("."), &none, Secrets::NONE).unwrap_err()),
+        ["jwt.secret"]
+    );
+}

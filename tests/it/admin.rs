@@ -576,37 +576,56 @@ async fn the_user_cli_changes_what_a_running_instance_decides() {
 }
 
 #[tokio::test]
-async fn the_user_cli_on_the_memory_store_says_changes_are_lost() {
+async fn the_user_cli_on_the_memory_store_shows_but_refuses_writes() {
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = Config::new(&up.url()).write_to(dir.path());
     let show = paygate_cli(&config, &["user", "show", "gina"]).await;
     assert!(show.status.success(), "{:?}", stderr(&show));
-    assert!(stderr(&show).contains("lost"), "{:?}", stderr(&show));
+    assert!(
+        stderr(&show).contains("not the state of a running gateway"),
+        "{:?}",
+        stderr(&show)
+    );
     assert!(
         stdout(&show).contains("reason: support comp"),
         "the seeded override: {}",
         stdout(&show)
     );
-    let grant = paygate_cli(
-        &config,
-        &[
-            "user",
-            "grant",
-            "dave",
-            "--until",
-            &in_secs(60),
-            "--reason",
-            "demo",
-        ],
-    )
-    .await;
-    assert!(grant.status.success(), "{:?}", stderr(&grant));
-    assert!(
-        stdout(&grant).contains("decision now: allowed"),
-        "{}",
-        stdout(&grant)
-    );
+    // A write would reach no running gateway: refused, naming the admin API to use.
+    let until = in_secs(60);
+    for (args, endpoint) in [
+        (
+            vec![
+                "user", "grant", "dave", "--until", &until, "--reason", "demo",
+            ],
+            "PUT /users/{id}/override",
+        ),
+        (
+            vec!["user", "revoke", "gina"],
+            "DELETE /users/{id}/override",
+        ),
+        (
+            vec![
+                "customer", "link", "cus_x", "--user", "dave", "--reason", "demo",
+            ],
+            "PUT /customers/{id}/link",
+        ),
+    ] {
+        let write = paygate_cli(&config, &args).await;
+        assert_eq!(
+            write.status.code(),
+            Some(1),
+            "{args:?}: {:?}",
+            stderr(&write)
+        );
+        let err = stderr(&write);
+        assert!(
+            err.contains("store.redis_url") && err.contains(endpoint),
+            "{args:?}: {err}"
+        );
+        assert!(stdout(&write).is_empty(), "{args:?}: {}", stdout(&write));
+    }
 }
 
 #[tokio::test]

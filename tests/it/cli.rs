@@ -118,15 +118,48 @@ fn check_config_accepts_a_valid_config_and_summarizes_it() {
 }
 
 #[test]
-fn check_config_names_an_unknown_key() {
+fn check_config_names_an_unknown_key_and_the_key_it_is_close_to() {
     let out = check_config(&config().set_str("server.listne", "127.0.0.1:1"));
     assert_problems(&out, &["server.listne"]);
+    assert!(
+        stderr(&out).contains("server.listne: unknown key; did you mean `listen`?"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn check_config_names_an_unknown_section() {
     let out = check_config(&config().set_str("servr.listen", "127.0.0.1:1"));
     assert_problems(&out, &["servr"]);
+    assert!(
+        stderr(&out).contains("did you mean `server`?"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn check_config_gives_the_line_and_column_of_a_toml_syntax_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paygate.toml");
+    // Line 4 opens a string it never closes; the secret on it must not be echoed.
+    std::fs::write(
+        &path,
+        "[upstream]\nurl = \"http://127.0.0.1:8000\"\n[jwt]\nsecret = \"hunter2-0123456789abcdef\n",
+    )
+    .unwrap();
+    let out = run(
+        &config(),
+        &["check-config", "--config", path.to_str().unwrap()],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not valid TOML at line 4, column "), "{err}");
+    assert!(
+        !err.contains("hunter2"),
+        "the offending line is not echoed: {err}"
+    );
 }
 
 #[test]
@@ -381,4 +414,163 @@ fn writing_to_a_closed_pipe_ends_quietly() {
         assert!(!err.contains("backtrace"), "{args:?}: {err}");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
+}
+
+// --- secrets per command ---
+
+/// A config whose JWT and webhook secrets come from variables that are unset.
+fn config_without_secrets() -> Config {
+    config()
+        .unset("jwt.secret")
+        .set_str("jwt.secret_env", "PAYGATE_E2E_SURELY_UNSET_SECRET")
+        .set_str(
+            "stripe.webhook_secret_env",
+            "PAYGATE_E2E_SURELY_UNSET_WHSEC",
+        )
+}
+
+#[test]
+fn commands_ask_only_for_the_secrets_they_use() {
+    let cfg = config_without_secrets();
+    let (_dir, path) = write(&cfg);
+    let path = path.to_str().unwrap();
+
+    // `user show` reads the store: no secret at all.
+    let show = run(&cfg, &["user", "show", "alice", "--config", path]);
+    assert_eq!(show.status.code(), Some(0), "{}", stderr(&show));
+    assert!(stdout(&show).contains("user: alice"), "{}", stdout(&show));
+
+    // `token` signs with the JWT secret: that one, and only that one, is named.
+    let token = run(&cfg, &["token", "--user", "alice", "--config", path]);
+    assert_eq!(token.status.code(), Some(1), "{}", stderr(&token));
+    assert!(
+        stderr(&token).contains("PAYGATE_E2E_SURELY_UNSET_SECRET"),
+        "{}",
+        stderr(&token)
+    );
+    assert!(
+        !stderr(&token).contains("PAYGATE_E2E_SURELY_UNSET_WHSEC"),
+        "{}",
+        stderr(&token)
+    );
+    let with_jwt = cfg.clone().env("PAYGATE_E2E_SURELY_UNSET_SECRET", SECRET);
+    let token = run(&with_jwt, &["token", "--user", "alice", "--config", path]);
+    assert_eq!(token.status.code(), Some(0), "{}", stderr(&token));
+    assert_eq!(verify(stdout(&token).trim_end())["sub"], "alice");
+
+    // `check-config` vouches for `serve`: it needs every secret.
+    let check = run(&cfg, &["check-config", "--config", path]);
+    assert_problems(
+        &check,
+        &[
+            "PAYGATE_E2E_SURELY_UNSET_SECRET",
+            "PAYGATE_E2E_SURELY_UNSET_WHSEC",
+        ],
+    );
+}
+
+// --- completions ---
+
+#[test]
+fn completions_are_printed_for_each_shell_without_a_config() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, marker) in [
+        ("bash", "complete -F _paygate"),
+        ("zsh", "#compdef paygate"),
+        ("fish", "complete -c paygate"),
+    ] {
+        let out = paygate()
+            .args(["completions", shell])
+            .current_dir(dir.path())
+            .output()
+            .expect("run paygate");
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains(marker), "{shell}: {text}");
+        assert!(
+            text.contains("check-config"),
+            "{shell} completes subcommands"
+        );
+    }
+    let bad = paygate().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}
+
+// --- demo ---
+
+/// A running `paygate demo`, killed on drop.
+struct Demo(std::process::Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_a_402_and_a_pass_with_the_tokens_it_prints() {
+    use std::io::{BufRead, BufReader};
+    // From an empty directory: the demo carries its own config and users.
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Demo(
+        paygate()
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--app-listen",
+                "127.0.0.1:0",
+            ])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn paygate demo"),
+    );
+    let stdout = demo.0.stdout.take().unwrap();
+    // The printed instructions, up to their last line, read off the async runtime.
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let last = line.starts_with("Ctrl-C");
+            lines.push(line);
+            if last {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(DEADLINE, lines)
+        .await
+        .expect("the demo printed its instructions in time")
+        .unwrap();
+    let text = lines.join("\n");
+    let addr: std::net::SocketAddr = lines
+        .first()
+        .and_then(|l| l.strip_prefix("paygate demo listening on http://"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no listening line: {text}"));
+    let token_of = |user: &str| -> String {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&format!("# {user}:")))
+            .unwrap_or_else(|| panic!("no curl line for {user}: {text}"));
+        let start = line.find("Bearer ").expect("a bearer token") + "Bearer ".len();
+        let end = start + line[start..].find('\'').expect("quoted token");
+        line[start..end].to_string()
+    };
+
+    let pass = send(addr, get("/api/banking").bearer(&token_of("alice"))).await;
+    assert_eq!(pass.status, 200, "alice: {}", pass.text());
+    assert!(
+        pass.text().contains("app saw GET /api/banking")
+            && pass.text().contains("x-user-id: alice"),
+        "forwarded to the echo app with the identity: {}",
+        pass.text()
+    );
+    let refused = send(addr, get("/api/banking").bearer(&token_of("bob"))).await;
+    assert_error(&refused, 402, "SUBSCRIPTION_REQUIRED");
+    drop(demo);
 }

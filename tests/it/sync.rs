@@ -471,12 +471,73 @@ async fn sync_stops_with_exit_1_when_stripe_keeps_failing() {
     );
     assert!(run.stderr.contains("error: sync stopped"), "{}", run.stderr);
     assert!(run.stderr.contains("401"), "{}", run.stderr);
+    run.assert_line(
+        "sync FAILED after reading 0 subscriptions of 0 customers in 0 pages: 0 change(s) written before it stopped",
+    );
+    assert!(
+        !run.stdout.contains("changes: "),
+        "no success-shaped summary: {}",
+        run.stdout
+    );
     assert!(
         !run.stderr.contains(API_KEY) && !run.stdout.contains(API_KEY),
         "the key never shows"
     );
     // A final 4xx is not retried.
     assert_eq!(api.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_sync_stopped_midway_prints_what_it_wrote_and_a_failure_line() {
+    let (redis, up, api) = world().await;
+    for i in 1..=3 {
+        api.subscription(
+            &format!("sub_m{i}"),
+            &format!("cus_m{i}"),
+            "active",
+            Some(&format!("u_m{i}")),
+        );
+    }
+    // The first page (two subscriptions) is read and applied; every later page fails.
+    api.page_size(2);
+    api.fail(
+        |r| r.path == "/v1/subscriptions" && r.param("starting_after").is_some(),
+        401,
+        None,
+        None,
+    );
+    let run = sync(&config(&redis, &up, &api), &[]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    run.assert_line("add sub_m1 of cus_m1: active");
+    run.assert_line("add sub_m2 of cus_m2: active");
+    let last = run.stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("sync FAILED after reading 2 subscriptions of 2 customers in 1 pages: ")
+            && last.ends_with(" change(s) written before it stopped"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("sub_m3"), "{}", run.stdout);
+    assert!(!run.stdout.contains("changes: "), "{}", run.stdout);
+    assert!(run.stderr.contains("error: sync stopped"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn sync_and_its_dry_run_do_not_need_the_webhook_secret() {
+    let (redis, up, api) = world().await;
+    api.subscription("sub_w", "cus_w", "active", Some("u_w"));
+    let config = config(&redis, &up, &api)
+        .unset("stripe.webhook_secret")
+        .set_str(
+            "stripe.webhook_secret_env",
+            "PAYGATE_E2E_SURELY_UNSET_WHSEC",
+        );
+    let dry = sync(&config, &["--dry-run"]).await;
+    dry.assert_ok();
+    dry.assert_line("would add sub_w of cus_w: active");
+    let real = sync(&config, &[]).await;
+    real.assert_ok();
+    real.assert_line("add sub_w of cus_w: active");
 }
 
 // --- stripe.refetch and entitlement paging in the webhook ---
