@@ -421,8 +421,19 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 const KNOWN_SECTIONS: &[&str] = &[
-    "server", "upstream", "jwt", "store", "stripe", "access", "routes", "plans", "admin", "log",
-    "headers", "outbound", "telemetry",
+    "server",
+    "upstream",
+    "jwt",
+    "store",
+    "stripe",
+    "access",
+    "routes",
+    "plans",
+    "admin",
+    "log",
+    "headers",
+    "outbound",
+    "telemetry",
 ];
 
 struct Ctx<'a> {
@@ -944,8 +955,14 @@ mod telemetry_tests {
     #[test]
     fn bad_telemetry_settings_name_their_key() {
         for (text, key) in [
-            ("otlp_endpoint = \"collector:4318\"", "telemetry.otlp_endpoint"),
-            ("otlp_endpoint = \"ftp://collector\"", "telemetry.otlp_endpoint"),
+            (
+                "otlp_endpoint = \"collector:4318\"",
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                "otlp_endpoint = \"ftp://collector\"",
+                "telemetry.otlp_endpoint",
+            ),
             ("service_name = \"\"", "telemetry.service_name"),
             ("export_interval = \"0s\"", "telemetry.export_interval"),
             ("endpoint = \"http://c:4318\"", "telemetry.endpoint"),

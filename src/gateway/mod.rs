@@ -235,7 +235,15 @@ impl Gateway {
             return response;
         };
         if let Some(spans) = &self.spans {
-            spans.record(span_record(&trace, started, &method, &uri, &outcome, decision, response.status()));
+            spans.record(span_record(
+                &trace,
+                started,
+                &method,
+                &uri,
+                &outcome,
+                decision,
+                response.status(),
+            ));
         }
         let trace_id = trace.trace_id_hex();
         tracing::info!(
@@ -565,7 +573,8 @@ fn span_record(
     decision: Decision,
     status: StatusCode,
 ) -> crate::telemetry::otlp::SpanRecord {
-    let path: Box<str> = path::normalize(uri.path()).map_or_else(|_| uri.path().into(), |p| p.as_ref().into());
+    let path: Box<str> =
+        path::normalize(uri.path()).map_or_else(|_| uri.path().into(), |p| p.as_ref().into());
     crate::telemetry::otlp::SpanRecord {
         trace_id: trace.trace_id,
         span_id: trace.span_id,

@@ -226,7 +226,10 @@ mod tests {
     #[test]
     fn a_valid_traceparent_parses() {
         let parent = parse(VALID.as_bytes()).unwrap();
-        assert_eq!(hex::encode(parent.trace_id), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(
+            hex::encode(parent.trace_id),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
         assert_eq!(hex::encode(parent.parent_id), "b7ad6b7169203331");
         assert_eq!(parent.flags, 1);
     }
@@ -278,7 +281,11 @@ mod tests {
         let sent = ctx.header();
         let sent = parse(sent.as_bytes()).expect("a valid traceparent");
         assert_eq!(sent.trace_id, ctx.trace_id);
-        assert_ne!(hex::encode(sent.parent_id), "b7ad6b7169203331", "our own span");
+        assert_ne!(
+            hex::encode(sent.parent_id),
+            "b7ad6b7169203331",
+            "our own span"
+        );
         assert_eq!(sent.parent_id, ctx.span_id);
         assert_eq!(sent.flags, 1);
     }
@@ -293,7 +300,10 @@ mod tests {
         ] {
             let ctx = TraceContext::from_headers(&h);
             assert!(!ctx.continued());
-            assert_ne!(hex::encode(ctx.trace_id), "0af7651916cd43dd8448eb211c80319c");
+            assert_ne!(
+                hex::encode(ctx.trace_id),
+                "0af7651916cd43dd8448eb211c80319c"
+            );
             let sent = parse(ctx.header().as_bytes()).expect("a valid traceparent");
             assert_eq!(sent.trace_id, ctx.trace_id);
             assert_eq!(sent.flags, SAMPLED);
@@ -302,9 +312,11 @@ mod tests {
 
     #[test]
     fn new_ids_differ() {
-        let ids: std::collections::HashSet<[u8; 16]> = (0..10_000).map(|_| new_trace_id()).collect();
+        let ids: std::collections::HashSet<[u8; 16]> =
+            (0..10_000).map(|_| new_trace_id()).collect();
         assert_eq!(ids.len(), 10_000);
-        let spans: std::collections::HashSet<[u8; 8]> = (0..10_000).map(|_| new_span_id()).collect();
+        let spans: std::collections::HashSet<[u8; 8]> =
+            (0..10_000).map(|_| new_span_id()).collect();
         assert_eq!(spans.len(), 10_000);
     }
 
@@ -352,7 +364,11 @@ mod tests {
         // in a hex position (and not the version turned ff, nor ids turned zero).
         runner
             .run(
-                &(0usize..LEN, any::<u8>(), proptest::collection::vec(any::<u8>(), 0..80)),
+                &(
+                    0usize..LEN,
+                    any::<u8>(),
+                    proptest::collection::vec(any::<u8>(), 0..80),
+                ),
                 |(at, byte, random)| {
                     let _ = parse(&random);
                     let mut value = VALID.as_bytes().to_vec();

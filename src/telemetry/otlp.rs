@@ -22,7 +22,9 @@ use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
 use prost::Message;
 use tokio::sync::mpsc;
 
@@ -171,9 +173,11 @@ impl Task {
             HeaderValue::from_static("application/x-protobuf"),
         );
         let sent = tokio::time::timeout(EXPORT_TIMEOUT, async {
-            let response = self.client.request(request).await.map_err(|e| {
-                crate::outbound::error_chain(&e)
-            })?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| crate::outbound::error_chain(&e))?;
             let status = response.status();
             // Read the (small) answer so the connection goes back to the pool.
             let _ = response.into_body().collect().await;
@@ -350,7 +354,10 @@ mod tests {
         );
         assert_eq!(first.status.as_ref().unwrap().code, 0);
         let second = &spans[1];
-        assert!(second.parent_span_id.is_empty(), "a root span has no parent");
+        assert!(
+            second.parent_span_id.is_empty(),
+            "a root span has no parent"
+        );
         assert_eq!(
             second.status.as_ref().unwrap().code,
             status::StatusCode::Error as i32

@@ -23,7 +23,7 @@ mod redis_store;
 mod redis_tls;
 mod reload;
 mod sync;
-mod traces;
 mod tls_h2;
+mod traces;
 mod webhook_attacks;
 mod webhooks;

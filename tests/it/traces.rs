@@ -24,16 +24,27 @@ fn parse(traceparent: &str) -> (String, String, String) {
     assert_eq!(parts.len(), 4, "not a traceparent: {traceparent:?}");
     assert_eq!(parts[0], "00", "{traceparent:?}");
     let hex = |s: &str, len: usize| {
-        s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     };
-    assert!(hex(parts[1], 32) && parts[1] != "0".repeat(32), "{traceparent:?}");
-    assert!(hex(parts[2], 16) && parts[2] != "0".repeat(16), "{traceparent:?}");
+    assert!(
+        hex(parts[1], 32) && parts[1] != "0".repeat(32),
+        "{traceparent:?}"
+    );
+    assert!(
+        hex(parts[2], 16) && parts[2] != "0".repeat(16),
+        "{traceparent:?}"
+    );
     assert!(hex(parts[3], 2), "{traceparent:?}");
     (parts[1].into(), parts[2].into(), parts[3].into())
 }
 
 /// Polls the gateway's stderr until a JSON line satisfies `pred`.
-async fn wait_for_line(gw: &Gateway, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+async fn wait_for_line(
+    gw: &Gateway,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let found = gw
@@ -44,7 +55,11 @@ async fn wait_for_line(gw: &Gateway, pred: impl Fn(&serde_json::Value) -> bool) 
         if let Some(value) = found {
             return value;
         }
-        assert!(Instant::now() < deadline, "no matching log line in:\n{}", gw.log());
+        assert!(
+            Instant::now() < deadline,
+            "no matching log line in:\n{}",
+            gw.log()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -66,7 +81,10 @@ async fn the_clients_trace_is_continued_with_paygates_span_and_its_tracestate() 
     assert_eq!(traceparents.len(), 1, "{traceparents:?}");
     let (trace_id, parent, flags) = parse(traceparents[0]);
     assert_eq!(trace_id, TRACE_ID, "the same trace");
-    assert_ne!(parent, CLIENT_SPAN, "paygate's own span is the upstream's parent");
+    assert_ne!(
+        parent, CLIENT_SPAN,
+        "paygate's own span is the upstream's parent"
+    );
     assert_eq!(flags, "01");
     assert_eq!(seen.header("tracestate"), Some("vendor=abc,other=1"));
 
@@ -111,7 +129,11 @@ async fn an_invalid_traceparent_is_replaced_and_its_tracestate_dropped() {
         let (trace_id, parent, _) = parse(traceparents[0]);
         assert_ne!(trace_id, TRACE_ID, "{bad:?} must not be continued");
         assert_ne!(parent, CLIENT_SPAN, "{bad:?}");
-        assert_eq!(seen.header("tracestate"), None, "{bad:?}: tracestate goes with its trace");
+        assert_eq!(
+            seen.header("tracestate"),
+            None,
+            "{bad:?}: tracestate goes with its trace"
+        );
     }
 }
 
@@ -145,7 +167,10 @@ fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a AnyValue> {
 fn received_spans(collector: &TestServer) -> Vec<(String, Span)> {
     let mut spans = Vec::new();
     for request in collector.requests() {
-        assert_eq!(request.header("content-type"), Some("application/x-protobuf"));
+        assert_eq!(
+            request.header("content-type"),
+            Some("application/x-protobuf")
+        );
         let decoded = ExportTraceServiceRequest::decode(request.body.as_ref())
             .expect("an OTLP ExportTraceServiceRequest");
         for resource_spans in decoded.resource_spans {
@@ -208,21 +233,40 @@ async fn spans_are_exported_over_otlp_http() {
         .find(|(_, s)| hex::encode(&s.trace_id) == TRACE_ID)
         .expect("the forwarded request's span");
     assert_eq!(service, "edge-test");
-    assert_eq!(hex::encode(&span.span_id), paygate_span, "the span the upstream saw as parent");
+    assert_eq!(
+        hex::encode(&span.span_id),
+        paygate_span,
+        "the span the upstream saw as parent"
+    );
     assert_eq!(hex::encode(&span.parent_span_id), CLIENT_SPAN);
     assert_eq!(span.name, "GET /health");
     assert_eq!(span.kind, 2, "a server span");
     assert!(span.end_time_unix_nano >= span.start_time_unix_nano && span.start_time_unix_nano > 0);
-    assert_eq!(attribute(span, "http.request.method"), Some(&AnyValue::StringValue("GET".into())));
-    assert_eq!(attribute(span, "url.path"), Some(&AnyValue::StringValue("/health/deep".into())));
-    assert_eq!(attribute(span, "http.response.status_code"), Some(&AnyValue::IntValue(200)));
-    assert_eq!(attribute(span, "paygate.decision"), Some(&AnyValue::StringValue("public".into())));
+    assert_eq!(
+        attribute(span, "http.request.method"),
+        Some(&AnyValue::StringValue("GET".into()))
+    );
+    assert_eq!(
+        attribute(span, "url.path"),
+        Some(&AnyValue::StringValue("/health/deep".into()))
+    );
+    assert_eq!(
+        attribute(span, "http.response.status_code"),
+        Some(&AnyValue::IntValue(200))
+    );
+    assert_eq!(
+        attribute(span, "paygate.decision"),
+        Some(&AnyValue::StringValue("public".into()))
+    );
 
     let (_, refusal) = spans
         .iter()
         .find(|(_, s)| attribute(s, "http.response.status_code") == Some(&AnyValue::IntValue(401)))
         .expect("the refused request's span");
-    assert!(refusal.parent_span_id.is_empty(), "a new trace has no parent");
+    assert!(
+        refusal.parent_span_id.is_empty(),
+        "a new trace has no parent"
+    );
     assert_eq!(refusal.name, "GET /api/banking");
     for (_, span) in &spans {
         assert!(
