@@ -54,18 +54,24 @@ impl TraceContext {
             _ => None,
         };
         match parent {
-            Some(parent) => TraceContext {
-                trace_id: parent.trace_id,
-                parent_id: Some(parent.parent_id),
-                span_id: new_span_id(),
-                flags: parent.flags,
-            },
-            None => TraceContext {
-                trace_id: new_trace_id(),
-                parent_id: None,
-                span_id: new_span_id(),
-                flags: SAMPLED,
-            },
+            Some(parent) => {
+                let [span] = draw();
+                TraceContext {
+                    trace_id: parent.trace_id,
+                    parent_id: Some(parent.parent_id),
+                    span_id: span_id(span),
+                    flags: parent.flags,
+                }
+            }
+            None => {
+                let [high, low, span] = draw();
+                TraceContext {
+                    trace_id: trace_id(high, low),
+                    parent_id: None,
+                    span_id: span_id(span),
+                    flags: SAMPLED,
+                }
+            }
         }
     }
 
@@ -133,12 +139,21 @@ pub(crate) fn format(trace_id: &[u8; 16], span_id: &[u8; 8], flags: u8) -> [u8; 
     out
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Each byte's two lowercase hex digits: formatting is one load per byte.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    table
+};
 
 fn hex_into(bytes: &[u8], out: &mut [u8]) {
     for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0xf)];
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
     }
 }
 
@@ -175,14 +190,19 @@ fn seed() -> u64 {
     })
 }
 
-/// The next 64 random-looking bits: SplitMix64 over a shared counter. Its
-/// output is a bijection of the counter, so no two draws of one process are
-/// equal (ids cannot collide within a process), and the seed makes processes
-/// differ.
-fn next() -> u64 {
+/// `N` random-looking 64-bit draws: SplitMix64 over a shared counter (one
+/// atomic add for all `N`). Its output is a bijection of the counter, so no two
+/// draws of one process are equal (ids cannot collide within a process), and
+/// the seed makes processes differ.
+fn draw<const N: usize>() -> [u64; N] {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    mix(n.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(seed()))
+    let first = COUNTER.fetch_add(N as u64, Ordering::Relaxed);
+    let seed = seed();
+    std::array::from_fn(|i| {
+        mix((first.wrapping_add(i as u64))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(seed))
+    })
 }
 
 /// SplitMix64's finalizer: a bijection that spreads every input bit.
@@ -192,18 +212,15 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A new span id, never all zero (invalid in the W3C grammar).
-fn new_span_id() -> [u8; 8] {
-    next().max(1).to_be_bytes()
+/// A span id from one draw, never all zero (invalid in the W3C grammar).
+fn span_id(draw: u64) -> [u8; 8] {
+    draw.max(1).to_be_bytes()
 }
 
-/// A new trace id, never all zero: the first half is one draw (unique in
-/// the process), the second another.
-fn new_trace_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&next().max(1).to_be_bytes());
-    id[8..].copy_from_slice(&next().to_be_bytes());
-    id
+/// A trace id from two draws, never all zero: the first half alone is
+/// unique within the process.
+fn trace_id(high: u64, low: u64) -> [u8; 16] {
+    ((u128::from(high.max(1)) << 64) | u128::from(low)).to_be_bytes()
 }
 
 #[cfg(test)]
@@ -312,11 +329,13 @@ mod tests {
 
     #[test]
     fn new_ids_differ() {
-        let ids: std::collections::HashSet<[u8; 16]> =
-            (0..10_000).map(|_| new_trace_id()).collect();
+        let ids: std::collections::HashSet<[u8; 16]> = (0..10_000)
+            .map(|_| TraceContext::from_headers(&HeaderMap::new()).trace_id)
+            .collect();
         assert_eq!(ids.len(), 10_000);
-        let spans: std::collections::HashSet<[u8; 8]> =
-            (0..10_000).map(|_| new_span_id()).collect();
+        let spans: std::collections::HashSet<[u8; 8]> = (0..10_000)
+            .map(|_| TraceContext::from_headers(&HeaderMap::new()).span_id)
+            .collect();
         assert_eq!(spans.len(), 10_000);
     }
 
