@@ -276,3 +276,31 @@ async fn spans_are_exported_over_otlp_http() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_costs_requests_nothing_and_is_logged() {
+    // A port nothing listens on: bound, then closed.
+    let port = paygate_testkit::free_port();
+    let (up, gw) = world(|c| {
+        c.set_str(
+            "telemetry.otlp_endpoint",
+            &format!("http://127.0.0.1:{port}"),
+        )
+        .set_str("telemetry.export_interval", "100ms")
+    })
+    .await;
+    for _ in 0..3 {
+        forwarded(&gw, &up, get("/health")).await;
+    }
+    let deadline = Instant::now() + DEADLINE;
+    while !gw.log().contains("span export failed") {
+        assert!(
+            Instant::now() < deadline,
+            "no export failure logged:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Still serving after the failed export.
+    forwarded(&gw, &up, get("/health")).await;
+}
