@@ -193,7 +193,6 @@ impl Gateway {
     ) -> Response<GatewayBody> {
         let started = Instant::now();
         let request_id = headers::request_id(request.headers());
-        let trace = TraceContext::from_headers(request.headers());
         // Only kept when the access log or span export is on (cloning a `Uri`
         // is a refcount bump): logged as received, since the raw target is
         // what an operator greps for.
@@ -208,7 +207,8 @@ impl Gateway {
             route: "default",
             user: None,
             passed: None,
-            trace,
+            // Kept only here: one copy in the request's future.
+            trace: TraceContext::from_headers(request.headers()),
         };
         let (mut response, decision) =
             match self.route(request, peer, &request_id, &mut outcome).await {
@@ -236,7 +236,6 @@ impl Gateway {
         };
         if let Some(spans) = &self.spans {
             spans.record(span_record(
-                &trace,
                 started,
                 &method,
                 &uri,
@@ -245,7 +244,7 @@ impl Gateway {
                 response.status(),
             ));
         }
-        let trace_id = trace.trace_id_hex();
+        let trace_id = outcome.trace.trace_id_hex();
         tracing::info!(
             target: "paygate::access",
             method = %method,
@@ -565,7 +564,6 @@ impl Gateway {
 /// The span of a finished request, for export: no user id, no token, the
 /// normalized path (the raw one when it could not be normalized).
 fn span_record(
-    trace: &TraceContext,
     started: Instant,
     method: &Method,
     uri: &http::Uri,
@@ -575,6 +573,7 @@ fn span_record(
 ) -> crate::telemetry::otlp::SpanRecord {
     let path: Box<str> =
         path::normalize(uri.path()).map_or_else(|_| uri.path().into(), |p| p.as_ref().into());
+    let trace = &outcome.trace;
     crate::telemetry::otlp::SpanRecord {
         trace_id: trace.trace_id,
         span_id: trace.span_id,
