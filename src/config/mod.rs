@@ -46,6 +46,8 @@ pub struct Config {
     pub headers: IdentityHeaders,
     /// `[outbound]`: whom control-plane HTTPS calls trust.
     pub outbound: OutboundConfig,
+    /// `[telemetry]`: span export over OTLP/HTTP.
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -362,6 +364,8 @@ impl Config {
         let log = compile_log(&root, &mut errors);
         let headers = compile_headers(&root, &mut errors);
         let outbound = compile_outbound(&root, &ctx, &mut errors);
+        // Its errors are in `errors`, which keeps a config from being built.
+        let telemetry = compile_telemetry(&root, &mut errors).unwrap_or_default();
 
         if let Some(Some(stripe)) = &stripe {
             if stripe.webhook_path.starts_with("/_paygate/") {
@@ -399,6 +403,7 @@ impl Config {
                 log,
                 headers,
                 outbound,
+                telemetry,
             }),
             _ => {
                 if errors.0.is_empty() {
@@ -512,8 +517,19 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 const KNOWN_SECTIONS: &[&str] = &[
-    "server", "upstream", "jwt", "store", "stripe", "access", "routes", "plans", "admin", "log",
-    "headers", "outbound",
+    "server",
+    "upstream",
+    "jwt",
+    "store",
+    "stripe",
+    "access",
+    "routes",
+    "plans",
+    "admin",
+    "log",
+    "headers",
+    "outbound",
+    "telemetry",
 ];
 
 struct Ctx<'a> {
@@ -947,6 +963,120 @@ fn compile_outbound(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<
         }
     }
     Some(OutboundConfig { ca_file })
+}
+
+/// `[telemetry]`: where spans go. Without `otlp_endpoint` nothing is exported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP traces URL: `otlp_endpoint` + `/v1/traces`.
+    pub otlp_traces_url: Option<http::Uri>,
+    /// The `service.name` resource attribute of exported spans.
+    pub service_name: String,
+    /// How often a batch of spans is sent (sooner when a batch is full).
+    pub export_interval: Duration,
+}
+
+fn compile_telemetry(root: &Table, errors: &mut Errors) -> Option<TelemetryConfig> {
+    let mut s = Section::from_root(root, "telemetry", errors);
+    let mut ok = true;
+    let otlp_traces_url = s.string("otlp_endpoint", errors).and_then(|text| {
+        // The OTLP/HTTP convention: the endpoint is the collector's base URL
+        // and traces go to `/v1/traces` under it.
+        let url = format!("{}/v1/traces", text.trim_end_matches('/'));
+        match url.parse::<http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http") | Some("https"))
+                    && uri.authority().is_some()
+                    && uri.query().is_none() =>
+            {
+                Some(uri)
+            }
+            _ => {
+                errors.push(
+                    "telemetry.otlp_endpoint",
+                    format!("{text:?} is not an http(s) URL like \"http://collector:4318\""),
+                );
+                ok = false;
+                None
+            }
+        }
+    });
+    let service_name = s
+        .string("service_name", errors)
+        .unwrap_or_else(|| "paygate".into());
+    if service_name.is_empty() {
+        errors.push("telemetry.service_name", "must not be empty");
+        ok = false;
+    }
+    let export_interval = s.duration("export_interval", Duration::from_secs(5), errors);
+    if export_interval.is_some_and(|d| d.is_zero()) {
+        errors.push("telemetry.export_interval", "must be more than 0s");
+        ok = false;
+    }
+    s.finish(errors);
+    ok.then_some(TelemetryConfig {
+        otlp_traces_url,
+        service_name,
+        export_interval: export_interval?,
+    })
+}
+
+#[cfg(test)]
+mod telemetry_tests {
+    use super::*;
+
+    fn compile(extra: &str) -> Result<Config, ConfigErrors> {
+        let text = format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[jwt]\nsecret_env = \"SECRET\"\n{extra}"
+        );
+        Config::compile(&text, Path::new("."), &|_| {
+            Some("a-test-secret-of-32-bytes-length".into())
+        })
+    }
+
+    #[test]
+    fn telemetry_is_off_by_default() {
+        let config = compile("").unwrap();
+        assert_eq!(config.telemetry.otlp_traces_url, None);
+        assert_eq!(config.telemetry.service_name, "paygate");
+        assert_eq!(config.telemetry.export_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_endpoint_gets_the_traces_path() {
+        let config = compile(
+            "[telemetry]\notlp_endpoint = \"http://collector:4318/\"\nservice_name = \"edge\"\nexport_interval = \"100ms\"",
+        )
+        .unwrap();
+        let url = config.telemetry.otlp_traces_url.unwrap();
+        assert_eq!(url.to_string(), "http://collector:4318/v1/traces");
+        assert_eq!(config.telemetry.service_name, "edge");
+        assert_eq!(config.telemetry.export_interval, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn bad_telemetry_settings_name_their_key() {
+        for (text, key) in [
+            (
+                "otlp_endpoint = \"collector:4318\"",
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                "otlp_endpoint = \"ftp://collector\"",
+                "telemetry.otlp_endpoint",
+            ),
+            ("service_name = \"\"", "telemetry.service_name"),
+            ("export_interval = \"0s\"", "telemetry.export_interval"),
+            ("endpoint = \"http://c:4318\"", "telemetry.endpoint"),
+        ] {
+            let errors = compile(&format!("[telemetry]\n{text}")).unwrap_err();
+            assert!(
+                errors.0.iter().any(|e| e.key == key),
+                "{text}: {:?}",
+                errors.0
+            );
+        }
+    }
 }
 
 fn compile_store(root: &Table, ctx: &Ctx<'_>, errors: &mut Errors) -> Option<StoreConfig> {

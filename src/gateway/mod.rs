@@ -27,6 +27,7 @@ use crate::deny::Deny;
 use crate::entitlement::Refusal;
 use crate::metrics::Decision;
 use crate::proxy::headers::Peer;
+use crate::proxy::trace::{self, TraceContext};
 use crate::proxy::{self, headers, BodyWatch, LimitedBody, Upstream, UpstreamBody};
 use crate::routes::{path, Policy, Requirements};
 use crate::store::{EntitlementCache, EntitlementStore};
@@ -52,6 +53,8 @@ pub struct Gateway {
     /// Set on SIGTERM/SIGINT: readiness answers 503 so load balancers stop
     /// sending. Shared by every generation (a reload does not undo a drain).
     draining: Arc<AtomicBool>,
+    /// `None` unless `telemetry.otlp_endpoint` is set.
+    spans: Option<crate::telemetry::otlp::SpanExporter>,
 }
 
 /// What became of a request that a step let through, for the `decision`
@@ -90,6 +93,8 @@ struct Outcome<'a> {
     /// Set once a step let the request through: a refusal after that (a body
     /// too large, the upstream down) keeps this decision and shows in the status.
     passed: Option<Verdict>,
+    /// The request's place in its trace (the client's, or a new one).
+    trace: TraceContext,
 }
 
 /// What the earlier steps decided about forwarding a request.
@@ -101,6 +106,8 @@ struct Forwarding {
     strip_authorization: bool,
     /// The identity headers, for a verified caller.
     identity: Option<IdentityValues>,
+    /// The upstream gets this trace with paygate's span as its parent.
+    trace: TraceContext,
 }
 
 /// The identity headers the upstream gets for a verified caller, made from the
@@ -161,6 +168,7 @@ impl Gateway {
             .map(|r| r.prefix.as_str())
             .chain(["default", "/_paygate", "webhook"]);
         let request_metrics = crate::metrics::RequestMetrics::new(labels);
+        let spans = crate::telemetry::otlp::SpanExporter::start(&config.telemetry);
         Ok(Gateway {
             config: Arc::new(config),
             auth,
@@ -169,6 +177,7 @@ impl Gateway {
             upstream,
             request_metrics,
             draining,
+            spans,
         })
     }
 
@@ -184,10 +193,12 @@ impl Gateway {
     ) -> Response<GatewayBody> {
         let started = Instant::now();
         let request_id = headers::request_id(request.headers());
-        // Only kept when the access log is on (cloning a `Uri` is a refcount bump):
-        // logged as received, since the raw target is what an operator greps for.
-        let logged = tracing::enabled!(target: "paygate::access", tracing::Level::INFO)
-            .then(|| (request.method().clone(), request.uri().clone()));
+        // Only kept when the access log or span export is on (cloning a `Uri`
+        // is a refcount bump): logged as received, since the raw target is
+        // what an operator greps for.
+        let logged = (self.spans.is_some()
+            || tracing::enabled!(target: "paygate::access", tracing::Level::INFO))
+        .then(|| (request.method().clone(), request.uri().clone()));
 
         // Decided before `route` consumes the request: a gRPC caller's refusals
         // are framed as gRPC statuses.
@@ -196,6 +207,8 @@ impl Gateway {
             route: "default",
             user: None,
             passed: None,
+            // Kept only here: one copy in the request's future.
+            trace: TraceContext::from_headers(request.headers()),
         };
         let (mut response, decision) =
             match self.route(request, peer, &request_id, &mut outcome).await {
@@ -221,6 +234,17 @@ impl Gateway {
         let Some((method, uri)) = logged else {
             return response;
         };
+        if let Some(spans) = &self.spans {
+            spans.record(span_record(
+                started,
+                &method,
+                &uri,
+                &outcome,
+                decision,
+                response.status(),
+            ));
+        }
+        let trace_id = outcome.trace.trace_id_hex();
         tracing::info!(
             target: "paygate::access",
             method = %method,
@@ -230,6 +254,7 @@ impl Gateway {
             user_id = outcome.user.as_deref().map_or("-", |identity| identity.user_id.as_str()),
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             request_id = request_id.to_str().unwrap_or("-"),
+            trace_id = std::str::from_utf8(&trace_id).unwrap_or("-"),
             peer = %peer.addr.ip(),
         );
         response
@@ -342,6 +367,7 @@ impl Gateway {
             strip_authorization,
             upgrade: client_upgrade.is_some(),
             identity: identity_values,
+            trace: outcome.trace,
         };
         let (upstream_request, watch) = self.rewrite(request, uri, peer, request_id, forwarding)?;
         let sent = Instant::now();
@@ -387,6 +413,11 @@ impl Gateway {
             original_host.as_ref(),
         );
         h.insert(headers::X_REQUEST_ID.clone(), request_id.clone());
+        // The client's `tracestate` goes on only with the trace it belongs to.
+        h.insert(trace::TRACEPARENT.clone(), forwarding.trace.header());
+        if !forwarding.trace.continued() {
+            h.remove(&trace::TRACESTATE);
+        }
         headers::set_host(h, self.upstream.host_header());
         if let Some(values) = forwarding.identity {
             h.insert(config.headers.user_id.clone(), values.user);
@@ -527,6 +558,34 @@ impl Gateway {
             status: HeaderValue::from_static(status),
             features,
         })
+    }
+}
+
+/// The span of a finished request, for export: no user id, no token, the
+/// normalized path (the raw one when it could not be normalized).
+fn span_record(
+    started: Instant,
+    method: &Method,
+    uri: &http::Uri,
+    outcome: &Outcome<'_>,
+    decision: Decision,
+    status: StatusCode,
+) -> crate::telemetry::otlp::SpanRecord {
+    let path: Box<str> =
+        path::normalize(uri.path()).map_or_else(|_| uri.path().into(), |p| p.as_ref().into());
+    let trace = &outcome.trace;
+    crate::telemetry::otlp::SpanRecord {
+        trace_id: trace.trace_id,
+        span_id: trace.span_id,
+        parent_id: trace.parent_id,
+        flags: trace.flags,
+        started,
+        duration: started.elapsed(),
+        method: method.clone(),
+        route: outcome.route.into(),
+        path,
+        status: status.as_u16(),
+        decision: decision.as_str(),
     }
 }
 

@@ -7,6 +7,7 @@
 pub(crate) mod body;
 pub(crate) mod headers;
 pub(crate) mod pool;
+pub(crate) mod trace;
 
 use http::header::HeaderValue;
 use http::uri::PathAndQuery;

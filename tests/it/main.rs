@@ -25,5 +25,6 @@ mod redis_tls;
 mod reload;
 mod sync;
 mod tls_h2;
+mod traces;
 mod webhook_attacks;
 mod webhooks;

@@ -1,6 +1,9 @@
 //! Logging setup: human text or JSON lines on stderr (stdout is reserved for
 //! machine-readable output such as `paygate token` and the listening line),
-//! with a level that a config reload can change.
+//! with a level that a config reload can change; spans go out over OTLP
+//! ([`otlp`]) when a collector is configured.
+
+pub(crate) mod otlp;
 
 use crate::config::{LogConfig, LogFormat};
 
