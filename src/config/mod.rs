@@ -1029,8 +1029,8 @@ mod telemetry_tests {
         let text = format!(
             "[upstream]\nurl = \"http://127.0.0.1:9\"\n[jwt]\nsecret_env = \"SECRET\"\n{extra}"
         );
-        Config::compile(&text, Path::new("."), &|_| {
-            Some("a-test-secret-of-32-bytes-length".into())
+        Config::compile(&text, Path::new("."), &|name| {
+            (name == "SECRET").then(|| "a-test-secret-of-32-bytes-length".into())
         })
     }
 
