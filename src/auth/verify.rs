@@ -793,9 +793,12 @@ mod tests {
             }
             hs256(claims)
         };
-        let mut tampered = with(json!({}));
-        tampered.pop();
-        tampered.push(if tampered.ends_with('A') { 'B' } else { 'A' });
+        // The signature's first character changes: all of its bits count
+        // (the last character's low bits are base64 padding).
+        let signed = with(json!({}));
+        let at = signed.rfind('.').unwrap() + 1;
+        let wrong = if signed[at..].starts_with('A') { "B" } else { "A" };
+        let tampered = format!("{}{wrong}{}", &signed[..at], &signed[at + 1..]);
         let hs384 = sign(
             Algorithm::HS384,
             &EncodingKey::from_secret(SECRET),

@@ -92,10 +92,12 @@ async fn every_token_refusal_is_logged_with_its_reason_and_never_the_token() {
         resp.text()
     );
 
-    let mut tampered = sign(&claims_with(json!({"sub": "bob"})));
-    let wrong = if tampered.ends_with('A') { 'B' } else { 'A' };
-    tampered.pop();
-    tampered.push(wrong);
+    // The signature's first character changes: every one of its bits counts
+    // (the last one's low bits are padding, so changing it may change nothing).
+    let signed = sign(&claims_with(json!({"sub": "bob"})));
+    let at = signed.rfind('.').unwrap() + 1;
+    let wrong = if signed[at..].starts_with('A') { "B" } else { "A" };
+    let tampered = format!("{}{wrong}{}", &signed[..at], &signed[at + 1..]);
     let cases: Vec<(&str, Option<String>, &str)> = vec![
         ("missing", None, "UNAUTHENTICATED"),
         (
