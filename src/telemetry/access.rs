@@ -428,6 +428,27 @@ mod tests {
     }
 
     #[test]
+    fn a_full_buffer_drops_the_line_instead_of_growing() {
+        let sink = Sink {
+            state: Mutex::new(State {
+                pending: vec![b'x'; CAPACITY - 10],
+                writer_asleep: true,
+                writing: false,
+                no_writer: false,
+            }),
+            lines: Condvar::new(),
+            written: Condvar::new(),
+        };
+        sink.push(b"0123456789");
+        assert_eq!(sink.lock().pending.len(), CAPACITY);
+        // The writer was asleep: it is woken once, and only once.
+        assert!(!sink.lock().writer_asleep);
+        sink.push(b"\n");
+        assert_eq!(sink.lock().pending.len(), CAPACITY);
+        assert!(crate::metrics::render().contains("paygate_log_lines_dropped_total 1"));
+    }
+
+    #[test]
     fn timestamps_match_rfc3339() {
         for secs in [0u64, 951_782_400, 1_700_000_000, 4_102_444_799] {
             let at = UNIX_EPOCH + Duration::new(secs, 5_000);
