@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::support::gateway::{Config, Gateway};
 use crate::support::jwt;
 use crate::support::raw::{get, send};
+use crate::support::stripe::{apply, checkout_completed, WEBHOOK_PATH, WHSEC};
 use crate::support::world;
 
 /// Polls the gateway's stderr until a line satisfies `pred`.
@@ -228,6 +229,45 @@ async fn metrics_have_process_build_and_in_flight() {
         env!("CARGO_PKG_VERSION")
     );
     assert!(text.contains(&version), "{text}");
+}
+
+/// An applied delivery is measured from the event's `created`, and its log
+/// line lists the users as plain fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applied_webhook_records_its_lag_and_users() {
+    let (_up, gw) = world(|c| {
+        c.set_str("log.format", "json")
+            .set_str("stripe.webhook_path", WEBHOOK_PATH)
+            .set_str("stripe.webhook_secret", WHSEC)
+            .set_str("stripe.tolerance", "5m")
+            .set("stripe.user_metadata_keys", r#"["user_id"]"#)
+            .set_str("admin.listen", "127.0.0.1:0")
+            .set_str("admin.token", ADMIN_TOKEN)
+    })
+    .await;
+    let created = jwt::now() - 120;
+    apply(
+        &gw,
+        &checkout_completed("evt_lag_1", "lena", "cus_lena", "sub_lena", created),
+    )
+    .await;
+    let line = wait_for_line(&gw, |v| v["message"] == "webhook delivery").await;
+    assert_eq!(line["users"], "lena", "{line}");
+    assert_eq!(line["user_count"], 1, "{line}");
+    let admin = admin_addr(&gw).await;
+    let text = send(admin, get("/metrics").bearer(ADMIN_TOKEN))
+        .await
+        .text();
+    let sample = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(sample("paygate_webhook_lag_seconds_count"), 1.0);
+    let lag = sample("paygate_webhook_lag_seconds_sum");
+    assert!((120.0..3600.0).contains(&lag), "lag {lag}");
 }
 
 const ADMIN_TOKEN: &str = "admin-token-for-metrics-0123456789";
