@@ -95,7 +95,7 @@ impl AccessLine<'_> {
         json_str(out, "request_id", self.request_id);
         json_raw(out, "peer", |out| {
             out.push(b'"');
-            let _ = write!(out, "{}", self.peer);
+            push_ip(out, self.peer);
             out.push(b'"');
         });
         out.extend_from_slice(b"}\n");
@@ -118,7 +118,7 @@ impl AccessLine<'_> {
         push_millis(out, self.latency);
         text_quoted(out, "request_id", self.request_id);
         text_key(out, "peer");
-        let _ = write!(out, "{}", self.peer);
+        push_ip(out, self.peer);
         out.push(b'\n');
     }
 }
@@ -157,31 +157,71 @@ fn text_quoted(out: &mut Vec<u8>, key: &str, value: &str) {
 }
 
 /// JSON string escaping (RFC 8259): quote, backslash and control characters.
+/// Most values need none: they are checked a byte at a time against a table
+/// and copied in one piece.
 fn escape_json(out: &mut Vec<u8>, value: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = value.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escaped: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f | 0x7f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if escaped.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(escaped);
-        }
-        start = i + 1;
+    let Some(first) = bytes.iter().position(|&b| ESCAPE[usize::from(b)]) else {
+        out.extend_from_slice(bytes);
+        return;
+    };
+    out.extend_from_slice(&bytes[..first]);
+    escape_from(out, &bytes[first..]);
+}
+
+/// Bytes that cannot appear as themselves in a JSON string.
+static ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
     }
-    out.extend_from_slice(&bytes[start..]);
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table[0x7f] = true;
+    table
+};
+
+#[cold]
+fn escape_from(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f | 0x7f => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+            _ => out.push(b),
+        }
+    }
+}
+
+/// An IP address as text; IPv4 (the usual case) without the formatting
+/// machinery.
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    let v4 = match ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4,
+            None => {
+                let _ = write!(out, "{v6}");
+                return;
+            }
+        },
+    };
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        push_u64(out, octet.into());
+    }
 }
 
 fn push_u64(out: &mut Vec<u8>, mut n: u64) {
@@ -453,6 +493,25 @@ mod tests {
         sink.push(b"\n");
         assert_eq!(sink.lock().pending.len(), CAPACITY);
         assert!(crate::metrics::render().contains("paygate_log_lines_dropped_total 1"));
+    }
+
+    #[test]
+    fn ips_and_escapes_match_the_standard_forms() {
+        for ip in ["127.0.0.1", "0.0.0.0", "255.10.0.9", "::1", "2001:db8::7"] {
+            let mut out = Vec::new();
+            push_ip(&mut out, ip.parse().unwrap());
+            assert_eq!(out, ip.as_bytes());
+        }
+        let mut out = Vec::new();
+        push_ip(&mut out, "::ffff:10.1.2.3".parse().unwrap());
+        assert_eq!(out, b"10.1.2.3");
+        for text in ["plain", "a\"b\\c\u{0}\u{7f}\u{1f}é\t", "", "\n"] {
+            let mut out = vec![b'"'];
+            escape_json(&mut out, text);
+            out.push(b'"');
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, text);
+        }
     }
 
     #[test]
