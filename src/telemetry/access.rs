@@ -258,13 +258,32 @@ fn push_millis(out: &mut Vec<u8>, latency: Duration) {
 
 /// RFC 3339 UTC with microseconds, the form the subscriber stamps its own
 /// lines with (`2026-01-02T03:04:05.678901Z`). Log stamping only: no decision
-/// reads this time.
+/// reads this time. The date and time up to the second change once a second:
+/// each thread keeps them formatted.
 fn push_timestamp(out: &mut Vec<u8>, now: SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+    }
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
+    let (cached, mut text) = SECOND.get();
+    if cached != secs {
+        let mut formatted = Vec::with_capacity(19);
+        push_second(&mut formatted, secs);
+        text.copy_from_slice(&formatted);
+        SECOND.set((secs, text));
+    }
+    out.extend_from_slice(&text);
+    out.push(b'.');
+    push_padded(out, since.subsec_micros().into(), 6);
+    out.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` (19 bytes) of Unix second `secs`.
+fn push_second(out: &mut Vec<u8>, secs: u64) {
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let of_day = secs % 86_400;
-    push_padded(out, year.max(0) as u64, 4);
+    push_padded(out, year.clamp(0, 9999) as u64, 4);
     out.push(b'-');
     push_padded(out, month.into(), 2);
     out.push(b'-');
@@ -275,9 +294,6 @@ fn push_timestamp(out: &mut Vec<u8>, now: SystemTime) {
     push_padded(out, of_day / 60 % 60, 2);
     out.push(b':');
     push_padded(out, of_day % 60, 2);
-    out.push(b'.');
-    push_padded(out, since.subsec_micros().into(), 6);
-    out.push(b'Z');
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
