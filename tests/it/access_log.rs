@@ -10,7 +10,7 @@ use crate::support::gateway::{Config, Gateway};
 use crate::support::jwt;
 use crate::support::raw::{get, send};
 use crate::support::stripe::{apply, checkout_completed, WEBHOOK_PATH, WHSEC};
-use crate::support::world;
+use crate::support::{redis_world, world};
 
 /// Polls the gateway's stderr until a line satisfies `pred`.
 async fn wait_for_line(
@@ -194,6 +194,36 @@ async fn a_dead_upstream_is_warned_about_once_a_second() {
     // The lines left out are counted on the next one written.
     let counted: u64 = warned.iter().filter_map(|v| v["suppressed"].as_u64()).sum();
     assert!(counted < requests as u64, "{warned:?}");
+}
+
+/// A stopped Redis fails every lookup; the warning is written about once a
+/// second, however many requests fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_is_warned_about_once_a_second() {
+    let (mut redis, _up, gw) = redis_world(|c| c.set_str("log.format", "json")).await;
+    redis.stop();
+    let started = Instant::now();
+    let requests = 40;
+    for i in 0..requests {
+        let resp = gw
+            .send(get("/api/banking").bearer(&jwt::token(&format!("outage-{i}"))))
+            .await;
+        assert_eq!(resp.status, 503, "{:?}", resp.text());
+    }
+    let elapsed = started.elapsed();
+    wait_for_line(&gw, |v| v["message"] == "entitlement lookup failed").await;
+    let warned = gw
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "entitlement lookup failed")
+        .count();
+    let bound = elapsed.as_secs() as usize + 1;
+    assert!(
+        warned <= bound && warned < requests,
+        "{warned} warnings for {requests} requests in {elapsed:?}:\n{}",
+        gw.log()
+    );
 }
 
 /// `/metrics` carries the process family, the build and the in-flight gauge.
