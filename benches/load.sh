@@ -16,6 +16,12 @@
 # openssl certificate, in the same interleaved rounds; the report gives req/s,
 # mean latency and the paygate/nginx ratio.
 #
+# Logs-on row: nginx-logs (another server block of the same nginx proxy, with a
+# JSON access_log to a file) against pg-logs (paygate, public route, `log.level =
+# "info"`, `log.format = "json"`, stderr to a file): one JSON line per request on
+# both sides, to the same kind of destination. Both files are emptied after each
+# run so the disk does not fill.
+#
 #   bash benches/load.sh            # full run: 3 rounds x 10 s per target (~7 min on 2 cores)
 #   QUICK=1 bash benches/load.sh    # smoke run: 1 round x 3 s, 100k users for memory
 #
@@ -120,6 +126,7 @@ redis-cli -p "$REDIS_PORT" ping >/dev/null || die "redis did not start"
 UP_PORT=$(free_port)
 NGX_PORT=$(free_port)
 NGX_H2_PORT=$(free_port)
+NGX_LOG_PORT=$(free_port)
 # One self-signed certificate for both TLS proxies (h2load does not verify it).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
@@ -153,6 +160,19 @@ nginx_conf "$TMP/ngx" on "$(cat <<EOF
   }
   server {
     listen 127.0.0.1:$NGX_PORT;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+  # The logs-on row: a JSON line per request, as paygate's access line.
+  log_format json escape=json '{"timestamp":"\$time_iso8601","level":"INFO","target":"nginx::access",'
+    '"message":"request","method":"\$request_method","path":"\$uri","http_status":\$status,'
+    '"request_time":\$request_time,"request_id":"\$request_id","peer":"\$remote_addr"}';
+  server {
+    listen 127.0.0.1:$NGX_LOG_PORT;
+    access_log $TMP/ngx/access.json json;
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;
@@ -220,7 +240,8 @@ policy = "subscription"
 EOF
 }
 start_paygate() { # NAME: sets PG_PID and PG_URL
-  "$PAYGATE" serve --config "$TMP/$1.toml" >"$TMP/$1.out" 2>"$TMP/$1.err" &
+  # Appending, so the logs row can empty the file while paygate writes to it.
+  "$PAYGATE" serve --config "$TMP/$1.toml" >"$TMP/$1.out" 2>>"$TMP/$1.err" &
   PG_PID=$!
   PIDS+=("$PG_PID")
   local i line=""
@@ -243,7 +264,12 @@ cat >>"$TMP/h2.toml" <<EOF
 cert_file = "$TMP/tls.crt"
 key_file = "$TMP/tls.key"
 EOF
+# The warm config with the JSON access log on, for the logs-on row.
+paygate_config logs 60s 100000
+sed -i 's/^level = "warn"$/level = "info"\nformat = "json"/' "$TMP/logs.toml"
+grep -q '^format = "json"$' "$TMP/logs.toml" || die "could not turn the access log on in logs.toml"
 start_paygate warm; WARM_PID=$PG_PID; WARM_URL=$PG_URL
+start_paygate logs; LOGS_URL=$PG_URL
 start_paygate cold; COLD_PID=$PG_PID; COLD_URL=$PG_URL
 start_paygate h2; H2_URL=$PG_URL
 case "$H2_URL" in https://*) ;; *) die "paygate (h2) does not listen with TLS: $H2_URL" ;; esac
@@ -292,12 +318,16 @@ expect_status 200 "$WARM_URL/api/check" "$HS_TOKEN"
 expect_status 200 "$WARM_URL/api/check" "$RS_TOKEN"
 expect_status 401 "$WARM_URL/api/check"
 expect_status 200 "$WARM_URL/public/check"
+expect_status 200 "$LOGS_URL/public/check"
+expect_status 200 "http://127.0.0.1:$NGX_LOG_PORT/public/check"
+grep -q '"target":"paygate::access"' "$TMP/logs.err" || die "pg-logs wrote no access line"
+grep -q '"http_status":200' "$TMP/ngx/access.json" || die "nginx-logs wrote no access line"
 expect_status 200 "$H2_URL/api/check" "$HS_TOKEN"
 expect_status 200 "https://127.0.0.1:$NGX_H2_PORT/api/check"
 say "entitled $entitled users in ${ingest_secs}s; spot checks passed"
 
 # --- Load rounds -------------------------------------------------------------------------------
-TARGETS=(direct nginx pg-public pg-hs256 pg-rs256 pg-cold)
+TARGETS=(direct nginx pg-public pg-hs256 pg-rs256 pg-cold nginx-logs pg-logs)
 describe() {
   case "$1" in
     direct) echo "upstream nginx, no proxy" ;;
@@ -306,6 +336,8 @@ describe() {
     pg-hs256) echo "paygate, subscription route, HS256 token, cached user" ;;
     pg-rs256) echo "paygate, subscription route, RS256 token, cached user" ;;
     pg-cold) echo "paygate, $COLD_USERS users x $COLD_TOKENS_PER_USER tokens rotating, cache $COLD_CACHE/1s: Redis read + HS256 verify per request" ;;
+    nginx-logs) echo "nginx reverse proxy as above, JSON access_log to a file" ;;
+    pg-logs) echo "paygate (1 worker), public route, JSON access log (log.level info) to a file" ;;
   esac
 }
 run_wrk() { # TARGET DURATION OUTFILE
@@ -317,7 +349,14 @@ run_wrk() { # TARGET DURATION OUTFILE
     pg-hs256) wrk "${common[@]}" -H "Authorization: Bearer $HS_TOKEN" "$WARM_URL/api/data" ;;
     pg-rs256) wrk "${common[@]}" -H "Authorization: Bearer $RS_TOKEN" "$WARM_URL/api/data" ;;
     pg-cold) wrk "${common[@]}" -s "$LOAD/rotate.lua" "$COLD_URL/api/data" -- "$TMP/cold.tok" "$THREADS" ;;
+    nginx-logs) wrk "${common[@]}" "http://127.0.0.1:$NGX_LOG_PORT/public/data" ;;
+    pg-logs) wrk "${common[@]}" "$LOGS_URL/public/data" ;;
   esac >"$3" 2>&1
+  # Both writers append: emptying the files keeps the disk free.
+  case "$1" in
+    nginx-logs) : >"$TMP/ngx/access.json" ;;
+    pg-logs) : >"$TMP/logs.err" ;;
+  esac
 }
 parse_wrk() { # FILE -> "rps p50_ms p99_ms non2xx socket_errors requests"
   awk '
@@ -471,7 +510,8 @@ git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || rev
   echo "tools: $("$NGINX" -v 2>&1 | sed 's/.*version: //'), $(wrk --version 2>&1 | head -n 1 | awk '{print "wrk", $2}'), redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
   echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved round(s), median reported; warm-up $WARMUP per target"
   echo "everything on 127.0.0.1, sharing the same cores (load generator, proxies, upstream, redis)"
-  echo "logging: nginx access_log off; paygate [log] level = \"warn\" (suppresses the per-request access line)"
+  echo "logging: nginx access_log off; paygate [log] level = \"warn\" (suppresses the per-request access line);"
+  echo "  except nginx-logs and pg-logs: a JSON access line per request to a file on both sides"
   echo
   printf '%-10s %10s %9s %9s %7s %6s  %s\n' target req/s p50_ms p99_ms errors redis "what"
   for t in "${TARGETS[@]}"; do
@@ -488,6 +528,9 @@ git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || rev
     printf '%-10s %14s %14s %14s\n' "$t" "$(ratio "${RPS[$t]}" "${RPS[nginx]}")" \
       "$(ratio "${RPS[$t]}" "${RPS[direct]}")" "$(ratio "${P99[$t]}" "${P99[nginx]}")"
   done
+  printf '%-10s %14s %14s %14s\n' target "rps/nginx-logs" "rps/direct" "p99/nginx-logs"
+  printf '%-10s %14s %14s %14s\n' pg-logs "$(ratio "${RPS[pg-logs]}" "${RPS[nginx-logs]}")" \
+    "$(ratio "${RPS[pg-logs]}" "${RPS[direct]}")" "$(ratio "${P99[pg-logs]}" "${P99[nginx-logs]}")"
   echo
   echo "HTTP/2 over TLS: h2load -t$THREADS -c$CONNECTIONS -m$H2_STREAMS -D$DURATION (same rounds; h2load reports no percentiles)"
   printf '%-10s %10s %9s %7s  %s\n' target req/s mean_ms errors "what"
@@ -537,6 +580,7 @@ cp "$TMP/report.txt" "$OUT/report.txt"
   for t in pg-public pg-hs256 pg-rs256 pg-cold; do
     echo "ratio target=$t rps_vs_nginx=$(ratio "${RPS[$t]}" "${RPS[nginx]}") rps_vs_direct=$(ratio "${RPS[$t]}" "${RPS[direct]}") p99_vs_nginx=$(ratio "${P99[$t]}" "${P99[nginx]}")"
   done
+  echo "ratio target=pg-logs rps_vs_nginx_logs=$(ratio "${RPS[pg-logs]}" "${RPS[nginx-logs]}") p99_vs_nginx_logs=$(ratio "${P99[pg-logs]}" "${P99[nginx-logs]}")"
   echo "memory idle_rss_kib=$IDLE_RSS"
   echo "memory upload_bytes=${UPLOAD_SENT:-0} upload_status=${UPLOAD_STATUS:-none} upload_secs=${UPLOAD_SECS:-0} upload_max_rss_kib=$UPLOAD_MAX upload_hwm_kib=$UPLOAD_HWM samples=$samples upstream_status=${UPSTREAM_STATUS:-none} upstream_secs=${UPSTREAM_SECS:-0}"
   echo "memory users=$MEM_USERS users_rss_kib=$USERS_RSS before_kib=$AFTER_UPLOAD_RSS bytes_per_user=$per_user requests=$mem_requests secs=$mem_secs"

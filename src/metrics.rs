@@ -5,6 +5,7 @@
 //! Callers use the small functions below rather than the `metrics` macros, so
 //! names and labels cannot drift apart across modules.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
     Histogram, Unit,
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -21,6 +22,12 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
+];
+
+/// Webhook lag buckets, 1 s to a day: Stripe stamps events to the second and
+/// retries a failed delivery for days.
+const LAG_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0,
 ];
 
 /// What a request ended in: the `decision` label of `paygate_requests_total`
@@ -85,6 +92,12 @@ pub(crate) fn init() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets(BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("paygate_webhook_lag_seconds".into()),
+                    LAG_BUCKETS,
+                )
+            })
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
@@ -139,6 +152,26 @@ fn register() {
         Unit::Seconds,
         "When the public listener's TLS certificate (the leaf) expires, Unix time."
     );
+    describe_gauge!(
+        "paygate_build_info",
+        "Always 1; the labels name the running build."
+    );
+    describe_gauge!(
+        "paygate_requests_in_flight",
+        "Requests on the public listener that have not been answered yet."
+    );
+    describe_histogram!(
+        "paygate_webhook_lag_seconds",
+        Unit::Seconds,
+        "From a Stripe event's creation to paygate applying it."
+    );
+    describe_counter!(
+        "paygate_log_lines_dropped_total",
+        "Access log lines dropped because stderr could not keep up."
+    );
+    gauge!("paygate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    gauge!("paygate_requests_in_flight").set(0.0);
+    counter!("paygate_log_lines_dropped_total").absolute(0);
     for decision in DECISIONS {
         counter!("paygate_requests_total", "route" => "default", "decision" => *decision)
             .absolute(0);
@@ -172,7 +205,7 @@ fn register() {
 /// that serves every request.
 pub(crate) fn spawn_upkeep() {
     static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if STARTED.swap(true, std::sync::atomic::Ordering::AcqRel) {
+    if STARTED.swap(true, Ordering::AcqRel) {
         return;
     }
     let handle = init();
@@ -190,8 +223,40 @@ pub(crate) fn spawn_upkeep() {
 /// The text exposition (Prometheus format 0.0.4).
 pub(crate) fn render() -> String {
     let handle = init();
+    gauge!("paygate_requests_in_flight").set(IN_FLIGHT.load(Ordering::Relaxed) as f64);
     handle.run_upkeep();
-    handle.render()
+    let mut text = handle.render();
+    if let Some(collect) = PROCESS.get() {
+        collect(&mut text);
+    }
+    text
+}
+
+/// Appends the `process_*` family at each render. Reading `/proc` is I/O, which
+/// this layer does not do: the logging setup, above it, provides the reader.
+static PROCESS: OnceLock<fn(&mut String)> = OnceLock::new();
+
+pub(crate) fn set_process_collector(collect: fn(&mut String)) {
+    let _ = PROCESS.set(collect);
+}
+
+/// Requests being handled; read into `paygate_requests_in_flight` at each
+/// render, so a request pays one atomic add on each end and no registry lookup.
+static IN_FLIGHT: AtomicI64 = AtomicI64::new(0);
+
+/// Counts one request in flight until dropped (also when the client goes
+/// away and the request's future is dropped half-way).
+pub(crate) struct InFlight(());
+
+pub(crate) fn in_flight() -> InFlight {
+    IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+    InFlight(())
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Per-route request metrics, registered once at start-up so the hot path
@@ -303,6 +368,16 @@ pub(crate) fn cache(result: &'static str) {
     counter.increment(1);
 }
 
+/// An applied webhook event, `lag_seconds` after Stripe created it.
+pub(crate) fn webhook_lag(lag_seconds: i64) {
+    handle!(Histogram, histogram!("paygate_webhook_lag_seconds")).record(lag_seconds.max(0) as f64);
+}
+
+/// An access log line the writer had no room for.
+pub(crate) fn log_line_dropped() {
+    handle!(Counter, counter!("paygate_log_lines_dropped_total")).increment(1);
+}
+
 pub(crate) fn store_error() {
     counter!("paygate_store_errors_total").increment(1);
 }
@@ -369,6 +444,9 @@ mod tests {
             "paygate_webhook_events_total",
             "paygate_cache_requests_total",
             "paygate_store_errors_total",
+            "paygate_build_info{version=",
+            "paygate_requests_in_flight",
+            "paygate_log_lines_dropped_total",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

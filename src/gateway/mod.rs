@@ -31,6 +31,7 @@ use crate::proxy::trace::{self, TraceContext};
 use crate::proxy::{self, headers, BodyWatch, LimitedBody, Upstream, UpstreamBody};
 use crate::routes::{path, Policy, Requirements};
 use crate::store::{EntitlementCache, EntitlementStore};
+use crate::telemetry::{access, Throttle};
 use crate::webhook::WebhookEndpoint;
 pub use live::Live;
 
@@ -192,13 +193,13 @@ impl Gateway {
         peer: &Peer,
     ) -> Response<GatewayBody> {
         let started = Instant::now();
+        let _in_flight = crate::metrics::in_flight();
         let request_id = headers::request_id(request.headers());
         // Only kept when the access log or span export is on (cloning a `Uri`
         // is a refcount bump): logged as received, since the raw target is
         // what an operator greps for.
-        let logged = (self.spans.is_some()
-            || tracing::enabled!(target: "paygate::access", tracing::Level::INFO))
-        .then(|| (request.method().clone(), request.uri().clone()));
+        let logged = (self.spans.is_some() || access::enabled())
+            .then(|| (request.method().clone(), request.uri().clone()));
 
         // Decided before `route` consumes the request: a gRPC caller's refusals
         // are framed as gRPC statuses.
@@ -244,19 +245,24 @@ impl Gateway {
                 response.status(),
             ));
         }
+        if !access::enabled() {
+            return response;
+        }
         let trace_id = outcome.trace.trace_id_hex();
-        tracing::info!(
-            target: "paygate::access",
-            method = %method,
-            path = %uri.path(),
-            status = response.status().as_u16(),
-            decision = decision.as_str(),
-            user_id = outcome.user.as_deref().map_or("-", |identity| identity.user_id.as_str()),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-            request_id = request_id.to_str().unwrap_or("-"),
-            trace_id = std::str::from_utf8(&trace_id).unwrap_or("-"),
-            peer = %peer.addr.ip(),
-        );
+        access::log(&access::AccessLine {
+            method: method.as_str(),
+            path: uri.path(),
+            http_status: response.status().as_u16(),
+            decision: decision.as_str(),
+            user_id: outcome
+                .user
+                .as_deref()
+                .map(|identity| identity.user_id.as_str()),
+            latency: started.elapsed(),
+            request_id: request_id.to_str().unwrap_or("-"),
+            trace_id: std::str::from_utf8(&trace_id).unwrap_or("-"),
+            peer: peer.addr.ip(),
+        });
         response
     }
 
@@ -516,7 +522,11 @@ impl Gateway {
         let found = match self.entitlements.get(&identity.user_id).await {
             Ok(found) => found,
             Err(error) => {
-                tracing::warn!(%error, user_id = %identity.user_id, "entitlement lookup failed");
+                // During an outage every request fails here: one line a second.
+                static FAILED: Throttle = Throttle::new(std::time::Duration::from_secs(1));
+                if let Some(admitted) = FAILED.admit() {
+                    tracing::warn!(%error, user_id = %identity.user_id, suppressed = admitted.suppressed, "entitlement lookup failed");
+                }
                 return match (policy, self.config.store.on_store_error) {
                     (Policy::Subscription, OnStoreError::Allow)
                     | (Policy::Public | Policy::Authenticated, _) => Ok(unknown(user)),
@@ -542,7 +552,7 @@ impl Gateway {
                         tracing::info!(reason = %"checkout_required", user_id, "request refused: payment required");
                     }
                     Refusal::SubscriptionRequired { status } => {
-                        tracing::info!(reason = %"subscription_inactive", status, user_id, "request refused: payment required");
+                        tracing::info!(reason = %"subscription_inactive", subscription_status = status, user_id, "request refused: payment required");
                     }
                     Refusal::UpgradeRequired { feature } => {
                         tracing::info!(reason = %"feature_missing", feature, user_id, "request refused: payment required");

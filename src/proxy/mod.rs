@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use crate::config::UpstreamConfig;
 use crate::deny::Deny;
 use crate::outbound::error_chain;
+use crate::telemetry::Throttle;
 pub(crate) use body::{BodyEnd, BodyWatch, BoxError, LimitedBody};
 pub(crate) use pool::UpstreamBody;
 
@@ -133,7 +134,11 @@ impl Upstream {
                 Err(Deny::RequestTimeout)
             }
             BodyEnd::Open | BodyEnd::Complete => {
-                tracing::warn!(error = %error_chain(&error), connect = error.is_connect(), "upstream request failed");
+                // A dead upstream fails every request: one line a second.
+                static FAILED: Throttle = Throttle::new(std::time::Duration::from_secs(1));
+                if let Some(admitted) = FAILED.admit() {
+                    tracing::warn!(error = %error_chain(&error), connect = error.is_connect(), suppressed = admitted.suppressed, "upstream request failed");
+                }
                 Err(Deny::UpstreamUnavailable)
             }
         }

@@ -180,6 +180,9 @@ pub async fn run(
         }
     };
     let ((), public, admin) = tokio::join!(signal, public, admin);
+    // The access log writes from its own thread: every line is out before the
+    // process exits.
+    crate::telemetry::flush();
     if public && admin {
         tracing::info!("drained; exiting");
     } else {

@@ -1,11 +1,16 @@
 //! Logging setup: human text or JSON lines on stderr (stdout is reserved for
 //! machine-readable output such as `paygate token` and the listening line),
-//! with a level that a config reload can change; spans go out over OTLP
-//! ([`otlp`]) when a collector is configured.
+//! with a level that a config reload can change. The access log has its own
+//! buffered writer ([`access`]); repeated warnings go through a [`Throttle`];
+//! spans go out over OTLP ([`otlp`]) when a collector is configured.
 
+pub(crate) mod access;
 pub(crate) mod otlp;
+mod process;
+mod throttle;
 
 use crate::config::{LogConfig, LogFormat};
+pub(crate) use throttle::Throttle;
 
 /// Replaces the subscriber's filter.
 type SetFilter = Box<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send + Sync>;
@@ -46,6 +51,8 @@ pub(crate) fn install(log: &LogConfig) -> LogLevel {
     let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&log.level));
     // Colours only for a person at a terminal; CI logs and files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    access::set_json(log.format == LogFormat::Json);
+    crate::metrics::set_process_collector(process::render);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -69,4 +76,10 @@ pub(crate) fn install(log: &LogConfig) -> LogLevel {
     LogLevel {
         set: (!env_chose).then_some(set),
     }
+}
+
+/// Waits (briefly) until every access line written so far is on stderr: the
+/// last thing before the process exits.
+pub(crate) fn flush() {
+    access::flush(std::time::Duration::from_secs(2));
 }

@@ -201,12 +201,18 @@ impl WebhookEndpoint {
             }
         };
         crate::metrics::webhook(&event.event_type, outcome.as_str());
+        if outcome == Outcome::Applied {
+            crate::metrics::webhook_lag(unix_now() - event.created);
+        }
+        // The user ids as one comma-separated string with their count beside
+        // it: a log platform indexes a plain string field, not a debug dump.
         tracing::info!(
             target: "paygate::webhook",
             event_id = %event.id,
             event_type = %event.event_type,
             result = outcome.as_str(),
-            users = ?users,
+            user_count = users.len(),
+            users = %users.join(","),
             "webhook delivery"
         );
         Ok(json_response(
@@ -376,7 +382,7 @@ impl WebhookEndpoint {
     /// Logs a refusal with its reason (never the header's value: it is derived from
     /// the secret), keeps it in the refused-deliveries list, and hands the answer back.
     fn refuse(&self, reason: &'static str, deny: Deny) -> Deny {
-        tracing::info!(target: "paygate::webhook", reason = %reason, status = deny.status().as_u16(), "webhook refused");
+        tracing::info!(target: "paygate::webhook", reason = %reason, http_status = deny.status().as_u16(), "webhook refused");
         self.record_refusal(reason, None, None);
         deny
     }

@@ -258,7 +258,10 @@ async fn every_payment_refusal_is_logged_with_its_reason() {
         assert_eq!(line["level"], "INFO", "{line}");
     }
     let inactive = lines(&gw, |v| v["reason"] == "subscription_inactive");
-    assert_eq!(inactive[0]["status"], "canceled", "{inactive:?}");
+    assert_eq!(
+        inactive[0]["subscription_status"], "canceled",
+        "{inactive:?}"
+    );
     let missing = lines(&gw, |v| v["reason"] == "feature_missing");
     assert_eq!(missing[0]["feature"], "export", "{missing:?}");
 }
