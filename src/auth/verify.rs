@@ -797,7 +797,11 @@ mod tests {
         // (the last character's low bits are base64 padding).
         let signed = with(json!({}));
         let at = signed.rfind('.').unwrap() + 1;
-        let wrong = if signed[at..].starts_with('A') { "B" } else { "A" };
+        let wrong = if signed[at..].starts_with('A') {
+            "B"
+        } else {
+            "A"
+        };
         let tampered = format!("{}{wrong}{}", &signed[..at], &signed[at + 1..]);
         let hs384 = sign(
             Algorithm::HS384,

@@ -427,7 +427,11 @@ impl Config {
             (None, false) => "cleartext HTTP/1.1".to_string(),
         };
         let _ = writeln!(out, "listen     {} ({protocols})", self.server.listen);
-        let upstream_version = if self.upstream.http2 { "HTTP/2" } else { "HTTP/1.1" };
+        let upstream_version = if self.upstream.http2 {
+            "HTTP/2"
+        } else {
+            "HTTP/1.1"
+        };
         let _ = writeln!(out, "upstream   {} ({upstream_version})", self.upstream.url);
         let store = &self.store;
         let store = match (store.redis_mode, &store.redis_url) {

@@ -96,7 +96,11 @@ async fn every_token_refusal_is_logged_with_its_reason_and_never_the_token() {
     // (the last one's low bits are padding, so changing it may change nothing).
     let signed = sign(&claims_with(json!({"sub": "bob"})));
     let at = signed.rfind('.').unwrap() + 1;
-    let wrong = if signed[at..].starts_with('A') { "B" } else { "A" };
+    let wrong = if signed[at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
     let tampered = format!("{}{wrong}{}", &signed[..at], &signed[at + 1..]);
     let cases: Vec<(&str, Option<String>, &str)> = vec![
         ("missing", None, "UNAUTHENTICATED"),
