@@ -387,7 +387,7 @@ impl AdminApi {
                 error.into_response()
             }
         };
-        tracing::debug!(target: "paygate::admin", %method, %path, status = response.status().as_u16(), "admin request");
+        tracing::debug!(target: "paygate::admin", %method, %path, http_status = response.status().as_u16(), "admin request");
         response
     }
 

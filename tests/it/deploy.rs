@@ -16,6 +16,8 @@ use serde_json::Value;
 
 use crate::admin::admin_of;
 use crate::support::https::{h1_tls, send_h1, whole};
+use crate::support::jwt;
+use crate::support::stripe::{apply, checkout_completed, WEBHOOK_PATH, WHSEC};
 use crate::support::*;
 
 /// Long enough for any token; at least the 16 bytes `admin.token` demands.
@@ -236,7 +238,32 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exposed() {
     assert_eq!(answer.status, 200);
     up.wait_requests(1).await;
     let scrape = admin_of(&gw).await.metrics().await;
-    let exposed = scraped_names(&scrape);
+    let mut exposed = scraped_names(&scrape);
+
+    // The webhook lag histogram exists once an event was applied: a second,
+    // plain gateway applies one.
+    let (_up, webhooks) = world(|c| {
+        c.set_str("stripe.webhook_path", WEBHOOK_PATH)
+            .set_str("stripe.webhook_secret", WHSEC)
+            .set_str("stripe.tolerance", "5m")
+            .set("stripe.user_metadata_keys", r#"["user_id"]"#)
+            .set_str("admin.listen", "127.0.0.1:0")
+            .set_str("admin.token", ADMIN_TOKEN)
+    })
+    .await;
+    apply(
+        &webhooks,
+        &checkout_completed(
+            "evt_deploy_1",
+            "lena",
+            "cus_lena",
+            "sub_lena",
+            jwt::now() - 60,
+        ),
+    )
+    .await;
+    let webhook_scrape = admin_of(&webhooks).await.metrics().await;
+    exposed.extend(scraped_names(&webhook_scrape));
 
     for (what, exprs) in [("dashboard", &dashboard_exprs), ("alerts.yml", &rule_exprs)] {
         let used = paygate_metrics(exprs);
@@ -250,6 +277,16 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exposed() {
     let used = paygate_metrics(&dashboard_exprs);
     assert!(used.contains("paygate_request_duration_seconds_bucket"));
     assert!(used.contains("paygate_tls_certificate_expiry_timestamp_seconds"));
+    for name in [
+        "paygate_build_info",
+        "paygate_requests_in_flight",
+        "paygate_webhook_lag_seconds_bucket",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+    ] {
+        assert!(used.contains(name), "the dashboard shows {name}");
+    }
 
     // The gauge holds the leaf's notAfter: the test CA's certificates run to
     // 4096-01-01 (rcgen's default).
