@@ -9,31 +9,8 @@ use std::time::{Duration, Instant};
 use crate::support::gateway::{Config, Gateway};
 use crate::support::jwt;
 use crate::support::raw::{get, send};
-use crate::support::stripe::{apply, checkout_completed, WEBHOOK_PATH, WHSEC};
+use crate::support::stripe::{apply, checkout_completed, with_stripe};
 use crate::support::{redis_world, world};
-
-/// Polls the gateway's stderr until a line satisfies `pred`.
-async fn wait_for_line(
-    gw: &Gateway,
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        for line in gw.log().lines() {
-            if let Ok(value) = serde_json::from_str::<serde_json::Value>(line) {
-                if pred(&value) {
-                    return value;
-                }
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no matching log line in:\n{}",
-            gw.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_access_log_has_the_fields_and_never_the_token() {
@@ -52,7 +29,7 @@ async fn json_access_log_has_the_fields_and_never_the_token() {
         .await;
     assert_eq!(denied.status, 402);
 
-    let line = wait_for_line(&gw, |v| v["request_id"] == "req-log-1").await;
+    let line = gw.json_line(|v| v["request_id"] == "req-log-1").await;
     assert_eq!(line["target"], "paygate::access");
     assert_eq!(line["level"], "INFO");
     assert_eq!(line["message"], "request");
@@ -67,10 +44,9 @@ async fn json_access_log_has_the_fields_and_never_the_token() {
     assert_eq!(line["user_id"], "alice");
     assert!(line["latency_ms"].as_f64().is_some(), "{line}");
     // The access line, not the `request refused` line that names the same user.
-    let denied_line = wait_for_line(&gw, |v| {
-        v["target"] == "paygate::access" && v["user_id"] == "nobody-subscribed"
-    })
-    .await;
+    let denied_line = gw
+        .json_line(|v| v["target"] == "paygate::access" && v["user_id"] == "nobody-subscribed")
+        .await;
     assert_eq!(denied_line["decision"], "checkout_required");
     assert_eq!(denied_line["http_status"], 402);
 
@@ -87,7 +63,7 @@ async fn json_access_log_has_the_fields_and_never_the_token() {
 async fn every_json_line_has_timestamp_level_target_message() {
     let (_up, gw) = world(|c| c.set_str("log.format", "json")).await;
     assert_eq!(gw.send(get("/api/banking")).await.status, 401);
-    wait_for_line(&gw, |v| v["target"] == "paygate::access").await;
+    gw.json_line(|v| v["target"] == "paygate::access").await;
     let mut seen = 0;
     for line in gw.log().lines().filter(|l| l.starts_with('{')) {
         let v: serde_json::Value = serde_json::from_str(line).expect(line);
@@ -114,7 +90,7 @@ async fn the_filter_turns_the_access_log_off() {
     assert_eq!(resp.status, 200);
     // A refusal's own line comes after the request's access line would have.
     assert_eq!(gw.send(get("/a/../../x")).await.status, 400);
-    wait_for_line(&gw, |v| v["message"] == "refused: bad path").await;
+    gw.json_line(|v| v["message"] == "refused: bad path").await;
     assert!(
         !gw.log().contains("paygate::access"),
         "access line written:\n{}",
@@ -176,7 +152,9 @@ async fn a_dead_upstream_is_warned_about_once_a_second() {
         assert_eq!(resp.status, 502, "{:?}", resp.text());
     }
     let elapsed = started.elapsed();
-    let first = wait_for_line(&gw, |v| v["message"] == "upstream request failed").await;
+    let first = gw
+        .json_line(|v| v["message"] == "upstream request failed")
+        .await;
     assert_eq!(first["suppressed"], 0, "{first}");
     let warned: Vec<serde_json::Value> = gw
         .log()
@@ -211,7 +189,8 @@ async fn a_store_outage_is_warned_about_once_a_second() {
         assert_eq!(resp.status, 503, "{:?}", resp.text());
     }
     let elapsed = started.elapsed();
-    wait_for_line(&gw, |v| v["message"] == "entitlement lookup failed").await;
+    gw.json_line(|v| v["message"] == "entitlement lookup failed")
+        .await;
     let warned = gw
         .log()
         .lines()
@@ -266,11 +245,7 @@ async fn metrics_have_process_build_and_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_applied_webhook_records_its_lag_and_users() {
     let (_up, gw) = world(|c| {
-        c.set_str("log.format", "json")
-            .set_str("stripe.webhook_path", WEBHOOK_PATH)
-            .set_str("stripe.webhook_secret", WHSEC)
-            .set_str("stripe.tolerance", "5m")
-            .set("stripe.user_metadata_keys", r#"["user_id"]"#)
+        with_stripe(c.set_str("log.format", "json"))
             .set_str("admin.listen", "127.0.0.1:0")
             .set_str("admin.token", ADMIN_TOKEN)
     })
@@ -281,7 +256,7 @@ async fn an_applied_webhook_records_its_lag_and_users() {
         &checkout_completed("evt_lag_1", "lena", "cus_lena", "sub_lena", created),
     )
     .await;
-    let line = wait_for_line(&gw, |v| v["message"] == "webhook delivery").await;
+    let line = gw.json_line(|v| v["message"] == "webhook delivery").await;
     assert_eq!(line["users"], "lena", "{line}");
     assert_eq!(line["user_count"], 1, "{line}");
     let admin = admin_addr(&gw).await;

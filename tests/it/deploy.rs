@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::admin::admin_of;
 use crate::support::https::{h1_tls, send_h1, whole};
 use crate::support::jwt;
-use crate::support::stripe::{apply, checkout_completed, WEBHOOK_PATH, WHSEC};
+use crate::support::stripe::{apply, checkout_completed, with_stripe};
 use crate::support::*;
 
 /// Long enough for any token; at least the 16 bytes `admin.token` demands.
@@ -243,10 +243,7 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exposed() {
     // The webhook lag histogram exists once an event was applied: a second,
     // plain gateway applies one.
     let (_up, webhooks) = world(|c| {
-        c.set_str("stripe.webhook_path", WEBHOOK_PATH)
-            .set_str("stripe.webhook_secret", WHSEC)
-            .set_str("stripe.tolerance", "5m")
-            .set("stripe.user_metadata_keys", r#"["user_id"]"#)
+        with_stripe(c)
             .set_str("admin.listen", "127.0.0.1:0")
             .set_str("admin.token", ADMIN_TOKEN)
     })

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::jwt::{self, forge, now, sign, sign_hs};
-use crate::support::stripe::{self, WEBHOOK_PATH, WHSEC};
+use crate::support::stripe::{self, with_stripe, WEBHOOK_PATH, WHSEC};
 use crate::support::*;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
@@ -295,11 +295,7 @@ async fn deliveries(admin: SocketAddr) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_webhooks_are_logged_and_listed_with_their_reason() {
     let (_up, gw) = world(|c| {
-        c.set_str("log.format", "json")
-            .set_str("stripe.webhook_path", WEBHOOK_PATH)
-            .set_str("stripe.webhook_secret", WHSEC)
-            .set_str("stripe.tolerance", "5m")
-            .set("stripe.user_metadata_keys", r#"["user_id"]"#)
+        with_stripe(c.set_str("log.format", "json"))
             .set_str("admin.listen", "127.0.0.1:0")
             .set_str("admin.token", ADMIN_TOKEN)
     })

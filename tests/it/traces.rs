@@ -11,7 +11,6 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use paygate_testkit::{Reply, TestServer};
 use prost::Message;
 
-use crate::support::gateway::Gateway;
 use crate::support::{forwarded, get, jwt, world, DEADLINE};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -40,30 +39,6 @@ fn parse(traceparent: &str) -> (String, String, String) {
     (parts[1].into(), parts[2].into(), parts[3].into())
 }
 
-/// Polls the gateway's stderr until a JSON line satisfies `pred`.
-async fn wait_for_line(
-    gw: &Gateway,
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let found = gw
-            .log()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .find(|value| pred(value));
-        if let Some(value) = found {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no matching log line in:\n{}",
-            gw.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clients_trace_is_continued_with_paygates_span_and_its_tracestate() {
     let (up, gw) = world(|c| c.set_str("log.format", "json")).await;
@@ -88,7 +63,7 @@ async fn the_clients_trace_is_continued_with_paygates_span_and_its_tracestate() 
     assert_eq!(flags, "01");
     assert_eq!(seen.header("tracestate"), Some("vendor=abc,other=1"));
 
-    let line = wait_for_line(&gw, |v| v["request_id"] == "trace-continued").await;
+    let line = gw.json_line(|v| v["request_id"] == "trace-continued").await;
     assert_eq!(line["target"], "paygate::access");
     assert_eq!(line["trace_id"], TRACE_ID);
 }
@@ -102,7 +77,7 @@ async fn without_a_traceparent_a_new_trace_starts_and_the_access_line_names_it()
     let (other, _, _) = parse(second.header("traceparent").expect("a traceparent"));
     assert_ne!(trace_id, other, "each request starts its own trace");
 
-    let line = wait_for_line(&gw, |v| v["request_id"] == "trace-new").await;
+    let line = gw.json_line(|v| v["request_id"] == "trace-new").await;
     assert_eq!(line["trace_id"], trace_id.as_str());
 }
 
@@ -149,10 +124,9 @@ async fn a_refused_request_still_logs_its_trace_id() {
         )
         .await;
     assert_eq!(resp.status, 402);
-    let line = wait_for_line(&gw, |v| {
-        v["target"] == "paygate::access" && v["user_id"] == "nobody-subscribed"
-    })
-    .await;
+    let line = gw
+        .json_line(|v| v["target"] == "paygate::access" && v["user_id"] == "nobody-subscribed")
+        .await;
     assert_eq!(line["trace_id"], TRACE_ID);
 }
 

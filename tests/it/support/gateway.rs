@@ -534,6 +534,29 @@ impl Gateway {
         self.log.lock().unwrap().clone()
     }
 
+    /// Polls stderr until a JSON log line satisfies `pred`; fails after
+    /// [`DEADLINE`] with the log.
+    pub(crate) async fn json_line(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let found = self
+                .log()
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .find(|value| pred(value));
+            if let Some(value) = found {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no matching log line in:\n{}",
+                self.log()
+            );
+            // Polling interval for the log reader thread, not a synchronization.
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sends one request on a fresh connection and reads the response.
     pub(crate) async fn send(&self, req: Request) -> RawResponse {
         raw::send(self.addr, req).await

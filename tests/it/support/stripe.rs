@@ -43,6 +43,16 @@ pub(crate) fn with_redis_and_stripe(config: Config, redis_url: &str) -> Config {
         )
 }
 
+/// `config` (on the memory store) with a `[stripe]` section verifying with
+/// [`WHSEC`] and user ids from `metadata.user_id`.
+pub(crate) fn with_stripe(config: Config) -> Config {
+    config
+        .set_str("stripe.webhook_path", WEBHOOK_PATH)
+        .set_str("stripe.webhook_secret", WHSEC)
+        .set_str("stripe.tolerance", "5m")
+        .set("stripe.user_metadata_keys", r#"["user_id"]"#)
+}
+
 /// A fixture from `tests/fixtures/stripe/`, parsed.
 pub(crate) fn fixture(name: &str) -> Value {
     let path = format!(
