@@ -94,8 +94,10 @@ struct Outcome<'a> {
     /// Set once a step let the request through: a refusal after that (a body
     /// too large, the upstream down) keeps this decision and shows in the status.
     passed: Option<Verdict>,
-    /// The request's place in its trace (the client's, or a new one).
-    trace: TraceContext,
+    /// The request's place in its trace (the client's, or a new one), read
+    /// up front only when the access log or span export will name it; else
+    /// the rewrite reads and replaces `traceparent` in one header-map lookup.
+    trace: Option<TraceContext>,
 }
 
 /// What the earlier steps decided about forwarding a request.
@@ -107,8 +109,9 @@ struct Forwarding {
     strip_authorization: bool,
     /// The identity headers, for a verified caller.
     identity: Option<IdentityValues>,
-    /// The upstream gets this trace with paygate's span as its parent.
-    trace: TraceContext,
+    /// The upstream gets this trace with paygate's span as its parent (`None`:
+    /// the rewrite works it out from the request's own `traceparent`).
+    trace: Option<TraceContext>,
 }
 
 /// The identity headers the upstream gets for a verified caller, made from the
@@ -208,8 +211,12 @@ impl Gateway {
             route: "default",
             user: None,
             passed: None,
-            // Kept only here: one copy in the request's future.
-            trace: TraceContext::from_headers(request.headers()),
+            // Kept only here: one copy in the request's future. A custom
+            // header name costs a byte-by-byte hash per lookup, so without a
+            // log line or span to name the trace it is read once, in `rewrite`.
+            trace: logged
+                .is_some()
+                .then(|| TraceContext::from_headers(request.headers())),
         };
         let (mut response, decision) =
             match self.route(request, peer, &request_id, &mut outcome).await {
@@ -232,7 +239,7 @@ impl Gateway {
 
         self.request_metrics
             .record(outcome.route, decision, started.elapsed());
-        let Some((method, uri)) = logged else {
+        let (Some((method, uri)), Some(trace)) = (logged, outcome.trace.as_ref()) else {
             return response;
         };
         if let Some(spans) = &self.spans {
@@ -240,6 +247,7 @@ impl Gateway {
                 started,
                 &method,
                 &uri,
+                trace,
                 &outcome,
                 decision,
                 response.status(),
@@ -248,7 +256,7 @@ impl Gateway {
         if !access::enabled() {
             return response;
         }
-        let trace_id = outcome.trace.trace_id_hex();
+        let trace_id = trace.trace_id_hex();
         access::log(&access::AccessLine {
             method: method.as_str(),
             path: uri.path(),
@@ -420,8 +428,14 @@ impl Gateway {
         );
         h.insert(headers::X_REQUEST_ID.clone(), request_id.clone());
         // The client's `tracestate` goes on only with the trace it belongs to.
-        h.insert(trace::TRACEPARENT.clone(), forwarding.trace.header());
-        if !forwarding.trace.continued() {
+        let continued = match forwarding.trace {
+            Some(trace) => {
+                h.insert(trace::TRACEPARENT.clone(), trace.header());
+                trace.continued()
+            }
+            None => TraceContext::replace_in(h).continued(),
+        };
+        if !continued {
             h.remove(&trace::TRACESTATE);
         }
         headers::set_host(h, self.upstream.host_header());
@@ -577,13 +591,13 @@ fn span_record(
     started: Instant,
     method: &Method,
     uri: &http::Uri,
+    trace: &TraceContext,
     outcome: &Outcome<'_>,
     decision: Decision,
     status: StatusCode,
 ) -> crate::telemetry::otlp::SpanRecord {
     let path: Box<str> =
         path::normalize(uri.path()).map_or_else(|_| uri.path().into(), |p| p.as_ref().into());
-    let trace = &outcome.trace;
     crate::telemetry::otlp::SpanRecord {
         trace_id: trace.trace_id,
         span_id: trace.span_id,

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{Entry, HeaderMap, HeaderName, HeaderValue};
 
 pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub(crate) static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
@@ -47,7 +47,28 @@ impl TraceContext {
     /// continued when its `traceparent` is valid (exactly one, well formed),
     /// else a new trace. Either way paygate's span gets a new id.
     pub(crate) fn from_headers(headers: &HeaderMap) -> TraceContext {
-        let mut values = headers.get_all(&TRACEPARENT).iter();
+        Self::from_values(headers.get_all(&TRACEPARENT).iter())
+    }
+
+    /// [`TraceContext::from_headers`] that also puts this context's
+    /// `traceparent` in place of the client's, in one lookup of the name.
+    pub(crate) fn replace_in(headers: &mut HeaderMap) -> TraceContext {
+        match headers.entry(TRACEPARENT.clone()) {
+            Entry::Occupied(mut entry) => {
+                let trace = Self::from_values(entry.iter());
+                // `insert` replaces every value the client sent.
+                entry.insert(trace.header());
+                trace
+            }
+            Entry::Vacant(entry) => {
+                let trace = Self::from_values(std::iter::empty());
+                entry.insert(trace.header());
+                trace
+            }
+        }
+    }
+
+    fn from_values<'a>(mut values: impl Iterator<Item = &'a HeaderValue>) -> TraceContext {
         let parent = match (values.next(), values.next()) {
             (Some(value), None) => parse(value.as_bytes()),
             // Several are as good as none: which one would the next hop read?
@@ -226,6 +247,35 @@ fn trace_id(high: u64, low: u64) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replace_in_reads_and_replaces_the_clients_traceparent_in_one_go() {
+        let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut headers = HeaderMap::new();
+        headers.insert(&TRACEPARENT, HeaderValue::from_static(client));
+        let trace = TraceContext::replace_in(&mut headers);
+        assert!(trace.continued());
+        assert_eq!(headers.get_all(&TRACEPARENT).iter().count(), 1);
+        assert_eq!(headers[&TRACEPARENT], trace.header());
+        assert!(headers[&TRACEPARENT]
+            .to_str()
+            .unwrap()
+            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert_ne!(headers[&TRACEPARENT], client);
+
+        // Two values are as good as none: a new trace, one value left.
+        headers.append(&TRACEPARENT, HeaderValue::from_static(client));
+        let again = TraceContext::replace_in(&mut headers);
+        assert!(!again.continued());
+        assert_eq!(headers.get_all(&TRACEPARENT).iter().count(), 1);
+        assert_eq!(headers[&TRACEPARENT], again.header());
+
+        // None at all: a new trace is started and sent.
+        let mut empty = HeaderMap::new();
+        let fresh = TraceContext::replace_in(&mut empty);
+        assert!(!fresh.continued());
+        assert_eq!(empty[&TRACEPARENT], fresh.header());
+    }
 
     const VALID: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 

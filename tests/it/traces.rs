@@ -278,3 +278,42 @@ async fn a_collector_that_is_down_costs_requests_nothing_and_is_logged() {
     // Still serving after the failed export.
     forwarded(&gw, &up, get("/health")).await;
 }
+
+/// With the access log off (and no export) the trace is read and replaced in
+/// the rewrite itself: the upstream sees the same thing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_access_log_off_the_trace_is_still_continued_or_started() {
+    let (up, gw) = world(|c| c.set_str("log.level", "warn")).await;
+    let sent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
+    let seen = forwarded(
+        &gw,
+        &up,
+        get("/health")
+            .header("traceparent", &sent)
+            .header("tracestate", "vendor=abc"),
+    )
+    .await;
+    let traceparents = seen.header_all("traceparent");
+    assert_eq!(traceparents.len(), 1, "{traceparents:?}");
+    let (trace_id, parent, _) = parse(traceparents[0]);
+    assert_eq!(trace_id, TRACE_ID);
+    assert_ne!(parent, CLIENT_SPAN);
+    assert_eq!(seen.header("tracestate"), Some("vendor=abc"));
+
+    let fresh = forwarded(
+        &gw,
+        &up,
+        get("/health")
+            .header("traceparent", "00-zz-bad")
+            .header("tracestate", "vendor=stale"),
+    )
+    .await;
+    let (new_trace, _, _) = parse(fresh.header("traceparent").expect("a traceparent"));
+    assert_ne!(new_trace, TRACE_ID);
+    assert_eq!(
+        fresh.header("tracestate"),
+        None,
+        "a stale tracestate is dropped"
+    );
+    assert!(!gw.log().contains("paygate::access"), "{}", gw.log());
+}
