@@ -565,6 +565,23 @@ mod tests {
         assert_eq!(server.hits(), 2);
     }
 
+    /// Fifty verifications of ES256 tokens whose kids nobody knows, at once.
+    /// Forged kids need no valid signature: the key lookup fails first.
+    fn flood_of_unknown_kids(
+        auth: &Arc<Authenticator>,
+        round: usize,
+    ) -> JoinSet<Result<Arc<Identity>, AuthError>> {
+        let claims = valid_claims().to_string();
+        let mut set = JoinSet::new();
+        for i in 0..50 {
+            let auth = Arc::clone(auth);
+            let header = format!(r#"{{"alg":"ES256","kid":"forged-{round}-{i}"}}"#);
+            let token = raw_token(&header, &claims, "AAAA");
+            set.spawn(async move { auth.verify(&token).await });
+        }
+        set
+    }
+
     #[tokio::test]
     async fn a_flood_of_unknown_kids_causes_at_most_one_fetch_per_cooldown() {
         let server = JwksServer::start(jwk_set(&[jwk_ec("k1", EC1_X, EC1_Y)])).await;
@@ -581,20 +598,9 @@ mod tests {
         // waits on the fetch lock or on the fetch itself, so they overlap the
         // fetch without a slow provider (the parallel test below needs one).
 
-        // Forged kids need no valid signature: the key lookup fails first.
-        // Building them by hand also keeps each flood far shorter than the
+        // Building the tokens by hand keeps each flood far shorter than the
         // cooldown, even in a slow debug build.
-        let claims = valid_claims().to_string();
-        let flood = |round: usize| {
-            let mut set = JoinSet::new();
-            for i in 0..50 {
-                let auth = Arc::clone(&auth);
-                let header = format!(r#"{{"alg":"ES256","kid":"forged-{round}-{i}"}}"#);
-                let token = raw_token(&header, &claims, "AAAA");
-                set.spawn(async move { auth.verify(&token).await });
-            }
-            set
-        };
+        let flood = |round| flood_of_unknown_kids(&auth, round);
         let results = flood(0).join_all().await;
         assert!(results
             .iter()
@@ -639,17 +645,7 @@ mod tests {
         // A slow provider, so that the verifications really overlap the fetch.
         server.set_delay(Duration::from_millis(200));
 
-        let claims = valid_claims().to_string();
-        let flood = |round: usize| {
-            let mut set = JoinSet::new();
-            for i in 0..50 {
-                let auth = Arc::clone(&auth);
-                let header = format!(r#"{{"alg":"ES256","kid":"forged-{round}-{i}"}}"#);
-                let token = raw_token(&header, &claims, "AAAA");
-                set.spawn(async move { auth.verify(&token).await });
-            }
-            set
-        };
+        let flood = |round| flood_of_unknown_kids(&auth, round);
         let results = flood(0).join_all().await;
         assert!(results
             .iter()

@@ -237,13 +237,7 @@ impl Pool {
         if let Some(sender) = open() {
             return Ok(sender);
         }
-        let io = self
-            .inner
-            .connector
-            .clone()
-            .oneshot(self.inner.target.clone())
-            .await
-            .map_err(SendError::Connect)?;
+        let io = self.dial().await?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(io)
@@ -277,14 +271,18 @@ impl Pool {
         None
     }
 
-    async fn connect(&self) -> Result<SendRequest<LimitedBody>, SendError> {
-        let io = self
-            .inner
+    /// A new connection (TCP, or TLS for `https://`) to the upstream.
+    async fn dial(&self) -> Result<<Connector as tower::Service<Uri>>::Response, SendError> {
+        self.inner
             .connector
             .clone()
             .oneshot(self.inner.target.clone())
             .await
-            .map_err(SendError::Connect)?;
+            .map_err(SendError::Connect)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<LimitedBody>, SendError> {
+        let io = self.dial().await?;
         let (sender, connection) = http1::Builder::new()
             .handshake(io)
             .await

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use paygate_testkit::{Reply, TestServer};
 use prost::Message;
 
-use crate::support::{forwarded, get, jwt, world, DEADLINE};
+use crate::support::{forwarded, get, jwt, world, Gateway, Recorded, Request, Upstream, DEADLINE};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
@@ -39,11 +39,25 @@ fn parse(traceparent: &str) -> (String, String, String) {
     (parts[1].into(), parts[2].into(), parts[3].into())
 }
 
+/// Forwards `request` and returns what the upstream got with its one
+/// `traceparent` taken apart (trace id, parent span id, flags).
+async fn traced(
+    gw: &Gateway,
+    up: &Upstream,
+    request: Request,
+) -> (Recorded, (String, String, String)) {
+    let seen = forwarded(gw, up, request).await;
+    let traceparents = seen.header_all("traceparent");
+    assert_eq!(traceparents.len(), 1, "{traceparents:?}");
+    let parts = parse(traceparents[0]);
+    (seen, parts)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clients_trace_is_continued_with_paygates_span_and_its_tracestate() {
     let (up, gw) = world(|c| c.set_str("log.format", "json")).await;
     let sent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
-    let seen = forwarded(
+    let (seen, (trace_id, parent, flags)) = traced(
         &gw,
         &up,
         get("/health")
@@ -52,9 +66,6 @@ async fn the_clients_trace_is_continued_with_paygates_span_and_its_tracestate() 
             .header("X-Request-Id", "trace-continued"),
     )
     .await;
-    let traceparents = seen.header_all("traceparent");
-    assert_eq!(traceparents.len(), 1, "{traceparents:?}");
-    let (trace_id, parent, flags) = parse(traceparents[0]);
     assert_eq!(trace_id, TRACE_ID, "the same trace");
     assert_ne!(
         parent, CLIENT_SPAN,
@@ -285,7 +296,7 @@ async fn a_collector_that_is_down_costs_requests_nothing_and_is_logged() {
 async fn with_the_access_log_off_the_trace_is_still_continued_or_started() {
     let (up, gw) = world(|c| c.set_str("log.level", "warn")).await;
     let sent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
-    let seen = forwarded(
+    let (seen, (trace_id, parent, _)) = traced(
         &gw,
         &up,
         get("/health")
@@ -293,9 +304,6 @@ async fn with_the_access_log_off_the_trace_is_still_continued_or_started() {
             .header("tracestate", "vendor=abc"),
     )
     .await;
-    let traceparents = seen.header_all("traceparent");
-    assert_eq!(traceparents.len(), 1, "{traceparents:?}");
-    let (trace_id, parent, _) = parse(traceparents[0]);
     assert_eq!(trace_id, TRACE_ID);
     assert_ne!(parent, CLIENT_SPAN);
     assert_eq!(seen.header("tracestate"), Some("vendor=abc"));
